@@ -1,0 +1,2 @@
+//! `vgpu-vmm`: boots one guest.
+fn main() {}
