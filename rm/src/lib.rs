@@ -1,1 +1,4 @@
-//! Host RM core.
+//! Host RM core: runs a guest's NVIDIA driver calls (RM escapes) for that guest, in its own
+//! namespace (GFID), against a GPU backend.
+
+pub mod backend;

@@ -1,0 +1,3 @@
+//! GPU backends that execute validated, translated RM calls.
+
+pub mod sim;

@@ -1,0 +1,1 @@
+//! `sim`: a software model of a Hopper-class FIFO (the embedded default backend).
