@@ -1,1 +1,97 @@
-fn main() {}
+//! `vgpu-guest`: the test guest's init agent, and the harness's `timed-run` helper.
+
+use anyhow::{bail, Context};
+use guest_tools::agent::{self, AgentMode};
+use guest_tools::timed_run::{self, TimedRunSpec};
+use std::ffi::OsString;
+use std::time::Duration;
+
+const HELP: &str = "\
+vgpu-guest: test agent of the vGPU test guest
+
+USAGE:
+    vgpu-guest                       as PID 1: run the agent as init (mount proc, sys, dev;
+                                     run the scenario named by vgpu.scenario= on the kernel
+                                     command line; print result lines; power off)
+    vgpu-guest agent                 run the agent as a normal process (no mounts, no power-off)
+    vgpu-guest timed-run [OPTIONS] -- COMMAND [ARGS...]
+                                     run COMMAND, relay its stdout as `LABEL| line` and stderr as
+                                     `LABEL! line`, then print a timed_run result line with the
+                                     time from spawn to its first VGPU-RESULT stdout line
+    vgpu-guest --help                this text
+
+TIMED-RUN OPTIONS:
+    --label LABEL      label of relayed lines and of the result (default: run)
+    --timeout SECS     kill COMMAND after SECS seconds (default: 120)
+
+Result lines are `VGPU-RESULT {json}`, one JSON object with a `record` tag each
+(agent, module, pci_function, scenario_end, timed_run, harness_start, harness_end).
+Scenarios: probe (default): boot time, load virtio_pci and uio_pci_generic, list PCI functions.
+";
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    if std::process::id() == 1 {
+        agent::run(AgentMode { as_init: true });
+        unreachable!("the agent powers off as init");
+    }
+    let first = args.first().and_then(|a| a.to_str());
+    match first {
+        Some("--help") | Some("-h") | Some("help") => {
+            print!("{HELP}");
+            Ok(())
+        }
+        Some("agent") if args.len() == 1 => {
+            let ok = agent::run(AgentMode { as_init: false });
+            std::process::exit(if ok { 0 } else { 1 });
+        }
+        Some("timed-run") => {
+            let spec = parse_timed_run(&args[1..])?;
+            let result = timed_run::run_and_report(&spec)?;
+            std::process::exit(result.exit_code.unwrap_or(1));
+        }
+        Some(other) => bail!("unknown command or argument {other:?} (see --help)"),
+        None => bail!("not PID 1: give a command (see --help)"),
+    }
+}
+
+fn parse_timed_run(args: &[OsString]) -> anyhow::Result<TimedRunSpec> {
+    let mut label = "run".to_string();
+    let mut timeout = Duration::from_secs(120);
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.to_str() {
+            Some("--") => {
+                let command: Vec<OsString> = it.cloned().collect();
+                if command.is_empty() {
+                    bail!("timed-run: no command after --");
+                }
+                return Ok(TimedRunSpec {
+                    label,
+                    timeout,
+                    command,
+                });
+            }
+            Some("--label") => {
+                label = value(it.next(), "--label")?;
+            }
+            Some("--timeout") => {
+                let secs: f64 = value(it.next(), "--timeout")?
+                    .parse()
+                    .context("timed-run: --timeout takes seconds")?;
+                if !(secs.is_finite() && secs > 0.0) {
+                    bail!("timed-run: --timeout must be positive");
+                }
+                timeout = Duration::from_secs_f64(secs);
+            }
+            _ => bail!("timed-run: unexpected argument {arg:?} (see --help)"),
+        }
+    }
+    bail!("timed-run: missing `-- COMMAND`")
+}
+
+fn value(arg: Option<&OsString>, flag: &str) -> anyhow::Result<String> {
+    arg.and_then(|a| a.to_str())
+        .map(str::to_string)
+        .with_context(|| format!("timed-run: {flag} needs a value"))
+}

@@ -1,0 +1,110 @@
+//! Scenarios: what the agent does in a guest, selected with `vgpu.scenario=` on the kernel
+//! command line.
+
+use crate::modules::{ModuleError, ModuleIndex};
+use crate::pci::{self, PciError};
+use crate::report::Record;
+use std::path::Path;
+
+/// Kernel command-line key that selects the scenario.
+pub const SCENARIO_PARAM: &str = "vgpu.scenario";
+
+/// Modules the probe scenario loads: the virtio PCI transport and the userspace PCI driver the
+/// vGPU driver will bind through.
+pub const PROBE_MODULES: &[&str] = &["virtio_pci", "uio_pci_generic"];
+
+/// A test scenario the agent can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// Report boot time, load the guest's PCI driver modules, list PCI functions.
+    Probe,
+}
+
+/// Error from selecting or running a scenario.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The command line named a scenario this agent does not know.
+    #[error("unknown scenario {0:?} (known: probe)")]
+    Unknown(String),
+    /// A module could not be loaded.
+    #[error(transparent)]
+    Module(#[from] ModuleError),
+    /// PCI functions could not be listed.
+    #[error(transparent)]
+    Pci(#[from] PciError),
+}
+
+impl std::str::FromStr for Scenario {
+    type Err = ScenarioError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "probe" => Ok(Scenario::Probe),
+            other => Err(ScenarioError::Unknown(other.to_string())),
+        }
+    }
+}
+
+impl Scenario {
+    /// Name as written on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Probe => "probe",
+        }
+    }
+
+    /// Picks the scenario from a kernel command line; `probe` when none is given.
+    pub fn from_cmdline(cmdline: &str) -> Result<Self, ScenarioError> {
+        crate::cmdline::param(cmdline, SCENARIO_PARAM)
+            .map_or(Ok(Scenario::Probe), |name| name.parse())
+    }
+
+    /// Runs the scenario, emitting its result lines; stops at the first failing step.
+    pub fn run(self) -> Result<(), ScenarioError> {
+        match self {
+            Scenario::Probe => probe(),
+        }
+    }
+}
+
+fn probe() -> Result<(), ScenarioError> {
+    let index = ModuleIndex::running()?;
+    let mut first_error = None;
+    for name in PROBE_MODULES {
+        let result = index.load(name);
+        Record::Module {
+            name: name.to_string(),
+            loaded: result.is_ok(),
+            error: result.as_ref().err().map(|e| e.to_string()),
+        }
+        .emit();
+        if let Err(e) = result {
+            first_error.get_or_insert(e);
+        }
+    }
+    for function in pci::enumerate(Path::new(pci::SYSFS_PCI_DEVICES))? {
+        Record::PciFunction(function).emit();
+    }
+    match first_error {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenario_comes_from_the_command_line() {
+        assert_eq!(Scenario::from_cmdline("quiet").unwrap(), Scenario::Probe);
+        assert_eq!(
+            Scenario::from_cmdline("quiet vgpu.scenario=probe").unwrap(),
+            Scenario::Probe
+        );
+        assert!(matches!(
+            Scenario::from_cmdline("vgpu.scenario=fly"),
+            Err(ScenarioError::Unknown(s)) if s == "fly"
+        ));
+    }
+}

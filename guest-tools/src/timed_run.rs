@@ -1,0 +1,207 @@
+//! `timed-run`: starts a command (a VMM), relays its output with a label, and measures the time
+//! from spawning it to the first result line its guest prints. The harness uses it to time
+//! vgpu-vmm and QEMU the same way.
+
+use crate::report::{Record, Relayed, Stream, TimedRun, RESULT_PREFIX};
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long to wait for the output pipes to close after killing a command at its timeout.
+const DRAIN_AFTER_KILL: Duration = Duration::from_secs(2);
+
+/// What to run and how.
+#[derive(Debug, Clone)]
+pub struct TimedRunSpec {
+    /// Label for relayed lines and the result record.
+    pub label: String,
+    /// Kill the command after this long.
+    pub timeout: Duration,
+    /// Program and arguments.
+    pub command: Vec<OsString>,
+}
+
+/// Error starting the command.
+#[derive(Debug, thiserror::Error)]
+pub enum TimedRunError {
+    /// No command given.
+    #[error("no command given")]
+    NoCommand,
+    /// The label has characters that relayed lines cannot carry.
+    #[error("bad label {0:?}: use 1-32 characters of A-Z a-z 0-9 _ . -")]
+    BadLabel(String),
+    /// The command could not be started.
+    #[error("spawning {program:?}: {source}")]
+    Spawn {
+        /// Program that failed to start.
+        program: OsString,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+}
+
+enum Event {
+    Line(Stream, String, Instant),
+    Closed,
+}
+
+/// Runs the command, relaying its output to stdout as it comes, and returns the timing record
+/// (which the caller prints).
+pub fn run(spec: &TimedRunSpec) -> Result<TimedRun, TimedRunError> {
+    if !crate::report::is_label(&spec.label) {
+        return Err(TimedRunError::BadLabel(spec.label.clone()));
+    }
+    let (program, args) = spec.command.split_first().ok_or(TimedRunError::NoCommand)?;
+    let start = Instant::now();
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| TimedRunError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    spawn_reader(stdout, Stream::Stdout, tx.clone());
+    spawn_reader(stderr, Stream::Stderr, tx);
+
+    let deadline = start + spec.timeout;
+    let mut open_streams = 2;
+    let mut first_result = None;
+    let mut timed_out = false;
+    let mut out = std::io::stdout();
+    while open_streams > 0 {
+        let limit = if timed_out {
+            deadline + DRAIN_AFTER_KILL
+        } else {
+            deadline
+        };
+        match rx.recv_timeout(limit.saturating_duration_since(Instant::now())) {
+            Ok(Event::Line(stream, text, at)) => {
+                if stream == Stream::Stdout
+                    && first_result.is_none()
+                    && text.contains(RESULT_PREFIX)
+                {
+                    first_result = Some(at - start);
+                }
+                let _ = writeln!(out, "{}", Relayed::format(&spec.label, stream, &text));
+                let _ = out.flush();
+            }
+            Ok(Event::Closed) => open_streams -= 1,
+            Err(mpsc::RecvTimeoutError::Timeout) if !timed_out => {
+                timed_out = true;
+                let _ = child.kill();
+            }
+            Err(_) => break,
+        }
+    }
+    if !timed_out && Instant::now() > deadline {
+        timed_out = true;
+    }
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) => {
+                timed_out = true;
+                let _ = child.kill();
+                break child.wait().ok();
+            }
+            Err(_) => break None,
+        }
+    };
+    let elapsed = start.elapsed();
+    use std::os::unix::process::ExitStatusExt;
+    Ok(TimedRun {
+        label: spec.label.clone(),
+        exit_code: status.and_then(|s| s.code()),
+        signal: status.and_then(|s| s.signal()),
+        timed_out,
+        first_result_us: first_result.map(|d| d.as_micros() as u64),
+        elapsed_us: elapsed.as_micros() as u64,
+    })
+}
+
+fn spawn_reader(pipe: impl Read + Send + 'static, stream: Stream, tx: mpsc::Sender<Event>) {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(pipe);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let at = Instant::now();
+                    let text = String::from_utf8_lossy(&buf);
+                    let text = text.trim_end_matches(['\n', '\r']).to_string();
+                    if tx.send(Event::Line(stream, text, at)).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = tx.send(Event::Closed);
+    });
+}
+
+/// Runs `spec` and prints its record; returns the record.
+pub fn run_and_report(spec: &TimedRunSpec) -> Result<TimedRun, TimedRunError> {
+    let result = run(spec)?;
+    Record::TimedRun(result.clone()).emit();
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(label: &str, timeout_ms: u64, script: &str) -> TimedRunSpec {
+        TimedRunSpec {
+            label: label.into(),
+            timeout: Duration::from_millis(timeout_ms),
+            command: vec!["sh".into(), "-c".into(), script.into()],
+        }
+    }
+
+    #[test]
+    fn measures_first_result_and_exit_code() {
+        let r = run(&spec(
+            "t1",
+            10_000,
+            "echo booting; echo oops >&2; echo 'VGPU-RESULT {}'; exit 3",
+        ))
+        .unwrap();
+        assert_eq!(r.exit_code, Some(3));
+        assert!(!r.timed_out);
+        assert!(r.first_result_us.is_some());
+        assert!(r.first_result_us.unwrap() <= r.elapsed_us);
+    }
+
+    #[test]
+    fn kills_at_timeout() {
+        let r = run(&spec("t2", 200, "exec sleep 30")).unwrap();
+        assert!(r.timed_out);
+        assert_eq!(r.signal, Some(libc::SIGKILL));
+        assert_eq!(r.first_result_us, None);
+    }
+
+    #[test]
+    fn rejects_bad_labels_and_missing_commands() {
+        assert!(matches!(
+            run(&spec("a b", 100, "true")),
+            Err(TimedRunError::BadLabel(_))
+        ));
+        let empty = TimedRunSpec {
+            label: "x".into(),
+            timeout: Duration::from_secs(1),
+            command: vec![],
+        };
+        assert!(matches!(run(&empty), Err(TimedRunError::NoCommand)));
+    }
+}
