@@ -1,1 +1,13 @@
-//! Scheduler.
+//! Per-tenant GPU time-slice scheduling for vGPUs.
+//!
+//! Split as GVT-g splits `sched_policy.c` from `scheduler.c`:
+//! * [`policy_file`] reads and validates the operator's TOML policy;
+//! * [`policy`] is pure logic: target shares, credit accounting, "who runs next, for how long";
+//! * [`mechanism`] is the trait over a backend's runlists and its levers, with implementations
+//!   for the sim backend and a fake for tests;
+//! * [`scheduler`] drives a mechanism with a policy, choosing its method from the mechanism's
+//!   capabilities;
+//! * [`log`] and [`timeline`] record and draw what ran.
+
+pub mod policy_file;
+pub mod units;

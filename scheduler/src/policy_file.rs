@@ -1,0 +1,718 @@
+//! The policy file: a TOML document naming the global policy and each tenant's vGPUs, weight,
+//! share bounds, timeslice and priority. Parsing keeps toml's span information so that every
+//! validation error names the file and line it is about, in one line.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::units::{format_duration, parse_duration, parse_percent};
+
+/// Timeslice used when the file gives none (NVIDIA's default for up to 8 vGPUs).
+pub const DEFAULT_TIMESLICE: Duration = Duration::from_millis(2);
+/// Balance period used when the file gives none (GVT-g's `GVT_TS_BALANCE_PERIOD_MS`).
+pub const DEFAULT_BALANCE_PERIOD: Duration = Duration::from_millis(100);
+/// Shortest timeslice accepted: below this a switch costs more than the work it schedules.
+pub const MIN_TIMESLICE: Duration = Duration::from_micros(100);
+/// Longest timeslice accepted.
+pub const MAX_TIMESLICE: Duration = Duration::from_millis(100);
+/// Longest balance period accepted.
+pub const MAX_BALANCE_PERIOD: Duration = Duration::from_secs(10);
+/// Largest weight accepted (keeps share arithmetic far from overflow and rounding trouble).
+pub const MAX_WEIGHT: u32 = 10_000;
+
+/// How the GPU's time is divided between tenants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyKind {
+    /// Round robin among tenants with work; idle tenants' time goes to the busy ones. Min/max
+    /// shares still hold.
+    BestEffort,
+    /// Each attached tenant gets 1/N of the GPU whether or not it uses it (NVIDIA equal share).
+    EqualShare,
+    /// Each tenant gets weight/Σweight over all configured tenants; an idle tenant's slice stays
+    /// idle (NVIDIA fixed share semantics).
+    FixedShare,
+    /// Busy tenants share in proportion to their weights; idle tenants give their time away.
+    Weighted,
+}
+
+impl PolicyKind {
+    /// Names as written in the policy file.
+    pub const NAMES: [&'static str; 4] = ["best_effort", "equal_share", "fixed_share", "weighted"];
+
+    /// Parses the file's spelling.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "best_effort" => Some(Self::BestEffort),
+            "equal_share" => Some(Self::EqualShare),
+            "fixed_share" => Some(Self::FixedShare),
+            "weighted" => Some(Self::Weighted),
+            _ => None,
+        }
+    }
+
+    /// The file's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::BestEffort => "best_effort",
+            Self::EqualShare => "equal_share",
+            Self::FixedShare => "fixed_share",
+            Self::Weighted => "weighted",
+        }
+    }
+
+    /// Whether time a tenant leaves unused is given to others (true) or left idle (false).
+    pub fn work_conserving(self) -> bool {
+        matches!(self, Self::BestEffort | Self::Weighted)
+    }
+}
+
+/// A tenant's priority; maps to the runlist interleave level (how often its TSGs appear per pass).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum Priority {
+    /// Interleave level LOW (0): once per runlist pass.
+    #[default]
+    Low,
+    /// Interleave level MEDIUM (1).
+    Medium,
+    /// Interleave level HIGH (2).
+    High,
+}
+
+impl Priority {
+    /// The `NVA06C_CTRL_INTERLEAVE_LEVEL_*` value.
+    pub fn interleave_level(self) -> u32 {
+        self as u32
+    }
+}
+
+/// One tenant: the vGPUs it owns and how it is to be treated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tenant {
+    /// Unique name, used in logs and the timeline.
+    pub name: String,
+    /// vGPU instance UUIDs (lower-case, hyphenated) owned by the tenant.
+    pub vgpus: Vec<String>,
+    /// GPU function IDs owned by the tenant.
+    pub gfids: Vec<u32>,
+    /// Relative weight (weighted and fixed_share policies).
+    pub weight: u32,
+    /// Guaranteed minimum share of the GPU (fraction of 1) while the tenant has work.
+    pub min_share: f64,
+    /// Hard cap on the share of the GPU (fraction of 1).
+    pub max_share: f64,
+    /// The tenant's own timeslice, overriding the global one.
+    pub timeslice: Option<Duration>,
+    /// Priority, mapped to the interleave level.
+    pub priority: Priority,
+}
+
+/// A validated policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// The global policy.
+    pub kind: PolicyKind,
+    /// Timeslice of tenants that set none.
+    pub timeslice: Duration,
+    /// How often shares are rebalanced and a new policy can take effect.
+    pub balance_period: Duration,
+    /// The tenants, in file order.
+    pub tenants: Vec<Tenant>,
+}
+
+impl Policy {
+    /// The timeslice tenant `i` runs with.
+    pub fn timeslice_of(&self, i: usize) -> Duration {
+        self.tenants[i].timeslice.unwrap_or(self.timeslice)
+    }
+
+    /// Index of the tenant owning `gfid`, if any.
+    pub fn tenant_of_gfid(&self, gfid: u32) -> Option<usize> {
+        self.tenants.iter().position(|t| t.gfids.contains(&gfid))
+    }
+
+    /// Parses and validates policy text; `file` names it in error messages.
+    pub fn parse(text: &str, file: &str) -> Result<Self, PolicyError> {
+        parse(text, file)
+    }
+
+    /// Reads and validates a policy file.
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| PolicyError::Unreadable {
+            file: file.clone(),
+            reason: e.to_string(),
+        })?;
+        parse(&text, &file)
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "policy {} timeslice {} balance period {}, {} tenant(s)",
+            self.kind.name(),
+            format_duration(self.timeslice),
+            format_duration(self.balance_period),
+            self.tenants.len()
+        )
+    }
+}
+
+/// A policy file that could not be used; `Display` is one line naming file and line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {reason}")]
+    Unreadable {
+        /// The file.
+        file: String,
+        /// The I/O error.
+        reason: String,
+    },
+    /// The file is not valid TOML or breaks a rule.
+    #[error("{file}:{line}: {message}")]
+    Invalid {
+        /// The file.
+        file: String,
+        /// 1-based line of the offending item.
+        line: usize,
+        /// What is wrong, in one line.
+        message: String,
+    },
+}
+
+impl PolicyError {
+    /// The line the error points at, if it is about the file's content.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            Self::Invalid { line, .. } => Some(*line),
+            Self::Unreadable { .. } => None,
+        }
+    }
+}
+
+/// A duration written as a number of microseconds or as a string with a unit.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawDuration {
+    Micros(i64),
+    Text(String),
+}
+
+/// A share written as a number of percent or a string ending in `%`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawShare {
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTenant {
+    name: Option<Spanned<String>>,
+    vgpus: Option<Vec<Spanned<String>>>,
+    gfids: Option<Vec<Spanned<i64>>>,
+    weight: Option<Spanned<i64>>,
+    min_share: Option<Spanned<RawShare>>,
+    max_share: Option<Spanned<RawShare>>,
+    timeslice: Option<Spanned<RawDuration>>,
+    priority: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    policy: Option<Spanned<String>>,
+    timeslice: Option<Spanned<RawDuration>>,
+    balance_period: Option<Spanned<RawDuration>>,
+    tenant: Option<Vec<Spanned<RawTenant>>>,
+}
+
+/// Turns byte spans into line numbers and builds errors.
+struct Locator<'a> {
+    text: &'a str,
+    file: &'a str,
+}
+
+impl Locator<'_> {
+    fn line(&self, span: &Range<usize>) -> usize {
+        let end = span.start.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn err(&self, span: &Range<usize>, message: impl Into<String>) -> PolicyError {
+        PolicyError::Invalid {
+            file: self.file.to_string(),
+            line: self.line(span),
+            message: message.into(),
+        }
+    }
+}
+
+fn parse(text: &str, file: &str) -> Result<Policy, PolicyError> {
+    let loc = Locator { text, file };
+    let raw: RawPolicy = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        loc.err(&span, e.message().replace('\n', " ").trim().to_string())
+    })?;
+
+    let kind = match &raw.policy {
+        None => {
+            return Err(loc.err(
+                &(0..0),
+                format!(
+                    "missing `policy` (one of {})",
+                    PolicyKind::NAMES.join(", ")
+                ),
+            ))
+        }
+        Some(p) => PolicyKind::from_name(p.get_ref()).ok_or_else(|| {
+            loc.err(
+                &p.span(),
+                format!(
+                    "unknown policy `{}`: expected one of {}",
+                    p.get_ref(),
+                    PolicyKind::NAMES.join(", ")
+                ),
+            )
+        })?,
+    };
+
+    let timeslice = match &raw.timeslice {
+        Some(t) => timeslice_value(&loc, t, "timeslice")?,
+        None => DEFAULT_TIMESLICE,
+    };
+    let balance_period = match &raw.balance_period {
+        Some(b) => {
+            let d = duration_value(&loc, b, "balance_period")?;
+            if d < timeslice || d > MAX_BALANCE_PERIOD {
+                return Err(loc.err(
+                    &b.span(),
+                    format!(
+                        "balance_period {} must be between the timeslice ({}) and {}",
+                        format_duration(d),
+                        format_duration(timeslice),
+                        format_duration(MAX_BALANCE_PERIOD)
+                    ),
+                ));
+            }
+            d
+        }
+        None => DEFAULT_BALANCE_PERIOD.max(timeslice),
+    };
+
+    let raw_tenants = raw.tenant.unwrap_or_default();
+    let mut tenants = Vec::with_capacity(raw_tenants.len());
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut vgpu_owner: HashMap<String, (String, usize)> = HashMap::new();
+    let mut gfid_owner: HashMap<u32, (String, usize)> = HashMap::new();
+    let mut min_sum = 0.0;
+
+    for (index, spanned) in raw_tenants.iter().enumerate() {
+        let tspan = spanned.span();
+        let t = spanned.get_ref();
+        let what = format!("tenant #{}", index + 1);
+        let name = t
+            .name
+            .as_ref()
+            .ok_or_else(|| loc.err(&tspan, format!("{what} is missing `name`")))?;
+        let name_str = name.get_ref().trim().to_string();
+        if name_str.is_empty() {
+            return Err(loc.err(&name.span(), format!("{what} has an empty `name`")));
+        }
+        if let Some(&line) = names.get(&name_str) {
+            return Err(loc.err(
+                &name.span(),
+                format!("duplicate tenant name `{name_str}` (first used on line {line})"),
+            ));
+        }
+        names.insert(name_str.clone(), loc.line(&name.span()));
+        let who = format!("tenant `{name_str}`");
+
+        if t.vgpus.as_ref().is_none_or(|v| v.is_empty()) && t.gfids.as_ref().is_none_or(|g| g.is_empty()) {
+            return Err(loc.err(
+                &tspan,
+                format!("{who} owns nothing: give `vgpus` (UUIDs) or `gfids`"),
+            ));
+        }
+        let mut vgpus = Vec::new();
+        for v in t.vgpus.iter().flatten() {
+            let uuid = v.get_ref().trim().to_ascii_lowercase();
+            if !is_uuid(&uuid) {
+                return Err(loc.err(
+                    &v.span(),
+                    format!("{who}: `{}` is not a vGPU UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)", v.get_ref()),
+                ));
+            }
+            if let Some((owner, line)) = vgpu_owner.get(&uuid) {
+                return Err(loc.err(
+                    &v.span(),
+                    format!("duplicate vGPU {uuid}: {who} lists it, `{owner}` already owns it (line {line})"),
+                ));
+            }
+            vgpu_owner.insert(uuid.clone(), (name_str.clone(), loc.line(&v.span())));
+            vgpus.push(uuid);
+        }
+        let mut gfids = Vec::new();
+        for g in t.gfids.iter().flatten() {
+            let gfid = *g.get_ref();
+            if !(1..=u16::MAX as i64).contains(&gfid) {
+                return Err(loc.err(
+                    &g.span(),
+                    format!("{who}: GFID {gfid} is out of range 1..=65535 (0 is the physical function)"),
+                ));
+            }
+            let gfid = gfid as u32;
+            if let Some((owner, line)) = gfid_owner.get(&gfid) {
+                return Err(loc.err(
+                    &g.span(),
+                    format!("duplicate GFID {gfid}: {who} lists it, `{owner}` already owns it (line {line})"),
+                ));
+            }
+            gfid_owner.insert(gfid, (name_str.clone(), loc.line(&g.span())));
+            gfids.push(gfid);
+        }
+
+        let weight = match &t.weight {
+            None => 1,
+            Some(w) => {
+                let v = *w.get_ref();
+                if !(1..=MAX_WEIGHT as i64).contains(&v) {
+                    return Err(loc.err(
+                        &w.span(),
+                        format!("{who}: weight {v} must be between 1 and {MAX_WEIGHT}"),
+                    ));
+                }
+                v as u32
+            }
+        };
+        let min_share = match &t.min_share {
+            None => 0.0,
+            Some(s) => share_value(&loc, s, &who, "min_share")?,
+        };
+        let max_share = match &t.max_share {
+            None => 1.0,
+            Some(s) => share_value(&loc, s, &who, "max_share")?,
+        };
+        if min_share > max_share {
+            let span = t.min_share.as_ref().map(|s| s.span()).unwrap_or(tspan.clone());
+            return Err(loc.err(
+                &span,
+                format!(
+                    "{who}: min_share {}% is above max_share {}%",
+                    pct(min_share),
+                    pct(max_share)
+                ),
+            ));
+        }
+        if let Some(s) = &t.max_share {
+            if max_share == 0.0 {
+                return Err(loc.err(&s.span(), format!("{who}: max_share 0% would never run")));
+            }
+        }
+        min_sum += min_share;
+        if min_sum > 1.0 + 1e-9 {
+            let span = t.min_share.as_ref().map(|s| s.span()).unwrap_or(tspan.clone());
+            return Err(loc.err(
+                &span,
+                format!(
+                    "min_share over all tenants adds up to {}%, more than 100%",
+                    pct(min_sum)
+                ),
+            ));
+        }
+        let timeslice = match &t.timeslice {
+            None => None,
+            Some(ts) => Some(timeslice_value(&loc, ts, &format!("{who}: timeslice"))?),
+        };
+        let priority = match &t.priority {
+            None => Priority::Low,
+            Some(p) => match p.get_ref().to_ascii_uppercase().as_str() {
+                "LOW" => Priority::Low,
+                "MEDIUM" => Priority::Medium,
+                "HIGH" => Priority::High,
+                other => {
+                    return Err(loc.err(
+                        &p.span(),
+                        format!("{who}: unknown priority `{other}`: expected LOW, MEDIUM or HIGH"),
+                    ))
+                }
+            },
+        };
+        tenants.push(Tenant {
+            name: name_str,
+            vgpus,
+            gfids,
+            weight,
+            min_share,
+            max_share,
+            timeslice,
+            priority,
+        });
+    }
+
+    Ok(Policy {
+        kind,
+        timeslice,
+        balance_period,
+        tenants,
+    })
+}
+
+fn pct(share: f64) -> String {
+    let v = share * 100.0;
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{}", v.round())
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn is_uuid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+fn duration_value(
+    loc: &Locator<'_>,
+    raw: &Spanned<RawDuration>,
+    what: &str,
+) -> Result<Duration, PolicyError> {
+    match raw.get_ref() {
+        RawDuration::Micros(us) if *us >= 0 => Ok(Duration::from_micros(*us as u64)),
+        RawDuration::Micros(us) => Err(loc.err(&raw.span(), format!("{what}: {us} is negative"))),
+        RawDuration::Text(t) => {
+            parse_duration(t).map_err(|e| loc.err(&raw.span(), format!("{what}: {e}")))
+        }
+    }
+}
+
+fn timeslice_value(
+    loc: &Locator<'_>,
+    raw: &Spanned<RawDuration>,
+    what: &str,
+) -> Result<Duration, PolicyError> {
+    let d = duration_value(loc, raw, what)?;
+    if d < MIN_TIMESLICE || d > MAX_TIMESLICE {
+        return Err(loc.err(
+            &raw.span(),
+            format!(
+                "{what} {} is outside {}..={}",
+                format_duration(d),
+                format_duration(MIN_TIMESLICE),
+                format_duration(MAX_TIMESLICE)
+            ),
+        ));
+    }
+    Ok(d)
+}
+
+fn share_value(
+    loc: &Locator<'_>,
+    raw: &Spanned<RawShare>,
+    who: &str,
+    field: &str,
+) -> Result<f64, PolicyError> {
+    let v = match raw.get_ref() {
+        RawShare::Int(i) => *i as f64 / 100.0,
+        RawShare::Float(f) => *f / 100.0,
+        RawShare::Text(t) => {
+            parse_percent(t).map_err(|e| loc.err(&raw.span(), format!("{who}: {field}: {e}")))?
+        }
+    };
+    if !(0.0..=1.0).contains(&v) {
+        return Err(loc.err(
+            &raw.span(),
+            format!("{who}: {field} {}% is outside 0..=100%", pct(v)),
+        ));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UUID_A: &str = "aaaaaaaa-0000-4000-8000-000000000001";
+    const UUID_B: &str = "bbbbbbbb-0000-4000-8000-000000000002";
+
+    fn err(text: &str) -> (usize, String) {
+        let e = Policy::parse(text, "p.toml").unwrap_err();
+        let s = e.to_string();
+        assert!(!s.contains('\n'), "multi-line message: {s:?}");
+        assert!(s.starts_with("p.toml:"), "{s}");
+        (e.line().unwrap(), s)
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let p = Policy::parse(
+            &format!(
+                r#"
+policy = "weighted"
+timeslice = "1ms"
+balance_period = "50ms"
+
+[[tenant]]
+name = "a"
+vgpus = ["{UUID_A}"]
+weight = 3
+min_share = 10
+max_share = "80%"
+timeslice = 4000
+priority = "high"
+
+[[tenant]]
+name = "b"
+gfids = [2, 3]
+"#
+            ),
+            "p.toml",
+        )
+        .unwrap();
+        assert_eq!(p.kind, PolicyKind::Weighted);
+        assert_eq!(p.timeslice, Duration::from_millis(1));
+        assert_eq!(p.balance_period, Duration::from_millis(50));
+        assert_eq!(p.tenants[0].weight, 3);
+        assert_eq!(p.tenants[0].min_share, 0.1);
+        assert_eq!(p.tenants[0].max_share, 0.8);
+        assert_eq!(p.tenants[0].priority, Priority::High);
+        assert_eq!(p.timeslice_of(0), Duration::from_millis(4));
+        assert_eq!(p.timeslice_of(1), Duration::from_millis(1));
+        assert_eq!(p.tenants[1].gfids, vec![2, 3]);
+        assert_eq!(p.tenant_of_gfid(3), Some(1));
+        assert_eq!(p.tenants[1].max_share, 1.0);
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let p = Policy::parse("policy = \"best_effort\"\n", "p.toml").unwrap();
+        assert_eq!(p.timeslice, DEFAULT_TIMESLICE);
+        assert_eq!(p.balance_period, DEFAULT_BALANCE_PERIOD);
+        assert!(p.tenants.is_empty());
+    }
+
+    #[test]
+    fn missing_tenant_name() {
+        let (line, msg) = err("policy = \"weighted\"\n\n[[tenant]]\ngfids = [1]\n");
+        assert_eq!(line, 3);
+        assert!(msg.contains("missing `name`"), "{msg}");
+    }
+
+    #[test]
+    fn tenant_without_vgpus_or_gfids() {
+        let (line, msg) = err("policy = \"weighted\"\n[[tenant]]\nname = \"x\"\nweight = 2\n");
+        assert_eq!(line, 2);
+        assert!(msg.contains("owns nothing"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_policy() {
+        let (line, msg) = err("# c\npolicy = \"fair\"\n");
+        assert_eq!(line, 2);
+        assert!(msg.contains("unknown policy `fair`"), "{msg}");
+        let (line, msg) = err("timeslice = \"1ms\"\n");
+        assert_eq!(line, 1);
+        assert!(msg.contains("missing `policy`"), "{msg}");
+    }
+
+    #[test]
+    fn min_shares_over_100_percent() {
+        let (line, msg) = err(
+            "policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1]\nmin_share = 60\n\
+             [[tenant]]\nname = \"b\"\ngfids = [2]\nmin_share = \"50%\"\n",
+        );
+        assert_eq!(line, 9);
+        assert!(msg.contains("110%"), "{msg}");
+    }
+
+    #[test]
+    fn duplicate_vgpu_and_gfid() {
+        let (line, msg) = err(&format!(
+            "policy = \"weighted\"\n[[tenant]]\nname = \"a\"\nvgpus = [\"{UUID_A}\"]\n\
+             [[tenant]]\nname = \"b\"\nvgpus = [\"{UUID_B}\",\n  \"{}\"]\n",
+            UUID_A.to_uppercase()
+        ));
+        assert_eq!(line, 8);
+        assert!(msg.contains("duplicate vGPU") && msg.contains("line 4"), "{msg}");
+        let (line, msg) = err(
+            "policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1, 1]\n",
+        );
+        assert_eq!(line, 4);
+        assert!(msg.contains("duplicate GFID 1"), "{msg}");
+    }
+
+    #[test]
+    fn bad_units() {
+        let (line, msg) = err("policy = \"weighted\"\ntimeslice = \"2 parsecs\"\n");
+        assert_eq!(line, 2);
+        assert!(msg.contains("unknown unit `parsecs`"), "{msg}");
+        let (line, msg) = err("policy = \"weighted\"\nbalance_period = \"100\"\n");
+        assert_eq!(line, 2);
+        assert!(msg.contains("not a duration"), "{msg}");
+        let (line, msg) = err(
+            "policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1]\nmin_share = \"ten\"\n",
+        );
+        assert_eq!(line, 5);
+        assert!(msg.contains("not a share"), "{msg}");
+    }
+
+    #[test]
+    fn min_above_max_and_ranges() {
+        let (line, msg) = err(
+            "policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1]\nmax_share = 20\nmin_share = 30\n",
+        );
+        assert_eq!(line, 6);
+        assert!(msg.contains("above max_share"), "{msg}");
+        let (line, _) = err("policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1]\nweight = 0\n");
+        assert_eq!(line, 5);
+        let (line, _) = err("policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [0]\n");
+        assert_eq!(line, 4);
+        let (line, _) = err("policy = \"weighted\"\ntimeslice = \"10us\"\n");
+        assert_eq!(line, 2);
+        let (line, _) = err("policy = \"weighted\"\ntimeslice = \"10ms\"\nbalance_period = \"5ms\"\n");
+        assert_eq!(line, 3);
+        let (line, _) = err("policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1]\nmax_share = 101\n");
+        assert_eq!(line, 5);
+        let (line, _) = err("policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1]\npriority = \"urgent\"\n");
+        assert_eq!(line, 5);
+        let (line, _) = err(&format!(
+            "policy = \"weighted\"\n[[tenant]]\nname = \"a\"\nvgpus = [\"{UUID_A}\"]\n[[tenant]]\nname = \"a\"\ngfids = [1]\n"
+        ));
+        assert_eq!(line, 6);
+        let (line, _) = err("policy = \"weighted\"\n[[tenant]]\nname = \"a\"\nvgpus = [\"nope\"]\n");
+        assert_eq!(line, 4);
+    }
+
+    #[test]
+    fn unknown_fields_and_syntax_errors_have_lines() {
+        let (line, msg) = err("policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1]\nwieght = 2\n");
+        assert_eq!(line, 5);
+        assert!(msg.contains("unknown field `wieght`"), "{msg}");
+        let (line, _) = err("policy = \"weighted\"\n\n[[tenant]\n");
+        assert_eq!(line, 3);
+    }
+
+    #[test]
+    fn unreadable_file_is_reported() {
+        let e = Policy::load(Path::new("/nonexistent/policy.toml")).unwrap_err();
+        assert!(e.to_string().starts_with("/nonexistent/policy.toml: cannot read"));
+    }
+}
