@@ -9,5 +9,6 @@
 //!   capabilities;
 //! * [`log`] and [`timeline`] record and draw what ran.
 
+pub mod policy;
 pub mod policy_file;
 pub mod units;
