@@ -9,6 +9,7 @@
 //!   capabilities;
 //! * [`log`] and [`timeline`] record and draw what ran.
 
+pub mod mechanism;
 pub mod policy;
 pub mod policy_file;
 pub mod units;
