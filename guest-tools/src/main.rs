@@ -18,6 +18,8 @@ USAGE:
                                      run COMMAND, relay its stdout as `LABEL| line` and stderr as
                                      `LABEL! line`, then print a timed_run result line with the
                                      time from spawn to its first VGPU-RESULT stdout line
+    vgpu-guest cmdline-param KEY     print the value of KEY=VALUE from /proc/cmdline (quotes
+                                     removed; empty line when absent); for the harness init script
     vgpu-guest --help                this text
 
 TIMED-RUN OPTIONS:
@@ -44,6 +46,14 @@ fn main() -> anyhow::Result<()> {
         Some("agent") if args.len() == 1 => {
             let ok = agent::run(AgentMode { as_init: false });
             std::process::exit(if ok { 0 } else { 1 });
+        }
+        Some("cmdline-param") if args.len() == 2 => {
+            let key = args[1]
+                .to_str()
+                .context("cmdline-param: KEY is not UTF-8")?;
+            let value = guest_tools::cmdline::param(&guest_tools::cmdline::read_proc(), key);
+            println!("{}", value.unwrap_or_default());
+            Ok(())
         }
         Some("timed-run") => {
             let spec = parse_timed_run(&args[1..])?;

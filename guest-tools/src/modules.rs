@@ -101,6 +101,13 @@ impl ModuleIndex {
         &self.base
     }
 
+    /// The `.ko` file of a module, if the index lists it.
+    pub fn file(&self, name: &str) -> Option<&Path> {
+        self.entries
+            .get(&name.replace('-', "_"))
+            .map(|e| e.path.as_path())
+    }
+
     /// Names of `name` and everything it needs, dependencies before dependents.
     pub fn load_order(&self, name: &str) -> Result<Vec<String>, ModuleError> {
         let mut order = Vec::new();

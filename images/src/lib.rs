@@ -1,1 +1,83 @@
-//! Images.
+//! Guest images for the vGPU project, built from Debian packages into a cache directory.
+//!
+//! * the **test guest** ([`TestGuest`]): Debian's cloud kernel as an ELF vmlinux and an initramfs
+//!   with busybox, the static `vgpu-guest` agent as `/init` and the PCI/virtio/uio modules;
+//! * the **nested harness** ([`Harness`]): Debian's generic kernel and an initramfs with the
+//!   `kvm-amd` modules, the static `vgpu-vmm`, the test guest and an init script that runs one
+//!   scenario and powers off; optionally QEMU as a baseline VMM ([`HarnessVariant::WithQemu`]);
+//! * the **runner** ([`runner`]): boots the harness under QEMU TCG (which gives its kernel a real
+//!   KVM with nested SVM, see the architecture notes) and collects the result lines.
+//!
+//! Every step is stamped with the inputs it was built from ([`cache`]), so a warm cache costs a
+//! few seconds.
+
+pub mod apt;
+pub mod cache;
+pub mod cpio;
+pub mod guest;
+pub mod harness;
+pub mod initramfs;
+pub mod kernel;
+pub mod runner;
+pub mod static_bins;
+pub mod tools;
+
+pub use cache::Cache;
+pub use guest::TestGuest;
+pub use harness::{Harness, HarnessVariant};
+pub use runner::{GuestRun, HarnessOutcome, HarnessRun};
+
+use std::path::{Path, PathBuf};
+
+/// Error building or running images.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// File or directory involved.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// An external tool failed or gave unexpected output.
+    #[error("{0}")]
+    Tool(String),
+    /// A Debian package could not be resolved or fetched.
+    #[error("apt: {0}")]
+    Apt(String),
+    /// A kernel package did not hold what a kernel package holds.
+    #[error("kernel {path}: {reason}")]
+    Kernel {
+        /// The file or directory that was wrong.
+        path: PathBuf,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// Booting the harness failed before it produced results.
+    #[error("harness run: {0}")]
+    Run(String),
+}
+
+impl Error {
+    /// An I/O error on `path`.
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// The workspace this crate was built in (the images embed its static binaries).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the images crate lives inside the workspace")
+        .to_path_buf()
+}
+
+/// Prints a progress line for long work on stderr.
+pub fn progress(msg: &str) {
+    eprintln!("[vgpu-image] {msg}");
+}

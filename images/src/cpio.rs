@@ -1,0 +1,209 @@
+//! Writer for `newc` cpio archives, the format the kernel unpacks as initramfs.
+//!
+//! Written here rather than with the `cpio` tool so images need no root for device nodes
+//! (`/dev/console`), own every file by root and carry fixed timestamps (reproducible bytes).
+
+use std::io::{self, Write};
+use std::path::Path;
+
+const MAGIC: &str = "070701";
+const TRAILER: &str = "TRAILER!!!";
+
+/// File type bits of `st_mode`.
+const S_IFDIR: u32 = 0o040000;
+const S_IFREG: u32 = 0o100000;
+const S_IFLNK: u32 = 0o120000;
+const S_IFCHR: u32 = 0o020000;
+
+/// Streams entries into a `newc` archive.
+pub struct CpioWriter<W: Write> {
+    out: W,
+    written: u64,
+    next_ino: u32,
+}
+
+impl<W: Write> CpioWriter<W> {
+    /// Starts an archive on `out`.
+    pub fn new(out: W) -> Self {
+        Self {
+            out,
+            written: 0,
+            next_ino: 1,
+        }
+    }
+
+    /// Adds a directory.
+    pub fn dir(&mut self, path: &str, perm: u32) -> io::Result<()> {
+        self.entry(path, S_IFDIR | (perm & 0o7777), 2, 0, &[])
+    }
+
+    /// Adds a regular file with the given permission bits.
+    pub fn file(&mut self, path: &str, perm: u32, data: &[u8]) -> io::Result<()> {
+        self.entry(path, S_IFREG | (perm & 0o7777), 1, 0, data)
+    }
+
+    /// Adds a symbolic link.
+    pub fn symlink(&mut self, path: &str, target: &str) -> io::Result<()> {
+        self.entry(path, S_IFLNK | 0o777, 1, 0, target.as_bytes())
+    }
+
+    /// Adds a character device node.
+    pub fn char_device(&mut self, path: &str, perm: u32, major: u32, minor: u32) -> io::Result<()> {
+        self.entry(
+            path,
+            S_IFCHR | (perm & 0o7777),
+            1,
+            (major << 8) | minor,
+            &[],
+        )
+    }
+
+    /// Adds everything under `root` (sorted by name, so the archive is reproducible), with paths
+    /// relative to `root`. Directories, regular files and symlinks are supported.
+    pub fn tree(&mut self, root: &Path) -> io::Result<()> {
+        self.tree_at(root, "")
+    }
+
+    fn tree_at(&mut self, dir: &Path, prefix: &str) -> io::Result<()> {
+        let mut names: Vec<_> = std::fs::read_dir(dir)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()?;
+        names.sort();
+        for name in names {
+            let path = dir.join(&name);
+            let rel = format!("{prefix}{}", name.to_string_lossy());
+            let meta = std::fs::symlink_metadata(&path)?;
+            let perm = std::os::unix::fs::PermissionsExt::mode(&meta.permissions());
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path)?;
+                self.symlink(&rel, &target.to_string_lossy())?;
+            } else if meta.is_dir() {
+                self.dir(&rel, perm)?;
+                self.tree_at(&path, &format!("{rel}/"))?;
+            } else if meta.is_file() {
+                self.file(&rel, perm, &std::fs::read(&path)?)?;
+            } else {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{}: unsupported file type", path.display()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the trailer and returns the underlying writer.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.header(TRAILER, 0, 1, 0, 0, 0)?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+
+    fn entry(
+        &mut self,
+        path: &str,
+        mode: u32,
+        nlink: u32,
+        rdev: u32,
+        data: &[u8],
+    ) -> io::Result<()> {
+        let path = path.trim_start_matches('/');
+        let size = u32::try_from(data.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file over 4 GiB"))?;
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        self.header(path, mode, nlink, rdev, size, ino)?;
+        self.write_padded(data)
+    }
+
+    fn header(
+        &mut self,
+        name: &str,
+        mode: u32,
+        nlink: u32,
+        rdev: u32,
+        size: u32,
+        ino: u32,
+    ) -> io::Result<()> {
+        let fields = [
+            ino,
+            mode,
+            0, // uid
+            0, // gid
+            nlink,
+            0, // mtime
+            size,
+            0, // dev major
+            0, // dev minor
+            rdev >> 8,
+            rdev & 0xff,
+            name.len() as u32 + 1,
+            0, // check
+        ];
+        let mut head = String::with_capacity(110 + name.len() + 1);
+        head.push_str(MAGIC);
+        for f in fields {
+            head.push_str(&format!("{f:08x}"));
+        }
+        head.push_str(name);
+        head.push('\0');
+        self.write_padded(head.as_bytes())
+    }
+
+    fn write_padded(&mut self, data: &[u8]) -> io::Result<()> {
+        self.out.write_all(data)?;
+        self.written += data.len() as u64;
+        let pad = (4 - (self.written % 4)) % 4;
+        self.out.write_all(&[0u8; 3][..pad as usize])?;
+        self.written += pad;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_are_aligned_and_terminated() {
+        let mut w = CpioWriter::new(Vec::new());
+        w.dir("/dev", 0o755).unwrap();
+        w.char_device("dev/console", 0o600, 5, 1).unwrap();
+        w.file("init", 0o755, b"abcde").unwrap();
+        let bytes = w.finish().unwrap();
+        assert_eq!(bytes.len() % 4, 0);
+        let text = String::from_utf8_lossy(&bytes);
+        assert_eq!(text.matches(MAGIC).count(), 4);
+        assert!(text.contains("dev/console\0"));
+        assert!(text.ends_with("TRAILER!!!\0\0\0\0"), "trailer padded to 4");
+        // The file header: mode 0100755, size 5, name "init".
+        let at = text.find("init\0").unwrap();
+        let header = &text[at - 110..at];
+        assert_eq!(&header[14..22], "000081ed");
+        assert_eq!(&header[54..62], "00000005");
+        assert_eq!(&header[94..102], "00000005", "name size counts the NUL");
+        assert_eq!(&text[at + 5..at + 5 + 5], "abcde");
+        // The console node: rdev major 5, minor 1.
+        let at = text.find("dev/console\0").unwrap();
+        let header = &text[at - 110..at];
+        assert_eq!((&header[78..86], &header[86..94]), ("00000005", "00000001"));
+    }
+
+    #[test]
+    fn tree_is_archived_sorted_with_symlinks() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("b")).unwrap();
+        std::fs::write(root.path().join("b/f"), b"x").unwrap();
+        std::os::unix::fs::symlink("b/f", root.path().join("a")).unwrap();
+        let mut w = CpioWriter::new(Vec::new());
+        w.tree(root.path()).unwrap();
+        let text = String::from_utf8_lossy(&w.finish().unwrap()).into_owned();
+        let (a, b, f) = (
+            text.find("a\0").unwrap(),
+            text.find("b\0").unwrap(),
+            text.find("b/f\0").unwrap(),
+        );
+        assert!(a < b && b < f);
+        assert!(text.contains("a\0b/f"), "symlink body is its target");
+    }
+}

@@ -1,0 +1,238 @@
+//! The nested-KVM harness: Debian's generic kernel and an initramfs that loads `kvm-amd`, holds
+//! `vgpu-vmm` and the test guest, and runs one scenario (see `harness/init.sh`).
+//!
+//! The QEMU baseline of the boot benchmark needs `qemu-system-x86_64` with its shared libraries
+//! and microvm firmware (about 50 MB); that lives in a separate layer appended to the base image
+//! only for [`HarnessVariant::WithQemu`], so the boot test does not unpack it.
+
+use crate::guest::{TestGuest, GUEST_CMDLINE};
+use crate::initramfs::{self, Compression};
+use crate::kernel::{Flavour, Kernel};
+use crate::static_bins::StaticBins;
+use crate::{cache, tools, Cache, Error};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Bumped when the image layout changes.
+const LAYOUT: u32 = 1;
+
+/// The harness init script.
+pub const INIT_SCRIPT: &str = include_str!("../harness/init.sh");
+
+/// Modules the harness loads (dependencies come along).
+pub const HARNESS_MODULES: &[&str] = &["kvm_amd"];
+
+/// Words `vgpu-vmm` adds to the guest command line (the scenario is appended after them).
+pub const VMM_GUEST_CMDLINE: &str = "";
+
+/// The QEMU baseline's firmware and option ROMs for `-M microvm` with `-kernel`.
+const QEMU_FIRMWARE: &[&str] = &[
+    "bios-microvm.bin",
+    "qboot.rom",
+    "pvh.bin",
+    "linuxboot.bin",
+    "linuxboot_dma.bin",
+    "multiboot_dma.bin",
+    "kvmvapic.bin",
+];
+const QEMU_BINARY: &str = "/usr/bin/qemu-system-x86_64";
+
+/// Which harness image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HarnessVariant {
+    /// kvm-amd, vgpu-vmm and the test guest.
+    Vmm,
+    /// Also QEMU, for the boot benchmark's baseline.
+    WithQemu,
+}
+
+/// A built harness.
+#[derive(Debug, Clone)]
+pub struct Harness {
+    /// The harness (L1) kernel package.
+    pub kernel: Kernel,
+    /// The L1 kernel to boot (ELF vmlinux).
+    pub vmlinux: PathBuf,
+    /// The L1 initramfs of the chosen variant.
+    pub initrd: PathBuf,
+    /// Which variant `initrd` is.
+    pub variant: HarnessVariant,
+    /// The test guest inside it.
+    pub guest: TestGuest,
+}
+
+impl Harness {
+    /// Builds everything the harness needs in the default cache (see [`Cache::from_env`]).
+    pub fn ensure(variant: HarnessVariant) -> Result<Harness, Error> {
+        let cache = Cache::from_env()?;
+        Self::ensure_in(&cache, variant)
+    }
+
+    /// Builds the harness (and the test guest and static binaries) in `cache`.
+    pub fn ensure_in(cache: &Cache, variant: HarnessVariant) -> Result<Harness, Error> {
+        let bins = StaticBins::build(cache)?;
+        let guest = TestGuest::ensure_in(cache, &bins)?;
+        let kernel = Kernel::ensure(cache, Flavour::Generic)?;
+        let busybox = initramfs::busybox_path()?;
+        let key = format!(
+            "layout {LAYOUT}; {}; {}; guest {}; busybox {}; init {}; cmdline {VMM_GUEST_CMDLINE}",
+            kernel.key,
+            bins.key,
+            guest.key,
+            cache::fingerprint(&busybox)?,
+            cache::fingerprint_str(INIT_SCRIPT),
+        );
+        let dir = cache.path("harness");
+        let base = dir.join("harness.cpio");
+        cache.step("harness-initramfs", &key, &[&base], || {
+            build_base(&dir.join("root"), &base, &kernel, &bins, &guest)
+        })?;
+        let initrd = match variant {
+            HarnessVariant::Vmm => base,
+            HarnessVariant::WithQemu => {
+                let layer = dir.join("qemu-layer.cpio.gz");
+                let files = qemu_files()?;
+                let mut layer_key = format!("layout {LAYOUT}");
+                for f in &files {
+                    layer_key.push_str(&format!("; {} {}", f.display(), cache::fingerprint(f)?));
+                }
+                cache.step("harness-qemu-layer", &layer_key, &[&layer], || {
+                    build_qemu_layer(&dir.join("qemu-root"), &layer, &files)
+                })?;
+                let combined = dir.join("harness-qemu.cpio");
+                let combined_key = format!("{key}; {layer_key}");
+                cache.step("harness-with-qemu", &combined_key, &[&combined], || {
+                    initramfs::concat(&[&base, &layer], &combined)
+                })?;
+                combined
+            }
+        };
+        Ok(Harness {
+            vmlinux: kernel.vmlinux.clone(),
+            kernel,
+            initrd,
+            variant,
+            guest,
+        })
+    }
+}
+
+fn build_base(
+    root: &Path,
+    out: &Path,
+    kernel: &Kernel,
+    bins: &StaticBins,
+    guest: &TestGuest,
+) -> Result<(), Error> {
+    initramfs::new_staging(root)?;
+    initramfs::install_busybox(root)?;
+    write_file(&root.join("init"), INIT_SCRIPT.as_bytes(), 0o755)?;
+    tools::copy(&bins.vmm, &root.join("bin/vgpu-vmm"))?;
+    tools::copy(&bins.guest, &root.join("bin/vgpu-guest"))?;
+    tools::copy(&guest.vmlinux, &root.join("guest/vmlinux"))?;
+    tools::copy(&guest.initrd, &root.join("guest/initrd.cpio.gz"))?;
+    let vmm_cmdline = join_words(&[GUEST_CMDLINE, VMM_GUEST_CMDLINE, "vgpu.scenario=probe"]);
+    let qemu_cmdline = join_words(&[GUEST_CMDLINE, "vgpu.scenario=probe"]);
+    tools::mkdir(&root.join("etc/vgpu"))?;
+    write_file(
+        &root.join("etc/vgpu/vmm-cmdline"),
+        vmm_cmdline.as_bytes(),
+        0o644,
+    )?;
+    write_file(
+        &root.join("etc/vgpu/qemu-cmdline"),
+        qemu_cmdline.as_bytes(),
+        0o644,
+    )?;
+    initramfs::install_modules(kernel, HARNESS_MODULES, root)?;
+    initramfs::pack(root, out, Compression::None)
+}
+
+fn join_words(parts: &[&str]) -> String {
+    parts
+        .iter()
+        .flat_map(|p| p.split_whitespace())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(parent) = path.parent() {
+        tools::mkdir(parent)?;
+    }
+    std::fs::write(path, data).map_err(|e| Error::io(path, e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io(path, e))
+}
+
+/// QEMU, the shared libraries `ldd` names for it, and its microvm firmware.
+fn qemu_files() -> Result<Vec<PathBuf>, Error> {
+    let qemu = Path::new(QEMU_BINARY);
+    if !qemu.exists() {
+        return Err(Error::Tool(format!(
+            "{QEMU_BINARY} not found: install qemu-system-x86 (bash .ci/setup)"
+        )));
+    }
+    let out = tools::run(Command::new("ldd").arg(qemu))?;
+    let mut files = vec![qemu.to_path_buf()];
+    files.extend(parse_ldd(&String::from_utf8_lossy(&out.stdout)));
+    for fw in QEMU_FIRMWARE {
+        let p = Path::new("/usr/share/qemu").join(fw);
+        if p.exists() {
+            files.push(p);
+        }
+    }
+    Ok(files)
+}
+
+/// Library paths in `ldd` output (`name => /path (addr)` and `/path (addr)` lines).
+fn parse_ldd(text: &str) -> Vec<PathBuf> {
+    text.lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let path = match l.split_once("=>") {
+                Some((_, rest)) => rest.trim(),
+                None => l,
+            };
+            let path = path.split(" (").next()?.trim();
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect()
+}
+
+fn build_qemu_layer(root: &Path, out: &Path, files: &[PathBuf]) -> Result<(), Error> {
+    tools::remove_all(root)?;
+    for f in files {
+        // Copies follow symlinks, so each file lands as a regular file at the path asked for.
+        let rel = f.strip_prefix("/").expect("absolute paths");
+        tools::copy(f, &root.join(rel))?;
+    }
+    tools::mkdir(&root.join("dev"))?;
+    initramfs::pack(root, out, Compression::Gzip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ldd_output_gives_library_paths() {
+        let text = "\tlinux-vdso.so.1 (0x00007ffd)\n\
+                    \tlibz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x00007f00)\n\
+                    \t/lib64/ld-linux-x86-64.so.2 (0x00007f01)\n\
+                    \tlibmissing.so => not found\n";
+        assert_eq!(
+            parse_ldd(text),
+            vec![
+                PathBuf::from("/lib/x86_64-linux-gnu/libz.so.1"),
+                PathBuf::from("/lib64/ld-linux-x86-64.so.2")
+            ]
+        );
+    }
+
+    #[test]
+    fn cmdline_words_are_joined_with_single_spaces() {
+        assert_eq!(join_words(&["a  b", "", " c"]), "a b c");
+    }
+}
