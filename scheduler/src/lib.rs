@@ -12,4 +12,6 @@
 pub mod mechanism;
 pub mod policy;
 pub mod policy_file;
+pub mod log;
+pub mod scheduler;
 pub mod units;
