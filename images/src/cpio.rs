@@ -182,11 +182,34 @@ mod tests {
         assert_eq!(&header[14..22], "000081ed");
         assert_eq!(&header[54..62], "00000005");
         assert_eq!(&header[94..102], "00000005", "name size counts the NUL");
-        assert_eq!(&text[at + 5..at + 5 + 5], "abcde");
+        assert_eq!(&text[at + 6..at + 11], "abcde", "data starts 4-aligned");
         // The console node: rdev major 5, minor 1.
         let at = text.find("dev/console\0").unwrap();
         let header = &text[at - 110..at];
         assert_eq!((&header[78..86], &header[86..94]), ("00000005", "00000001"));
+    }
+
+    /// Reads back (name, mode, data) of every entry, checking alignment on the way.
+    fn entries(bytes: &[u8]) -> Vec<(String, u32, Vec<u8>)> {
+        let field = |at: usize, i: usize| {
+            let hex = std::str::from_utf8(&bytes[at + 6 + 8 * i..at + 14 + 8 * i]).unwrap();
+            u32::from_str_radix(hex, 16).unwrap() as usize
+        };
+        let align = |n: usize| n.div_ceil(4) * 4;
+        let mut out = Vec::new();
+        let mut at = 0;
+        loop {
+            assert_eq!(&bytes[at..at + 6], MAGIC.as_bytes());
+            let (mode, size, namesize) = (field(at, 1), field(at, 6), field(at, 11));
+            let name =
+                String::from_utf8(bytes[at + 110..at + 110 + namesize - 1].to_vec()).unwrap();
+            let data_at = align(at + 110 + namesize);
+            if name == TRAILER {
+                return out;
+            }
+            out.push((name, mode as u32, bytes[data_at..data_at + size].to_vec()));
+            at = align(data_at + size);
+        }
     }
 
     #[test]
@@ -197,13 +220,17 @@ mod tests {
         std::os::unix::fs::symlink("b/f", root.path().join("a")).unwrap();
         let mut w = CpioWriter::new(Vec::new());
         w.tree(root.path()).unwrap();
-        let text = String::from_utf8_lossy(&w.finish().unwrap()).into_owned();
-        let (a, b, f) = (
-            text.find("a\0").unwrap(),
-            text.find("b\0").unwrap(),
-            text.find("b/f\0").unwrap(),
+        let got = entries(&w.finish().unwrap());
+        let names: Vec<_> = got.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(names, ["a", "b", "b/f"]);
+        assert_eq!(
+            (got[0].1 & 0o170000, got[0].2.as_slice()),
+            (S_IFLNK, &b"b/f"[..])
         );
-        assert!(a < b && b < f);
-        assert!(text.contains("a\0b/f"), "symlink body is its target");
+        assert_eq!(got[1].1 & 0o170000, S_IFDIR);
+        assert_eq!(
+            (got[2].1 & 0o170000, got[2].2.as_slice()),
+            (S_IFREG, &b"x"[..])
+        );
     }
 }
