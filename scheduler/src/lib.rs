@@ -13,5 +13,7 @@ pub mod mechanism;
 pub mod policy;
 pub mod policy_file;
 pub mod log;
+pub mod reload;
 pub mod scheduler;
+pub mod timeline;
 pub mod units;

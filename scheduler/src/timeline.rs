@@ -1,0 +1,314 @@
+//! SVG timeline of a scheduler log: one row per runlist with a coloured bar for each stretch a
+//! tenant ran (like the seed diagrams of TSGs taking turns), a time axis, reload markers, a row
+//! of per-window shares, and a legend. Plain SVG 1.1 that opens in any browser.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::log::{Record, SchedLog};
+use crate::units::format_duration;
+
+/// Which part of the log to draw.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TimelineOptions {
+    /// Start of the drawn range (None: the first record).
+    pub from: Option<Duration>,
+    /// End of the drawn range (None: the last record).
+    pub to: Option<Duration>,
+}
+
+const WIDTH: f64 = 1200.0;
+const LEFT: f64 = 110.0;
+const RIGHT: f64 = 20.0;
+const ROW: f64 = 34.0;
+const TOP: f64 = 50.0;
+
+/// Colour of the `i`-th tenant: hues spread by the golden angle so neighbours differ.
+pub fn tenant_colour(i: usize) -> String {
+    let hue = (i as f64 * 137.508) % 360.0;
+    let light = if i % 2 == 0 { 52 } else { 40 };
+    format!("hsl({hue:.0},65%,{light}%)")
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// A tick step of 1, 2 or 5 times a power of ten giving about `target` ticks over `span` ns.
+fn tick_step(span: f64, target: f64) -> f64 {
+    let raw = (span / target).max(1.0);
+    let mag = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * mag)
+}
+
+/// Renders the log as an SVG document.
+pub fn render_svg(log: &SchedLog, opts: TimelineOptions) -> String {
+    let mut tenants: Vec<String> = Vec::new();
+    let mut title = String::new();
+    let mut runlists = BTreeSet::new();
+    let (mut t_min, mut t_max) = (u64::MAX, 0u64);
+    for r in &log.records {
+        match r {
+            Record::Start(s) => {
+                for t in &s.tenants {
+                    if !tenants.contains(t) {
+                        tenants.push(t.clone());
+                    }
+                }
+                if title.is_empty() {
+                    title = format!("policy {} by {}", s.policy, s.method);
+                }
+                runlists.extend(s.runlists.iter().copied());
+            }
+            Record::Slice(s) => {
+                runlists.insert(s.runlist);
+                t_min = t_min.min(s.timestamp_ns);
+                t_max = t_max.max(s.timestamp_ns + s.time_run_ns);
+                if !tenants.contains(&s.tenant) {
+                    tenants.push(s.tenant.clone());
+                }
+            }
+            Record::Window(w) => {
+                t_min = t_min.min(w.start_ns);
+                t_max = t_max.max(w.end_ns);
+            }
+            Record::Reload(_) => {}
+        }
+    }
+    if t_min == u64::MAX {
+        t_min = 0;
+        t_max = 1;
+    }
+    let from = opts.from.map_or(t_min, |d| d.as_nanos() as u64);
+    let to = opts.to.map_or(t_max, |d| d.as_nanos() as u64).max(from + 1);
+    let span = (to - from) as f64;
+    let plot_w = WIDTH - LEFT - RIGHT;
+    let x = |t: u64| LEFT + (t.saturating_sub(from) as f64).min(span) / span * plot_w;
+    let runlists: Vec<u32> = runlists.into_iter().collect();
+    let rows = runlists.len() + 1;
+    let axis_y = TOP + rows as f64 * ROW + 6.0;
+    let legend_y = axis_y + 40.0;
+    let legend_rows = tenants.len().div_ceil(6).max(1);
+    let height = legend_y + legend_rows as f64 * 20.0 + 10.0;
+    let colour_of = |name: &str| {
+        tenants
+            .iter()
+            .position(|t| t == name)
+            .map(tenant_colour)
+            .unwrap_or_else(|| "#888".into())
+    };
+
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height:.0}" viewBox="0 0 {WIDTH} {height:.0}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        svg,
+        r#"<text x="{LEFT}" y="22" font-size="15" font-weight="bold">vGPU scheduler timeline: {} ({} to {})</text>"#,
+        esc(&title),
+        format_duration(Duration::from_nanos(from)),
+        format_duration(Duration::from_nanos(to))
+    );
+
+    for (row, rl) in runlists.iter().enumerate() {
+        let y = TOP + row as f64 * ROW;
+        let _ = writeln!(
+            svg,
+            r##"<rect x="{LEFT}" y="{y}" width="{plot_w}" height="{:.0}" fill="#f2f2f2"/><text x="8" y="{:.0}">runlist {rl}</text>"##,
+            ROW - 6.0,
+            y + ROW / 2.0
+        );
+        // Merge back-to-back stretches of one tenant so long runs are one element.
+        let mut open: Option<(String, u64, u64)> = None;
+        let mut bars = Vec::new();
+        for s in log.slices().filter(|s| s.runlist == *rl) {
+            let (a, b) = (s.timestamp_ns, s.timestamp_ns + s.time_run_ns);
+            if b <= from || a >= to || s.time_run_ns == 0 {
+                continue;
+            }
+            match &mut open {
+                Some((t, _, end)) if *t == s.tenant && a <= *end + 1 => *end = (*end).max(b),
+                _ => {
+                    if let Some(o) = open.take() {
+                        bars.push(o);
+                    }
+                    open = Some((s.tenant.clone(), a, b));
+                }
+            }
+        }
+        bars.extend(open);
+        for (tenant, a, b) in bars {
+            let (xa, xb) = (x(a.max(from)), x(b.min(to)));
+            let _ = writeln!(
+                svg,
+                r#"<rect x="{xa:.2}" y="{y}" width="{:.2}" height="{:.0}" fill="{}"><title>{} {}+{}</title></rect>"#,
+                (xb - xa).max(0.05),
+                ROW - 6.0,
+                colour_of(&tenant),
+                esc(&tenant),
+                format_duration(Duration::from_nanos(a)),
+                format_duration(Duration::from_nanos(b - a))
+            );
+        }
+    }
+
+    // Per-window shares, stacked.
+    let y = TOP + runlists.len() as f64 * ROW;
+    let h = ROW - 6.0;
+    let _ = writeln!(
+        svg,
+        r##"<rect x="{LEFT}" y="{y}" width="{plot_w}" height="{h:.0}" fill="#f2f2f2"/><text x="8" y="{:.0}">share/window</text>"##,
+        y + ROW / 2.0
+    );
+    for w in log.windows() {
+        if w.end_ns <= from || w.start_ns >= to {
+            continue;
+        }
+        let (xa, xb) = (x(w.start_ns.max(from)), x(w.end_ns.min(to)));
+        let mut acc = 0.0;
+        for t in &w.tenants {
+            if t.share <= 0.0 {
+                continue;
+            }
+            let _ = writeln!(
+                svg,
+                r#"<rect x="{xa:.2}" y="{:.2}" width="{:.2}" height="{:.2}" fill="{}"><title>{}: {:.1}% (target {:.1}%)</title></rect>"#,
+                y + acc * h,
+                (xb - xa).max(0.05),
+                t.share * h,
+                colour_of(&t.tenant),
+                esc(&t.tenant),
+                t.share * 100.0,
+                t.target * 100.0
+            );
+            acc += t.share;
+        }
+    }
+
+    // Reloads.
+    for r in &log.records {
+        if let Record::Reload(rl) = r {
+            if rl.timestamp_ns < from || rl.timestamp_ns > to {
+                continue;
+            }
+            let xr = x(rl.timestamp_ns);
+            let colour = if rl.applied { "#000" } else { "#c00" };
+            let _ = writeln!(
+                svg,
+                r#"<line x1="{xr:.2}" y1="{:.0}" x2="{xr:.2}" y2="{axis_y:.0}" stroke="{colour}" stroke-dasharray="4,3"><title>{}</title></line><text x="{:.2}" y="{:.0}" fill="{colour}">{}</text>"#,
+                TOP - 8.0,
+                esc(&rl.message),
+                xr + 3.0,
+                TOP - 8.0,
+                if rl.applied { "reload" } else { "reload refused" }
+            );
+        }
+    }
+
+    // Time axis.
+    let _ = writeln!(
+        svg,
+        r#"<line x1="{LEFT}" y1="{axis_y}" x2="{:.0}" y2="{axis_y}" stroke="black"/>"#,
+        WIDTH - RIGHT
+    );
+    let step = tick_step(span, 10.0);
+    let mut t = (from as f64 / step).ceil() * step;
+    while t <= to as f64 {
+        let xt = x(t as u64);
+        let _ = writeln!(
+            svg,
+            r#"<line x1="{xt:.2}" y1="{axis_y}" x2="{xt:.2}" y2="{:.0}" stroke="black"/><text x="{xt:.2}" y="{:.0}" text-anchor="middle">{}</text>"#,
+            axis_y + 5.0,
+            axis_y + 18.0,
+            format_duration(Duration::from_nanos(t as u64))
+        );
+        t += step;
+    }
+
+    // Legend.
+    for (i, name) in tenants.iter().enumerate() {
+        let lx = LEFT + (i % 6) as f64 * 175.0;
+        let ly = legend_y + (i / 6) as f64 * 20.0;
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{lx:.0}" y="{:.0}" width="12" height="12" fill="{}"/><text x="{:.0}" y="{ly:.0}">{}</text>"#,
+            ly - 10.0,
+            tenant_colour(i),
+            lx + 16.0,
+            esc(name)
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::{SliceRecord, StartRecord};
+
+    fn slice(t: u64, tenant: &str, d: u64) -> Record {
+        Record::Slice(SliceRecord {
+            timestamp_ns: t,
+            tenant: tenant.into(),
+            runlist: 0,
+            time_run_ns: d,
+            time_run_total_ns: 0,
+            target_slice_ns: d,
+            cumulative_preemption_ns: 0,
+        })
+    }
+
+    #[test]
+    fn draws_rows_bars_axis_and_legend() {
+        let mut log = SchedLog::default();
+        log.push(Record::Start(StartRecord {
+            timestamp_ns: 0,
+            policy: "weighted".into(),
+            method: "gating".into(),
+            tenants: vec!["a<1>".into(), "b".into()],
+            runlists: vec![0],
+        }));
+        log.push(slice(0, "a<1>", 1_000_000));
+        log.push(slice(1_000_000, "a<1>", 1_000_000));
+        log.push(slice(2_000_000, "b", 1_000_000));
+        let svg = render_svg(&log, TimelineOptions::default());
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert!(svg.contains("runlist 0"));
+        assert!(svg.contains("a&lt;1&gt;"), "names are escaped");
+        // The two back-to-back stretches of a are merged into one bar.
+        assert_eq!(svg.matches("<title>a&lt;1&gt; ").count(), 1);
+        assert_eq!(svg.matches("<title>b ").count(), 1);
+        assert!(svg.contains(&tenant_colour(1)));
+        assert!(svg.contains(">3ms<"), "axis reaches the end");
+    }
+
+    #[test]
+    fn range_selection_drops_bars_outside() {
+        let mut log = SchedLog::default();
+        log.push(slice(0, "a", 1_000_000));
+        log.push(slice(5_000_000, "b", 1_000_000));
+        let svg = render_svg(
+            &log,
+            TimelineOptions {
+                from: Some(Duration::from_millis(4)),
+                to: None,
+            },
+        );
+        assert!(!svg.contains("<title>a "));
+        assert!(svg.contains("<title>b "));
+    }
+
+    #[test]
+    fn tick_steps_are_round() {
+        assert_eq!(tick_step(10e9, 10.0), 1e9);
+        assert_eq!(tick_step(3e6, 10.0), 5e5);
+    }
+}
