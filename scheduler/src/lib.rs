@@ -12,8 +12,11 @@
 pub mod mechanism;
 pub mod policy;
 pub mod policy_file;
+pub mod analysis;
+pub mod experiment;
 pub mod log;
 pub mod reload;
 pub mod scheduler;
 pub mod timeline;
+pub mod testbed;
 pub mod units;

@@ -1,0 +1,177 @@
+//! Measures over a schedule: achieved shares per window, share error against targets, and how
+//! long a policy change took to show in the shares.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::log::{Record, SchedLog};
+
+/// Shares of used engine time per window, from cumulative per-tenant run times sampled at
+/// window boundaries (`samples[k]` = totals at the end of window k-1).
+pub fn window_shares(samples: &[Vec<Duration>]) -> Vec<Vec<f64>> {
+    samples
+        .windows(2)
+        .map(|w| {
+            let d: Vec<f64> = w[1]
+                .iter()
+                .zip(&w[0])
+                .map(|(a, b)| a.saturating_sub(*b).as_secs_f64())
+                .collect();
+            let total: f64 = d.iter().sum();
+            d.iter()
+                .map(|x| if total > 0.0 { x / total } else { 0.0 })
+                .collect()
+        })
+        .collect()
+}
+
+/// Largest |achieved - target| over the windows and the tenants selected by `only` (None: all).
+pub fn max_share_error(windows: &[Vec<f64>], targets: &[f64], only: Option<&[usize]>) -> f64 {
+    let all: Vec<usize> = (0..targets.len()).collect();
+    let idx = only.unwrap_or(&all);
+    windows
+        .iter()
+        .flat_map(|w| idx.iter().map(move |&i| (w[i] - targets[i]).abs()))
+        .fold(0.0, f64::max)
+}
+
+/// Shares renormalised over a subset of tenants (e.g. the always-busy ones).
+pub fn renormalise(window: &[f64], subset: &[usize]) -> Vec<f64> {
+    let total: f64 = subset.iter().map(|&i| window[i]).sum();
+    window
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            if subset.contains(&i) && total > 0.0 {
+                s / total
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+/// Time from `reload_at` until the shares over every later window of length `window` (slid in
+/// 1 ms steps, up to `horizon` after the reload) stay within `tolerance` of `targets`
+/// (by tenant name). None if they never settle within the horizon.
+pub fn reload_effect_time(
+    log: &SchedLog,
+    reload_at: Duration,
+    targets: &HashMap<String, f64>,
+    window: Duration,
+    tolerance: f64,
+    horizon: Duration,
+) -> Option<Duration> {
+    const STEP: u64 = 1_000_000;
+    let start = reload_at.as_nanos() as u64;
+    let end = start + horizon.as_nanos() as u64 + window.as_nanos() as u64;
+    let bins = ((end - start) / STEP) as usize;
+    let names: Vec<&String> = targets.keys().collect();
+    // Engine time per tenant per 1 ms bin after the reload.
+    let mut per: Vec<Vec<f64>> = vec![vec![0.0; bins + 1]; names.len()];
+    for r in &log.records {
+        let Record::Slice(s) = r else { continue };
+        let Some(k) = names.iter().position(|n| **n == s.tenant) else {
+            continue;
+        };
+        let (mut a, b) = (s.timestamp_ns.max(start), (s.timestamp_ns + s.time_run_ns).min(end));
+        while a < b {
+            let bin = ((a - start) / STEP) as usize;
+            let bin_end = start + (bin as u64 + 1) * STEP;
+            let piece = b.min(bin_end) - a;
+            per[k][bin] += piece as f64;
+            a += piece;
+        }
+    }
+    let w = (window.as_nanos() as u64 / STEP) as usize;
+    let positions = bins.saturating_sub(w);
+    if positions == 0 {
+        return None;
+    }
+    let prefix: Vec<Vec<f64>> = per
+        .iter()
+        .map(|v| {
+            let mut p = vec![0.0; v.len() + 1];
+            for (i, x) in v.iter().enumerate() {
+                p[i + 1] = p[i] + x;
+            }
+            p
+        })
+        .collect();
+    let error_at = |pos: usize| -> f64 {
+        let runs: Vec<f64> = prefix.iter().map(|p| p[pos + w] - p[pos]).collect();
+        let total: f64 = runs.iter().sum();
+        if total <= 0.0 {
+            return 1.0;
+        }
+        names
+            .iter()
+            .zip(&runs)
+            .map(|(n, r)| (r / total - targets[*n]).abs())
+            .fold(0.0, f64::max)
+    };
+    let errors: Vec<f64> = (0..positions).map(error_at).collect();
+    // Earliest position after which no window exceeds the tolerance; the effect is visible at
+    // the end of that first good window.
+    let mut first_good = None;
+    for pos in (0..positions).rev() {
+        if errors[pos] > tolerance {
+            break;
+        }
+        first_good = Some(pos);
+    }
+    first_good.map(|pos| Duration::from_nanos(pos as u64 * STEP) + window)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::SliceRecord;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn shares_and_errors() {
+        let samples = vec![
+            vec![Duration::ZERO, Duration::ZERO],
+            vec![750 * MS, 250 * MS],
+            vec![1490 * MS, 510 * MS],
+        ];
+        let w = window_shares(&samples);
+        assert_eq!(w[0], vec![0.75, 0.25]);
+        let e = max_share_error(&w, &[0.75, 0.25], None);
+        assert!((e - 0.01).abs() < 1e-9, "{e}");
+        assert_eq!(renormalise(&[0.2, 0.3, 0.5], &[0, 2]), vec![0.2 / 0.7, 0.0, 0.5 / 0.7]);
+    }
+
+    #[test]
+    fn effect_time_finds_the_switch() {
+        // 3:1 in 4 ms rounds until 100 ms, then 1:1 in 2 ms rounds.
+        let mut log = SchedLog::default();
+        let mut t = 0u64;
+        let mut push = |tenant: &str, d: u64, t: &mut u64| {
+            log.push(Record::Slice(SliceRecord {
+                timestamp_ns: *t,
+                tenant: tenant.into(),
+                runlist: 0,
+                time_run_ns: d,
+                time_run_total_ns: 0,
+                target_slice_ns: d,
+                cumulative_preemption_ns: 0,
+            }));
+            *t += d;
+        };
+        while t < 100_000_000 {
+            push("a", 3_000_000, &mut t);
+            push("b", 1_000_000, &mut t);
+        }
+        while t < 1_000_000_000 {
+            push("a", 1_000_000, &mut t);
+            push("b", 1_000_000, &mut t);
+        }
+        let targets: HashMap<String, f64> = [("a".to_string(), 0.5), ("b".to_string(), 0.5)].into();
+        let d = reload_effect_time(&log, 50 * MS, &targets, 20 * MS, 0.02, 500 * MS).unwrap();
+        // The first 20 ms window wholly after 100 ms ends at 120 ms: 70 ms after the reload.
+        assert!(d >= 65 * MS && d <= 71 * MS, "{d:?}");
+    }
+}
