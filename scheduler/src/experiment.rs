@@ -118,7 +118,12 @@ pub fn run<T: Testbed>(
     let loads: Vec<LoadPattern> = match exp.loads.len() {
         1 => vec![exp.loads[0]; n],
         k if k == n => exp.loads.clone(),
-        k => return Err(ExperimentError::LoadCount { loads: k, tenants: n }),
+        k => {
+            return Err(ExperimentError::LoadCount {
+                loads: k,
+                tenants: n,
+            })
+        }
     };
     let (gfids, vgpu_map) = assign_gfids(&exp.policy);
     for (&g, &l) in gfids.iter().zip(&loads) {
@@ -138,17 +143,18 @@ pub fn run<T: Testbed>(
     let mut next_sample = start + exp.sample_every;
     let end = start + exp.duration;
     // Per-tenant totals survive policy changes (the scheduler restarts its own on reload).
-    let accumulate = |sched: &Scheduler<T>, totals: &mut Vec<Duration>, last: &mut Vec<Duration>| {
-        let now_totals = sched.tenant_run_times();
-        let names: Vec<&String> = sched.policy().tenants.iter().map(|t| &t.name).collect();
-        for (k, name) in names.iter().enumerate() {
-            if let Some(i) = tenants.iter().position(|t| t == *name) {
-                let cur = now_totals[k];
-                totals[i] += cur.saturating_sub(last[i]);
-                last[i] = cur;
+    let accumulate =
+        |sched: &Scheduler<T>, totals: &mut Vec<Duration>, last: &mut Vec<Duration>| {
+            let now_totals = sched.tenant_run_times();
+            let names: Vec<&String> = sched.policy().tenants.iter().map(|t| &t.name).collect();
+            for (k, name) in names.iter().enumerate() {
+                if let Some(i) = tenants.iter().position(|t| t == *name) {
+                    let cur = now_totals[k];
+                    totals[i] += cur.saturating_sub(last[i]);
+                    last[i] = cur;
+                }
             }
-        }
-    };
+        };
     while sched.mechanism().now() < end {
         let mut target = next_sample.min(end);
         if let Some((t, _)) = reloads.peek() {
@@ -198,7 +204,12 @@ pub fn run<T: Testbed>(
     accumulate(&sched, &mut totals, &mut last_seen);
     let mut work = Vec::with_capacity(n);
     for &g in &gfids {
-        work.push(sched.mechanism_mut().work_done(g).map_err(SchedError::from)?);
+        work.push(
+            sched
+                .mechanism_mut()
+                .work_done(g)
+                .map_err(SchedError::from)?,
+        );
     }
     sched.release()?;
     let targets = tenants
@@ -266,7 +277,10 @@ mod tests {
         assert_eq!(ticks, 4);
         let w = window_shares(&out.samples);
         assert_eq!(w.len(), 4);
-        assert!(max_share_error(&w[1..2], &[0.75, 0.25], None) < 0.005, "{w:?}");
+        assert!(
+            max_share_error(&w[1..2], &[0.75, 0.25], None) < 0.005,
+            "{w:?}"
+        );
         assert!(max_share_error(&w[2..], &[0.5, 0.5], None) < 0.005, "{w:?}");
         assert_eq!(out.targets, vec![0.5, 0.5]);
         assert!(out.work.iter().all(|w| *w > Duration::from_millis(1400)));
@@ -285,6 +299,9 @@ mod tests {
             realtime: false,
         };
         let gpu = FakeGpu::new(FakeGpu::gsp_levers(), FakeCosts::default());
-        assert!(matches!(run(gpu, &exp, None, |_| {}), Err(ExperimentError::LoadCount { .. })));
+        assert!(matches!(
+            run(gpu, &exp, None, |_| {}),
+            Err(ExperimentError::LoadCount { .. })
+        ));
     }
 }

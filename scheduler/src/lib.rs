@@ -9,14 +9,16 @@
 //!   capabilities;
 //! * [`log`] and [`timeline`] record and draw what ran.
 
+pub mod analysis;
+pub mod bench;
+pub mod experiment;
+pub mod gpus;
+pub mod log;
 pub mod mechanism;
 pub mod policy;
 pub mod policy_file;
-pub mod analysis;
-pub mod experiment;
-pub mod log;
 pub mod reload;
 pub mod scheduler;
-pub mod timeline;
 pub mod testbed;
+pub mod timeline;
 pub mod units;

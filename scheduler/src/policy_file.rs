@@ -273,10 +273,7 @@ fn parse(text: &str, file: &str) -> Result<Policy, PolicyError> {
         None => {
             return Err(loc.err(
                 &(0..0),
-                format!(
-                    "missing `policy` (one of {})",
-                    PolicyKind::NAMES.join(", ")
-                ),
+                format!("missing `policy` (one of {})", PolicyKind::NAMES.join(", ")),
             ))
         }
         Some(p) => PolicyKind::from_name(p.get_ref()).ok_or_else(|| {
@@ -342,7 +339,9 @@ fn parse(text: &str, file: &str) -> Result<Policy, PolicyError> {
         names.insert(name_str.clone(), loc.line(&name.span()));
         let who = format!("tenant `{name_str}`");
 
-        if t.vgpus.as_ref().is_none_or(|v| v.is_empty()) && t.gfids.as_ref().is_none_or(|g| g.is_empty()) {
+        if t.vgpus.as_ref().is_none_or(|v| v.is_empty())
+            && t.gfids.as_ref().is_none_or(|g| g.is_empty())
+        {
             return Err(loc.err(
                 &tspan,
                 format!("{who} owns nothing: give `vgpus` (UUIDs) or `gfids`"),
@@ -354,7 +353,10 @@ fn parse(text: &str, file: &str) -> Result<Policy, PolicyError> {
             if !is_uuid(&uuid) {
                 return Err(loc.err(
                     &v.span(),
-                    format!("{who}: `{}` is not a vGPU UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)", v.get_ref()),
+                    format!(
+                        "{who}: `{}` is not a vGPU UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)",
+                        v.get_ref()
+                    ),
                 ));
             }
             if let Some((owner, line)) = vgpu_owner.get(&uuid) {
@@ -372,7 +374,9 @@ fn parse(text: &str, file: &str) -> Result<Policy, PolicyError> {
             if !(1..=u16::MAX as i64).contains(&gfid) {
                 return Err(loc.err(
                     &g.span(),
-                    format!("{who}: GFID {gfid} is out of range 1..=65535 (0 is the physical function)"),
+                    format!(
+                        "{who}: GFID {gfid} is out of range 1..=65535 (0 is the physical function)"
+                    ),
                 ));
             }
             let gfid = gfid as u32;
@@ -408,7 +412,11 @@ fn parse(text: &str, file: &str) -> Result<Policy, PolicyError> {
             Some(s) => share_value(&loc, s, &who, "max_share")?,
         };
         if min_share > max_share {
-            let span = t.min_share.as_ref().map(|s| s.span()).unwrap_or(tspan.clone());
+            let span = t
+                .min_share
+                .as_ref()
+                .map(|s| s.span())
+                .unwrap_or(tspan.clone());
             return Err(loc.err(
                 &span,
                 format!(
@@ -425,7 +433,11 @@ fn parse(text: &str, file: &str) -> Result<Policy, PolicyError> {
         }
         min_sum += min_share;
         if min_sum > 1.0 + 1e-9 {
-            let span = t.min_share.as_ref().map(|s| s.span()).unwrap_or(tspan.clone());
+            let span = t
+                .min_share
+                .as_ref()
+                .map(|s| s.span())
+                .unwrap_or(tspan.clone());
             return Err(loc.err(
                 &span,
                 format!(
@@ -651,10 +663,11 @@ gfids = [2, 3]
             UUID_A.to_uppercase()
         ));
         assert_eq!(line, 8);
-        assert!(msg.contains("duplicate vGPU") && msg.contains("line 4"), "{msg}");
-        let (line, msg) = err(
-            "policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1, 1]\n",
+        assert!(
+            msg.contains("duplicate vGPU") && msg.contains("line 4"),
+            "{msg}"
         );
+        let (line, msg) = err("policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1, 1]\n");
         assert_eq!(line, 4);
         assert!(msg.contains("duplicate GFID 1"), "{msg}");
     }
@@ -681,29 +694,36 @@ gfids = [2, 3]
         );
         assert_eq!(line, 6);
         assert!(msg.contains("above max_share"), "{msg}");
-        let (line, _) = err("policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1]\nweight = 0\n");
+        let (line, _) =
+            err("policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1]\nweight = 0\n");
         assert_eq!(line, 5);
         let (line, _) = err("policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [0]\n");
         assert_eq!(line, 4);
         let (line, _) = err("policy = \"weighted\"\ntimeslice = \"10us\"\n");
         assert_eq!(line, 2);
-        let (line, _) = err("policy = \"weighted\"\ntimeslice = \"10ms\"\nbalance_period = \"5ms\"\n");
+        let (line, _) =
+            err("policy = \"weighted\"\ntimeslice = \"10ms\"\nbalance_period = \"5ms\"\n");
         assert_eq!(line, 3);
-        let (line, _) = err("policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1]\nmax_share = 101\n");
+        let (line, _) =
+            err("policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1]\nmax_share = 101\n");
         assert_eq!(line, 5);
-        let (line, _) = err("policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1]\npriority = \"urgent\"\n");
+        let (line, _) = err(
+            "policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1]\npriority = \"urgent\"\n",
+        );
         assert_eq!(line, 5);
         let (line, _) = err(&format!(
             "policy = \"weighted\"\n[[tenant]]\nname = \"a\"\nvgpus = [\"{UUID_A}\"]\n[[tenant]]\nname = \"a\"\ngfids = [1]\n"
         ));
         assert_eq!(line, 6);
-        let (line, _) = err("policy = \"weighted\"\n[[tenant]]\nname = \"a\"\nvgpus = [\"nope\"]\n");
+        let (line, _) =
+            err("policy = \"weighted\"\n[[tenant]]\nname = \"a\"\nvgpus = [\"nope\"]\n");
         assert_eq!(line, 4);
     }
 
     #[test]
     fn unknown_fields_and_syntax_errors_have_lines() {
-        let (line, msg) = err("policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1]\nwieght = 2\n");
+        let (line, msg) =
+            err("policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1]\nwieght = 2\n");
         assert_eq!(line, 5);
         assert!(msg.contains("unknown field `wieght`"), "{msg}");
         let (line, _) = err("policy = \"weighted\"\n\n[[tenant]\n");
@@ -713,6 +733,8 @@ gfids = [2, 3]
     #[test]
     fn unreadable_file_is_reported() {
         let e = Policy::load(Path::new("/nonexistent/policy.toml")).unwrap_err();
-        assert!(e.to_string().starts_with("/nonexistent/policy.toml: cannot read"));
+        assert!(e
+            .to_string()
+            .starts_with("/nonexistent/policy.toml: cannot read"));
     }
 }

@@ -59,11 +59,17 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("vgpu-sched-reload-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("p.toml");
-        write(&path, "policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1]\n");
+        write(
+            &path,
+            "policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1]\n",
+        );
         let mut w = PolicyWatcher::new(&path).unwrap();
         assert!(w.poll().is_none(), "unchanged file is not reloaded");
 
-        write(&path, "policy = \"best_effort\"\n[[tenant]]\nname = \"a\"\ngfids = [1]\n");
+        write(
+            &path,
+            "policy = \"best_effort\"\n[[tenant]]\nname = \"a\"\ngfids = [1]\n",
+        );
         let p = w.poll().expect("change seen").expect("valid");
         assert_eq!(p.kind.name(), "best_effort");
         assert!(w.poll().is_none());

@@ -17,7 +17,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use crate::log::{
-    ReloadRecord, Record, SchedLog, SliceRecord, StartRecord, TenantShare, WindowRecord,
+    Record, ReloadRecord, SchedLog, SliceRecord, StartRecord, TenantShare, WindowRecord,
 };
 use crate::mechanism::{Capabilities, GroupRef, Mechanism, MechanismError};
 use crate::policy::{Planner, Slot, Turn};
@@ -81,7 +81,8 @@ pub enum SchedError {
 /// and reports run time; anything that must leave time idle, or a backend whose timeslice lever
 /// is inert, needs channel gating.
 pub fn choose_method(caps: Capabilities, policy: &Policy) -> Result<Method, SchedError> {
-    let needs_idle = !policy.kind.work_conserving() || policy.tenants.iter().any(|t| t.max_share < 1.0);
+    let needs_idle =
+        !policy.kind.work_conserving() || policy.tenants.iter().any(|t| t.max_share < 1.0);
     let can_slice = caps.timeslice && caps.run_time_stats && caps.busy_query;
     let can_gate = caps.channel_gate && caps.busy_query;
     if can_slice && !needs_idle {
@@ -95,6 +96,10 @@ pub fn choose_method(caps: Capabilities, policy: &Policy) -> Result<Method, Sche
         })
     }
 }
+
+/// Fraction of GPU time the gating method may spend switching: turns are stretched so that
+/// the measured switch time stays below it.
+pub const SWITCH_OVERHEAD_BUDGET: f64 = 0.015;
 
 /// Longest the timeslice method lets the GPU run between reading statistics.
 const TIMESLICE_CHUNK: Duration = Duration::from_millis(10);
@@ -122,6 +127,8 @@ pub struct Scheduler<M: Mechanism> {
     window_run: Vec<Duration>,
     window_switch: Duration,
     switch_total: Duration,
+    /// Moving average of one gating switch's cost, ns.
+    switch_avg: Option<f64>,
     busy: Vec<bool>,
     programmed: bool,
     pending: Option<Policy>,
@@ -158,6 +165,7 @@ impl<M: Mechanism> Scheduler<M> {
             window_run: vec![Duration::ZERO; n],
             window_switch: Duration::ZERO,
             switch_total: Duration::ZERO,
+            switch_avg: None,
             busy: vec![false; n],
             programmed: false,
             pending: None,
@@ -292,7 +300,9 @@ impl<M: Mechanism> Scheduler<M> {
         for info in infos {
             let owner = policy.tenants.iter().position(|t| {
                 t.gfids.contains(&info.gfid)
-                    || t.vgpus.iter().any(|u| self.vgpu_gfids.get(u) == Some(&info.gfid))
+                    || t.vgpus
+                        .iter()
+                        .any(|u| self.vgpu_gfids.get(u) == Some(&info.gfid))
             });
             if let Some(i) = owner {
                 groups[i].push(info.group);
@@ -341,6 +351,10 @@ impl<M: Mechanism> Scheduler<M> {
         self.release()?;
         self.released = false;
         self.planner = Planner::new(policy);
+        if let Some(avg) = self.switch_avg {
+            self.planner
+                .set_min_slice(Duration::from_nanos((avg / SWITCH_OVERHEAD_BUDGET) as u64));
+        }
         self.method = method;
         self.tenant_total = vec![Duration::ZERO; n];
         self.window_run = vec![Duration::ZERO; n];
@@ -463,6 +477,13 @@ impl<M: Mechanism> Scheduler<M> {
         let switch = t1 - t0;
         self.switch_total += switch;
         self.window_switch += switch;
+        if next.is_some() && switch > Duration::ZERO {
+            let sample = switch.as_nanos() as f64;
+            let avg = self.switch_avg.map_or(sample, |a| 0.8 * a + 0.2 * sample);
+            self.switch_avg = Some(avg);
+            self.planner
+                .set_min_slice(Duration::from_nanos((avg / SWITCH_OVERHEAD_BUDGET) as u64));
+        }
         // Nobody has work: poll briefly instead of sleeping a whole slice.
         let slice = if decision.charge.is_none() {
             (decision.slice / 4).max(MIN_TIMESLICE)
@@ -496,7 +517,9 @@ impl<M: Mechanism> Scheduler<M> {
         }
         let t0 = self.mech.now();
         let window_end = self.window_start + policy.balance_period;
-        let deadline = (t0 + TIMESLICE_CHUNK).min(window_end).min(until.max(t0 + MIN_TIMESLICE));
+        let deadline = (t0 + TIMESLICE_CHUNK)
+            .min(window_end)
+            .min(until.max(t0 + MIN_TIMESLICE));
         let deadline = deadline.max(t0 + MIN_TIMESLICE);
         let before = self.busy.clone();
         self.mech.run_until(deadline, &[])?;
@@ -521,13 +544,18 @@ impl<M: Mechanism> Scheduler<M> {
     /// tenant should get time in proportion to its plan.
     fn program_timeslices(&mut self, policy: &Policy) -> Result<(), SchedError> {
         let plan = self.planner.window_plan(policy.balance_period);
-        let busy: Vec<usize> = (0..plan.len()).filter(|&i| self.busy[i] && !self.groups[i].is_empty()).collect();
-        let cycle: f64 = busy.iter().map(|&i| policy.timeslice_of(i).as_nanos() as f64).sum();
+        let busy: Vec<usize> = (0..plan.len())
+            .filter(|&i| self.busy[i] && !self.groups[i].is_empty())
+            .collect();
+        let cycle: f64 = busy
+            .iter()
+            .map(|&i| policy.timeslice_of(i).as_nanos() as f64)
+            .sum();
         let planned: f64 = busy.iter().map(|&i| plan[i].as_nanos() as f64).sum();
         let caps = self.mech.capabilities();
-        for i in 0..plan.len() {
+        for (i, planned_i) in plan.iter().enumerate() {
             let per_tenant = if busy.contains(&i) && planned > 0.0 {
-                cycle * plan[i].as_nanos() as f64 / planned
+                cycle * planned_i.as_nanos() as f64 / planned
             } else {
                 policy.timeslice_of(i).as_nanos() as f64
             };
@@ -588,7 +616,12 @@ impl<M: Mechanism> Scheduler<M> {
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| Some(*i) != current)
-                .flat_map(|(i, gs)| gs.iter().filter(|g| !before[i].contains(g)).copied().collect::<Vec<_>>())
+                .flat_map(|(i, gs)| {
+                    gs.iter()
+                        .filter(|g| !before[i].contains(g))
+                        .copied()
+                        .collect::<Vec<_>>()
+                })
                 .collect();
             if !fresh.is_empty() {
                 self.mech.set_enabled(&fresh, false)?;
@@ -639,7 +672,10 @@ mod tests {
     fn policy(kind: PolicyKind, weights: &[u32]) -> Policy {
         let mut text = format!("policy = \"{}\"\n", kind.name());
         for (i, w) in weights.iter().enumerate() {
-            text += &format!("[[tenant]]\nname = \"t{i}\"\ngfids = [{}]\nweight = {w}\n", i + 1);
+            text += &format!(
+                "[[tenant]]\nname = \"t{i}\"\ngfids = [{}]\nweight = {w}\n",
+                i + 1
+            );
         }
         Policy::parse(&text, "test.toml").unwrap()
     }
@@ -681,9 +717,18 @@ mod tests {
     fn method_follows_capabilities_not_names() {
         let weighted = policy(PolicyKind::Weighted, &[3, 1]);
         let fixed = policy(PolicyKind::FixedShare, &[3, 1]);
-        assert_eq!(choose_method(FakeGpu::all_levers(), &weighted), Ok(Method::Timeslice));
-        assert_eq!(choose_method(FakeGpu::gsp_levers(), &weighted), Ok(Method::Gating));
-        assert_eq!(choose_method(FakeGpu::all_levers(), &fixed), Ok(Method::Gating));
+        assert_eq!(
+            choose_method(FakeGpu::all_levers(), &weighted),
+            Ok(Method::Timeslice)
+        );
+        assert_eq!(
+            choose_method(FakeGpu::gsp_levers(), &weighted),
+            Ok(Method::Gating)
+        );
+        assert_eq!(
+            choose_method(FakeGpu::all_levers(), &fixed),
+            Ok(Method::Gating)
+        );
         assert!(matches!(
             choose_method(Capabilities::default(), &weighted),
             Err(SchedError::NoEffectiveLever { .. })
@@ -697,8 +742,17 @@ mod tests {
 
     #[test]
     fn gating_holds_three_to_one_on_a_gsp_like_gpu() {
-        let g = gpu(FakeGpu::gsp_levers(), &[LoadPattern::Busy, LoadPattern::Busy]);
-        let mut s = Scheduler::new(g, policy(PolicyKind::Weighted, &[3, 1]), None, HashMap::new()).unwrap();
+        let g = gpu(
+            FakeGpu::gsp_levers(),
+            &[LoadPattern::Busy, LoadPattern::Busy],
+        );
+        let mut s = Scheduler::new(
+            g,
+            policy(PolicyKind::Weighted, &[3, 1]),
+            None,
+            HashMap::new(),
+        )
+        .unwrap();
         assert_eq!(s.method(), Method::Gating);
         let w = window_shares(&mut s, 4);
         assert!(max_error(&w[1..], &[0.75, 0.25]) < 0.005, "{w:?}");
@@ -710,7 +764,13 @@ mod tests {
     fn timeslice_method_holds_weights_with_the_backends_round_robin() {
         let loads = [LoadPattern::Busy; 4];
         let g = gpu(FakeGpu::all_levers(), &loads);
-        let mut s = Scheduler::new(g, policy(PolicyKind::Weighted, &[1, 2, 3, 4]), None, HashMap::new()).unwrap();
+        let mut s = Scheduler::new(
+            g,
+            policy(PolicyKind::Weighted, &[1, 2, 3, 4]),
+            None,
+            HashMap::new(),
+        )
+        .unwrap();
         assert_eq!(s.method(), Method::Timeslice);
         let w = window_shares(&mut s, 4);
         assert!(max_error(&w[1..], &[0.1, 0.2, 0.3, 0.4]) < 0.005, "{w:?}");
@@ -718,8 +778,17 @@ mod tests {
 
     #[test]
     fn fixed_share_leaves_an_idle_tenants_slot_idle() {
-        let g = gpu(FakeGpu::all_levers(), &[LoadPattern::Busy, LoadPattern::Idle]);
-        let mut s = Scheduler::new(g, policy(PolicyKind::FixedShare, &[1, 1]), None, HashMap::new()).unwrap();
+        let g = gpu(
+            FakeGpu::all_levers(),
+            &[LoadPattern::Busy, LoadPattern::Idle],
+        );
+        let mut s = Scheduler::new(
+            g,
+            policy(PolicyKind::FixedShare, &[1, 1]),
+            None,
+            HashMap::new(),
+        )
+        .unwrap();
         s.run_for(2 * SEC).unwrap();
         let ran = s.tenant_run_times()[0].as_secs_f64() / s.mechanism().now().as_secs_f64();
         assert!((ran - 0.5).abs() < 0.01, "ran {ran}");
@@ -727,9 +796,18 @@ mod tests {
 
     #[test]
     fn weighted_gives_a_bursty_tenants_spare_time_away() {
-        let bursty = LoadPattern::Bursty { period: 100 * MS, work: 10 * MS };
+        let bursty = LoadPattern::Bursty {
+            period: 100 * MS,
+            work: 10 * MS,
+        };
         let g = gpu(FakeGpu::gsp_levers(), &[LoadPattern::Busy, bursty]);
-        let mut s = Scheduler::new(g, policy(PolicyKind::Weighted, &[1, 1]), None, HashMap::new()).unwrap();
+        let mut s = Scheduler::new(
+            g,
+            policy(PolicyKind::Weighted, &[1, 1]),
+            None,
+            HashMap::new(),
+        )
+        .unwrap();
         s.run_for(2 * SEC).unwrap();
         let t = s.tenant_run_times();
         // The bursty tenant gets all its work done (10 %), the busy one the rest.
@@ -739,8 +817,17 @@ mod tests {
 
     #[test]
     fn reload_takes_effect_within_a_balance_period_and_keeps_work() {
-        let g = gpu(FakeGpu::gsp_levers(), &[LoadPattern::Busy, LoadPattern::Busy]);
-        let mut s = Scheduler::new(g, policy(PolicyKind::Weighted, &[3, 1]), None, HashMap::new()).unwrap();
+        let g = gpu(
+            FakeGpu::gsp_levers(),
+            &[LoadPattern::Busy, LoadPattern::Busy],
+        );
+        let mut s = Scheduler::new(
+            g,
+            policy(PolicyKind::Weighted, &[3, 1]),
+            None,
+            HashMap::new(),
+        )
+        .unwrap();
         s.run_for(SEC).unwrap();
         let before = s.mechanism().clone();
         s.apply_policy(policy(PolicyKind::Weighted, &[1, 1]));
@@ -752,13 +839,26 @@ mod tests {
         let mut after = s.mechanism().clone();
         let g0 = GroupRef { runlist: 0, tsg: 0 };
         assert!(after.run_time(g0).unwrap() > before.clone().run_time(g0).unwrap());
-        assert!(s.log().records.iter().any(|r| matches!(r, Record::Reload(ReloadRecord { applied: true, .. }))));
+        assert!(s
+            .log()
+            .records
+            .iter()
+            .any(|r| matches!(r, Record::Reload(ReloadRecord { applied: true, .. }))));
     }
 
     #[test]
     fn dropping_the_scheduler_re_enables_every_channel() {
-        let g = gpu(FakeGpu::gsp_levers(), &[LoadPattern::Busy, LoadPattern::Busy]);
-        let mut s = Scheduler::new(g, policy(PolicyKind::Weighted, &[1, 1]), None, HashMap::new()).unwrap();
+        let g = gpu(
+            FakeGpu::gsp_levers(),
+            &[LoadPattern::Busy, LoadPattern::Busy],
+        );
+        let mut s = Scheduler::new(
+            g,
+            policy(PolicyKind::Weighted, &[1, 1]),
+            None,
+            HashMap::new(),
+        )
+        .unwrap();
         s.run_for(10 * MS).unwrap();
         let disabled = (0..2)
             .filter(|&t| !s.mechanism().is_enabled(GroupRef { runlist: 0, tsg: t }))
@@ -770,8 +870,17 @@ mod tests {
 
     #[test]
     fn log_records_slices_and_windows() {
-        let g = gpu(FakeGpu::gsp_levers(), &[LoadPattern::Busy, LoadPattern::Busy]);
-        let mut s = Scheduler::new(g, policy(PolicyKind::Weighted, &[3, 1]), None, HashMap::new()).unwrap();
+        let g = gpu(
+            FakeGpu::gsp_levers(),
+            &[LoadPattern::Busy, LoadPattern::Busy],
+        );
+        let mut s = Scheduler::new(
+            g,
+            policy(PolicyKind::Weighted, &[3, 1]),
+            None,
+            HashMap::new(),
+        )
+        .unwrap();
         s.run_for(SEC).unwrap();
         let log = s.log();
         let windows: Vec<_> = log.windows().collect();
@@ -782,7 +891,10 @@ mod tests {
         assert!(last.cumulative_preemption_ns > 0);
         assert_eq!(
             last.time_run_total_ns,
-            log.slices().filter(|x| x.tenant == "t1").map(|x| x.time_run_ns).sum::<u64>()
+            log.slices()
+                .filter(|x| x.tenant == "t1")
+                .map(|x| x.time_run_ns)
+                .sum::<u64>()
         );
     }
 }

@@ -27,12 +27,15 @@ const TOP: f64 = 50.0;
 /// Colour of the `i`-th tenant: hues spread by the golden angle so neighbours differ.
 pub fn tenant_colour(i: usize) -> String {
     let hue = (i as f64 * 137.508) % 360.0;
-    let light = if i % 2 == 0 { 52 } else { 40 };
+    let light = if i.is_multiple_of(2) { 52 } else { 40 };
     format!("hsl({hue:.0},65%,{light}%)")
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// A tick step of 1, 2 or 5 times a power of ten giving about `target` ticks over `span` ns.
@@ -207,7 +210,11 @@ pub fn render_svg(log: &SchedLog, opts: TimelineOptions) -> String {
                 esc(&rl.message),
                 xr + 3.0,
                 TOP - 8.0,
-                if rl.applied { "reload" } else { "reload refused" }
+                if rl.applied {
+                    "reload"
+                } else {
+                    "reload refused"
+                }
             );
         }
     }

@@ -7,7 +7,9 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UnitError {
     /// The text has no number in front of the unit.
-    #[error("`{0}` is not a duration: expected a number followed by ns, us, µs, ms or s (e.g. \"2ms\")")]
+    #[error(
+        "`{0}` is not a duration: expected a number followed by ns, us, µs, ms or s (e.g. \"2ms\")"
+    )]
     NotADuration(String),
     /// The unit is none of the accepted ones.
     #[error("`{text}` has unknown unit `{unit}`: use ns, us, µs, ms or s")]
@@ -82,15 +84,15 @@ pub fn format_duration(d: Duration) -> String {
     let ns = d.as_nanos();
     if ns == 0 {
         "0".to_string()
-    } else if ns % 1_000_000_000 == 0 {
+    } else if ns.is_multiple_of(1_000_000_000) {
         format!("{}s", ns / 1_000_000_000)
     } else if ns >= 1_000_000_000 {
         format!("{:.3}s", ns as f64 / 1e9)
-    } else if ns % 1_000_000 == 0 {
+    } else if ns.is_multiple_of(1_000_000) {
         format!("{}ms", ns / 1_000_000)
     } else if ns >= 1_000_000 {
         format!("{:.3}ms", ns as f64 / 1e6)
-    } else if ns % 1_000 == 0 {
+    } else if ns.is_multiple_of(1_000) {
         format!("{}us", ns / 1_000)
     } else {
         format!("{ns}ns")
@@ -118,11 +120,26 @@ mod tests {
             parse_duration("2 fortnights"),
             Err(UnitError::UnknownUnit { .. })
         ));
-        assert!(matches!(parse_duration("2m"), Err(UnitError::UnknownUnit { .. })));
-        assert!(matches!(parse_duration("ms"), Err(UnitError::NotADuration(_))));
-        assert!(matches!(parse_duration("20"), Err(UnitError::NotADuration(_))));
-        assert!(matches!(parse_duration("1.2.3ms"), Err(UnitError::NotADuration(_))));
-        assert!(matches!(parse_duration("-2ms"), Err(UnitError::NotADuration(_))));
+        assert!(matches!(
+            parse_duration("2m"),
+            Err(UnitError::UnknownUnit { .. })
+        ));
+        assert!(matches!(
+            parse_duration("ms"),
+            Err(UnitError::NotADuration(_))
+        ));
+        assert!(matches!(
+            parse_duration("20"),
+            Err(UnitError::NotADuration(_))
+        ));
+        assert!(matches!(
+            parse_duration("1.2.3ms"),
+            Err(UnitError::NotADuration(_))
+        ));
+        assert!(matches!(
+            parse_duration("-2ms"),
+            Err(UnitError::NotADuration(_))
+        ));
     }
 
     #[test]

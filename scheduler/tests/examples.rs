@@ -12,9 +12,16 @@ fn every_example_policy_validates() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
             let policy = Policy::load(&path).unwrap_or_else(|e| panic!("{e}"));
-            assert!(!policy.tenants.is_empty(), "{} has no tenants", path.display());
+            assert!(
+                !policy.tenants.is_empty(),
+                "{} has no tenants",
+                path.display()
+            );
             checked += 1;
         }
     }
-    assert!(checked >= 3, "expected at least 3 example policies, found {checked}");
+    assert!(
+        checked >= 3,
+        "expected at least 3 example policies, found {checked}"
+    );
 }

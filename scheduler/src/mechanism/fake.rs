@@ -106,7 +106,11 @@ impl FakeGpu {
 
     /// Adds an enabled channel group owned by `gfid` on `runlist` with a synthetic load.
     pub fn add_group(&mut self, runlist: u32, gfid: u32, load: LoadPattern) -> GroupRef {
-        let tsg = self.groups.iter().filter(|g| g.info.group.runlist == runlist).count() as u32;
+        let tsg = self
+            .groups
+            .iter()
+            .filter(|g| g.info.group.runlist == runlist)
+            .count() as u32;
         let group = GroupRef { runlist, tsg };
         self.groups.push(Group {
             info: GroupInfo { group, gfid },
@@ -123,7 +127,9 @@ impl FakeGpu {
 
     /// Whether a group's channels are enabled.
     pub fn is_enabled(&self, group: GroupRef) -> bool {
-        self.index(group).map(|i| self.groups[i].enabled).unwrap_or(false)
+        self.index(group)
+            .map(|i| self.groups[i].enabled)
+            .unwrap_or(false)
     }
 
     fn index(&self, group: GroupRef) -> Result<usize, MechanismError> {
@@ -171,7 +177,9 @@ impl FakeGpu {
                 cur = eng.stalled_until.min(t);
                 continue;
             }
-            let running = eng.current.filter(|&i| self.has_work(i, cur) && cur < eng.slice_end);
+            let running = eng
+                .current
+                .filter(|&i| self.has_work(i, cur) && cur < eng.slice_end);
             let Some(i) = running else {
                 // Pick the next enabled group with work, round robin from rr_next.
                 let members: Vec<usize> = (0..self.groups.len())
@@ -226,7 +234,11 @@ impl Mechanism for FakeGpu {
         Ok(self.groups.iter().map(|g| g.info).collect())
     }
 
-    fn set_timeslice(&mut self, group: GroupRef, slice: Duration) -> Result<Duration, MechanismError> {
+    fn set_timeslice(
+        &mut self,
+        group: GroupRef,
+        slice: Duration,
+    ) -> Result<Duration, MechanismError> {
         let i = self.index(group)?;
         // Hardware granularity: whole microseconds.
         let slice = Duration::from_micros(slice.as_micros().max(1) as u64);
@@ -234,7 +246,11 @@ impl Mechanism for FakeGpu {
         Ok(slice)
     }
 
-    fn set_interleave(&mut self, group: GroupRef, _priority: Priority) -> Result<(), MechanismError> {
+    fn set_interleave(
+        &mut self,
+        group: GroupRef,
+        _priority: Priority,
+    ) -> Result<(), MechanismError> {
         self.index(group).map(|_| ())
     }
 
@@ -288,13 +304,21 @@ impl Mechanism for FakeGpu {
         self.now
     }
 
-    fn run_until(&mut self, deadline: Duration, watch: &[GroupRef]) -> Result<Duration, MechanismError> {
+    fn run_until(
+        &mut self,
+        deadline: Duration,
+        watch: &[GroupRef],
+    ) -> Result<Duration, MechanismError> {
         let idx = watch
             .iter()
             .map(|&g| self.index(g))
             .collect::<Result<Vec<_>, _>>()?;
         while self.now < deadline {
-            let step = if idx.is_empty() { deadline } else { deadline.min(self.now + WATCH_STEP) };
+            let step = if idx.is_empty() {
+                deadline
+            } else {
+                deadline.min(self.now + WATCH_STEP)
+            };
             self.advance_to(step);
             if !idx.is_empty() && !idx.iter().any(|&i| self.has_work(i, self.now)) {
                 break;
@@ -362,7 +386,14 @@ mod tests {
     #[test]
     fn bursty_group_runs_dry_and_run_until_stops_there() {
         let mut gpu = FakeGpu::new(FakeGpu::all_levers(), free());
-        let a = gpu.add_group(0, 1, LoadPattern::Bursty { period: 10 * MS, work: 3 * MS });
+        let a = gpu.add_group(
+            0,
+            1,
+            LoadPattern::Bursty {
+                period: 10 * MS,
+                work: 3 * MS,
+            },
+        );
         let t = gpu.run_until(9 * MS, &[a]).unwrap();
         assert!(t >= 3 * MS && t <= 3 * MS + WATCH_STEP, "{t:?}");
         assert!(!gpu.busy(a).unwrap());

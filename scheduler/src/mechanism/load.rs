@@ -104,7 +104,10 @@ mod tests {
         assert_eq!(LoadPattern::parse("busy"), Ok(LoadPattern::Busy));
         assert_eq!(
             LoadPattern::parse("bursty:5ms/20ms"),
-            Ok(LoadPattern::Bursty { period: 20 * MS, work: 5 * MS })
+            Ok(LoadPattern::Bursty {
+                period: 20 * MS,
+                work: 5 * MS
+            })
         );
         assert!(LoadPattern::parse("lazy").is_err());
         assert!(LoadPattern::parse("bursty:5ms").is_err());
@@ -114,7 +117,10 @@ mod tests {
 
     #[test]
     fn bursty_arrivals() {
-        let l = LoadPattern::Bursty { period: 10 * MS, work: 3 * MS };
+        let l = LoadPattern::Bursty {
+            period: 10 * MS,
+            work: 3 * MS,
+        };
         assert_eq!(l.arrived_by(Duration::ZERO), Some(3 * MS));
         assert_eq!(l.arrived_by(25 * MS), Some(9 * MS));
         assert_eq!(l.next_arrival_after(10 * MS), Some(20 * MS));

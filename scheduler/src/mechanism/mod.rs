@@ -72,10 +72,15 @@ pub trait Mechanism {
     fn groups(&mut self) -> Result<Vec<GroupInfo>, MechanismError>;
 
     /// Sets a group's timeslice; returns the value the hardware will use (rounded).
-    fn set_timeslice(&mut self, group: GroupRef, slice: Duration) -> Result<Duration, MechanismError>;
+    fn set_timeslice(
+        &mut self,
+        group: GroupRef,
+        slice: Duration,
+    ) -> Result<Duration, MechanismError>;
 
     /// Sets a group's interleave level from the tenant's priority.
-    fn set_interleave(&mut self, group: GroupRef, priority: Priority) -> Result<(), MechanismError>;
+    fn set_interleave(&mut self, group: GroupRef, priority: Priority)
+        -> Result<(), MechanismError>;
 
     /// Enables or disables scheduling of all channels of `groups`. Disabling does not take a
     /// running group off the engine; [`Mechanism::preempt`] does.
@@ -96,5 +101,9 @@ pub trait Mechanism {
     /// Lets the GPU run until `deadline`, or until none of `watch` has work left (when `watch` is
     /// not empty), whichever comes first. Returns the time reached. A virtual-clock backend
     /// simulates up to that point; a real one sleeps.
-    fn run_until(&mut self, deadline: Duration, watch: &[GroupRef]) -> Result<Duration, MechanismError>;
+    fn run_until(
+        &mut self,
+        deadline: Duration,
+        watch: &[GroupRef],
+    ) -> Result<Duration, MechanismError>;
 }

@@ -124,7 +124,10 @@ mod tests {
         l.settle(&[(Slot::Tenant(0), 2 * MS)]);
         assert_eq!(l.credit(Slot::Tenant(0)), -0.5e6);
         assert_eq!(l.credit(Slot::Tenant(1)), 0.5e6);
-        assert_eq!(l.richest([Slot::Tenant(0), Slot::Tenant(1)]), Some(Slot::Tenant(1)));
+        assert_eq!(
+            l.richest([Slot::Tenant(0), Slot::Tenant(1)]),
+            Some(Slot::Tenant(1))
+        );
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub struct Planner {
     targets: Targets,
     ledger: Ledger,
     cursor: usize,
+    min_slice: Duration,
 }
 
 impl Planner {
@@ -56,6 +57,7 @@ impl Planner {
             targets,
             ledger,
             cursor: 0,
+            min_slice: Duration::ZERO,
         };
         p.update();
         p
@@ -92,6 +94,12 @@ impl Planner {
         }
     }
 
+    /// Sets the shortest slice worth handing out: where each switch costs measurable time, the
+    /// mechanism raises this so that switching stays a small fraction of the GPU's time.
+    pub fn set_min_slice(&mut self, d: Duration) {
+        self.min_slice = d;
+    }
+
     /// Records time handed out since the last call (see [`Ledger::settle`]).
     pub fn settle(&mut self, charges: &[(Slot, Duration)]) {
         self.ledger.settle(charges);
@@ -113,8 +121,12 @@ impl Planner {
         match self.ledger.richest(candidates) {
             Some(Slot::Tenant(i)) => {
                 self.cursor = (i + 1) % n.max(1);
-                let slice = self.policy.timeslice_of(i);
-                let turn = if self.busy[i] { Turn::Run(i) } else { Turn::Idle };
+                let slice = self.policy.timeslice_of(i).max(self.min_slice);
+                let turn = if self.busy[i] {
+                    Turn::Run(i)
+                } else {
+                    Turn::Idle
+                };
                 Decision {
                     turn,
                     slice,
@@ -173,8 +185,8 @@ impl Planner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy_file::PolicyKind;
     use crate::policy::shares::tests::policy;
+    use crate::policy_file::PolicyKind;
     use proptest::prelude::*;
 
     const MS: Duration = Duration::from_millis(1);
@@ -206,7 +218,10 @@ mod tests {
 
     #[test]
     fn three_to_one_alternates_exactly() {
-        let mut p = Planner::new(policy(PolicyKind::Weighted, &[(3, 0.0, 1.0), (1, 0.0, 1.0)]));
+        let mut p = Planner::new(policy(
+            PolicyKind::Weighted,
+            &[(3, 0.0, 1.0), (1, 0.0, 1.0)],
+        ));
         let (ran, idle) = run_ideal(&mut p, 400, |_, _| true);
         assert_eq!(idle, Duration::ZERO);
         assert_eq!(ran[0], 600 * MS);
@@ -215,7 +230,10 @@ mod tests {
 
     #[test]
     fn weighted_gives_idle_time_away() {
-        let mut p = Planner::new(policy(PolicyKind::Weighted, &[(1, 0.0, 1.0), (1, 0.0, 1.0)]));
+        let mut p = Planner::new(policy(
+            PolicyKind::Weighted,
+            &[(1, 0.0, 1.0), (1, 0.0, 1.0)],
+        ));
         let (ran, idle) = run_ideal(&mut p, 100, |i, _| i == 0);
         assert_eq!(ran[0], 200 * MS);
         assert_eq!(ran[1], Duration::ZERO);
@@ -224,7 +242,10 @@ mod tests {
 
     #[test]
     fn fixed_share_leaves_idle_slots_idle() {
-        let mut p = Planner::new(policy(PolicyKind::FixedShare, &[(1, 0.0, 1.0), (1, 0.0, 1.0)]));
+        let mut p = Planner::new(policy(
+            PolicyKind::FixedShare,
+            &[(1, 0.0, 1.0), (1, 0.0, 1.0)],
+        ));
         let (ran, idle) = run_ideal(&mut p, 100, |i, _| i == 0);
         assert_eq!(ran[0], 100 * MS);
         assert_eq!(idle, 100 * MS);
@@ -244,7 +265,10 @@ mod tests {
 
     #[test]
     fn max_share_caps_a_lone_tenant() {
-        let mut p = Planner::new(policy(PolicyKind::Weighted, &[(1, 0.0, 0.25), (1, 0.0, 1.0)]));
+        let mut p = Planner::new(policy(
+            PolicyKind::Weighted,
+            &[(1, 0.0, 0.25), (1, 0.0, 1.0)],
+        ));
         let (ran, idle) = run_ideal(&mut p, 400, |i, _| i == 0);
         assert_eq!(ran[0], 200 * MS);
         assert_eq!(idle, 600 * MS);
@@ -264,15 +288,33 @@ mod tests {
     #[test]
     fn returning_from_idle_does_not_starve_others() {
         // Tenant 1 idles for 1 s, then both are busy: tenant 1 may catch up at most one slice.
-        let mut p = Planner::new(policy(PolicyKind::Weighted, &[(1, 0.0, 1.0), (1, 0.0, 1.0)]));
+        let mut p = Planner::new(policy(
+            PolicyKind::Weighted,
+            &[(1, 0.0, 1.0), (1, 0.0, 1.0)],
+        ));
         let (ran, _) = run_ideal(&mut p, 600, |i, t| i == 0 || t >= Duration::from_secs(1));
         let ahead = ran[1].as_nanos() as i128 - 100 * MS.as_nanos() as i128;
         assert!(ahead.abs() <= 2 * MS.as_nanos() as i128, "{ran:?}");
     }
 
     #[test]
+    fn min_slice_stretches_turns_but_keeps_shares() {
+        let mut p = Planner::new(policy(
+            PolicyKind::Weighted,
+            &[(3, 0.0, 1.0), (1, 0.0, 1.0)],
+        ));
+        p.set_min_slice(10 * MS);
+        let (ran, _) = run_ideal(&mut p, 400, |_, _| true);
+        assert_eq!(ran[0], 3000 * MS);
+        assert_eq!(ran[1], 1000 * MS);
+    }
+
+    #[test]
     fn window_plan_adds_carried_credit() {
-        let mut p = Planner::new(policy(PolicyKind::Weighted, &[(3, 0.0, 1.0), (1, 0.0, 1.0)]));
+        let mut p = Planner::new(policy(
+            PolicyKind::Weighted,
+            &[(3, 0.0, 1.0), (1, 0.0, 1.0)],
+        ));
         p.set_busy(&[true, true]);
         p.settle(&[(Slot::Tenant(0), 10 * MS)]);
         let plan = p.window_plan(100 * MS);

@@ -34,10 +34,22 @@ pub fn target_shares(policy: &Policy, attached: &[bool], busy: &[bool]) -> Targe
         };
     }
     let lo: Vec<f64> = (0..n)
-        .map(|i| if weight[i] > 0.0 { policy.tenants[i].min_share } else { 0.0 })
+        .map(|i| {
+            if weight[i] > 0.0 {
+                policy.tenants[i].min_share
+            } else {
+                0.0
+            }
+        })
         .collect();
     let hi: Vec<f64> = (0..n)
-        .map(|i| if weight[i] > 0.0 { policy.tenants[i].max_share } else { 0.0 })
+        .map(|i| {
+            if weight[i] > 0.0 {
+                policy.tenants[i].max_share
+            } else {
+                0.0
+            }
+        })
         .collect();
     let fill = |lambda: f64| -> Vec<f64> {
         (0..n)
@@ -121,7 +133,10 @@ pub(crate) mod tests {
 
     #[test]
     fn weighted_follows_weights_among_busy() {
-        let p = policy(PolicyKind::Weighted, &[(3, 0.0, 1.0), (1, 0.0, 1.0), (4, 0.0, 1.0)]);
+        let p = policy(
+            PolicyKind::Weighted,
+            &[(3, 0.0, 1.0), (1, 0.0, 1.0), (4, 0.0, 1.0)],
+        );
         let t = target_shares(&p, &[true; 3], &[true, true, false]);
         assert!(close(&t.tenants, &[0.75, 0.25, 0.0]), "{t:?}");
         assert_eq!(t.spare, 0.0);
@@ -129,21 +144,30 @@ pub(crate) mod tests {
 
     #[test]
     fn best_effort_is_equal_among_busy() {
-        let p = policy(PolicyKind::BestEffort, &[(3, 0.0, 1.0), (1, 0.0, 1.0), (1, 0.0, 1.0)]);
+        let p = policy(
+            PolicyKind::BestEffort,
+            &[(3, 0.0, 1.0), (1, 0.0, 1.0), (1, 0.0, 1.0)],
+        );
         let t = target_shares(&p, &[true; 3], &[true, false, true]);
         assert!(close(&t.tenants, &[0.5, 0.0, 0.5]), "{t:?}");
     }
 
     #[test]
     fn equal_share_counts_attached_not_busy() {
-        let p = policy(PolicyKind::EqualShare, &[(9, 0.0, 1.0), (1, 0.0, 1.0), (1, 0.0, 1.0)]);
+        let p = policy(
+            PolicyKind::EqualShare,
+            &[(9, 0.0, 1.0), (1, 0.0, 1.0), (1, 0.0, 1.0)],
+        );
         let t = target_shares(&p, &[true, true, false], &[true, false, false]);
         assert!(close(&t.tenants, &[0.5, 0.5, 0.0]), "{t:?}");
     }
 
     #[test]
     fn fixed_share_keeps_slots_of_idle_and_absent_tenants() {
-        let p = policy(PolicyKind::FixedShare, &[(1, 0.0, 1.0), (1, 0.0, 1.0), (2, 0.0, 1.0)]);
+        let p = policy(
+            PolicyKind::FixedShare,
+            &[(1, 0.0, 1.0), (1, 0.0, 1.0), (2, 0.0, 1.0)],
+        );
         let t = target_shares(&p, &[true, false, true], &[true, false, false]);
         assert!(close(&t.tenants, &[0.25, 0.25, 0.5]), "{t:?}");
     }

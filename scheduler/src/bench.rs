@@ -1,0 +1,309 @@
+//! The scheduler benchmark: tenants 2, 4, 8, 32; weights 1:1, 3:1, 1:2:3:4 (repeated over the
+//! tenants); always-busy and bursty loads. Per case: the largest share error of always-busy
+//! tenants over 1 s windows after the first second, aggregate throughput against one tenant
+//! alone on the same GPU in the same run, and the reload-to-effect time of a 3:1 -> 1:1 change.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::analysis::{max_share_error, reload_effect_time, renormalise, window_shares};
+use crate::experiment::{run, Experiment, ExperimentError};
+use crate::mechanism::load::LoadPattern;
+use crate::policy_file::{Policy, Priority, Tenant, DEFAULT_BALANCE_PERIOD, DEFAULT_TIMESLICE};
+use crate::scheduler::Method;
+use crate::testbed::Testbed;
+
+/// Weight patterns the benchmark uses, repeated over the tenants.
+pub const WEIGHT_PATTERNS: [&[u32]; 3] = [&[1, 1], &[3, 1], &[1, 2, 3, 4]];
+/// Tenant counts the benchmark uses.
+pub const TENANT_COUNTS: [usize; 4] = [2, 4, 8, 32];
+
+/// The two load mixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadMix {
+    /// Every tenant always has work.
+    Busy,
+    /// Even-numbered tenants always busy; odd-numbered ones get a batch every 100 ms worth
+    /// half the GPU divided by the tenant count.
+    Bursty,
+}
+
+impl LoadMix {
+    /// Name in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Busy => "busy",
+            Self::Bursty => "bursty",
+        }
+    }
+
+    /// The load of each of `n` tenants.
+    pub fn loads(self, n: usize) -> Vec<LoadPattern> {
+        (0..n)
+            .map(|i| match self {
+                Self::Busy => LoadPattern::Busy,
+                Self::Bursty if i % 2 == 0 => LoadPattern::Busy,
+                Self::Bursty => LoadPattern::Bursty {
+                    period: Duration::from_millis(100),
+                    work: Duration::from_nanos(50_000_000 / n as u64),
+                },
+            })
+            .collect()
+    }
+}
+
+/// A weighted policy for `n` tenants with weights `pattern` repeated; tenant i owns GFID i+1.
+pub fn weighted_policy(n: usize, pattern: &[u32]) -> Policy {
+    Policy {
+        kind: crate::policy_file::PolicyKind::Weighted,
+        timeslice: DEFAULT_TIMESLICE,
+        balance_period: DEFAULT_BALANCE_PERIOD,
+        tenants: (0..n)
+            .map(|i| Tenant {
+                name: format!("t{i:02}"),
+                vgpus: vec![],
+                gfids: vec![i as u32 + 1],
+                weight: pattern[i % pattern.len()],
+                min_share: 0.0,
+                max_share: 1.0,
+                timeslice: None,
+                priority: Priority::Low,
+            })
+            .collect(),
+    }
+}
+
+/// One benchmark row.
+#[derive(Debug, Clone)]
+pub struct BenchRow {
+    /// Tenants.
+    pub tenants: usize,
+    /// Weight pattern, e.g. "3:1".
+    pub weights: String,
+    /// Load mix.
+    pub load: LoadMix,
+    /// Method used.
+    pub method: Method,
+    /// Largest |achieved - target| share of always-busy tenants over 1 s windows after the
+    /// first, in percentage points (bursty mix: shares among the always-busy tenants).
+    pub max_error_pp: f64,
+    /// All tenants' work over one tenant alone, same GPU, same duration.
+    pub throughput: f64,
+    /// Reload-to-effect time of 3:1 -> 1:1 (same tenants, load, method).
+    pub reload_effect: Option<Duration>,
+}
+
+/// Benchmark settings.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// GPU time per case.
+    pub duration: Duration,
+    /// Methods to run (None: chosen from capabilities).
+    pub methods: Vec<Option<Method>>,
+    /// Tenant counts.
+    pub tenant_counts: Vec<usize>,
+}
+
+/// Runs the benchmark; `make_gpu` builds a fresh GPU for each run; `progress` gets each row.
+pub fn run_bench<T: Testbed>(
+    cfg: &BenchConfig,
+    make_gpu: impl Fn() -> T,
+    mut progress: impl FnMut(&BenchRow),
+) -> Result<Vec<BenchRow>, ExperimentError> {
+    let mut rows = Vec::new();
+    for &method in &cfg.methods {
+        // Baseline: one always-busy tenant alone.
+        let alone = run(
+            make_gpu(),
+            &Experiment {
+                policy: weighted_policy(1, &[1]),
+                loads: vec![LoadPattern::Busy],
+                duration: cfg.duration,
+                method,
+                reloads: vec![],
+                sample_every: Duration::from_secs(1),
+                realtime: false,
+            },
+            None,
+            |_| {},
+        )?;
+        let alone_work = alone.work[0].as_secs_f64();
+        for &n in &cfg.tenant_counts {
+            for load in [LoadMix::Busy, LoadMix::Bursty] {
+                let reload = reload_case(&make_gpu, n, load, method)?;
+                for pattern in WEIGHT_PATTERNS {
+                    let policy = weighted_policy(n, pattern);
+                    let loads = load.loads(n);
+                    let out = run(
+                        make_gpu(),
+                        &Experiment {
+                            policy: policy.clone(),
+                            loads: loads.clone(),
+                            duration: cfg.duration,
+                            method,
+                            reloads: vec![],
+                            sample_every: Duration::from_secs(1),
+                            realtime: false,
+                        },
+                        None,
+                        |_| {},
+                    )?;
+                    let busy: Vec<usize> =
+                        (0..n).filter(|&i| loads[i] == LoadPattern::Busy).collect();
+                    let weights: Vec<f64> =
+                        policy.tenants.iter().map(|t| f64::from(t.weight)).collect();
+                    let targets = renormalise(&weights, &busy);
+                    let windows: Vec<Vec<f64>> = window_shares(&out.samples)
+                        .iter()
+                        .skip(1)
+                        .map(|w| renormalise(w, &busy))
+                        .collect();
+                    let err = max_share_error(&windows, &targets, Some(&busy));
+                    let total: f64 = out.work.iter().map(|w| w.as_secs_f64()).sum();
+                    let row = BenchRow {
+                        tenants: n,
+                        weights: pattern
+                            .iter()
+                            .map(|w| w.to_string())
+                            .collect::<Vec<_>>()
+                            .join(":"),
+                        load,
+                        method: out.method,
+                        max_error_pp: err * 100.0,
+                        throughput: total / alone_work,
+                        reload_effect: reload,
+                    };
+                    progress(&row);
+                    rows.push(row);
+                }
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// Runs 3:1 for 2 s, reloads to 1:1, and measures from when on the weight-3 tenants' summed
+/// share over every window of two balance periods stays within 2 points of its new target.
+fn reload_case<T: Testbed>(
+    make_gpu: &impl Fn() -> T,
+    n: usize,
+    load: LoadMix,
+    method: Option<Method>,
+) -> Result<Option<Duration>, ExperimentError> {
+    let before = weighted_policy(n, &[3, 1]);
+    let after = weighted_policy(n, &[1, 1]);
+    let reload_at = Duration::from_secs(2);
+    let loads = load.loads(n);
+    let out = run(
+        make_gpu(),
+        &Experiment {
+            policy: before,
+            loads: loads.clone(),
+            duration: reload_at + Duration::from_millis(1500),
+            method,
+            reloads: vec![(reload_at, after.clone())],
+            sample_every: Duration::from_secs(1),
+            realtime: false,
+        },
+        None,
+        |_| {},
+    )?;
+    // Classes: always-busy tenants of weight 3 (class 0) and of weight 1 (class 1).
+    let mut classes = HashMap::new();
+    let mut count = [0usize; 2];
+    for i in (0..n).filter(|&i| loads[i] == LoadPattern::Busy) {
+        let c = i % 2;
+        classes.insert(format!("t{i:02}"), c);
+        count[c] += 1;
+    }
+    let total = (count[0] + count[1]) as f64;
+    let targets = [count[0] as f64 / total, count[1] as f64 / total];
+    let (targets, classes) = if count[1] == 0 {
+        // Bursty mix: only even tenants are busy, all of weight 3 -> compare tenant by tenant.
+        let per: Vec<f64> = vec![1.0 / count[0] as f64; count[0]];
+        let cls: HashMap<String, usize> = classes
+            .keys()
+            .enumerate()
+            .map(|(k, name)| (name.clone(), k))
+            .collect();
+        (per, cls)
+    } else {
+        (targets.to_vec(), classes)
+    };
+    Ok(reload_effect_time(
+        &out.log,
+        reload_at,
+        &classes,
+        &targets,
+        after.balance_period * 2,
+        0.02,
+        Duration::from_secs(1),
+    ))
+}
+
+/// The rows as a Markdown table.
+pub fn markdown_table(rows: &[BenchRow]) -> String {
+    let mut s = String::from(
+        "| tenants | weights | load | method | max share error (pp) | throughput vs one alone | reload 3:1->1:1 in effect after |\n\
+         | ---: | --- | --- | --- | ---: | ---: | ---: |\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {:.3} | {:.1} % | {} |",
+            r.tenants,
+            r.weights,
+            r.load.name(),
+            r.method.name(),
+            r.max_error_pp,
+            r.throughput * 100.0,
+            r.reload_effect
+                .map_or("not within 1 s".to_string(), |d| format!(
+                    "{:.0} ms",
+                    d.as_secs_f64() * 1e3
+                ))
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mechanism::fake::{FakeCosts, FakeGpu};
+
+    #[test]
+    fn small_bench_on_the_fake_gpu_meets_the_targets() {
+        let cfg = BenchConfig {
+            duration: Duration::from_secs(3),
+            methods: vec![Some(Method::Gating)],
+            tenant_counts: vec![2],
+        };
+        let rows = run_bench(
+            &cfg,
+            || FakeGpu::new(FakeGpu::gsp_levers(), FakeCosts::default()),
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(rows.len(), 6);
+        for r in &rows {
+            assert!(r.max_error_pp <= 0.5, "{r:?}");
+            assert!(r.throughput >= 0.97, "{r:?}");
+            assert!(
+                r.reload_effect.is_some_and(|d| d <= DEFAULT_BALANCE_PERIOD),
+                "{r:?}"
+            );
+        }
+        let table = markdown_table(&rows);
+        assert_eq!(table.lines().count(), 8);
+    }
+
+    #[test]
+    fn bursty_mix_alternates() {
+        let l = LoadMix::Bursty.loads(4);
+        assert_eq!(l[0], LoadPattern::Busy);
+        assert!(matches!(l[1], LoadPattern::Bursty { .. }));
+        assert_eq!(weighted_policy(5, &[3, 1]).tenants[4].weight, 3);
+    }
+}
