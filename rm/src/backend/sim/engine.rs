@@ -79,12 +79,12 @@ pub(crate) struct ExecCtx<'a> {
 }
 
 /// Resolves a channel's VA space; a destroyed VA space faults every access.
-pub(crate) fn vaspace<'a>(
-    vaspaces: &'a BTreeMap<VaSpaceId, VaSpace>,
+pub(crate) fn vaspace(
+    vaspaces: &BTreeMap<VaSpaceId, VaSpace>,
     id: VaSpaceId,
     va: u64,
     write: bool,
-) -> Result<&'a VaSpace, VaFault> {
+) -> Result<&VaSpace, VaFault> {
     vaspaces.get(&id).ok_or(VaFault { va, write })
 }
 
@@ -147,18 +147,18 @@ const COPY_CHUNK_BYTES: u64 = 64 * 1024;
 impl CopyJob {
     /// Builds a job from the copy registers and a LAUNCH_DMA value, refusing what the sim
     /// (or the hardware) does not do.
-    pub fn launch(
-        regs: &CopyRegs,
-        launch: u32,
-        vaspace: VaSpaceId,
-    ) -> Result<Self, FaultKind> {
+    pub fn launch(regs: &CopyRegs, launch: u32, vaspace: VaSpaceId) -> Result<Self, FaultKind> {
         let transfer = launch & copy::LAUNCH_TRANSFER_TYPE_MASK != 0;
         if transfer {
             if launch & (copy::LAUNCH_SRC_PHYSICAL | copy::LAUNCH_DST_PHYSICAL) != 0 {
-                return Err(FaultKind::InvalidCopy("physical addressing is not available to clients"));
+                return Err(FaultKind::InvalidCopy(
+                    "physical addressing is not available to clients",
+                ));
             }
             if launch & copy::LAUNCH_SRC_PITCH == 0 || launch & copy::LAUNCH_DST_PITCH == 0 {
-                return Err(FaultKind::InvalidCopy("block-linear layout is not modelled"));
+                return Err(FaultKind::InvalidCopy(
+                    "block-linear layout is not modelled",
+                ));
             }
         }
         let remap = if transfer && launch & copy::LAUNCH_REMAP != 0 {
@@ -247,16 +247,27 @@ impl CopyJob {
         let out_len = (n * self.dst_elem) as usize;
         let mut out = vec![0u8; out_len];
         match self.remap {
-            None => vas.read(ctx.pool, src, &mut out).map_err(FaultKind::EngineMmu)?,
+            None => vas
+                .read(ctx.pool, src, &mut out)
+                .map_err(FaultKind::EngineMmu)?,
             Some(r) => {
                 let needs_src = r.dst[..r.num_dst as usize].iter().any(|&s| s < 4);
                 let needs_dst = r.dst[..r.num_dst as usize].contains(&copy::REMAP_NO_WRITE);
-                let mut inp = vec![0u8; if needs_src { (n * self.src_elem) as usize } else { 0 }];
+                let mut inp = vec![
+                    0u8;
+                    if needs_src {
+                        (n * self.src_elem) as usize
+                    } else {
+                        0
+                    }
+                ];
                 if needs_src {
-                    vas.read(ctx.pool, src, &mut inp).map_err(FaultKind::EngineMmu)?;
+                    vas.read(ctx.pool, src, &mut inp)
+                        .map_err(FaultKind::EngineMmu)?;
                 }
                 if needs_dst {
-                    vas.read(ctx.pool, dst, &mut out).map_err(FaultKind::EngineMmu)?;
+                    vas.read(ctx.pool, dst, &mut out)
+                        .map_err(FaultKind::EngineMmu)?;
                 }
                 let cs = r.component_size as usize;
                 for e in 0..n as usize {
@@ -277,7 +288,8 @@ impl CopyJob {
                 }
             }
         }
-        vas.write(ctx.pool, dst, &out).map_err(FaultKind::EngineMmu)?;
+        vas.write(ctx.pool, dst, &out)
+            .map_err(FaultKind::EngineMmu)?;
         self.elem += n;
         self.bytes_done += out_len as u64;
         if self.elem >= self.line_len {
@@ -296,7 +308,8 @@ impl CopyJob {
         b[0..4].copy_from_slice(&s.payload.to_le_bytes());
         b[8..16].copy_from_slice(&ctx.now.to_le_bytes());
         let len = if s.with_timestamp { 16 } else { 4 };
-        vas.write(ctx.pool, s.va, &b[..len]).map_err(FaultKind::EngineMmu)?;
+        vas.write(ctx.pool, s.va, &b[..len])
+            .map_err(FaultKind::EngineMmu)?;
         Ok(true)
     }
 }
@@ -408,18 +421,37 @@ mod tests {
 
     #[test]
     fn compute_preemption_points() {
-        let t = Timing { compute_preempt_granularity_ns: 100, ..Timing::default() };
-        let w = WorkItem::Compute { total: 250, done: 30 };
+        let t = Timing {
+            compute_preempt_granularity_ns: 100,
+            ..Timing::default()
+        };
+        let w = WorkItem::Compute {
+            total: 250,
+            done: 30,
+        };
         assert_eq!(w.ns_to_preemption_point(&t), 70);
-        let w = WorkItem::Compute { total: 250, done: 230 };
+        let w = WorkItem::Compute {
+            total: 250,
+            done: 230,
+        };
         assert_eq!(w.ns_to_preemption_point(&t), 20);
-        assert_eq!(WorkItem::Compute { total: 250, done: 200 }.ns_to_preemption_point(&t), 0);
+        assert_eq!(
+            WorkItem::Compute {
+                total: 250,
+                done: 200
+            }
+            .ns_to_preemption_point(&t),
+            0
+        );
     }
 
     #[test]
     fn copy_moves_bytes_at_bandwidth_and_releases_with_timestamp() {
         let (mut pool, vas) = env();
-        let timing = Timing { copy_bytes_per_ns: 10, ..Timing::default() };
+        let timing = Timing {
+            copy_bytes_per_ns: 10,
+            ..Timing::default()
+        };
         let src: Vec<u8> = (0..200u8).collect();
         vas[&VaSpaceId(1)].write(&mut pool, 0x10000, &src).unwrap();
         let regs = CopyRegs {
@@ -433,12 +465,20 @@ mod tests {
         let mut w = WorkItem::Copy(Box::new(
             CopyJob::launch(&regs, launch_bits() | 2 << 3, VaSpaceId(1)).unwrap(),
         ));
-        let mut ctx = ExecCtx { pool: &mut pool, vaspaces: &vas, timing: &timing, now: 1000 };
+        let mut ctx = ExecCtx {
+            pool: &mut pool,
+            vaspaces: &vas,
+            timing: &timing,
+            now: 1000,
+        };
         let p = w.run(&mut ctx, 15).unwrap();
         assert_eq!((p.used_ns, p.finished, p.copy_bytes), (15, false, 150));
         ctx.now = 1015;
         let p = w.run(&mut ctx, 100).unwrap();
-        assert_eq!((p.used_ns, p.finished, p.copy_bytes, p.released), (5, true, 50, true));
+        assert_eq!(
+            (p.used_ns, p.finished, p.copy_bytes, p.released),
+            (5, true, 50, true)
+        );
         let mut back = vec![0u8; 200];
         vas[&VaSpaceId(1)].read(&pool, 0x11000, &mut back).unwrap();
         assert_eq!(back, src);
@@ -469,7 +509,12 @@ mod tests {
         };
         let l = launch_bits() | copy::LAUNCH_REMAP | copy::LAUNCH_MULTI_LINE;
         let mut w = WorkItem::Copy(Box::new(CopyJob::launch(&regs, l, VaSpaceId(1)).unwrap()));
-        let mut ctx = ExecCtx { pool: &mut pool, vaspaces: &vas, timing: &timing, now: 0 };
+        let mut ctx = ExecCtx {
+            pool: &mut pool,
+            vaspaces: &vas,
+            timing: &timing,
+            now: 0,
+        };
         let p = w.run(&mut ctx, 1_000).unwrap();
         assert!(p.finished);
         assert_eq!(p.copy_bytes, 48);
@@ -478,7 +523,11 @@ mod tests {
             for e in 0..4u64 {
                 assert_eq!(pool.read_u32(m, line * 64 + e * 4).unwrap(), 0xDEAD_BEEF);
             }
-            assert_eq!(pool.read_u32(m, line * 64 + 16).unwrap(), 0, "gap untouched");
+            assert_eq!(
+                pool.read_u32(m, line * 64 + 16).unwrap(),
+                0,
+                "gap untouched"
+            );
         }
     }
 
@@ -486,21 +535,62 @@ mod tests {
     fn copy_refusals_and_faults() {
         let (mut pool, vas) = env();
         let timing = Timing::default();
-        let regs = CopyRegs { offset_in: 0x10000, offset_out: 0x90000, line_length: 8, ..CopyRegs::default() };
-        assert!(CopyJob::launch(&regs, launch_bits() | copy::LAUNCH_SRC_PHYSICAL, VaSpaceId(1)).is_err());
-        assert!(CopyJob::launch(&regs, 2, VaSpaceId(1)).is_err(), "block linear");
-        let bad_remap = CopyRegs { remap_components: 3, ..regs };
-        assert!(CopyJob::launch(&bad_remap, launch_bits() | copy::LAUNCH_REMAP, VaSpaceId(1)).is_err());
-        let mut w = WorkItem::Copy(Box::new(CopyJob::launch(&regs, launch_bits(), VaSpaceId(1)).unwrap()));
-        let mut ctx = ExecCtx { pool: &mut pool, vaspaces: &vas, timing: &timing, now: 0 };
-        assert!(matches!(w.run(&mut ctx, 100), Err(FaultKind::EngineMmu(VaFault { va: 0x90000, write: true }))));
+        let regs = CopyRegs {
+            offset_in: 0x10000,
+            offset_out: 0x90000,
+            line_length: 8,
+            ..CopyRegs::default()
+        };
+        assert!(CopyJob::launch(
+            &regs,
+            launch_bits() | copy::LAUNCH_SRC_PHYSICAL,
+            VaSpaceId(1)
+        )
+        .is_err());
+        assert!(
+            CopyJob::launch(&regs, 2, VaSpaceId(1)).is_err(),
+            "block linear"
+        );
+        let bad_remap = CopyRegs {
+            remap_components: 3,
+            ..regs
+        };
+        assert!(
+            CopyJob::launch(&bad_remap, launch_bits() | copy::LAUNCH_REMAP, VaSpaceId(1)).is_err()
+        );
+        let mut w = WorkItem::Copy(Box::new(
+            CopyJob::launch(&regs, launch_bits(), VaSpaceId(1)).unwrap(),
+        ));
+        let mut ctx = ExecCtx {
+            pool: &mut pool,
+            vaspaces: &vas,
+            timing: &timing,
+            now: 0,
+        };
+        assert!(matches!(
+            w.run(&mut ctx, 100),
+            Err(FaultKind::EngineMmu(VaFault {
+                va: 0x90000,
+                write: true
+            }))
+        ));
         // Semaphore-only launch (transfer type NONE) finishes at once.
-        let s = CopyRegs { sem_va: 0x10100, sem_payload: 5, ..CopyRegs::default() };
+        let s = CopyRegs {
+            sem_va: 0x10100,
+            sem_payload: 5,
+            ..CopyRegs::default()
+        };
         let mut w = WorkItem::Copy(Box::new(CopyJob::launch(&s, 1 << 3, VaSpaceId(1)).unwrap()));
         let p = w.run(&mut ctx, 100).unwrap();
         assert!(p.finished && p.released && p.used_ns == 0);
         // Hostile sizes: 4G lines of 4G bytes only progress at bandwidth, never all at once.
-        let huge = CopyRegs { offset_in: 0x10000, offset_out: 0x10000, line_length: u32::MAX, line_count: u32::MAX, ..CopyRegs::default() };
+        let huge = CopyRegs {
+            offset_in: 0x10000,
+            offset_out: 0x10000,
+            line_length: u32::MAX,
+            line_count: u32::MAX,
+            ..CopyRegs::default()
+        };
         let mut w = WorkItem::Copy(Box::new(
             CopyJob::launch(&huge, launch_bits() | copy::LAUNCH_MULTI_LINE, VaSpaceId(1)).unwrap(),
         ));

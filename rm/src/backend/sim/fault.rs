@@ -77,7 +77,10 @@ impl FaultKind {
     /// True when the PBDMA (not the engine) took the fault: sets PBDMA_FAULTED rather than
     /// ENG_FAULTED.
     pub fn is_pbdma(&self) -> bool {
-        !matches!(self, Self::EngineMmu(_) | Self::ClassNotOnEngine(_) | Self::InvalidCopy(_))
+        !matches!(
+            self,
+            Self::EngineMmu(_) | Self::ClassNotOnEngine(_) | Self::InvalidCopy(_)
+        )
     }
 }
 
@@ -104,7 +107,12 @@ pub struct ErrorNotifier {
 impl ErrorNotifier {
     /// Writes an `NvNotification` {timeStamp, info32 = rc_error, info16 = engine type, status =
     /// 0xFFFF}, as `krcErrorWriteNotifier` does. Returns false if the memory is gone or too small.
-    pub fn write(&self, pool: &mut MemoryPool, fault: &ChannelFault, nv2080_engine_type: u32) -> bool {
+    pub fn write(
+        &self,
+        pool: &mut MemoryPool,
+        fault: &ChannelFault,
+        nv2080_engine_type: u32,
+    ) -> bool {
         let mut n = [0u8; NOTIFICATION_SIZE as usize];
         n[0..8].copy_from_slice(&fault.at_ns.to_le_bytes());
         n[8..12].copy_from_slice(&fault.rc_error.to_le_bytes());
@@ -128,11 +136,19 @@ mod tests {
             at_ns: 0x1234_5678_9ABC,
             rc_error: ROBUST_CHANNEL_PBDMA_ERROR,
         };
-        assert!(ErrorNotifier { memory: m, offset: 32 }.write(&mut p, &f, 1));
+        assert!(ErrorNotifier {
+            memory: m,
+            offset: 32
+        }
+        .write(&mut p, &f, 1));
         assert_eq!(p.read_u64(m, 32).unwrap(), 0x1234_5678_9ABC);
         assert_eq!(p.read_u32(m, 40).unwrap(), 32);
         assert_eq!(p.read_u32(m, 44).unwrap(), 0xFFFF_0001);
-        assert!(!ErrorNotifier { memory: m, offset: 4090 }.write(&mut p, &f, 1));
+        assert!(!ErrorNotifier {
+            memory: m,
+            offset: 4090
+        }
+        .write(&mut p, &f, 1));
         assert!(FaultKind::InvalidHeader(0).is_pbdma());
         assert!(!FaultKind::InvalidCopy("x").is_pbdma());
     }

@@ -20,9 +20,8 @@ use super::memory::{Aperture, MemoryError, MemoryId, MemoryPool};
 use super::preempt::PreemptRequest;
 use super::pushbuffer::GP_ENTRY_SIZE;
 use super::runlist::{
-    build_runlist, ChannelEntry, InterleaveLevel, RunlistEntry, RunlistError, RunlistSlot, Timeslice,
-    TsgDescriptor,
-    MAX_GFID, TSG_MAX_LENGTH,
+    build_runlist, ChannelEntry, InterleaveLevel, RunlistEntry, RunlistError, RunlistSlot,
+    Timeslice, TsgDescriptor, MAX_GFID, TSG_MAX_LENGTH,
 };
 use super::runlist_scheduler::{RunlistOpError, RunlistScheduler, RunlistStats, World};
 use super::timing::Timing;
@@ -221,7 +220,10 @@ impl SimGpu {
             rl.refill_budget(self.timing.work_budget_per_call);
         }
         while now < t_ns {
-            let active = self.runlists.iter().any(|r| r.active(&self.pool, &self.vaspaces));
+            let active = self
+                .runlists
+                .iter()
+                .any(|r| r.active(&self.pool, &self.vaspaces));
             let end = if active {
                 now.saturating_add(self.timing.sync_quantum_ns).min(t_ns)
             } else {
@@ -295,7 +297,10 @@ impl SimGpu {
 
     /// Destroys a VA space (channels still using it fault on their next access).
     pub fn destroy_vaspace(&mut self, id: VaSpaceId) -> Result<(), SimError> {
-        self.vaspaces.remove(&id).map(|_| ()).ok_or(SimError::NoSuchVaSpace(id))
+        self.vaspaces
+            .remove(&id)
+            .map(|_| ())
+            .ok_or(SimError::NoSuchVaSpace(id))
     }
 
     /// A VA space, for inspection and GPU-VA reads.
@@ -309,14 +314,27 @@ impl SimGpu {
     }
 
     /// Maps `len` bytes of `memory` at `offset` to GPU VA `va`.
-    pub fn map(&mut self, vas: VaSpaceId, va: u64, memory: MemoryId, offset: u64, len: u64) -> Result<(), SimError> {
-        let v = self.vaspaces.get_mut(&vas).ok_or(SimError::NoSuchVaSpace(vas))?;
+    pub fn map(
+        &mut self,
+        vas: VaSpaceId,
+        va: u64,
+        memory: MemoryId,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), SimError> {
+        let v = self
+            .vaspaces
+            .get_mut(&vas)
+            .ok_or(SimError::NoSuchVaSpace(vas))?;
         Ok(v.map(&self.pool, va, memory, offset, len)?)
     }
 
     /// Removes the mapping starting at `va`.
     pub fn unmap(&mut self, vas: VaSpaceId, va: u64) -> Result<(), SimError> {
-        let v = self.vaspaces.get_mut(&vas).ok_or(SimError::NoSuchVaSpace(vas))?;
+        let v = self
+            .vaspaces
+            .get_mut(&vas)
+            .ok_or(SimError::NoSuchVaSpace(vas))?;
         v.unmap(va)?;
         Ok(())
     }
@@ -324,19 +342,29 @@ impl SimGpu {
     // ---- FIFO layer: TSGs and channels ----------------------------------------------------
 
     fn rl(&self, runlist: u32) -> Result<&RunlistScheduler, SimError> {
-        self.runlists.get(runlist as usize).ok_or(SimError::NoSuchRunlist(runlist))
+        self.runlists
+            .get(runlist as usize)
+            .ok_or(SimError::NoSuchRunlist(runlist))
     }
 
     fn rl_mut(&mut self, runlist: u32) -> Result<&mut RunlistScheduler, SimError> {
-        self.runlists.get_mut(runlist as usize).ok_or(SimError::NoSuchRunlist(runlist))
+        self.runlists
+            .get_mut(runlist as usize)
+            .ok_or(SimError::NoSuchRunlist(runlist))
     }
 
     fn tsg(&self, t: TsgRef) -> Result<&Tsg, SimError> {
-        self.rl(t.runlist)?.tsgs.get(&t.tsgid).ok_or(SimError::NoSuchTsg(t))
+        self.rl(t.runlist)?
+            .tsgs
+            .get(&t.tsgid)
+            .ok_or(SimError::NoSuchTsg(t))
     }
 
     fn tsg_mut(&mut self, t: TsgRef) -> Result<&mut Tsg, SimError> {
-        self.rl_mut(t.runlist)?.tsgs.get_mut(&t.tsgid).ok_or(SimError::NoSuchTsg(t))
+        self.rl_mut(t.runlist)?
+            .tsgs
+            .get_mut(&t.tsgid)
+            .ok_or(SimError::NoSuchTsg(t))
     }
 
     /// Creates a TSG on `runlist` for `gfid`, with RM's defaults (1024 µs, MEDIUM, not yet
@@ -364,7 +392,11 @@ impl SimGpu {
 
     /// Creates a channel in TSG `t`. It starts disabled in channel RAM unless the TSG is
     /// already scheduled.
-    pub fn create_channel(&mut self, t: TsgRef, cfg: ChannelConfig) -> Result<ChannelRef, SimError> {
+    pub fn create_channel(
+        &mut self,
+        t: TsgRef,
+        cfg: ChannelConfig,
+    ) -> Result<ChannelRef, SimError> {
         let tsg = self.tsg(t)?;
         if tsg.chids.len() as u32 >= TSG_MAX_LENGTH {
             return Err(SimError::TsgFull(t));
@@ -373,29 +405,41 @@ impl SimGpu {
         if !self.vaspaces.contains_key(&cfg.vaspace) {
             return Err(SimError::NoSuchVaSpace(cfg.vaspace));
         }
-        if !cfg.gpfifo_entries.is_power_of_two() || !(2..=MAX_GPFIFO_ENTRIES).contains(&cfg.gpfifo_entries) {
-            return Err(SimError::BadChannelConfig("gpFifoEntries must be a power of two in 2..=2^20"));
+        if !cfg.gpfifo_entries.is_power_of_two()
+            || !(2..=MAX_GPFIFO_ENTRIES).contains(&cfg.gpfifo_entries)
+        {
+            return Err(SimError::BadChannelConfig(
+                "gpFifoEntries must be a power of two in 2..=2^20",
+            ));
         }
-        let ring_ok = cfg.gpfifo_va % GP_ENTRY_SIZE == 0
+        let ring_ok = cfg.gpfifo_va.is_multiple_of(GP_ENTRY_SIZE)
             && cfg
                 .gpfifo_va
                 .checked_add(u64::from(cfg.gpfifo_entries) * GP_ENTRY_SIZE)
                 .is_some_and(|e| e <= 1 << super::vaspace::VA_BITS);
         if !ring_ok {
-            return Err(SimError::BadChannelConfig("GPFIFO ring outside the VA space or misaligned"));
+            return Err(SimError::BadChannelConfig(
+                "GPFIFO ring outside the VA space or misaligned",
+            ));
         }
         cfg.userd.validate(&self.pool)?;
         if let Some(n) = cfg.error_notifier {
             let size = self.pool.size(n.memory)?;
-            if n.offset.checked_add(NOTIFICATION_SIZE).is_none_or(|e| e > size) {
-                return Err(SimError::BadChannelConfig("error notifier outside its memory"));
+            if n.offset
+                .checked_add(NOTIFICATION_SIZE)
+                .is_none_or(|e| e > size)
+            {
+                return Err(SimError::BadChannelConfig(
+                    "error notifier outside its memory",
+                ));
             }
         }
         let rl = self.rl_mut(t.runlist)?;
         let chid = (0..CHRAM_CHANNELS)
             .find(|c| !rl.channels.contains_key(c))
             .ok_or(SimError::OutOfChannelIds(t.runlist))?;
-        rl.channels.insert(chid, super::channel::Channel::new(cfg, t.tsgid));
+        rl.channels
+            .insert(chid, super::channel::Channel::new(cfg, t.tsgid));
         rl.chram.reset(chid);
         if scheduled {
             rl.chram.write(chid, chram::ENABLE_CHANNEL);
@@ -404,13 +448,20 @@ impl SimGpu {
             tsg.chids.push(chid);
         }
         self.rebuild_runlist(t.runlist)?;
-        Ok(ChannelRef { runlist: t.runlist, chid })
+        Ok(ChannelRef {
+            runlist: t.runlist,
+            chid,
+        })
     }
 
     /// Destroys a channel (taking it off the runlist).
     pub fn destroy_channel(&mut self, c: ChannelRef) -> Result<(), SimError> {
         let rl = self.rl_mut(c.runlist)?;
-        let tsgid = rl.channels.get(&c.chid).ok_or(SimError::NoSuchChannel(c))?.tsgid;
+        let tsgid = rl
+            .channels
+            .get(&c.chid)
+            .ok_or(SimError::NoSuchChannel(c))?
+            .tsgid;
         rl.remove_channel(c.chid);
         if let Some(t) = rl.tsgs.get_mut(&tsgid) {
             t.chids.retain(|&x| x != c.chid);
@@ -436,7 +487,12 @@ impl SimGpu {
                     .iter()
                     .map(|&chid| {
                         let inst = u64::from(runlist) << 24 | u64::from(chid) << 12;
-                        ChannelEntry { chid, runqueue: 0, userd_ptr: inst | 0x200, inst_ptr: inst }
+                        ChannelEntry {
+                            chid,
+                            runqueue: 0,
+                            userd_ptr: inst | 0x200,
+                            inst_ptr: inst,
+                        }
                     })
                     .collect(),
             })
@@ -458,7 +514,11 @@ impl SimGpu {
     }
 
     /// Sets a TSG's interleave level (`SET_INTERLEAVE_LEVEL`) and rebuilds the runlist.
-    pub fn set_tsg_interleave(&mut self, t: TsgRef, level: InterleaveLevel) -> Result<(), SimError> {
+    pub fn set_tsg_interleave(
+        &mut self,
+        t: TsgRef,
+        level: InterleaveLevel,
+    ) -> Result<(), SimError> {
         self.tsg_mut(t)?.interleave = level;
         self.rebuild_runlist(t.runlist)
     }
@@ -471,7 +531,14 @@ impl SimGpu {
         let chids = tsg.chids.clone();
         let rl = self.rl_mut(t.runlist)?;
         for c in chids {
-            rl.chram.write(c, if enable { chram::ENABLE_CHANNEL } else { chram::DISABLE_CHANNEL });
+            rl.chram.write(
+                c,
+                if enable {
+                    chram::ENABLE_CHANNEL
+                } else {
+                    chram::DISABLE_CHANNEL
+                },
+            );
         }
         self.rebuild_runlist(t.runlist)
     }
@@ -490,7 +557,11 @@ impl SimGpu {
                     timeslice: t.timeslice,
                     interleave: t.interleave,
                     scheduled: t.scheduled,
-                    channels: t.chids.iter().map(|&chid| ChannelRef { runlist, chid }).collect(),
+                    channels: t
+                        .chids
+                        .iter()
+                        .map(|&chid| ChannelRef { runlist, chid })
+                        .collect(),
                     resident: resident == Some(tsgid),
                     stats: t.stats,
                 })
@@ -523,7 +594,10 @@ impl SimGpu {
 
     /// The work-submit token of a channel (`runlist << 16 | chid`).
     pub fn work_submit_token(&self, c: ChannelRef) -> Result<WorkSubmitToken, SimError> {
-        self.rl(c.runlist)?.channels.get(&c.chid).ok_or(SimError::NoSuchChannel(c))?;
+        self.rl(c.runlist)?
+            .channels
+            .get(&c.chid)
+            .ok_or(SimError::NoSuchChannel(c))?;
         Ok(WorkSubmitToken::new(c.runlist, c.chid))
     }
 
@@ -531,37 +605,72 @@ impl SimGpu {
     /// A GP_PUT outside the ring faults that channel.
     pub fn doorbell(&mut self, token: WorkSubmitToken) -> Result<(), SimError> {
         let runlist = token.runlist();
-        let rl = self.runlists.get_mut(runlist as usize).ok_or(SimError::BadToken(token.0))?;
-        let mut w = World { pool: &mut self.pool, vaspaces: &self.vaspaces, timing: &self.timing };
-        rl.doorbell(token.chid(), &mut w).map_err(|_| SimError::BadToken(token.0))
+        let rl = self
+            .runlists
+            .get_mut(runlist as usize)
+            .ok_or(SimError::BadToken(token.0))?;
+        let mut w = World {
+            pool: &mut self.pool,
+            vaspaces: &self.vaspaces,
+            timing: &self.timing,
+        };
+        rl.doorbell(token.chid(), &mut w)
+            .map_err(|_| SimError::BadToken(token.0))
     }
 
     /// A channel's fault, if it faulted.
     pub fn channel_fault(&self, c: ChannelRef) -> Result<Option<ChannelFault>, SimError> {
-        Ok(self.rl(c.runlist)?.channels.get(&c.chid).ok_or(SimError::NoSuchChannel(c))?.fault.clone())
+        Ok(self
+            .rl(c.runlist)?
+            .channels
+            .get(&c.chid)
+            .ok_or(SimError::NoSuchChannel(c))?
+            .fault
+            .clone())
     }
 
     /// A channel's counters.
     pub fn channel_stats(&self, c: ChannelRef) -> Result<ChannelStats, SimError> {
-        Ok(self.rl(c.runlist)?.channels.get(&c.chid).ok_or(SimError::NoSuchChannel(c))?.stats)
+        Ok(self
+            .rl(c.runlist)?
+            .channels
+            .get(&c.chid)
+            .ok_or(SimError::NoSuchChannel(c))?
+            .stats)
     }
 
     /// The TSG a channel belongs to.
     pub fn channel_tsg(&self, c: ChannelRef) -> Result<TsgRef, SimError> {
-        let tsgid = self.rl(c.runlist)?.channels.get(&c.chid).ok_or(SimError::NoSuchChannel(c))?.tsgid;
-        Ok(TsgRef { runlist: c.runlist, tsgid })
+        let tsgid = self
+            .rl(c.runlist)?
+            .channels
+            .get(&c.chid)
+            .ok_or(SimError::NoSuchChannel(c))?
+            .tsgid;
+        Ok(TsgRef {
+            runlist: c.runlist,
+            tsgid,
+        })
     }
 
     /// A channel's creation parameters.
     pub fn channel_config(&self, c: ChannelRef) -> Result<ChannelConfig, SimError> {
-        Ok(self.rl(c.runlist)?.channels.get(&c.chid).ok_or(SimError::NoSuchChannel(c))?.cfg)
+        Ok(self
+            .rl(c.runlist)?
+            .channels
+            .get(&c.chid)
+            .ok_or(SimError::NoSuchChannel(c))?
+            .cfg)
     }
 
     // ---- hardware registers ---------------------------------------------------------------
 
     /// Reads `NV_CHRAM_CHANNEL(chid)` of a runlist.
     pub fn chram_read(&self, c: ChannelRef) -> Result<u32, SimError> {
-        self.rl(c.runlist)?.chram.read(c.chid).ok_or(SimError::NoSuchChannel(c))
+        self.rl(c.runlist)?
+            .chram
+            .read(c.chid)
+            .ok_or(SimError::NoSuchChannel(c))
     }
 
     /// Writes `NV_CHRAM_CHANNEL(chid)` with hardware semantics (enable/disable, reset faulted
@@ -571,7 +680,8 @@ impl SimGpu {
         if !rl.chram.write(c.chid, value) {
             return Err(SimError::NoSuchChannel(c));
         }
-        let cleared = !rl.chram.has(c.chid, chram::PBDMA_FAULTED) && !rl.chram.has(c.chid, chram::ENG_FAULTED);
+        let cleared = !rl.chram.has(c.chid, chram::PBDMA_FAULTED)
+            && !rl.chram.has(c.chid, chram::ENG_FAULTED);
         if let Some(ch) = rl.channels.get_mut(&c.chid) {
             if cleared && ch.fault.is_some() {
                 ch.fault = None;
@@ -582,8 +692,18 @@ impl SimGpu {
 
     /// Enables or disables a channel in channel RAM (takes effect at the next TSG switch).
     pub fn set_channel_enabled(&mut self, c: ChannelRef, enable: bool) -> Result<(), SimError> {
-        self.rl(c.runlist)?.channels.get(&c.chid).ok_or(SimError::NoSuchChannel(c))?;
-        self.chram_write(c, if enable { chram::ENABLE_CHANNEL } else { chram::DISABLE_CHANNEL })
+        self.rl(c.runlist)?
+            .channels
+            .get(&c.chid)
+            .ok_or(SimError::NoSuchChannel(c))?;
+        self.chram_write(
+            c,
+            if enable {
+                chram::ENABLE_CHANNEL
+            } else {
+                chram::DISABLE_CHANNEL
+            },
+        )
     }
 
     /// Reads `NV_RUNLIST_PREEMPT` of a runlist.
@@ -640,7 +760,11 @@ impl SimGpu {
 
     /// Submits raw runlist entries (`NV_RUNLIST_SUBMIT`), bypassing the FIFO layer. The FIFO
     /// layer rebuilds and resubmits on its next TSG/channel change.
-    pub fn submit_runlist(&mut self, runlist: u32, entries: Vec<RunlistEntry>) -> Result<(), SimError> {
+    pub fn submit_runlist(
+        &mut self,
+        runlist: u32,
+        entries: Vec<RunlistEntry>,
+    ) -> Result<(), SimError> {
         Ok(self.rl_mut(runlist)?.submit(entries)?)
     }
 
@@ -651,7 +775,10 @@ impl SimGpu {
 
     /// TSG currently loaded on a runlist's engine.
     pub fn resident_tsg(&self, runlist: u32) -> Result<Option<TsgRef>, SimError> {
-        Ok(self.rl(runlist)?.resident_tsg().map(|tsgid| TsgRef { runlist, tsgid }))
+        Ok(self
+            .rl(runlist)?
+            .resident_tsg()
+            .map(|tsgid| TsgRef { runlist, tsgid }))
     }
 
     /// A runlist's accounting.

@@ -22,6 +22,8 @@ pub mod driver;
 pub mod engine;
 pub mod fault;
 pub mod gpu;
+#[cfg(test)]
+mod gpu_tests;
 pub mod memory;
 pub mod methods;
 pub mod pbdma;

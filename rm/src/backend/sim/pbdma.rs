@@ -9,13 +9,15 @@
 use std::collections::BTreeMap;
 
 use super::channel::{Channel, MethodRun, PendingAcquire};
-use super::memory::MemoryPool;
-use super::vaspace::{VaFault, VaSpace, VaSpaceId};
 use super::engine::{vaspace, CopyJob, EngineInfo, ExecCtx, WorkItem};
 use super::fault::FaultKind;
+use super::memory::MemoryPool;
 use super::methods::{compute, copy, host, HOPPER_COMPUTE_A, HOPPER_DMA_COPY_A, HOST_METHOD_LIMIT};
-use super::pushbuffer::{decode_header, GpEntry, MethodHeader, MethodMode, GP_ENTRY_SIZE, GP_OPCODE_ILLEGAL};
+use super::pushbuffer::{
+    decode_header, GpEntry, MethodHeader, MethodMode, GP_ENTRY_SIZE, GP_OPCODE_ILLEGAL,
+};
 use super::userd;
+use super::vaspace::{VaFault, VaSpace, VaSpaceId};
 
 /// Dwords prefetched from a segment at once.
 const FETCH_DWORDS: u32 = 256;
@@ -41,7 +43,11 @@ pub(crate) fn step(ch: &mut Channel, engine: &EngineInfo, ctx: &mut ExecCtx<'_>)
     }
 }
 
-fn step_inner(ch: &mut Channel, engine: &EngineInfo, ctx: &mut ExecCtx<'_>) -> Result<StepOutcome, FaultKind> {
+fn step_inner(
+    ch: &mut Channel,
+    engine: &EngineInfo,
+    ctx: &mut ExecCtx<'_>,
+) -> Result<StepOutcome, FaultKind> {
     let Some(dword) = next_dword(ch, ctx)? else {
         return fetch_gp_entry(ch, ctx);
     };
@@ -62,12 +68,28 @@ fn step_inner(ch: &mut Channel, engine: &EngineInfo, ctx: &mut ExecCtx<'_>) -> R
         return execute(ch, engine, ctx, subchannel, method, dword);
     }
     match decode_header(dword) {
-        MethodHeader::Methods { count: 0, .. } | MethodHeader::SubdeviceMask => Ok(StepOutcome::Progress),
-        MethodHeader::Methods { subchannel, method, count, mode } => {
-            ch.method = Some(MethodRun { subchannel, method, left: count, mode });
+        MethodHeader::Methods { count: 0, .. } | MethodHeader::SubdeviceMask => {
             Ok(StepOutcome::Progress)
         }
-        MethodHeader::Immediate { subchannel, method, data } => execute(ch, engine, ctx, subchannel, method, data),
+        MethodHeader::Methods {
+            subchannel,
+            method,
+            count,
+            mode,
+        } => {
+            ch.method = Some(MethodRun {
+                subchannel,
+                method,
+                left: count,
+                mode,
+            });
+            Ok(StepOutcome::Progress)
+        }
+        MethodHeader::Immediate {
+            subchannel,
+            method,
+            data,
+        } => execute(ch, engine, ctx, subchannel, method, data),
         MethodHeader::EndSegment => {
             ch.seg.clear();
             Ok(StepOutcome::Progress)
@@ -89,11 +111,14 @@ fn next_dword(ch: &mut Channel, ctx: &mut ExecCtx<'_>) -> Result<Option<u32>, Fa
     let va = ch.seg.va;
     let vas = vaspace(ctx.vaspaces, ch.cfg.vaspace, va, false).map_err(FaultKind::PbdmaMmu)?;
     let mut bytes = vec![0u8; n as usize * 4];
-    vas.read(ctx.pool, va, &mut bytes).map_err(FaultKind::PbdmaMmu)?;
+    vas.read(ctx.pool, va, &mut bytes)
+        .map_err(FaultKind::PbdmaMmu)?;
     ch.seg.buf.clear();
-    ch.seg
-        .buf
-        .extend(bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+    ch.seg.buf.extend(
+        bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+    );
     ch.seg.va = va.wrapping_add(u64::from(n) * 4);
     ch.seg.remaining -= n;
     ch.seg.pos = 1;
@@ -129,7 +154,10 @@ fn fetch_gp_entry(ch: &mut Channel, ctx: &mut ExecCtx<'_>) -> Result<StepOutcome
         .cfg
         .gpfifo_va
         .checked_add(u64::from(ch.gp_get) * GP_ENTRY_SIZE)
-        .ok_or(FaultKind::PbdmaMmu(VaFault { va: u64::MAX, write: false }))?;
+        .ok_or(FaultKind::PbdmaMmu(VaFault {
+            va: u64::MAX,
+            write: false,
+        }))?;
     let vas = vaspace(ctx.vaspaces, ch.cfg.vaspace, va, false).map_err(FaultKind::PbdmaMmu)?;
     let raw = vas.read_u64(ctx.pool, va).map_err(FaultKind::PbdmaMmu)?;
     ch.gp_get = (ch.gp_get + 1) % ch.cfg.gpfifo_entries;
@@ -164,7 +192,8 @@ fn execute(
     if method < HOST_METHOD_LIMIT {
         return host_method(ch, engine, ctx, subchannel, method, data);
     }
-    let class = ch.subchannels[subchannel as usize & 7].ok_or(FaultKind::NoObject { subchannel, method })?;
+    let class = ch.subchannels[subchannel as usize & 7]
+        .ok_or(FaultKind::NoObject { subchannel, method })?;
     match class {
         HOPPER_DMA_COPY_A => copy_method(ch, method, data),
         HOPPER_COMPUTE_A => compute_method(ch, method, data),
@@ -188,7 +217,12 @@ fn host_method(
             }
             ch.subchannels[subchannel as usize & 7] = Some(class);
         }
-        host::NOP | host::MEM_OP_A | host::MEM_OP_B | host::MEM_OP_C | host::MEM_OP_D | host::WFI
+        host::NOP
+        | host::MEM_OP_A
+        | host::MEM_OP_B
+        | host::MEM_OP_C
+        | host::MEM_OP_D
+        | host::WFI
         | host::CRC_CHECK => {}
         host::NON_STALL_INTERRUPT => ch.stats.nonstall_interrupts += 1,
         host::SET_REFERENCE => ch
@@ -196,12 +230,18 @@ fn host_method(
             .userd
             .write(ctx.pool, userd::REFERENCE, data)
             .map_err(|_| FaultKind::UserdInaccessible)?,
-        host::SEM_ADDR_LO => ch.host.sem_va = (ch.host.sem_va & !0xFFFF_FFFF) | u64::from(data & !3),
+        host::SEM_ADDR_LO => {
+            ch.host.sem_va = (ch.host.sem_va & !0xFFFF_FFFF) | u64::from(data & !3)
+        }
         host::SEM_ADDR_HI => {
             ch.host.sem_va = (ch.host.sem_va & 0xFFFF_FFFF) | u64::from(data & 0x1FF_FFFF) << 32
         }
-        host::SEM_PAYLOAD_LO => ch.host.payload = (ch.host.payload & !0xFFFF_FFFF) | u64::from(data),
-        host::SEM_PAYLOAD_HI => ch.host.payload = (ch.host.payload & 0xFFFF_FFFF) | u64::from(data) << 32,
+        host::SEM_PAYLOAD_LO => {
+            ch.host.payload = (ch.host.payload & !0xFFFF_FFFF) | u64::from(data)
+        }
+        host::SEM_PAYLOAD_HI => {
+            ch.host.payload = (ch.host.payload & 0xFFFF_FFFF) | u64::from(data) << 32
+        }
         host::SEM_EXECUTE => semaphore_execute(ch, ctx, data)?,
         host::YIELD => return Ok(StepOutcome::Yield),
         _ => return Err(FaultKind::IllegalMethod { subchannel, method }),
@@ -213,17 +253,25 @@ fn semaphore_execute(ch: &mut Channel, ctx: &mut ExecCtx<'_>, data: u32) -> Resu
     let op = data & 7;
     let is64 = data & host::SEM_PAYLOAD_64BIT != 0;
     let va = ch.host.sem_va;
-    let payload = if is64 { ch.host.payload } else { ch.host.payload & 0xFFFF_FFFF };
+    let payload = if is64 {
+        ch.host.payload
+    } else {
+        ch.host.payload & 0xFFFF_FFFF
+    };
     let vas = vaspace(ctx.vaspaces, ch.cfg.vaspace, va, true).map_err(FaultKind::PbdmaMmu)?;
     match op {
         host::sem_op::RELEASE => {
             let mut b = [0u8; 16];
             b[..8].copy_from_slice(&payload.to_le_bytes());
             let len = if is64 { 8 } else { 4 };
-            vas.write(ctx.pool, va, &b[..len]).map_err(FaultKind::PbdmaMmu)?;
+            vas.write(ctx.pool, va, &b[..len])
+                .map_err(FaultKind::PbdmaMmu)?;
             if data & host::SEM_RELEASE_TIMESTAMP != 0 {
-                let ts_va = va.checked_add(8).ok_or(FaultKind::PbdmaMmu(VaFault { va, write: true }))?;
-                vas.write(ctx.pool, ts_va, &ctx.now.to_le_bytes()).map_err(FaultKind::PbdmaMmu)?;
+                let ts_va = va
+                    .checked_add(8)
+                    .ok_or(FaultKind::PbdmaMmu(VaFault { va, write: true }))?;
+                vas.write(ctx.pool, ts_va, &ctx.now.to_le_bytes())
+                    .map_err(FaultKind::PbdmaMmu)?;
             }
             ch.stats.semaphore_releases += 1;
         }
@@ -231,7 +279,8 @@ fn semaphore_execute(ch: &mut Channel, ctx: &mut ExecCtx<'_>, data: u32) -> Resu
             let cur = read_sem(vas, ctx.pool, va, is64)?;
             let new = reduce(data, cur, payload, is64)?;
             let len = if is64 { 8 } else { 4 };
-            vas.write(ctx.pool, va, &new.to_le_bytes()[..len]).map_err(FaultKind::PbdmaMmu)?;
+            vas.write(ctx.pool, va, &new.to_le_bytes()[..len])
+                .map_err(FaultKind::PbdmaMmu)?;
             ch.stats.semaphore_releases += 1;
         }
         host::sem_op::ACQUIRE
@@ -259,7 +308,9 @@ fn read_sem(vas: &VaSpace, pool: &MemoryPool, va: u64, is64: bool) -> Result<u64
     if is64 {
         vas.read_u64(pool, va).map_err(FaultKind::PbdmaMmu)
     } else {
-        vas.read_u32(pool, va).map(u64::from).map_err(FaultKind::PbdmaMmu)
+        vas.read_u32(pool, va)
+            .map(u64::from)
+            .map_err(FaultKind::PbdmaMmu)
     }
 }
 
@@ -267,7 +318,13 @@ fn read_sem(vas: &VaSpace, pool: &MemoryPool, va: u64, is64: bool) -> Result<u64
 fn reduce(data: u32, cur: u64, payload: u64, is64: bool) -> Result<u64, FaultKind> {
     let unsigned = data & host::SEM_REDUCTION_UNSIGNED != 0;
     let mask = if is64 { u64::MAX } else { 0xFFFF_FFFF };
-    let signed = |v: u64| if is64 { v as i64 } else { i64::from(v as u32 as i32) };
+    let signed = |v: u64| {
+        if is64 {
+            v as i64
+        } else {
+            i64::from(v as u32 as i32)
+        }
+    };
     let v = match (data >> host::SEM_REDUCTION_SHIFT) & 0xF {
         0 if unsigned => cur.min(payload),
         0 => (signed(cur).min(signed(payload))) as u64,
@@ -277,8 +334,20 @@ fn reduce(data: u32, cur: u64, payload: u64, is64: bool) -> Result<u64, FaultKin
         3 => cur & payload,
         4 => cur | payload,
         5 => cur.wrapping_add(payload),
-        6 => if cur >= payload { 0 } else { cur + 1 },
-        7 => if cur == 0 || cur > payload { payload } else { cur - 1 },
+        6 => {
+            if cur >= payload {
+                0
+            } else {
+                cur + 1
+            }
+        }
+        7 => {
+            if cur == 0 || cur > payload {
+                payload
+            } else {
+                cur - 1
+            }
+        }
         _ => return Err(FaultKind::InvalidSemaphore(data)),
     };
     Ok(v & mask)
@@ -340,10 +409,17 @@ fn copy_method(ch: &mut Channel, method: u32, data: u32) -> Result<StepOutcome, 
 
 fn compute_method(ch: &mut Channel, method: u32, data: u32) -> Result<StepOutcome, FaultKind> {
     match method {
-        compute::SIM_WORK_NS_LO => ch.compute_work_ns = (ch.compute_work_ns & !0xFFFF_FFFF) | u64::from(data),
-        compute::SIM_WORK_NS_HI => ch.compute_work_ns = (ch.compute_work_ns & 0xFFFF_FFFF) | u64::from(data) << 32,
+        compute::SIM_WORK_NS_LO => {
+            ch.compute_work_ns = (ch.compute_work_ns & !0xFFFF_FFFF) | u64::from(data)
+        }
+        compute::SIM_WORK_NS_HI => {
+            ch.compute_work_ns = (ch.compute_work_ns & 0xFFFF_FFFF) | u64::from(data) << 32
+        }
         compute::SIM_LAUNCH_WORK if ch.compute_work_ns > 0 => {
-            ch.work = Some(WorkItem::Compute { total: ch.compute_work_ns, done: 0 });
+            ch.work = Some(WorkItem::Compute {
+                total: ch.compute_work_ns,
+                done: 0,
+            });
         }
         // The class's real state and launch methods (shaders, QMDs) are accepted without effect:
         // the sim models engine occupancy, not shader execution.
@@ -384,10 +460,19 @@ mod tests {
             vaspace: VaSpaceId(1),
             gpfifo_va: GPFIFO,
             gpfifo_entries: 16,
-            userd: Userd { memory: mem, offset: 0 },
+            userd: Userd {
+                memory: mem,
+                offset: 0,
+            },
             error_notifier: None,
         };
-        Env { pool, vas, mem, ch: Channel::new(cfg, 0), timing: Timing::default() }
+        Env {
+            pool,
+            vas,
+            mem,
+            ch: Channel::new(cfg, 0),
+            timing: Timing::default(),
+        }
     }
 
     impl Env {
@@ -398,15 +483,30 @@ mod tests {
             v.write(&mut self.pool, PB + off, &bytes).unwrap();
             let put = self.ch.cfg.userd.read(&self.pool, userd::GP_PUT).unwrap();
             let e = GpEntry::encode(PB + off, words.len() as u32);
-            v.write(&mut self.pool, GPFIFO + u64::from(put) * 8, &e.to_le_bytes()).unwrap();
-            self.ch.cfg.userd.write(&mut self.pool, userd::GP_PUT, (put + 1) % 16).unwrap();
+            v.write(
+                &mut self.pool,
+                GPFIFO + u64::from(put) * 8,
+                &e.to_le_bytes(),
+            )
+            .unwrap();
+            self.ch
+                .cfg
+                .userd
+                .write(&mut self.pool, userd::GP_PUT, (put + 1) % 16)
+                .unwrap();
         }
 
         fn run(&mut self, engine: &EngineInfo, now: u64) -> StepOutcome {
-            let mut ctx = ExecCtx { pool: &mut self.pool, vaspaces: &self.vas, timing: &self.timing, now };
+            let mut ctx = ExecCtx {
+                pool: &mut self.pool,
+                vaspaces: &self.vas,
+                timing: &self.timing,
+                now,
+            };
             for _ in 0..10_000 {
                 let o = step(&mut self.ch, engine, &mut ctx);
-                if o != StepOutcome::Progress || self.ch.acquire.is_some() || self.ch.work.is_some() {
+                if o != StepOutcome::Progress || self.ch.acquire.is_some() || self.ch.work.is_some()
+                {
                     return o;
                 }
             }
@@ -474,26 +574,69 @@ mod tests {
     fn acquire_operations() {
         let e = env();
         let mut pool = e.pool;
-        let mk = |op, payload, is64| PendingAcquire { va: SEM, payload, op, is64, switch_tsg: false };
+        let mk = |op, payload, is64| PendingAcquire {
+            va: SEM,
+            payload,
+            op,
+            is64,
+            switch_tsg: false,
+        };
         let check = |pool: &mut MemoryPool, v: u64, a: PendingAcquire| {
             pool.write_u64(e.mem, SEM, v).unwrap();
             acquire_satisfied(&a, &e.ch, pool, &e.vas).unwrap()
         };
         assert!(check(&mut pool, 7, mk(host::sem_op::ACQUIRE, 7, false)));
         assert!(!check(&mut pool, 8, mk(host::sem_op::ACQUIRE, 7, false)));
-        assert!(check(&mut pool, 2, mk(host::sem_op::ACQ_CIRC_GEQ, 0xFFFF_FFF0, false)), "wrapped");
-        assert!(!check(&mut pool, 2, mk(host::sem_op::ACQ_STRICT_GEQ, 0xFFFF_FFF0, false)));
-        assert!(check(&mut pool, 0b0110, mk(host::sem_op::ACQ_AND, 0b0010, false)));
-        assert!(!check(&mut pool, 0b0100, mk(host::sem_op::ACQ_AND, 0b0010, false)));
-        assert!(check(&mut pool, 0xF, mk(host::sem_op::ACQ_NOR, 0xF0, false)));
-        assert!(check(&mut pool, 1 << 40, mk(host::sem_op::ACQ_STRICT_GEQ, 1 << 39, true)));
+        assert!(
+            check(
+                &mut pool,
+                2,
+                mk(host::sem_op::ACQ_CIRC_GEQ, 0xFFFF_FFF0, false)
+            ),
+            "wrapped"
+        );
+        assert!(!check(
+            &mut pool,
+            2,
+            mk(host::sem_op::ACQ_STRICT_GEQ, 0xFFFF_FFF0, false)
+        ));
+        assert!(check(
+            &mut pool,
+            0b0110,
+            mk(host::sem_op::ACQ_AND, 0b0010, false)
+        ));
+        assert!(!check(
+            &mut pool,
+            0b0100,
+            mk(host::sem_op::ACQ_AND, 0b0010, false)
+        ));
+        assert!(check(
+            &mut pool,
+            0xF,
+            mk(host::sem_op::ACQ_NOR, 0xF0, false)
+        ));
+        assert!(check(
+            &mut pool,
+            1 << 40,
+            mk(host::sem_op::ACQ_STRICT_GEQ, 1 << 39, true)
+        ));
     }
 
     #[test]
     fn reductions() {
-        let red = |op: u32, unsigned: bool| host::sem_op::REDUCTION | op << 27 | if unsigned { 1 << 31 } else { 0 };
-        assert_eq!(reduce(red(5, true), 0xFFFF_FFFF, 2, false).unwrap(), 1, "32-bit add wraps");
-        assert_eq!(reduce(red(0, false), 0xFFFF_FFFF, 2, false).unwrap(), 0xFFFF_FFFF, "signed min(-1, 2)");
+        let red = |op: u32, unsigned: bool| {
+            host::sem_op::REDUCTION | op << 27 | if unsigned { 1 << 31 } else { 0 }
+        };
+        assert_eq!(
+            reduce(red(5, true), 0xFFFF_FFFF, 2, false).unwrap(),
+            1,
+            "32-bit add wraps"
+        );
+        assert_eq!(
+            reduce(red(0, false), 0xFFFF_FFFF, 2, false).unwrap(),
+            0xFFFF_FFFF,
+            "signed min(-1, 2)"
+        );
         assert_eq!(reduce(red(0, true), 0xFFFF_FFFF, 2, false).unwrap(), 2);
         assert_eq!(reduce(red(6, true), 3, 3, false).unwrap(), 0);
         assert_eq!(reduce(red(6, true), 2, 3, false).unwrap(), 3);
@@ -535,13 +678,24 @@ mod tests {
     #[test]
     fn faults_on_hostile_input() {
         let gr = EngineInfo::for_runlist(0);
-        let cases: Vec<(Vec<u32>, fn(&FaultKind) -> bool)> = vec![
+        type Check = fn(&FaultKind) -> bool;
+        let cases: Vec<(Vec<u32>, Check)> = vec![
             (vec![6 << 29], |f| matches!(f, FaultKind::InvalidHeader(_))),
-            (vec![inc_header(0, host::ILLEGAL, 1), 0], |f| matches!(f, FaultKind::IllegalMethod { .. })),
-            (vec![inc_header(0, 0xF0, 1), 0], |f| matches!(f, FaultKind::IllegalMethod { .. })),
-            (vec![inc_header(2, 0x300, 1), 0], |f| matches!(f, FaultKind::NoObject { subchannel: 2, .. })),
-            (vec![inc_header(0, 0, 1), 0xC8B5], |f| *f == FaultKind::ClassNotOnEngine(0xC8B5)),
-            (vec![inc_header(0, host::SEM_EXECUTE, 1), 7], |f| matches!(f, FaultKind::InvalidSemaphore(7))),
+            (vec![inc_header(0, host::ILLEGAL, 1), 0], |f| {
+                matches!(f, FaultKind::IllegalMethod { .. })
+            }),
+            (vec![inc_header(0, 0xF0, 1), 0], |f| {
+                matches!(f, FaultKind::IllegalMethod { .. })
+            }),
+            (vec![inc_header(2, 0x300, 1), 0], |f| {
+                matches!(f, FaultKind::NoObject { subchannel: 2, .. })
+            }),
+            (vec![inc_header(0, 0, 1), 0xC8B5], |f| {
+                *f == FaultKind::ClassNotOnEngine(0xC8B5)
+            }),
+            (vec![inc_header(0, host::SEM_EXECUTE, 1), 7], |f| {
+                matches!(f, FaultKind::InvalidSemaphore(7))
+            }),
             (release(1, 0), |f| matches!(f, FaultKind::PbdmaMmu(_))),
         ];
         for (i, (words, want)) in cases.into_iter().enumerate() {
@@ -562,23 +716,47 @@ mod tests {
     fn bad_gpfifo_state_faults() {
         let gr = EngineInfo::for_runlist(0);
         let mut e = env();
-        e.ch.cfg.userd.write(&mut e.pool, userd::GP_PUT, 16).unwrap();
-        assert_eq!(e.run(&gr, 0), StepOutcome::Fault(FaultKind::GpPutOutOfRange { gp_put: 16, entries: 16 }));
+        e.ch.cfg
+            .userd
+            .write(&mut e.pool, userd::GP_PUT, 16)
+            .unwrap();
+        assert_eq!(
+            e.run(&gr, 0),
+            StepOutcome::Fault(FaultKind::GpPutOutOfRange {
+                gp_put: 16,
+                entries: 16
+            })
+        );
         // Entry pointing at an unmapped segment.
         let mut e = env();
         let v = &e.vas[&VaSpaceId(1)];
-        v.write(&mut e.pool, GPFIFO, &GpEntry::encode(0x8000, 4).to_le_bytes()).unwrap();
+        v.write(
+            &mut e.pool,
+            GPFIFO,
+            &GpEntry::encode(0x8000, 4).to_le_bytes(),
+        )
+        .unwrap();
         e.ch.cfg.userd.write(&mut e.pool, userd::GP_PUT, 1).unwrap();
-        assert_eq!(e.run(&gr, 0), StepOutcome::Fault(FaultKind::PbdmaMmu(VaFault { va: 0x8000, write: false })));
+        assert_eq!(
+            e.run(&gr, 0),
+            StepOutcome::Fault(FaultKind::PbdmaMmu(VaFault {
+                va: 0x8000,
+                write: false
+            }))
+        );
         // GPFIFO ring itself unmapped.
         let mut e = env();
         e.ch.cfg.gpfifo_va = 0x10;
         e.ch.cfg.userd.write(&mut e.pool, userd::GP_PUT, 1).unwrap();
-        assert!(matches!(e.run(&gr, 0), StepOutcome::Fault(FaultKind::PbdmaMmu(_))));
+        assert!(matches!(
+            e.run(&gr, 0),
+            StepOutcome::Fault(FaultKind::PbdmaMmu(_))
+        ));
         // ILLEGAL control entry.
         let mut e = env();
         let v = &e.vas[&VaSpaceId(1)];
-        v.write(&mut e.pool, GPFIFO, &(1u64 << 32).to_le_bytes()).unwrap();
+        v.write(&mut e.pool, GPFIFO, &(1u64 << 32).to_le_bytes())
+            .unwrap();
         e.ch.cfg.userd.write(&mut e.pool, userd::GP_PUT, 1).unwrap();
         assert_eq!(e.run(&gr, 0), StepOutcome::Fault(FaultKind::IllegalGpEntry));
         // END_PB_SEGMENT drops the rest of the segment, including a would-be invalid header.
@@ -605,7 +783,13 @@ mod tests {
             ],
         );
         assert_eq!(e.run(&gr, 0), StepOutcome::Progress);
-        assert_eq!(e.ch.work, Some(WorkItem::Compute { total: (1 << 32) + 5000, done: 0 }));
+        assert_eq!(
+            e.ch.work,
+            Some(WorkItem::Compute {
+                total: (1 << 32) + 5000,
+                done: 0
+            })
+        );
         e.ch.work = None;
         assert_eq!(e.run(&gr, 0), StepOutcome::Yield);
     }

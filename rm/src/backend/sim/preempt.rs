@@ -115,15 +115,31 @@ mod tests {
     #[test]
     fn encode_decode_and_pending_bits() {
         assert_eq!(PreemptRequest::Tsg(0x7FF).encode(), 0x0100_07FF);
-        assert_eq!(PreemptRequest::decode(0x0100_0ABC), Some(PreemptRequest::Tsg(0xABC)));
-        assert_eq!(PreemptRequest::decode(0x0000_0123), Some(PreemptRequest::Runlist));
+        assert_eq!(
+            PreemptRequest::decode(0x0100_0ABC),
+            Some(PreemptRequest::Tsg(0xABC))
+        );
+        assert_eq!(
+            PreemptRequest::decode(0x0000_0123),
+            Some(PreemptRequest::Runlist)
+        );
         assert_eq!(PreemptRequest::decode(0x0200_0000), None);
         let mut r = PreemptRegister::default();
-        assert_eq!(r.write(PreemptRequest::Tsg(3).encode()), Some(PreemptRequest::Tsg(3)));
+        assert_eq!(
+            r.write(PreemptRequest::Tsg(3).encode()),
+            Some(PreemptRequest::Tsg(3))
+        );
         assert_eq!(r.read(), 0x0100_0003 | TSG_PREEMPT_PENDING);
-        assert_eq!(r.write(PreemptRequest::Runlist.encode()), None, "second write dropped");
+        assert_eq!(
+            r.write(PreemptRequest::Runlist.encode()),
+            None,
+            "second write dropped"
+        );
         assert_eq!(r.complete(), Some(PreemptRequest::Tsg(3)));
-        assert_eq!(r.read() & (TSG_PREEMPT_PENDING | RUNLIST_PREEMPT_PENDING), 0);
+        assert_eq!(
+            r.read() & (TSG_PREEMPT_PENDING | RUNLIST_PREEMPT_PENDING),
+            0
+        );
         r.write(PreemptRequest::Runlist.encode());
         assert_eq!(r.read() & RUNLIST_PREEMPT_PENDING, RUNLIST_PREEMPT_PENDING);
         assert_eq!(r.write(u32::MAX), None);

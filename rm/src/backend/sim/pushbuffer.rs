@@ -158,17 +158,26 @@ pub fn decode_header(h: u32) -> MethodHeader {
 
 /// Header for `count` incrementing methods from byte address `method` on `subchannel`.
 pub fn inc_header(subchannel: u32, method: u32, count: u32) -> u32 {
-    sec_op::INC_METHOD << 29 | (count & 0x1FFF) << 16 | (subchannel & 7) << 13 | (method >> 2) & 0xFFF
+    sec_op::INC_METHOD << 29
+        | (count & 0x1FFF) << 16
+        | (subchannel & 7) << 13
+        | (method >> 2) & 0xFFF
 }
 
 /// Header for `count` non-incrementing writes of `method`.
 pub fn non_inc_header(subchannel: u32, method: u32, count: u32) -> u32 {
-    sec_op::NON_INC_METHOD << 29 | (count & 0x1FFF) << 16 | (subchannel & 7) << 13 | (method >> 2) & 0xFFF
+    sec_op::NON_INC_METHOD << 29
+        | (count & 0x1FFF) << 16
+        | (subchannel & 7) << 13
+        | (method >> 2) & 0xFFF
 }
 
 /// Header carrying a 13-bit immediate datum for `method`.
 pub fn immediate_header(subchannel: u32, method: u32, data: u32) -> u32 {
-    sec_op::IMMD_DATA_METHOD << 29 | (data & 0x1FFF) << 16 | (subchannel & 7) << 13 | (method >> 2) & 0xFFF
+    sec_op::IMMD_DATA_METHOD << 29
+        | (data & 0x1FFF) << 16
+        | (subchannel & 7) << 13
+        | (method >> 2) & 0xFFF
 }
 
 #[cfg(test)]
@@ -193,37 +202,77 @@ mod tests {
     fn method_headers() {
         assert_eq!(
             decode_header(inc_header(4, 0x300, 3)),
-            MethodHeader::Methods { subchannel: 4, method: 0x300, count: 3, mode: MethodMode::Incrementing }
+            MethodHeader::Methods {
+                subchannel: 4,
+                method: 0x300,
+                count: 3,
+                mode: MethodMode::Incrementing
+            }
         );
         assert_eq!(
             decode_header(non_inc_header(1, 0x6c, 8191)),
-            MethodHeader::Methods { subchannel: 1, method: 0x6c, count: 8191, mode: MethodMode::NonIncrementing }
+            MethodHeader::Methods {
+                subchannel: 1,
+                method: 0x6c,
+                count: 8191,
+                mode: MethodMode::NonIncrementing
+            }
         );
         assert_eq!(
             decode_header(immediate_header(7, 0x3FFC, 0x1ABC)),
-            MethodHeader::Immediate { subchannel: 7, method: 0x3FFC, data: 0x1ABC }
+            MethodHeader::Immediate {
+                subchannel: 7,
+                method: 0x3FFC,
+                data: 0x1ABC
+            }
         );
         assert_eq!(
             decode_header(5 << 29 | 2 << 16 | 0x40 >> 2),
-            MethodHeader::Methods { subchannel: 0, method: 0x40, count: 2, mode: MethodMode::IncrementOnce }
+            MethodHeader::Methods {
+                subchannel: 0,
+                method: 0x40,
+                count: 2,
+                mode: MethodMode::IncrementOnce
+            }
         );
         assert_eq!(decode_header(7 << 29), MethodHeader::EndSegment);
-        assert_eq!(decode_header(6 << 29 | 5), MethodHeader::Invalid(6 << 29 | 5));
+        assert_eq!(
+            decode_header(6 << 29 | 5),
+            MethodHeader::Invalid(6 << 29 | 5)
+        );
         // Legacy incrementing: count 28:18, address 12:2.
         assert_eq!(
             decode_header(2 << 18 | 0x5C),
-            MethodHeader::Methods { subchannel: 0, method: 0x5C, count: 2, mode: MethodMode::Incrementing }
+            MethodHeader::Methods {
+                subchannel: 0,
+                method: 0x5C,
+                count: 2,
+                mode: MethodMode::Incrementing
+            }
         );
         assert_eq!(decode_header(1 << 16), MethodHeader::SubdeviceMask);
         assert_eq!(
             decode_header(2 << 29 | 1 << 18 | 0x10),
-            MethodHeader::Methods { subchannel: 0, method: 0x10, count: 1, mode: MethodMode::NonIncrementing }
+            MethodHeader::Methods {
+                subchannel: 0,
+                method: 0x10,
+                count: 1,
+                mode: MethodMode::NonIncrementing
+            }
         );
-        assert_eq!(decode_header(2 << 29 | 1 << 16), MethodHeader::Invalid(2 << 29 | 1 << 16));
+        assert_eq!(
+            decode_header(2 << 29 | 1 << 16),
+            MethodHeader::Invalid(2 << 29 | 1 << 16)
+        );
         // The NOP dword (0) is a zero-count legacy incrementing header.
         assert_eq!(
             decode_header(0),
-            MethodHeader::Methods { subchannel: 0, method: 0, count: 0, mode: MethodMode::Incrementing }
+            MethodHeader::Methods {
+                subchannel: 0,
+                method: 0,
+                count: 0,
+                mode: MethodMode::Incrementing
+            }
         );
     }
 }

@@ -378,7 +378,14 @@ mod tests {
         assert_eq!(Timeslice::from_us(0).as_ns(), 1024);
         assert_eq!(Timeslice::from_us(u64::MAX), Timeslice::MAX);
         assert_eq!(Timeslice::MAX.as_ns(), (255u64 << 15) * 1024);
-        assert_eq!(Timeslice { scale: 0, timeout: 0 }.as_ns(), 1024);
+        assert_eq!(
+            Timeslice {
+                scale: 0,
+                timeout: 0
+            }
+            .as_ns(),
+            1024
+        );
         for us in [1u64, 100, 255, 256, 3000, 50_000, 8_000_000] {
             let t = Timeslice::from_us(us);
             assert!(t.as_ns() <= us.max(2) * 1000, "{us}: rounds down");
@@ -388,7 +395,10 @@ mod tests {
 
     #[test]
     fn header_and_channel_fields_round_trip() {
-        let ts = Timeslice { scale: 3, timeout: 128 };
+        let ts = Timeslice {
+            scale: 3,
+            timeout: 128,
+        };
         let h = RunlistEntry::tsg_header(0x123, 5, ts, 2).unwrap();
         assert!(h.is_tsg());
         assert_eq!(h.0[0], 1 | 5 << 4 | 3 << 16 | 128 << 24);
@@ -407,11 +417,20 @@ mod tests {
         assert!(RunlistEntry::tsg_header(1, 0, ts, 0).is_err());
         assert!(RunlistEntry::tsg_header(1, 0, ts, 129).is_err());
         assert!(RunlistEntry::channel(&ChannelEntry { chid: 0x1000, ..ch }).is_err());
-        assert!(RunlistEntry::channel(&ChannelEntry { userd_ptr: 0x80, ..ch }).is_err());
+        assert!(RunlistEntry::channel(&ChannelEntry {
+            userd_ptr: 0x80,
+            ..ch
+        })
+        .is_err());
         let slots = decode_runlist(&[h, c, c]).unwrap();
         assert_eq!(
             slots,
-            vec![RunlistSlot { tsgid: 0x123, gfid: 5, timeslice: ts, chids: vec![7, 7] }]
+            vec![RunlistSlot {
+                tsgid: 0x123,
+                gfid: 5,
+                timeslice: ts,
+                chids: vec![7, 7]
+            }]
         );
     }
 
@@ -419,20 +438,45 @@ mod tests {
     fn decode_rejects_malformed_runlists() {
         let ts = Timeslice::DEFAULT;
         let h3 = RunlistEntry::tsg_header(1, 0, ts, 3).unwrap();
-        let c = RunlistEntry::channel(&ChannelEntry { chid: 1, runqueue: 0, userd_ptr: 0, inst_ptr: 0 })
-            .unwrap();
-        assert_eq!(decode_runlist(&[h3, c]), Err(RunlistError::ShortTsg { tsgid: 1, missing: 2 }));
-        assert_eq!(decode_runlist(&[c]), Err(RunlistError::ChannelOutsideTsg { index: 0 }));
+        let c = RunlistEntry::channel(&ChannelEntry {
+            chid: 1,
+            runqueue: 0,
+            userd_ptr: 0,
+            inst_ptr: 0,
+        })
+        .unwrap();
+        assert_eq!(
+            decode_runlist(&[h3, c]),
+            Err(RunlistError::ShortTsg {
+                tsgid: 1,
+                missing: 2
+            })
+        );
+        assert_eq!(
+            decode_runlist(&[c]),
+            Err(RunlistError::ChannelOutsideTsg { index: 0 })
+        );
         let zero = RunlistEntry([1, 0, 4, 0]);
-        assert_eq!(decode_runlist(&[zero]), Err(RunlistError::BadTsgLength { tsgid: 4, length: 0 }));
+        assert_eq!(
+            decode_runlist(&[zero]),
+            Err(RunlistError::BadTsgLength {
+                tsgid: 4,
+                length: 0
+            })
+        );
         let h1 = RunlistEntry::tsg_header(2, 0, ts, 1).unwrap();
-        assert_eq!(decode_runlist(&[h3, h1, c, c]), Err(RunlistError::ChannelOutsideTsg { index: 1 }));
+        assert_eq!(
+            decode_runlist(&[h3, h1, c, c]),
+            Err(RunlistError::ChannelOutsideTsg { index: 1 })
+        );
         assert_eq!(decode_runlist(&[]), Ok(vec![]));
     }
 
     fn counts(levels: &[InterleaveLevel]) -> Vec<usize> {
         let order = interleave_order(levels);
-        (0..levels.len()).map(|i| order.iter().filter(|&&j| j == i).count()).collect()
+        (0..levels.len())
+            .map(|i| order.iter().filter(|&&j| j == i).count())
+            .collect()
     }
 
     /// The documented formula, written independently of the builder.
@@ -443,8 +487,22 @@ mod tests {
             .iter()
             .map(|lvl| match lvl {
                 Low => 1,
-                Medium => if l > 0 { l } else { 1 },
-                High => if l > 0 { (m + 1) * l } else if m > 0 { m } else { 1 },
+                Medium => {
+                    if l > 0 {
+                        l
+                    } else {
+                        1
+                    }
+                }
+                High => {
+                    if l > 0 {
+                        (m + 1) * l
+                    } else if m > 0 {
+                        m
+                    } else {
+                        1
+                    }
+                }
             })
             .collect()
     }
@@ -473,11 +531,34 @@ mod tests {
 
     #[test]
     fn build_runlist_repeats_headers_and_skips_empty_tsgs() {
-        let ch = |chid| ChannelEntry { chid, runqueue: 0, userd_ptr: 0x100 * u64::from(chid), inst_ptr: 0 };
+        let ch = |chid| ChannelEntry {
+            chid,
+            runqueue: 0,
+            userd_ptr: 0x100 * u64::from(chid),
+            inst_ptr: 0,
+        };
         let tsgs = vec![
-            TsgDescriptor { tsgid: 0, gfid: 1, timeslice: Timeslice::DEFAULT, interleave: Low, channels: vec![ch(0)] },
-            TsgDescriptor { tsgid: 1, gfid: 2, timeslice: Timeslice::from_us(3000), interleave: High, channels: vec![ch(1), ch(2)] },
-            TsgDescriptor { tsgid: 2, gfid: 2, timeslice: Timeslice::DEFAULT, interleave: High, channels: vec![] },
+            TsgDescriptor {
+                tsgid: 0,
+                gfid: 1,
+                timeslice: Timeslice::DEFAULT,
+                interleave: Low,
+                channels: vec![ch(0)],
+            },
+            TsgDescriptor {
+                tsgid: 1,
+                gfid: 2,
+                timeslice: Timeslice::from_us(3000),
+                interleave: High,
+                channels: vec![ch(1), ch(2)],
+            },
+            TsgDescriptor {
+                tsgid: 2,
+                gfid: 2,
+                timeslice: Timeslice::DEFAULT,
+                interleave: High,
+                channels: vec![],
+            },
         ];
         let rl = build_runlist(&tsgs).unwrap();
         let slots = decode_runlist(&rl).unwrap();

@@ -181,7 +181,9 @@ impl RunlistScheduler {
             .preempt
             .write(value)
             .ok_or(RunlistOpError::PreemptDropped(value))?;
-        let target = |tsgid: u32| matches!(req, PreemptRequest::Runlist) || req == PreemptRequest::Tsg(tsgid);
+        let target = |tsgid: u32| {
+            matches!(req, PreemptRequest::Runlist) || req == PreemptRequest::Tsg(tsgid)
+        };
         match &mut self.state {
             EngineState::Resident(r) if target(r.tsgid) => {
                 if r.switch.is_none_or(|(why, _)| why != SwitchReason::Preempt) {
@@ -204,7 +206,10 @@ impl RunlistScheduler {
 
     /// Rings a channel's doorbell: latch GP_PUT from USERD and mark the channel PENDING.
     pub fn doorbell(&mut self, chid: u32, w: &mut World<'_>) -> Result<(), RunlistOpError> {
-        let ch = self.channels.get_mut(&chid).ok_or(RunlistOpError::NoChannel(chid))?;
+        let ch = self
+            .channels
+            .get_mut(&chid)
+            .ok_or(RunlistOpError::NoChannel(chid))?;
         if ch.fault.is_some() {
             return Ok(());
         }
@@ -226,7 +231,12 @@ impl RunlistScheduler {
     }
 
     /// The channel has something to do now.
-    fn channel_has_work(&self, chid: u32, pool: &MemoryPool, vas: &BTreeMap<VaSpaceId, VaSpace>) -> bool {
+    fn channel_has_work(
+        &self,
+        chid: u32,
+        pool: &MemoryPool,
+        vas: &BTreeMap<VaSpaceId, VaSpace>,
+    ) -> bool {
         let Some(ch) = self.channels.get(&chid) else {
             return false;
         };
@@ -242,22 +252,44 @@ impl RunlistScheduler {
     }
 
     /// The channel may be picked: enabled in CHRAM, not faulted, has work.
-    fn channel_runnable(&self, chid: u32, pool: &MemoryPool, vas: &BTreeMap<VaSpaceId, VaSpace>) -> bool {
+    fn channel_runnable(
+        &self,
+        chid: u32,
+        pool: &MemoryPool,
+        vas: &BTreeMap<VaSpaceId, VaSpace>,
+    ) -> bool {
         self.chram.has(chid, chram::ENABLE) && self.channel_has_work(chid, pool, vas)
     }
 
-    fn slot_eligible(&self, slot: &RunlistSlot, pool: &MemoryPool, vas: &BTreeMap<VaSpaceId, VaSpace>) -> bool {
-        slot.chids.iter().any(|&c| self.channel_runnable(c, pool, vas))
+    fn slot_eligible(
+        &self,
+        slot: &RunlistSlot,
+        pool: &MemoryPool,
+        vas: &BTreeMap<VaSpaceId, VaSpace>,
+    ) -> bool {
+        slot.chids
+            .iter()
+            .any(|&c| self.channel_runnable(c, pool, vas))
     }
 
-    fn tsg_eligible(&self, tsgid: u32, pool: &MemoryPool, vas: &BTreeMap<VaSpaceId, VaSpace>) -> bool {
+    fn tsg_eligible(
+        &self,
+        tsgid: u32,
+        pool: &MemoryPool,
+        vas: &BTreeMap<VaSpaceId, VaSpace>,
+    ) -> bool {
         self.slots
             .iter()
             .find(|s| s.tsgid == tsgid)
             .is_some_and(|s| self.slot_eligible(s, pool, vas))
     }
 
-    fn other_eligible(&self, tsgid: u32, pool: &MemoryPool, vas: &BTreeMap<VaSpaceId, VaSpace>) -> bool {
+    fn other_eligible(
+        &self,
+        tsgid: u32,
+        pool: &MemoryPool,
+        vas: &BTreeMap<VaSpaceId, VaSpace>,
+    ) -> bool {
         self.slots
             .iter()
             .any(|s| s.tsgid != tsgid && self.slot_eligible(s, pool, vas))
@@ -265,7 +297,8 @@ impl RunlistScheduler {
 
     /// True when the runlist has or could have work right now.
     pub fn active(&self, pool: &MemoryPool, vas: &BTreeMap<VaSpaceId, VaSpace>) -> bool {
-        self.state != EngineState::Idle || self.slots.iter().any(|s| self.slot_eligible(s, pool, vas))
+        self.state != EngineState::Idle
+            || self.slots.iter().any(|s| self.slot_eligible(s, pool, vas))
     }
 
     fn pick_next(&self, pool: &MemoryPool, vas: &BTreeMap<VaSpaceId, VaSpace>) -> Option<usize> {
@@ -305,7 +338,11 @@ impl RunlistScheduler {
 
     fn begin_save(&mut self, r: &Resident, reason: SwitchReason, requested_at: u64, ctxsw_ns: u64) {
         if let Some(c) = r.chid {
-            self.chram.hw_set(c, chram::ON_PBDMA | chram::PBDMA_BUSY | chram::ENG_BUSY, false);
+            self.chram.hw_set(
+                c,
+                chram::ON_PBDMA | chram::PBDMA_BUSY | chram::ENG_BUSY,
+                false,
+            );
         }
         if let Some(t) = self.tsgs.get_mut(&r.tsgid) {
             match reason {
@@ -344,16 +381,26 @@ impl RunlistScheduler {
     /// error notifier. Other channels are untouched.
     pub fn fault(&mut self, chid: u32, kind: FaultKind, pool: &mut MemoryPool) {
         let rc_error = match kind {
-            FaultKind::PbdmaMmu(_) | FaultKind::EngineMmu(_) => fault::ROBUST_CHANNEL_FIFO_ERROR_MMU_ERR_FLT,
+            FaultKind::PbdmaMmu(_) | FaultKind::EngineMmu(_) => {
+                fault::ROBUST_CHANNEL_FIFO_ERROR_MMU_ERR_FLT
+            }
             ref k if k.is_pbdma() => fault::ROBUST_CHANNEL_PBDMA_ERROR,
             _ => self.engine.engine_rc_error(),
         };
-        let bit = if kind.is_pbdma() { chram::PBDMA_FAULTED } else { chram::ENG_FAULTED };
+        let bit = if kind.is_pbdma() {
+            chram::PBDMA_FAULTED
+        } else {
+            chram::ENG_FAULTED
+        };
         let Some(ch) = self.channels.get_mut(&chid) else {
             return;
         };
         tracing::warn!(runlist = self.engine.runlist, chid, %kind, "sim channel fault");
-        let f = ChannelFault { kind, at_ns: self.now, rc_error };
+        let f = ChannelFault {
+            kind,
+            at_ns: self.now,
+            rc_error,
+        };
         if let Some(n) = ch.cfg.error_notifier {
             n.write(pool, &f, self.engine.nv2080_engine_type);
         }
@@ -364,7 +411,8 @@ impl RunlistScheduler {
         ch.seg.clear();
         let tsgid = ch.tsgid;
         self.chram.hw_set(chid, bit, true);
-        self.chram.hw_set(chid, chram::PENDING | chram::ACQUIRE_FAIL, false);
+        self.chram
+            .hw_set(chid, chram::PENDING | chram::ACQUIRE_FAIL, false);
         if let Some(t) = self.tsgs.get_mut(&tsgid) {
             t.stats.faults += 1;
         }
@@ -392,7 +440,12 @@ impl RunlistScheduler {
     pub fn run(&mut self, until: u64, w: &mut World<'_>) {
         while self.now < until {
             match self.state {
-                EngineState::Saving { tsgid, done_at, reason, requested_at } => {
+                EngineState::Saving {
+                    tsgid,
+                    done_at,
+                    reason,
+                    requested_at,
+                } => {
                     let t = done_at.min(until);
                     let dt = t - self.now;
                     self.stats.ctxsw_ns += dt;
@@ -438,7 +491,11 @@ impl RunlistScheduler {
                 let others = self.other_eligible(r.tsgid, w.pool, w.vaspaces);
                 let still = self.tsg_eligible(r.tsgid, w.pool, w.vaspaces);
                 if others || !still {
-                    let why = if still { SwitchReason::Timeslice } else { SwitchReason::Idle };
+                    let why = if still {
+                        SwitchReason::Timeslice
+                    } else {
+                        SwitchReason::Idle
+                    };
                     r.switch = Some((why, self.now));
                     continue;
                 }
@@ -447,12 +504,15 @@ impl RunlistScheduler {
             }
             // Keep the loaded channel while it has work (even if disabled meanwhile: disabling
             // takes effect at the next switch, which is why RM preempts after disabling).
-            let current = r.chid.filter(|&c| self.channel_has_work(c, w.pool, w.vaspaces));
+            let current = r
+                .chid
+                .filter(|&c| self.channel_has_work(c, w.pool, w.vaspaces));
             let chid = match current {
                 Some(c) => c,
                 None => {
                     if let Some(old) = r.chid.take() {
-                        self.chram.hw_set(old, chram::ON_PBDMA | chram::PBDMA_BUSY, false);
+                        self.chram
+                            .hw_set(old, chram::ON_PBDMA | chram::PBDMA_BUSY, false);
                     }
                     match self.next_channel(&r, w) {
                         Some(c) => {
@@ -469,7 +529,11 @@ impl RunlistScheduler {
                     }
                 }
             };
-            let limit = if r.switch.is_some() { until } else { until.min(r.slice_end) };
+            let limit = if r.switch.is_some() {
+                until
+            } else {
+                until.min(r.slice_end)
+            };
             self.run_channel(&mut r, chid, limit, w);
         }
     }

@@ -32,8 +32,11 @@ impl Userd {
     /// Checks that the whole block lies inside its memory object and is aligned.
     pub fn validate(&self, pool: &MemoryPool) -> Result<(), MemoryError> {
         let size = pool.size(self.memory)?;
-        let ok = self.offset % USERD_SIZE == 0
-            && self.offset.checked_add(USERD_SIZE).is_some_and(|e| e <= size);
+        let ok = self.offset.is_multiple_of(USERD_SIZE)
+            && self
+                .offset
+                .checked_add(USERD_SIZE)
+                .is_some_and(|e| e <= size);
         if ok {
             Ok(())
         } else {
@@ -66,14 +69,37 @@ mod tests {
     fn fields_at_hopper_offsets_and_validation() {
         let mut p = MemoryPool::new(1 << 20, 1 << 20);
         let m = p.alloc(Aperture::Vidmem, 4096).unwrap();
-        let u = Userd { memory: m, offset: 1024 };
+        let u = Userd {
+            memory: m,
+            offset: 1024,
+        };
         u.validate(&p).unwrap();
         u.write(&mut p, GP_PUT, 9).unwrap();
         assert_eq!(p.read_u32(m, 1024 + 0x8C).unwrap(), 9);
         assert_eq!(u.read(&p, GP_GET).unwrap(), 0);
-        assert!(Userd { memory: m, offset: 4096 - 256 }.validate(&p).is_err());
-        assert!(Userd { memory: m, offset: 4096 }.validate(&p).is_err());
-        assert!(Userd { memory: m, offset: u64::MAX - 511 }.validate(&p).is_err());
-        assert!(Userd { memory: MemoryId(999), offset: 0 }.validate(&p).is_err());
+        assert!(Userd {
+            memory: m,
+            offset: 4096 - 256
+        }
+        .validate(&p)
+        .is_err());
+        assert!(Userd {
+            memory: m,
+            offset: 4096
+        }
+        .validate(&p)
+        .is_err());
+        assert!(Userd {
+            memory: m,
+            offset: u64::MAX - 511
+        }
+        .validate(&p)
+        .is_err());
+        assert!(Userd {
+            memory: MemoryId(999),
+            offset: 0
+        }
+        .validate(&p)
+        .is_err());
     }
 }

@@ -171,7 +171,9 @@ impl VaSpace {
                 write: false,
             };
             let (mem, off, left) = self.translate(at).ok_or(fault)?;
-            let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len() - done);
+            let n = usize::try_from(left)
+                .unwrap_or(usize::MAX)
+                .min(buf.len() - done);
             pool.read(mem, off, &mut buf[done..done + n])
                 .map_err(|_| fault)?;
             done += n;
@@ -187,9 +189,14 @@ impl VaSpace {
             let at = va
                 .checked_add(done as u64)
                 .ok_or(VaFault { va, write: true })?;
-            let fault = VaFault { va: at, write: true };
+            let fault = VaFault {
+                va: at,
+                write: true,
+            };
             let (mem, off, left) = self.translate(at).ok_or(fault)?;
-            let n = usize::try_from(left).unwrap_or(usize::MAX).min(data.len() - done);
+            let n = usize::try_from(left)
+                .unwrap_or(usize::MAX)
+                .min(data.len() - done);
             pool.write(mem, off, &data[done..done + n])
                 .map_err(|_| fault)?;
             done += n;
@@ -228,17 +235,35 @@ mod tests {
     fn map_rejects_bad_requests() {
         let (p, a, _) = setup();
         let mut v = VaSpace::new();
-        assert!(matches!(v.map(&p, 0x1001, a, 0, PAGE_SIZE), Err(VaError::BadAlignment { .. })));
-        assert!(matches!(v.map(&p, 0x1000, a, 0, 0), Err(VaError::BadAlignment { .. })));
-        assert!(matches!(v.map(&p, 0x1000, a, PAGE_SIZE, 2 * PAGE_SIZE), Err(VaError::Memory(_))));
+        assert!(matches!(
+            v.map(&p, 0x1001, a, 0, PAGE_SIZE),
+            Err(VaError::BadAlignment { .. })
+        ));
+        assert!(matches!(
+            v.map(&p, 0x1000, a, 0, 0),
+            Err(VaError::BadAlignment { .. })
+        ));
+        assert!(matches!(
+            v.map(&p, 0x1000, a, PAGE_SIZE, 2 * PAGE_SIZE),
+            Err(VaError::Memory(_))
+        ));
         assert!(matches!(
             v.map(&p, (1 << VA_BITS) - PAGE_SIZE, a, 0, 2 * PAGE_SIZE),
             Err(VaError::OutOfRange { .. })
         ));
-        assert!(matches!(v.map(&p, u64::MAX & !0xfff, a, 0, PAGE_SIZE), Err(VaError::OutOfRange { .. })));
+        assert!(matches!(
+            v.map(&p, !0xfff, a, 0, PAGE_SIZE),
+            Err(VaError::OutOfRange { .. })
+        ));
         v.map(&p, 0x10000, a, 0, 2 * PAGE_SIZE).unwrap();
-        assert!(matches!(v.map(&p, 0x11000, a, 0, PAGE_SIZE), Err(VaError::Overlap { .. })));
-        assert!(matches!(v.map(&p, 0xF000, a, 0, 2 * PAGE_SIZE), Err(VaError::Overlap { .. })));
+        assert!(matches!(
+            v.map(&p, 0x11000, a, 0, PAGE_SIZE),
+            Err(VaError::Overlap { .. })
+        ));
+        assert!(matches!(
+            v.map(&p, 0xF000, a, 0, 2 * PAGE_SIZE),
+            Err(VaError::Overlap { .. })
+        ));
         v.map(&p, 0xF000, a, 0, PAGE_SIZE).unwrap();
         assert_eq!(v.unmap(0x1234), Err(VaError::NotMapped(0x1234)));
     }
@@ -254,7 +279,13 @@ mod tests {
         assert_eq!(p.read_u32(a, 2 * PAGE_SIZE - 4).unwrap(), 0xAAAA_AAAA);
         assert_eq!(p.read_u32(b, 0).unwrap(), 0xAAAA_AAAA);
         let f = v.read_u32(&p, 0x12000 - 2).unwrap_err();
-        assert_eq!(f, VaFault { va: 0x12000, write: false });
+        assert_eq!(
+            f,
+            VaFault {
+                va: 0x12000,
+                write: false
+            }
+        );
         assert!(v.read_u32(&p, u64::MAX - 1).is_err());
         assert!(v.write(&mut p, 0x5000, &[1]).unwrap_err().write);
         v.unmap_memory(b);
