@@ -3,3 +3,4 @@
 
 pub mod abi;
 pub mod backend;
+pub mod core;

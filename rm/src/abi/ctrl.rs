@@ -25,6 +25,8 @@ commands! {
     NV0000_CTRL_CMD_GPU_GET_ATTACHED_IDS = 0x0000_0201;
     NV0000_CTRL_CMD_GPU_GET_ID_INFO = 0x0000_0202;
     NV0000_CTRL_CMD_GPU_GET_ID_INFO_V2 = 0x0000_0205;
+    NV0000_CTRL_CMD_GPU_GET_PROBED_IDS = 0x0000_0214;
+    NV0000_CTRL_CMD_GPU_GET_PCI_INFO = 0x0000_021B;
     NV0000_CTRL_CMD_GPU_ATTACH_IDS = 0x0000_0215;
     NV0000_CTRL_CMD_GPU_DETACH_IDS = 0x0000_0216;
     NV0000_CTRL_CMD_CLIENT_GET_ADDR_SPACE_TYPE = 0x0000_0D01;
@@ -138,6 +140,37 @@ abi_struct! {
     }
 }
 assert_layout!(Nv0000CtrlGpuGetIdInfoV2Params, 32, sliStatus @ 16, numaId @ 28);
+
+abi_struct! {
+    /// `NV0000_CTRL_GPU_GET_PROBED_IDS_PARAMS`.
+    pub struct Nv0000CtrlGpuGetProbedIdsParams {
+        /// Probed GPU ids, terminated by `NV0000_CTRL_GPU_INVALID_ID`.
+        pub gpuIds: [u32; 32],
+        /// Excluded GPU ids, terminated the same way.
+        pub excludedGpuIds: [u32; 32],
+        /// Per-GPU flags.
+        pub gpuFlags: [u32; 32],
+    }
+}
+assert_layout!(Nv0000CtrlGpuGetProbedIdsParams, 384, excludedGpuIds @ 128, gpuFlags @ 256);
+
+abi_struct! {
+    /// `NV0000_CTRL_GPU_GET_PCI_INFO_PARAMS`.
+    pub struct Nv0000CtrlGpuGetPciInfoParams {
+        /// GPU id, in.
+        pub gpuId: u32,
+        /// PCI domain.
+        pub domain: u32,
+        /// Bus.
+        pub bus: u16,
+        /// Slot.
+        pub slot: u16,
+    }
+}
+assert_layout!(Nv0000CtrlGpuGetPciInfoParams, 12, bus @ 8, slot @ 10);
+
+/// `NV0000_CTRL_GPU_ATTACH_ALL_PROBED_IDS`.
+pub const NV0000_CTRL_GPU_ATTACH_ALL_PROBED_IDS: u32 = 0x0000_FFFF;
 
 abi_struct! {
     /// `NV0000_CTRL_GPU_ATTACH_IDS_PARAMS`.

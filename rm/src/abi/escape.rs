@@ -23,8 +23,11 @@ pub enum ArgSize {
     Exact(u32),
     /// One of two exact sizes (`RM_ALLOC`: NVOS21 or NVOS64).
     EitherOf(u32, u32),
-    /// A nonzero multiple of this element size (card info, attach GPUs).
+    /// A nonzero multiple of this element size (attach GPUs).
     ArrayOf(u32),
+    /// At least this many bytes (card info: an array read as `size / 72` entries; device
+    /// interrupt query).
+    AtLeast(u32),
 }
 
 impl ArgSize {
@@ -34,6 +37,7 @@ impl ArgSize {
             ArgSize::Exact(n) => size == n,
             ArgSize::EitherOf(a, b) => size == a || size == b,
             ArgSize::ArrayOf(n) => size != 0 && size % n == 0,
+            ArgSize::AtLeast(n) => size >= n,
         }
     }
 }
@@ -110,9 +114,9 @@ escapes! {
     /// Update a CPU mapping after mremap (NVOS56).
     RM_UPDATE_DEVICE_MAPPING_INFO = 0x5E, exact::<nvos::Nvos56Parameters>(), CtlOnly;
     /// Card info: an array of `nv_ioctl_card_info_t`.
-    CARD_INFO = 200, ArgSize::ArrayOf(size_of::<frontend::NvIoctlCardInfo>() as u32), CtlOnly;
+    CARD_INFO = 200, ArgSize::AtLeast(size_of::<frontend::NvIoctlCardInfo>() as u32), CtlOnly;
     /// Connect a device-node fd to a ctl fd.
-    REGISTER_FD = 201, exact::<frontend::NvIoctlRegisterFd>(), DeviceOnly;
+    REGISTER_FD = 201, exact::<frontend::NvIoctlRegisterFd>(), Either;
     /// Allocate an OS event on an fd.
     ALLOC_OS_EVENT = 206, exact::<frontend::NvIoctlAllocOsEvent>(), Either;
     /// Free an OS event.
@@ -120,13 +124,13 @@ escapes! {
     /// Query a GPU's status code by PCI location.
     STATUS_CODE = 209, exact::<frontend::NvIoctlStatusCode>(), CtlOnly;
     /// Driver version check (strict / relaxed / query).
-    CHECK_VERSION_STR = 210, exact::<frontend::NvIoctlRmApiVersion>(), Either;
+    CHECK_VERSION_STR = 210, exact::<frontend::NvIoctlRmApiVersion>(), CtlOnly;
     /// Indirect call for arguments larger than the 14-bit size field.
     IOCTL_XFER_CMD = 211, exact::<frontend::NvIoctlXfer>(), Either;
     /// Attach GPUs to a ctl fd: `NvU32 gpuIds[n]`, once per fd.
     ATTACH_GPUS_TO_FD = 212, ArgSize::ArrayOf(4), CtlOnly;
     /// Query pending device interrupts.
-    QUERY_DEVICE_INTR = 213, exact::<frontend::NvIoctlQueryDeviceIntr>(), DeviceOnly;
+    QUERY_DEVICE_INTR = 213, ArgSize::AtLeast(size_of::<frontend::NvIoctlQueryDeviceIntr>() as u32), DeviceOnly;
     /// System parameters (memory block size).
     SYS_PARAMS = 214, exact::<frontend::NvIoctlSysParams>(), CtlOnly;
     /// NUMA information of the GPU.
@@ -136,7 +140,7 @@ escapes! {
     /// Export memory to a dma-buf fd.
     EXPORT_TO_DMABUF_FD = 217, exact::<frontend::NvIoctlExportToDmaBufFd>(), DeviceOnly;
     /// Wait until the device's open has completed.
-    WAIT_OPEN_COMPLETE = 218, exact::<frontend::NvIoctlWaitOpenComplete>(), DeviceOnly;
+    WAIT_OPEN_COMPLETE = 218, exact::<frontend::NvIoctlWaitOpenComplete>(), Either;
 }
 
 impl Escape {
@@ -171,7 +175,6 @@ mod tests {
             (Escape::STATUS_CODE, 0xC00C_46D1),
             (Escape::CHECK_VERSION_STR, 0xC048_46D2),
             (Escape::IOCTL_XFER_CMD, 0xC010_46D3),
-            (Escape::QUERY_DEVICE_INTR, 0xC008_46D5),
             (Escape::SYS_PARAMS, 0xC008_46D6),
             (Escape::NUMA_INFO, 0xC230_46D7),
             (Escape::SET_NUMA_STATUS, 0xC004_46D8),
@@ -186,6 +189,7 @@ mod tests {
         assert!(Escape::RM_ALLOC.arg_size().accepts(48));
         assert!(!Escape::RM_ALLOC.arg_size().accepts(40));
         assert!(Escape::CARD_INFO.arg_size().accepts(72 * 32));
+        assert!(!Escape::CARD_INFO.arg_size().accepts(71));
         assert!(!Escape::ATTACH_GPUS_TO_FD.arg_size().accepts(0));
         assert!(!Escape::ATTACH_GPUS_TO_FD.arg_size().accepts(6));
     }
