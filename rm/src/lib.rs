@@ -4,3 +4,4 @@
 pub mod abi;
 pub mod backend;
 pub mod core;
+pub mod trace_check;
