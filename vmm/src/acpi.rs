@@ -19,6 +19,7 @@ use acpi_tables::xsdt::XSDT;
 use acpi_tables::Aml;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
+use crate::devices::serial::{COM1_IRQ, COM1_PORT, COM1_PORTS_LEN};
 use crate::devices::shutdown::{
     PM_PORT, RESET_OFFSET, RESET_VALUE, SLEEP_CONTROL_OFFSET, SLEEP_STATUS_OFFSET, SLP_TYP_S5,
 };
@@ -114,6 +115,22 @@ pub fn dsdt(cfg: &AcpiConfig) -> Vec<u8> {
             &aml::Name::new("_UID".into(), &zero),
             &aml::Name::new("_BBN".into(), &zero),
             &aml::Name::new("_CRS".into(), &crs),
+        ],
+    )
+    .to_aml_bytes(&mut dsdt);
+
+    // COM1. In hardware-reduced mode Linux has no legacy PIC and allocates no ISA IRQ
+    // descriptors, so the 8250 driver can only use IRQ 4 once ACPI declares it here.
+    let com1_io = aml::IO::new(COM1_PORT, COM1_PORT, 1, COM1_PORTS_LEN as u8);
+    let com1_irq = aml::Interrupt::new(true, true, false, false, COM1_IRQ);
+    let com1_crs = aml::ResourceTemplate::new(vec![&com1_io, &com1_irq]);
+    let com1_hid = aml::EISAName::new("PNP0501");
+    aml::Device::new(
+        "_SB_.COM1".into(),
+        vec![
+            &aml::Name::new("_HID".into(), &com1_hid),
+            &aml::Name::new("_UID".into(), &zero),
+            &aml::Name::new("_CRS".into(), &com1_crs),
         ],
     )
     .to_aml_bytes(&mut dsdt);
@@ -301,6 +318,10 @@ mod tests {
         let has = |needle: &[u8]| d.windows(needle.len()).any(|w| w == needle);
         assert!(has(b"_S5_"));
         assert!(has(b"PCI0"));
+        assert!(has(b"COM1"));
+        // EISA id of PNP0501, and the extended IRQ descriptor for IRQ 4.
+        assert!(has(&[0x0c, 0x41, 0xd0, 0x05, 0x01]));
+        assert!(has(&[0x89, 6, 0, 0x3, 1, 4, 0, 0, 0]));
         assert!(has(b"_CRS"));
         // EISA id of PNP0A03, as AML DWord.
         assert!(has(&[0x0c, 0x41, 0xd0, 0x0a, 0x03]));

@@ -1,6 +1,7 @@
 //! `vgpu-vmm`: boots one Linux guest on KVM. See `vgpu-vmm --help` and the `vmm` crate docs
 //! for the exit statuses.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 
     let started = Instant::now();

@@ -285,6 +285,8 @@ impl Vm {
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
         let clear_cx16 = host_is_pvm();
+        let hide_xsave = cpuid::host_is_tcg();
+        tracing::debug!(clear_cx16, hide_xsave, "CPUID host quirks");
         let mut vcpu_fds = Vec::with_capacity(usize::from(vcpus));
         for id in 0..vcpus {
             let fd = vm_fd
@@ -301,6 +303,7 @@ impl Vm {
                     vcpu_id: id,
                     vcpu_count: vcpus,
                     clear_cx16,
+                    hide_xsave,
                 },
             );
             fd.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
