@@ -6,11 +6,14 @@ use crate::mechanism::fake::{FakeCosts, FakeGpu};
 use crate::mechanism::load::LoadPattern;
 use crate::mechanism::{Capabilities, GroupInfo, GroupRef, Mechanism, MechanismError};
 use crate::policy_file::Priority;
+use crate::testbed::sim::SimTestbed;
 use crate::testbed::Testbed;
 
 /// Which GPU model to run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum GpuKind {
+    /// The rm crate's sim backend (software Hopper FIFO), virtual clock.
+    Sim,
     /// The scheduler's own fake GPU with every lever effective.
     Fake,
     /// The fake GPU with only channel gating and preempt effective (as an H200 under GSP),
@@ -22,12 +25,15 @@ pub enum GpuKind {
 pub enum AnyGpu {
     /// A fake GPU.
     Fake(FakeGpu),
+    /// The sim backend with synthetic tenants.
+    Sim(Box<SimTestbed>),
 }
 
 impl AnyGpu {
     /// A fresh GPU of `kind`.
     pub fn new(kind: GpuKind) -> Self {
         match kind {
+            GpuKind::Sim => Self::Sim(Box::default()),
             GpuKind::Fake => Self::Fake(FakeGpu::new(FakeGpu::all_levers(), FakeCosts::default())),
             GpuKind::FakeGsp => Self::Fake(FakeGpu::new(
                 FakeGpu::gsp_levers(),
@@ -51,6 +57,7 @@ macro_rules! delegate {
     ($self:ident, $g:ident => $e:expr) => {
         match $self {
             AnyGpu::Fake($g) => $e,
+            AnyGpu::Sim($g) => $e,
         }
     };
 }

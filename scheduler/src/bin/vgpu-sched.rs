@@ -76,7 +76,7 @@ enum Command {
         #[arg(long = "for", default_value = "6s", value_parser = duration_arg)]
         duration: Duration,
         /// GPU model to run on.
-        #[arg(long, value_enum, default_value_t = GpuKind::Fake)]
+        #[arg(long, value_enum, default_value_t = GpuKind::Sim)]
         gpu: GpuKind,
         /// Method(s): auto (chosen from the GPU's levers), timeslice, gating, or all three.
         #[arg(long, value_enum, default_value_t = MethodArg::All)]
@@ -113,8 +113,9 @@ struct SimulateArgs {
     /// Write the scheduler log (JSON lines) here.
     #[arg(long)]
     log: Option<PathBuf>,
-    /// GPU model: fake (ideal GPU, all levers), fake-gsp (only channel gating and preempt take effect, as on an H200 under GSP).
-    #[arg(long, value_enum, default_value_t = GpuKind::Fake)]
+    /// GPU model: sim (the rm crate's software Hopper FIFO), fake (ideal GPU, all levers),
+    /// fake-gsp (only channel gating and preempt take effect, as on an H200 under GSP).
+    #[arg(long, value_enum, default_value_t = GpuKind::Sim)]
     gpu: GpuKind,
     /// Force a method instead of choosing from the GPU's levers.
     #[arg(long, value_enum, default_value_t = MethodArg::Auto)]

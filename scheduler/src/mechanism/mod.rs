@@ -5,6 +5,7 @@
 
 pub mod fake;
 pub mod load;
+pub mod sim;
 
 use std::time::Duration;
 
