@@ -98,7 +98,9 @@ pub(super) fn rm_alloc<B: Backend>(rm: &mut Rm<B>, c: Caller, a: &mut AllocArgs,
         Ok(b) => b,
         Err(s) => return s,
     };
-    if vgpu.fb_used.saturating_add(built.fb_charge) > vgpu.config.fb_quota {
+    if vgpu.fb_used.saturating_add(built.fb_charge) > vgpu.config.fb_quota
+        || vgpu.sysmem_used.saturating_add(built.sysmem_charge) > vgpu.config.sysmem_quota
+    {
         return NvStatus::ERR_NO_MEMORY;
     }
     let (host_client, host_parent) = (client.host, client.to_host(a.h_parent));
@@ -134,6 +136,7 @@ pub(super) fn rm_alloc<B: Backend>(rm: &mut Rm<B>, c: Caller, a: &mut AllocArgs,
         },
     );
     vgpu.fb_used += built.fb_charge;
+    vgpu.sysmem_used += built.sysmem_charge;
     if let Some(t) = token {
         vgpu.tokens.insert(t, (a.h_root, h));
     }

@@ -84,6 +84,7 @@ impl<B: Backend> Rm<B> {
                     log_failure("unmap_memory_dma", backend.unmap_memory_dma(gfid, &mut p));
                 }
                 vgpu.fb_used = vgpu.fb_used.saturating_sub(m.fb_charge);
+                vgpu.sysmem_used = vgpu.sysmem_used.saturating_sub(m.sysmem_charge);
             }
             ObjectKind::Channel(ch) => {
                 if let Some(t) = ch.work_submit_token {

@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 pub struct VgpuConfig {
     /// Bytes of video memory the guest may allocate.
     pub fb_quota: u64,
+    /// Bytes of system memory the guest may have the GPU allocate for it.
+    pub sysmem_quota: u64,
     /// Name reported by `GPU_GET_NAME_STRING` (None: the GPU's own name).
     pub name: Option<String>,
     /// UUID reported by `GPU_GET_GID_INFO` (None: the GPU's own UUID).
@@ -25,9 +27,10 @@ pub struct VgpuConfig {
 }
 
 impl VgpuConfig {
-    /// A vGPU with `fb_quota` bytes at guest PCI 00:06.0 (gpu id 0x600, as on the H200 host).
+    /// A vGPU with `fb_quota` bytes of video memory (and as much system memory) at guest PCI
+    /// 00:06.0 (gpu id 0x600, as on the H200 host).
     pub fn with_quota(fb_quota: u64) -> Self {
-        Self { fb_quota, name: None, uuid: None, gpu_id: 0x600, pci_bus: 0, pci_slot: 6 }
+        Self { fb_quota, sysmem_quota: fb_quota, name: None, uuid: None, gpu_id: 0x600, pci_bus: 0, pci_slot: 6 }
     }
 }
 
@@ -47,6 +50,8 @@ pub struct Vgpu {
     pub clients: BTreeMap<Handle, Client>,
     /// Video memory allocated so far.
     pub fb_used: u64,
+    /// System memory allocated so far.
+    pub sysmem_used: u64,
     /// Live work-submit tokens -> (guest client, channel).
     pub tokens: BTreeMap<u32, (Handle, Handle)>,
     /// `NV_ESC_SYS_PARAMS` memory block size (set once).
@@ -63,6 +68,7 @@ impl Vgpu {
             fds: FdTable::default(),
             clients: BTreeMap::new(),
             fb_used: 0,
+            sysmem_used: 0,
             tokens: BTreeMap::new(),
             memblock_size: 0,
             next_client_index: 1,

@@ -98,7 +98,7 @@ impl Backend for FakeBackend {
             }
             class::NV01_MEMORY_LOCAL_USER | class::NV01_MEMORY_SYSTEM => {
                 let size = u64::from_le_bytes(params[64..72].try_into().unwrap());
-                self.memory.insert((req.client, req.object), vec![0; size as usize]);
+                self.memory.insert((req.client, req.object), vec![0; size.min(1 << 24) as usize]);
                 params[88..96].copy_from_slice(&(size - 1).to_le_bytes());
             }
             _ => {}

@@ -96,5 +96,6 @@ pub fn construct(ctx: &AllocContext<'_>, params: &mut [u8]) -> Result<Constructe
         }),
         depends_on: [cs, va, userd, err, ecc].into_iter().flatten().collect(),
         fb_charge: 0,
+        sysmem_charge: 0,
     })
 }

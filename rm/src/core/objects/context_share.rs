@@ -30,5 +30,6 @@ pub fn construct(ctx: &AllocContext<'_>, params: &mut [u8]) -> Result<Constructe
         kind: ObjectKind::ContextShare(ContextShare { va_space: va.unwrap_or(tsg.va_space) }),
         depends_on: va.into_iter().collect(),
         fb_charge: 0,
+        sysmem_charge: 0,
     })
 }

@@ -16,14 +16,17 @@ pub struct Memory {
     pub video: bool,
     /// Size in bytes.
     pub size: u64,
-    /// Bytes charged to the quota.
+    /// Bytes charged to the framebuffer quota.
     pub fb_charge: u64,
+    /// Bytes charged to the system memory quota.
+    pub sysmem_charge: u64,
     /// Live GPU mappings: (VA space handle, GPU VA).
     pub dma_mappings: Vec<(Handle, u64)>,
 }
 
 /// Validates a memory alloc: nonzero size up to `MAX_ALLOC_BYTES`; `hVASpace` must be 0 or a VA
-/// space of this client. Video memory is charged page-rounded to the quota (checked by the caller).
+/// space of this client. The size, page-rounded, is charged to the vGPU's framebuffer quota
+/// (video) or system memory quota (system); the caller checks the quotas.
 pub fn construct(ctx: &AllocContext<'_>, class_id: u32, params: &mut [u8]) -> Result<Constructed, NvStatus> {
     ctx.require_parent(|k| matches!(k, ObjectKind::Device))?;
     let mut p: NvMemoryAllocationParams = read(params)?;
@@ -32,7 +35,8 @@ pub fn construct(ctx: &AllocContext<'_>, class_id: u32, params: &mut [u8]) -> Re
     }
     let va = ctx.optional_ref(p.hVASpace, |k| matches!(k, ObjectKind::VaSpace))?;
     let video = class_id == class::NV01_MEMORY_LOCAL_USER;
-    let fb_charge = if video { p.size.div_ceil(FB_PAGE) * FB_PAGE } else { 0 };
+    let charge = p.size.div_ceil(FB_PAGE) * FB_PAGE;
+    let (fb_charge, sysmem_charge) = if video { (charge, 0) } else { (0, charge) };
     p.address = 0;
     p.internalflags = 0;
     write(&p, params);
@@ -41,9 +45,11 @@ pub fn construct(ctx: &AllocContext<'_>, class_id: u32, params: &mut [u8]) -> Re
             video,
             size: p.size,
             fb_charge,
+            sysmem_charge,
             dma_mappings: Vec::new(),
         }),
         depends_on: va.into_iter().collect(),
         fb_charge,
+        sysmem_charge,
     })
 }

@@ -92,14 +92,16 @@ pub struct Constructed {
     pub kind: ObjectKind,
     /// Objects the params name (same client).
     pub depends_on: Vec<Handle>,
-    /// Bytes of video memory charged to the GFID's quota.
+    /// Bytes of video memory charged to the GFID's framebuffer quota.
     pub fb_charge: u64,
+    /// Bytes of system memory charged to the GFID's system memory quota.
+    pub sysmem_charge: u64,
 }
 
 impl Constructed {
     /// A plain object with no dependencies and no charge.
     pub fn plain(kind: ObjectKind) -> Self {
-        Self { kind, depends_on: Vec::new(), fb_charge: 0 }
+        Self { kind, depends_on: Vec::new(), fb_charge: 0, sysmem_charge: 0 }
     }
 }
 
