@@ -629,6 +629,22 @@ impl SimGpu {
             .clone())
     }
 
+    /// True when a channel has nothing left to do: GP_GET has caught up with GP_PUT in USERD
+    /// and no fetched work, acquire or engine work remains. A faulted channel counts as idle
+    /// (its work is abandoned).
+    pub fn channel_idle(&self, c: ChannelRef) -> Result<bool, SimError> {
+        let ch = self
+            .rl(c.runlist)?
+            .channels
+            .get(&c.chid)
+            .ok_or(SimError::NoSuchChannel(c))?;
+        if ch.fault.is_some() {
+            return Ok(true);
+        }
+        let put = ch.cfg.userd.read(&self.pool, super::userd::GP_PUT).ok();
+        Ok(!ch.has_fetched_work() && put.is_none_or(|p| p == ch.gp_get))
+    }
+
     /// A channel's counters.
     pub fn channel_stats(&self, c: ChannelRef) -> Result<ChannelStats, SimError> {
         Ok(self

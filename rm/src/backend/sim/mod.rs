@@ -13,7 +13,9 @@
 //!   accounting); [`fault`]: channel faults and error notifiers.
 //! * [`gpu`]: [`SimGpu`], which ties it together with a small RM-style FIFO layer, and
 //!   [`driver`], which drives it in real time.
+//! * [`backend`]: [`SimBackend`], the RM [`crate::backend::Backend`] trait over a [`SimGpu`].
 
+pub mod backend;
 pub mod channel;
 pub mod chram;
 pub mod clock;
@@ -36,6 +38,7 @@ pub mod tsg;
 pub mod userd;
 pub mod vaspace;
 
+pub use backend::SimBackend;
 pub use channel::{ChannelConfig, ChannelRef, ChannelStats};
 pub use clock::ClockMode;
 pub use gpu::{SimConfig, SimError, SimGpu, TsgInfo};
