@@ -1,6 +1,29 @@
 //! The vGPU device model that a VMM attaches to a guest.
 //!
-//! It will hold the vGPU's PCI identity and BAR layout, the trapped BAR0 register file (interrupts
-//! and the usermode doorbell), the escape virtqueue that carries a guest's RM calls, and the
-//! host-visible memory window. It reaches the host RM core through a trait so the core can run
-//! in the VMM process or in a host daemon. Nothing is implemented yet.
+//! A vGPU is one PCI function ([`pci`]) with two BARs:
+//! * BAR0, trapped: the register file ([`registers`]: identity, interrupts, errors, counters and
+//!   the usermode doorbell at 0x90) and the virtio-pci modern structures ([`transport`]) of the
+//!   escape queue;
+//! * BAR2, host memory: the host-visible window ([`window`]) where the guest keeps its virtqueue,
+//!   escape arguments and parameter buffers.
+//!
+//! The escape queue ([`escape_queue`]) carries the guest's NVIDIA driver calls to the RM core
+//! through the [`EscapeService`] trait ([`rm_service`] implements it over the `rm` crate).
+//! [`device::VgpuDevice`] ties the parts together and is all a VMM needs; the guest-visible
+//! protocol is in [`protocol`] and `PROTOCOL.md`.
+
+pub mod device;
+pub mod escape_queue;
+pub mod pci;
+pub mod protocol;
+pub mod registers;
+pub mod service;
+pub mod stats;
+pub mod transport;
+pub mod window;
+
+pub use device::{DeviceError, InterruptLine, VgpuConfig, VgpuDevice};
+pub use pci::{BarBacking, BarDecl, Capability, PciIdentity};
+pub use service::{DoorbellError, EscapeService, FileError, FileId, FileNode, Gfid};
+pub use stats::{Counter, Stats, StatsSnapshot};
+pub use window::{HostWindow, WindowFault};

@@ -1,0 +1,268 @@
+//! The escape queue: pops request chains from the virtqueue in the window, checks them, runs
+//! them through the [`EscapeService`] and puts the answers in the used ring.
+//!
+//! A chain must be exactly a device-readable [`RequestHeader`] descriptor followed by a
+//! device-writable [`ResponseFooter`] descriptor, both inside the window. Anything else is
+//! answered without reaching the service: with an error footer when the chain's last descriptor
+//! can hold one, with a used length of 0 otherwise. No guest input panics or stops the queue;
+//! only an impossible available index (more new entries than the queue has) marks the queue
+//! broken, as virtio's `NEEDS_RESET` intends.
+
+use std::collections::BTreeSet;
+
+use thiserror::Error;
+use virtio_queue::desc::split::Descriptor;
+use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
+use vm_memory::{GuestAddress, GuestMemoryMmap};
+
+use crate::protocol::{
+    errno, node, op, QueueFault, RequestHeader, ResponseFooter, MAX_CHAIN_DESCRIPTORS, MAX_MAPPING_COPY,
+};
+use crate::service::{EscapeService, FileId, FileNode, Gfid};
+use crate::transport::QueueConfig;
+use crate::window::HostWindow;
+
+/// Most files one guest may hold open through the device.
+pub const MAX_OPEN_FILES: usize = 4096;
+
+/// Why `queue_enable` was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum QueueConfigError {
+    /// The size is 0, not a power of two, or above the maximum.
+    #[error("queue size {0} is not a power of two up to the maximum")]
+    Size(u16),
+    /// A ring address is misaligned.
+    #[error("a ring address is misaligned")]
+    Alignment,
+    /// The available ring is at window offset 0 (virtio-queue treats 0 as "unset").
+    #[error("the available ring may not be at window offset 0")]
+    AvailAtZero,
+    /// A ring does not lie inside the window.
+    #[error("a ring lies outside the window")]
+    OutOfWindow,
+}
+
+/// The available ring held an index the driver cannot have written legally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("the available ring index is impossible; the queue needs a reset")]
+pub struct QueueBroken;
+
+/// What one pass over the queue did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProcessOutcome {
+    /// Entries put in the used ring.
+    pub used: u32,
+    /// Chains refused as malformed (with or without a used entry).
+    pub malformed: u32,
+    /// The fault of the last malformed chain.
+    pub last_fault: Option<QueueFault>,
+}
+
+/// What a request runs against.
+pub struct RequestContext<'a> {
+    /// The vGPU.
+    pub gfid: Gfid,
+    /// The RM core.
+    pub service: &'a mut dyn EscapeService,
+    /// The window (all addresses in requests are window offsets).
+    pub window: &'a HostWindow,
+    /// Files this guest opened through the device (closed on reset).
+    pub files: &'a mut BTreeSet<FileId>,
+}
+
+/// The live escape queue (exists from `queue_enable` until reset).
+#[derive(Debug)]
+pub struct EscapeQueue {
+    queue: Queue,
+}
+
+type Chain<'m> = DescriptorChain<&'m GuestMemoryMmap>;
+
+impl EscapeQueue {
+    /// Starts the queue the driver configured, after checking its size, alignment and that
+    /// every ring lies inside the window.
+    pub fn activate(cfg: QueueConfig, max_size: u16, window: &HostWindow) -> Result<Self, QueueConfigError> {
+        let mut queue = Queue::new(max_size).map_err(|_| QueueConfigError::Size(max_size))?;
+        queue.try_set_size(cfg.size).map_err(|_| QueueConfigError::Size(cfg.size))?;
+        if cfg.driver == 0 {
+            return Err(QueueConfigError::AvailAtZero);
+        }
+        queue.try_set_desc_table_address(GuestAddress(cfg.desc)).map_err(|_| QueueConfigError::Alignment)?;
+        queue.try_set_avail_ring_address(GuestAddress(cfg.driver)).map_err(|_| QueueConfigError::Alignment)?;
+        queue.try_set_used_ring_address(GuestAddress(cfg.device)).map_err(|_| QueueConfigError::Alignment)?;
+        queue.set_ready(true);
+        if !queue.is_valid(window.memory()) {
+            return Err(QueueConfigError::OutOfWindow);
+        }
+        Ok(Self { queue })
+    }
+
+    /// Serves every chain the driver has made available (at most four times the queue size per
+    /// call, so a driver that keeps refilling cannot hold the vCPU forever).
+    pub fn process(&mut self, ctx: &mut RequestContext<'_>) -> Result<ProcessOutcome, QueueBroken> {
+        let mem = ctx.window.memory();
+        let mut out = ProcessOutcome::default();
+        let limit = 4 * u32::from(self.queue.size());
+        for _ in 0..limit {
+            let chain = match self.queue.iter(mem) {
+                Ok(mut it) => it.next(),
+                Err(_) => return Err(QueueBroken),
+            };
+            let Some(chain) = chain else { break };
+            let head = chain.head_index();
+            let (used_len, fault) = serve_chain(chain, ctx);
+            if let Some(f) = fault {
+                out.malformed += 1;
+                out.last_fault = Some(f);
+            }
+            // Fails only for a head index outside the table; that chain gets no used entry.
+            if self.queue.add_used(mem, head, used_len).is_ok() {
+                out.used += 1;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Checks a chain's shape; returns the header and footer descriptors or the fault plus the
+/// footer to report it in, if one is usable.
+fn check_chain(chain: Chain<'_>, window: &HostWindow) -> Result<(Descriptor, Descriptor), (QueueFault, Option<Descriptor>)> {
+    let mut descs = [Descriptor::new(0, 0, 0, 0); MAX_CHAIN_DESCRIPTORS];
+    let mut n = 0;
+    let mut last_has_next = false;
+    for d in chain.take(MAX_CHAIN_DESCRIPTORS + 1) {
+        if n == MAX_CHAIN_DESCRIPTORS {
+            return Err((QueueFault::ChainTooLong, None));
+        }
+        last_has_next = d.has_next();
+        descs[n] = d;
+        n += 1;
+    }
+    if n == 0 {
+        return Err((QueueFault::BadHeadIndex, None));
+    }
+    if last_has_next {
+        // The walk stopped on its loop guard or at a `next` outside the table.
+        return Err((QueueFault::ChainTooLong, None));
+    }
+    let last = descs[n - 1];
+    let footer_ok = last.is_write_only()
+        && last.len() as usize == ResponseFooter::SIZE
+        && window.check(last.addr().0, ResponseFooter::SIZE).is_ok();
+    let footer = footer_ok.then_some(last);
+    if n != 2 || descs[0].is_write_only() || !last.is_write_only() {
+        return Err((QueueFault::BadLayout, footer));
+    }
+    let (hdr, ftr) = (descs[0], descs[1]);
+    if hdr.len() as usize != RequestHeader::SIZE || ftr.len() as usize != ResponseFooter::SIZE {
+        return Err((QueueFault::BadLength, footer));
+    }
+    if window.check(hdr.addr().0, RequestHeader::SIZE).is_err() || footer.is_none() {
+        return Err((QueueFault::OutOfWindow, footer));
+    }
+    Ok((hdr, ftr))
+}
+
+/// Serves one chain; returns the used length and the fault if the chain was malformed.
+fn serve_chain(chain: Chain<'_>, ctx: &mut RequestContext<'_>) -> (u32, Option<QueueFault>) {
+    let (hdr_desc, ftr_desc) = match check_chain(chain, ctx.window) {
+        Ok(d) => d,
+        Err((fault, footer)) => {
+            let ret = if fault == QueueFault::OutOfWindow { -errno::EFAULT } else { -errno::EINVAL };
+            let resp = ResponseFooter { ret, file: -1, fault: fault as u32, reserved: 0 };
+            let used = footer.map_or(0, |f| write_footer(ctx.window, f, &resp));
+            return (used, Some(fault));
+        }
+    };
+    let mut raw = [0u8; RequestHeader::SIZE];
+    if ctx.window.read(hdr_desc.addr().0, &mut raw).is_err() {
+        return (0, Some(QueueFault::OutOfWindow));
+    }
+    let header = RequestHeader::from_bytes(&raw);
+    let resp = run_request(&header, ctx);
+    (write_footer(ctx.window, ftr_desc, &resp), None)
+}
+
+fn write_footer(window: &HostWindow, desc: Descriptor, resp: &ResponseFooter) -> u32 {
+    match window.write(desc.addr().0, &resp.to_bytes()) {
+        Ok(()) => ResponseFooter::SIZE as u32,
+        Err(_) => 0,
+    }
+}
+
+fn reply(ret: i32, file: FileId) -> ResponseFooter {
+    ResponseFooter { ret, file, fault: 0, reserved: 0 }
+}
+
+/// Runs a well-formed request.
+fn run_request(h: &RequestHeader, ctx: &mut RequestContext<'_>) -> ResponseFooter {
+    match h.op {
+        op::OPEN => open(h, ctx),
+        op::CLOSE => {
+            if !ctx.files.contains(&h.file) {
+                return reply(-errno::EBADF, h.file);
+            }
+            ctx.files.remove(&h.file);
+            match ctx.service.close(ctx.gfid, h.file) {
+                Ok(()) => reply(0, h.file),
+                Err(e) => reply(e.ret(), h.file),
+            }
+        }
+        op::IOCTL => {
+            if !ctx.files.contains(&h.file) {
+                return reply(-errno::EBADF, h.file);
+            }
+            if ctx.window.check(h.arg, 1).is_err() {
+                return reply(-errno::EFAULT, h.file);
+            }
+            reply(ctx.service.ioctl(ctx.gfid, h.file, h.request, h.arg, ctx.window), h.file)
+        }
+        op::MAPPING_READ | op::MAPPING_WRITE => mapping_copy(h, ctx),
+        _ => reply(-errno::ENOSYS, h.file),
+    }
+}
+
+fn open(h: &RequestHeader, ctx: &mut RequestContext<'_>) -> ResponseFooter {
+    let node = match (h.request, u32::try_from(h.arg)) {
+        (node::CTL, _) if h.arg == 0 => FileNode::Ctl,
+        (node::DEVICE, Ok(minor)) => FileNode::Device(minor),
+        _ => return reply(-errno::EINVAL, -1),
+    };
+    if ctx.files.len() >= MAX_OPEN_FILES {
+        return reply(-errno::ENOMEM, -1);
+    }
+    match ctx.service.open(ctx.gfid, node) {
+        Ok(file) => {
+            ctx.files.insert(file);
+            reply(0, file)
+        }
+        Err(e) => reply(e.ret(), -1),
+    }
+}
+
+fn mapping_copy(h: &RequestHeader, ctx: &mut RequestContext<'_>) -> ResponseFooter {
+    if !ctx.files.contains(&h.file) {
+        return reply(-errno::EBADF, h.file);
+    }
+    if h.length == 0 || h.length > MAX_MAPPING_COPY {
+        return reply(-errno::EINVAL, h.file);
+    }
+    let len = h.length as usize;
+    if ctx.window.check(h.arg, len).is_err() {
+        return reply(-errno::EFAULT, h.file);
+    }
+    let mut buf = vec![0u8; len];
+    let ret = if h.op == op::MAPPING_READ {
+        let ret = ctx.service.read_mapping(ctx.gfid, h.file, h.offset, &mut buf);
+        if ret == 0 && ctx.window.write(h.arg, &buf).is_err() {
+            -errno::EFAULT
+        } else {
+            ret
+        }
+    } else if ctx.window.read(h.arg, &mut buf).is_err() {
+        -errno::EFAULT
+    } else {
+        ctx.service.write_mapping(ctx.gfid, h.file, h.offset, &buf)
+    };
+    reply(ret, h.file)
+}

@@ -1,0 +1,150 @@
+//! The host-visible window (BAR2): host memory the guest maps through its BAR and the device
+//! reads and writes directly.
+//!
+//! The window is a memfd mapped shared, so the VMM can register it as a KVM memory slot at the
+//! BAR's guest-physical address and a future host-side RM daemon can map the same pages. The
+//! device addresses it as a [`GuestMemoryMmap`] of one region starting at address 0: a window
+//! address is a byte offset into BAR2, whatever guest-physical address the BAR is programmed at.
+
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd};
+use std::sync::Arc;
+
+use thiserror::Error;
+use vm_memory::{Bytes, FileOffset, GuestAddress, GuestMemoryMmap, GuestRegionMmap, MmapRegion};
+
+use crate::protocol::{MAX_WINDOW_SIZE, MIN_WINDOW_SIZE};
+
+/// Errors creating a window.
+#[derive(Debug, Error)]
+pub enum WindowError {
+    /// Not a power of two in `MIN_WINDOW_SIZE..=MAX_WINDOW_SIZE`.
+    #[error("window size {0:#x} is not a power of two between 64 KiB and 16 GiB")]
+    BadSize(u64),
+    /// `memfd_create` or `ftruncate` failed.
+    #[error("creating the window's memfd: {0}")]
+    Memfd(#[source] std::io::Error),
+    /// `mmap` failed.
+    #[error("mapping the window: {0}")]
+    Mmap(#[source] vm_memory::mmap::MmapRegionError),
+    /// The region could not be made into guest memory.
+    #[error("building the window's address space: {0}")]
+    Region(#[source] vm_memory::GuestRegionCollectionError),
+}
+
+/// An access outside the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("{len} bytes at window offset {addr:#x} are outside the window")]
+pub struct WindowFault {
+    /// Window offset of the access.
+    pub addr: u64,
+    /// Its length.
+    pub len: usize,
+}
+
+/// The host memory behind BAR2.
+#[derive(Debug)]
+pub struct HostWindow {
+    file: Arc<File>,
+    memory: GuestMemoryMmap,
+    region: Arc<GuestRegionMmap>,
+    size: u64,
+}
+
+impl HostWindow {
+    /// Creates a zero-filled window of `size` bytes (a power of two, 64 KiB ..= 16 GiB).
+    pub fn new(size: u64) -> Result<Self, WindowError> {
+        if !size.is_power_of_two() || !(MIN_WINDOW_SIZE..=MAX_WINDOW_SIZE).contains(&size) {
+            return Err(WindowError::BadSize(size));
+        }
+        let len = usize::try_from(size).map_err(|_| WindowError::BadSize(size))?;
+        // SAFETY: the name is a valid NUL-terminated string and the flags are valid.
+        let fd = unsafe { libc::memfd_create(c"vgpu-window".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(WindowError::Memfd(std::io::Error::last_os_error()));
+        }
+        // SAFETY: `fd` was just created and is owned by nothing else.
+        let file = Arc::new(unsafe { File::from_raw_fd(fd) });
+        file.set_len(size).map_err(WindowError::Memfd)?;
+        let mmap = MmapRegion::from_file(FileOffset::from_arc(file.clone(), 0), len).map_err(WindowError::Mmap)?;
+        let region = Arc::new(GuestRegionMmap::new(mmap, GuestAddress(0)).ok_or(WindowError::BadSize(size))?);
+        let memory = GuestMemoryMmap::from_arc_regions(vec![region.clone()]).map_err(WindowError::Region)?;
+        Ok(Self { file, memory, region, size })
+    }
+
+    /// Size in bytes (BAR2's size).
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Host address of the first byte. The VMM passes it as `userspace_addr` of the KVM memory
+    /// slot that backs BAR2; it stays valid while the window lives.
+    pub fn host_ptr(&self) -> *mut u8 {
+        self.region.as_ptr()
+    }
+
+    /// The memfd behind the window (for a process that maps the same pages).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+
+    /// The window as guest memory at addresses `0..size` (what the virtqueue runs over).
+    pub fn memory(&self) -> &GuestMemoryMmap {
+        &self.memory
+    }
+
+    /// Checks that `addr..addr + len` lies inside the window.
+    pub fn check(&self, addr: u64, len: usize) -> Result<(), WindowFault> {
+        let fault = WindowFault { addr, len };
+        let end = addr.checked_add(len as u64).ok_or(fault)?;
+        if end > self.size {
+            return Err(fault);
+        }
+        Ok(())
+    }
+
+    /// Fills `buf` from window offset `addr`.
+    pub fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), WindowFault> {
+        self.check(addr, buf.len())?;
+        self.memory.read_slice(buf, GuestAddress(addr)).map_err(|_| WindowFault { addr, len: buf.len() })
+    }
+
+    /// Writes `data` at window offset `addr`.
+    pub fn write(&self, addr: u64, data: &[u8]) -> Result<(), WindowFault> {
+        self.check(addr, data.len())?;
+        self.memory.write_slice(data, GuestAddress(addr)).map_err(|_| WindowFault { addr, len: data.len() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_must_be_powers_of_two_in_range() {
+        assert!(matches!(HostWindow::new(3 << 20), Err(WindowError::BadSize(_))));
+        assert!(matches!(HostWindow::new(4096), Err(WindowError::BadSize(_))));
+        assert!(matches!(HostWindow::new(32 << 30), Err(WindowError::BadSize(_))));
+        assert_eq!(HostWindow::new(1 << 20).unwrap().size(), 1 << 20);
+    }
+
+    #[test]
+    fn accesses_are_bounds_checked() {
+        let w = HostWindow::new(MIN_WINDOW_SIZE).unwrap();
+        w.write(MIN_WINDOW_SIZE - 4, &[1, 2, 3, 4]).unwrap();
+        assert!(w.write(MIN_WINDOW_SIZE - 3, &[0; 4]).is_err());
+        assert!(w.read(u64::MAX - 1, &mut [0; 4]).is_err());
+        let mut b = [0u8; 4];
+        w.read(MIN_WINDOW_SIZE - 4, &mut b).unwrap();
+        assert_eq!(b, [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn host_pointer_sees_device_writes() {
+        let w = HostWindow::new(MIN_WINDOW_SIZE).unwrap();
+        w.write(0x100, &[0xab]).unwrap();
+        // SAFETY: 0x100 is inside the live mapping of `w`.
+        let byte = unsafe { *w.host_ptr().add(0x100) };
+        assert_eq!(byte, 0xab);
+    }
+}
