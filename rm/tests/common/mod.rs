@@ -296,11 +296,14 @@ pub struct Tree {
     pub userd: Handle,
     pub channel: Handle,
     pub compute: Handle,
+    pub copy_tsg: Handle,
+    pub copy_channel: Handle,
     pub copy: Handle,
 }
 
-/// Builds client, device, subdevice, VA space, TSG, context share, USERD memory, channel,
-/// compute and copy objects; asserts each alloc succeeds.
+/// Builds client, device, subdevice, VA space, a GR TSG with context share, USERD memory,
+/// channel and compute object, and a copy-engine TSG with a channel and copy object; asserts
+/// each alloc succeeds.
 pub fn build_tree<B: Backend>(rm: &mut Rm<B>, g: &mut Guest) -> Tree {
     let client = g.client(rm);
     let ok = |(s, h): (NvStatus, Handle)| {
@@ -320,6 +323,10 @@ pub fn build_tree<B: Backend>(rm: &mut Rm<B>, g: &mut Guest) -> Tree {
     ch_p.hUserdMemory[0] = userd;
     let channel = ok(g.alloc(rm, client, tsg, 0x5c00_0007, class::HOPPER_CHANNEL_GPFIFO_A, ch_p.as_bytes()));
     let compute = ok(g.alloc(rm, client, channel, 0x5c00_0008, class::HOPPER_COMPUTE_A, NvGrAllocationParameters::default().as_bytes()));
-    let copy = ok(g.alloc(rm, client, channel, 0x5c00_0009, class::HOPPER_DMA_COPY_A, Nvb0b5AllocationParameters::default().as_bytes()));
-    Tree { client, device, subdevice, vaspace, tsg, ctxshare, userd, channel, compute, copy }
+    let ce_p = NvChannelGroupAllocationParameters { hVASpace: vaspace, engineType: NV2080_ENGINE_TYPE_COPY0, ..Default::default() };
+    let copy_tsg = ok(g.alloc(rm, client, device, 0x5c00_000a, class::KEPLER_CHANNEL_GROUP_A, ce_p.as_bytes()));
+    let ce_ch = NvChannelAllocParams { gpFifoOffset: 0x1_0000_0000, gpFifoEntries: 128, hVASpace: vaspace, ..Default::default() };
+    let copy_channel = ok(g.alloc(rm, client, copy_tsg, 0x5c00_000b, class::HOPPER_CHANNEL_GPFIFO_A, ce_ch.as_bytes()));
+    let copy = ok(g.alloc(rm, client, copy_channel, 0x5c00_0009, class::HOPPER_DMA_COPY_A, Nvb0b5AllocationParameters::default().as_bytes()));
+    Tree { client, device, subdevice, vaspace, tsg, ctxshare, userd, channel, compute, copy_tsg, copy_channel, copy }
 }
