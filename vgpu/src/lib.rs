@@ -17,12 +17,14 @@ pub mod escape_queue;
 pub mod pci;
 pub mod protocol;
 pub mod registers;
+pub mod rm_service;
 pub mod service;
 pub mod stats;
 pub mod transport;
 pub mod window;
 
 pub use device::{DeviceError, InterruptLine, VgpuConfig, VgpuDevice};
+pub use rm_service::RmService;
 pub use pci::{BarBacking, BarDecl, Capability, PciIdentity};
 pub use service::{DoorbellError, EscapeService, FileError, FileId, FileNode, Gfid};
 pub use stats::{Counter, Stats, StatsSnapshot};

@@ -1,0 +1,133 @@
+//! [`EscapeService`] over the in-process RM core (`rm::core::Rm`).
+//!
+//! Several vGPUs can share one core: each device holds an [`RmService`] over the same
+//! `Arc<Mutex<Rm<B>>>` and names its own GFID. The window reaches the core's dispatcher as its
+//! `GuestMemory`, so every pointer the dispatcher follows is a bounds-checked window offset.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rm::abi::NvStatus;
+use rm::backend::Backend;
+use rm::core::{GuestMemory, GuestMemoryFault, Node, Rm, RmError};
+
+use crate::protocol::errno;
+use crate::service::{DoorbellError, EscapeService, FileError, FileId, FileNode, Gfid};
+use crate::window::HostWindow;
+
+/// The window as the RM dispatcher's guest memory.
+struct WindowMemory<'a>(&'a HostWindow);
+
+impl GuestMemory for WindowMemory<'_> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), GuestMemoryFault> {
+        self.0.read(addr, buf).map_err(|f| GuestMemoryFault { addr: f.addr, len: f.len })
+    }
+
+    fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), GuestMemoryFault> {
+        self.0.write(addr, data).map_err(|f| GuestMemoryFault { addr: f.addr, len: f.len })
+    }
+}
+
+/// One vGPU's handle on a shared in-process RM core.
+pub struct RmService<B: Backend> {
+    rm: Arc<Mutex<Rm<B>>>,
+}
+
+impl<B: Backend> std::fmt::Debug for RmService<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RmService").finish_non_exhaustive()
+    }
+}
+
+impl<B: Backend> RmService<B> {
+    /// Creates vGPU `gfid` in the core with `config` and returns the service for its device.
+    /// The vGPU is destroyed again when the device tears down.
+    pub fn attach(rm: Arc<Mutex<Rm<B>>>, gfid: Gfid, config: rm::core::VgpuConfig) -> Result<Self, RmError> {
+        lock(&rm).create_vgpu(gfid, config)?;
+        Ok(Self { rm })
+    }
+
+    fn rm(&self) -> MutexGuard<'_, Rm<B>> {
+        lock(&self.rm)
+    }
+}
+
+/// Locks the core; a panic elsewhere while it was held does not stop this vGPU.
+fn lock<B: Backend>(rm: &Mutex<Rm<B>>) -> MutexGuard<'_, Rm<B>> {
+    rm.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn file_error(e: RmError) -> FileError {
+    match e {
+        RmError::TooManyFds(_) => FileError::TooManyFiles,
+        RmError::NoSuchFd(..) => FileError::BadFile,
+        RmError::BadGfid(_) | RmError::GfidInUse(_) | RmError::NoSuchVgpu(_) => FileError::NoVgpu,
+    }
+}
+
+impl<B: Backend> RmService<B> {
+    /// The object a file's mapping names, with the object offset of `offset`, after checking
+    /// that `offset..offset + len` lies inside the mapping.
+    fn mapping_target(&self, gfid: Gfid, file: FileId, offset: u64, len: usize) -> Result<(u32, u32, u64), i32> {
+        let ctx = self.rm().mmap_context(gfid, file).ok_or(-errno::EINVAL)?;
+        let end = offset.checked_add(len as u64).ok_or(-errno::EFAULT)?;
+        if end > ctx.length {
+            return Err(-errno::EFAULT);
+        }
+        let at = ctx.offset.checked_add(offset).ok_or(-errno::EFAULT)?;
+        Ok((ctx.client, ctx.memory, at))
+    }
+}
+
+fn mapping_ret(s: NvStatus) -> i32 {
+    if s == NvStatus::OK {
+        0
+    } else {
+        -errno::EFAULT
+    }
+}
+
+impl<B: Backend + Send> EscapeService for RmService<B> {
+    fn open(&mut self, gfid: Gfid, node: FileNode) -> Result<FileId, FileError> {
+        let node = match node {
+            FileNode::Ctl => Node::Ctl,
+            FileNode::Device(minor) => Node::Device(minor),
+        };
+        self.rm().open(gfid, node).map_err(file_error)
+    }
+
+    fn close(&mut self, gfid: Gfid, file: FileId) -> Result<(), FileError> {
+        self.rm().close(gfid, file).map_err(file_error)
+    }
+
+    fn ioctl(&mut self, gfid: Gfid, file: FileId, request: u32, arg: u64, window: &HostWindow) -> i32 {
+        self.rm().ioctl(gfid, file, request, arg, &mut WindowMemory(window))
+    }
+
+    fn read_mapping(&mut self, gfid: Gfid, file: FileId, offset: u64, buf: &mut [u8]) -> i32 {
+        match self.mapping_target(gfid, file, offset, buf.len()) {
+            Ok((client, memory, at)) => mapping_ret(self.rm().read_memory(gfid, client, memory, at, buf)),
+            Err(ret) => ret,
+        }
+    }
+
+    fn write_mapping(&mut self, gfid: Gfid, file: FileId, offset: u64, data: &[u8]) -> i32 {
+        match self.mapping_target(gfid, file, offset, data.len()) {
+            Ok((client, memory, at)) => mapping_ret(self.rm().write_memory(gfid, client, memory, at, data)),
+            Err(ret) => ret,
+        }
+    }
+
+    fn doorbell(&mut self, gfid: Gfid, token: u32) -> Result<(), DoorbellError> {
+        match self.rm().doorbell(gfid, token) {
+            NvStatus::OK => Ok(()),
+            NvStatus::ERR_INVALID_CHANNEL => Err(DoorbellError::NotOwned(token)),
+            s => Err(DoorbellError::Backend(s.0)),
+        }
+    }
+
+    fn teardown(&mut self, gfid: Gfid) {
+        if let Err(e) = self.rm().destroy_vgpu(gfid) {
+            tracing::debug!(gfid, "teardown: {e}");
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! A scripted guest driver: it does over BAR0 and the window exactly what the guest-tools
+//! userspace driver does (virtio-pci setup, split virtqueue in the window, notify, poll the used
+//! ring), plus raw access for garbage tests.
+
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+
+use rm::abi::alloc_params::*;
+use rm::abi::escape::Escape;
+use rm::abi::ioctl::IoctlRequest;
+use rm::abi::nvos::*;
+use rm::abi::{class, Handle, NvStatus};
+use rm::backend::sim::{SimBackend, SimConfig};
+use rm::core::Rm;
+use vgpu::protocol::{node, op, reg, virtio, RequestHeader, ResponseFooter};
+use vgpu::transport::common;
+use vgpu::{RmService, VgpuConfig, VgpuDevice};
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+/// Descriptor table (window offset).
+pub const DESC: u64 = 0x1000;
+/// Available ring.
+pub const AVAIL: u64 = 0x2000;
+/// Used ring.
+pub const USED: u64 = 0x3000;
+/// Request slots: header at `REQ + 64 * slot`, footer 32 bytes after it.
+pub const REQ: u64 = 0x4000;
+/// Argument structs.
+pub const ARG: u64 = 0x8000;
+/// Parameter buffers.
+pub const PARAMS: u64 = 0x1_0000;
+/// Queue size the guest programs.
+pub const QSIZE: u16 = 16;
+/// Window size of test devices.
+pub const WINDOW: u64 = 1 << 20;
+
+/// VRING_DESC_F_NEXT.
+pub const F_NEXT: u16 = 1;
+/// VRING_DESC_F_WRITE.
+pub const F_WRITE: u16 = 2;
+
+/// The shared RM core over the sim backend.
+pub type SimRm = Arc<Mutex<Rm<SimBackend>>>;
+
+/// A new RM core over a sim GPU.
+pub fn sim_rm() -> SimRm {
+    Arc::new(Mutex::new(Rm::new(SimBackend::new(SimConfig::default()))))
+}
+
+/// A vGPU `gfid` on `rm` with a 1 MiB window.
+pub fn sim_device(rm: &SimRm, gfid: u32) -> VgpuDevice {
+    let svc = RmService::attach(rm.clone(), gfid, rm::core::VgpuConfig::with_quota(1 << 30)).unwrap();
+    VgpuDevice::new(VgpuConfig { gfid, window_size: WINDOW }, Box::new(svc)).unwrap()
+}
+
+/// The guest's side of one vGPU.
+pub struct Guest {
+    /// The device (the test plays VMM too).
+    pub dev: VgpuDevice,
+    avail_idx: u16,
+    used_seen: u16,
+}
+
+impl Guest {
+    /// A guest driving `dev` (not yet initialised).
+    pub fn new(dev: VgpuDevice) -> Self {
+        Self { dev, avail_idx: 0, used_seen: 0 }
+    }
+
+    /// 32-bit BAR0 read.
+    pub fn r32(&mut self, off: u32) -> u32 {
+        let mut b = [0u8; 4];
+        self.dev.bar_read(0, u64::from(off), &mut b);
+        u32::from_le_bytes(b)
+    }
+
+    /// 32-bit BAR0 write.
+    pub fn w32(&mut self, off: u32, v: u32) {
+        self.dev.bar_write(0, u64::from(off), &v.to_le_bytes());
+    }
+
+    /// Write into the common configuration.
+    pub fn common_write(&mut self, off: u32, data: &[u8]) {
+        self.dev.bar_write(0, u64::from(virtio::COMMON_CFG + off), data);
+    }
+
+    /// Read from the common configuration.
+    pub fn common_read(&mut self, off: u32, data: &mut [u8]) {
+        self.dev.bar_read(0, u64::from(virtio::COMMON_CFG + off), data);
+    }
+
+    /// `device_status`.
+    pub fn status(&mut self) -> u8 {
+        let mut b = [0u8];
+        self.common_read(common::DEVICE_STATUS, &mut b);
+        b[0]
+    }
+
+    /// Window write (the guest's mapping of BAR2).
+    pub fn wwrite(&self, addr: u64, data: &[u8]) {
+        self.dev.window().write(addr, data).unwrap();
+    }
+
+    /// Window read.
+    pub fn wread(&self, addr: u64, buf: &mut [u8]) {
+        self.dev.window().read(addr, buf).unwrap();
+    }
+
+    /// Negotiates features and sets up the queue with the given ring offsets.
+    pub fn init_with(&mut self, desc: u64, avail: u64, used: u64) -> bool {
+        use virtio::status::*;
+        self.common_write(common::DEVICE_STATUS, &[0]);
+        self.common_write(common::DEVICE_STATUS, &[ACKNOWLEDGE | DRIVER]);
+        self.common_write(common::DRIVER_FEATURE_SELECT, &1u32.to_le_bytes());
+        self.common_write(common::DRIVER_FEATURE, &1u32.to_le_bytes());
+        self.common_write(common::DEVICE_STATUS, &[ACKNOWLEDGE | DRIVER | FEATURES_OK]);
+        assert_ne!(self.status() & FEATURES_OK, 0);
+        for a in [DESC, AVAIL, USED] {
+            self.wwrite(a, &[0u8; 0x1000]);
+        }
+        self.common_write(common::QUEUE_SELECT, &0u16.to_le_bytes());
+        self.common_write(common::QUEUE_SIZE, &QSIZE.to_le_bytes());
+        self.common_write(common::QUEUE_DESC, &(desc as u32).to_le_bytes());
+        self.common_write(common::QUEUE_DESC + 4, &((desc >> 32) as u32).to_le_bytes());
+        self.common_write(common::QUEUE_DRIVER, &avail.to_le_bytes());
+        self.common_write(common::QUEUE_DEVICE, &used.to_le_bytes());
+        self.common_write(common::QUEUE_ENABLE, &1u16.to_le_bytes());
+        let mut en = [0u8; 2];
+        self.common_read(common::QUEUE_ENABLE, &mut en);
+        self.common_write(common::DEVICE_STATUS, &[ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK]);
+        self.avail_idx = 0;
+        self.used_seen = 0;
+        u16::from_le_bytes(en) == 1
+    }
+
+    /// Standard setup; panics if the device refuses it.
+    pub fn init(&mut self) {
+        assert!(self.init_with(DESC, AVAIL, USED), "queue_enable refused");
+    }
+
+    /// Writes descriptor `i`.
+    pub fn put_desc(&self, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
+        let mut d = [0u8; 16];
+        d[0..8].copy_from_slice(&addr.to_le_bytes());
+        d[8..12].copy_from_slice(&len.to_le_bytes());
+        d[12..14].copy_from_slice(&flags.to_le_bytes());
+        d[14..16].copy_from_slice(&next.to_le_bytes());
+        self.wwrite(DESC + 16 * u64::from(i), &d);
+    }
+
+    /// Makes `head` available (no notify).
+    pub fn push_avail(&mut self, head: u16) {
+        let slot = u64::from(self.avail_idx % QSIZE);
+        self.wwrite(AVAIL + 4 + 2 * slot, &head.to_le_bytes());
+        self.avail_idx = self.avail_idx.wrapping_add(1);
+        self.wwrite(AVAIL + 2, &self.avail_idx.to_le_bytes());
+    }
+
+    /// Sets the available index directly (garbage tests).
+    pub fn set_avail_idx(&mut self, idx: u16) {
+        self.wwrite(AVAIL + 2, &idx.to_le_bytes());
+    }
+
+    /// Queue notify (a 16-bit write of queue index 0).
+    pub fn notify(&mut self) {
+        self.dev.bar_write(0, u64::from(virtio::NOTIFY), &0u16.to_le_bytes());
+    }
+
+    /// The used ring's index.
+    pub fn used_idx(&self) -> u16 {
+        let mut b = [0u8; 2];
+        self.wread(USED + 2, &mut b);
+        u16::from_le_bytes(b)
+    }
+
+    /// Takes the next used element, if the device produced one: (id, len).
+    pub fn take_used(&mut self) -> Option<(u32, u32)> {
+        if self.used_idx() == self.used_seen {
+            return None;
+        }
+        let slot = u64::from(self.used_seen % QSIZE);
+        let mut b = [0u8; 8];
+        self.wread(USED + 4 + 8 * slot, &mut b);
+        self.used_seen = self.used_seen.wrapping_add(1);
+        Some((u32::from_le_bytes(b[0..4].try_into().unwrap()), u32::from_le_bytes(b[4..8].try_into().unwrap())))
+    }
+
+    /// Request slot for the next submission: (header desc, header addr, footer addr).
+    fn slot(&self) -> (u16, u64, u64) {
+        let slot = self.avail_idx % (QSIZE / 2);
+        let hdr = REQ + 64 * u64::from(slot);
+        (2 * slot, hdr, hdr + 32)
+    }
+
+    /// Posts a well-formed request without notifying; returns the footer address.
+    pub fn post(&mut self, h: &RequestHeader) -> u64 {
+        let (d, hdr, ftr) = self.slot();
+        self.wwrite(hdr, &h.to_bytes());
+        self.wwrite(ftr, &[0xee; 16]);
+        self.put_desc(d, hdr, 32, F_NEXT, d + 1);
+        self.put_desc(d + 1, ftr, 16, F_WRITE, 0);
+        self.push_avail(d);
+        ftr
+    }
+
+    /// Reads a footer.
+    pub fn footer(&self, at: u64) -> ResponseFooter {
+        let mut b = [0u8; 16];
+        self.wread(at, &mut b);
+        ResponseFooter::from_bytes(&b)
+    }
+
+    /// Posts, notifies and polls one request.
+    pub fn submit(&mut self, h: &RequestHeader) -> ResponseFooter {
+        let ftr = self.post(h);
+        self.notify();
+        let (_, len) = self.take_used().expect("no used entry");
+        assert_eq!(len, 16);
+        self.footer(ftr)
+    }
+
+    /// Opens `/dev/nvidiactl`.
+    pub fn open_ctl(&mut self) -> i32 {
+        let r = self.submit(&RequestHeader { op: op::OPEN, request: node::CTL, ..Default::default() });
+        assert_eq!(r.ret, 0);
+        r.file
+    }
+
+    /// Opens `/dev/nvidia<minor>`.
+    pub fn open_dev(&mut self, minor: u64) -> i32 {
+        let r = self.submit(&RequestHeader { op: op::OPEN, request: node::DEVICE, arg: minor, ..Default::default() });
+        assert_eq!(r.ret, 0);
+        r.file
+    }
+
+    /// `ioctl(file, esc, arg)` with the argument at [`ARG`]; returns the ret and the argument
+    /// after the call.
+    pub fn ioctl<T: FromBytes + IntoBytes + Immutable>(&mut self, file: i32, esc: Escape, arg: &T) -> (i32, T) {
+        let bytes = arg.as_bytes();
+        self.wwrite(ARG, bytes);
+        let request = IoctlRequest::encode(esc as u8, bytes.len() as u32).unwrap();
+        let r = self.submit(&RequestHeader { op: op::IOCTL, file, request, arg: ARG, ..Default::default() });
+        let mut out = vec![0u8; bytes.len()];
+        self.wread(ARG, &mut out);
+        (r.ret, T::read_from_bytes(&out).unwrap())
+    }
+
+    /// `RM_ALLOC` (NVOS64) with params at [`PARAMS`]; returns status and new handle.
+    pub fn alloc(&mut self, file: i32, client: Handle, parent: Handle, new: Handle, class_id: u32, params: &[u8]) -> (NvStatus, Handle) {
+        self.wwrite(PARAMS, params);
+        let p_alloc = if params.is_empty() { 0 } else { PARAMS };
+        let arg = Nvos64Parameters { hRoot: client, hObjectParent: parent, hObjectNew: new, hClass: class_id, pAllocParms: p_alloc, ..Default::default() };
+        let (ret, out) = self.ioctl(file, Escape::RM_ALLOC, &arg);
+        assert_eq!(ret, 0);
+        (NvStatus(out.status), out.hObjectNew)
+    }
+
+    /// `RM_CONTROL` with params at [`PARAMS`].
+    pub fn control<T: FromBytes + IntoBytes + Immutable>(&mut self, file: i32, client: Handle, object: Handle, cmd: u32, params: &T) -> (NvStatus, T) {
+        let bytes = params.as_bytes();
+        self.wwrite(PARAMS, bytes);
+        let arg = Nvos54Parameters { hClient: client, hObject: object, cmd, params: PARAMS, paramsSize: bytes.len() as u32, ..Default::default() };
+        let (ret, out) = self.ioctl(file, Escape::RM_CONTROL, &arg);
+        assert_eq!(ret, 0);
+        let mut b = vec![0u8; bytes.len()];
+        self.wread(PARAMS, &mut b);
+        (NvStatus(out.status), T::read_from_bytes(&b).unwrap())
+    }
+
+    /// A BAR0 doorbell write.
+    pub fn ring(&mut self, token: u32) {
+        self.w32(reg::DOORBELL, token);
+    }
+}
+
+/// Handles of a guest's object tree down to a channel.
+#[derive(Debug, Clone, Copy)]
+pub struct Tree {
+    pub client: Handle,
+    pub device: Handle,
+    pub channel: Handle,
+}
+
+/// Allocates client, device, subdevice, VA space, TSG, context share, USERD and a channel
+/// through the escape queue.
+pub fn build_channel(g: &mut Guest, ctl: i32) -> Tree {
+    let ok = |(s, h): (NvStatus, Handle)| {
+        assert_eq!(s, NvStatus::OK);
+        h
+    };
+    let client = ok(g.alloc(ctl, 0, 0, 0, class::NV01_ROOT_CLIENT, &[]));
+    let device = ok(g.alloc(ctl, client, client, 0x5c00_0001, class::NV01_DEVICE_0, Nv0080AllocParameters::default().as_bytes()));
+    ok(g.alloc(ctl, client, device, 0x5c00_0002, class::NV20_SUBDEVICE_0, Nv2080AllocParameters::default().as_bytes()));
+    let vaspace = ok(g.alloc(ctl, client, device, 0x5c00_0003, class::FERMI_VASPACE_A, NvVaspaceAllocationParameters::default().as_bytes()));
+    let tsg_p = NvChannelGroupAllocationParameters { hVASpace: vaspace, engineType: NV2080_ENGINE_TYPE_GR0, ..Default::default() };
+    let tsg = ok(g.alloc(ctl, client, device, 0x5c00_0004, class::KEPLER_CHANNEL_GROUP_A, tsg_p.as_bytes()));
+    let cs_p = NvCtxshareAllocationParameters { hVASpace: vaspace, ..Default::default() };
+    let ctxshare = ok(g.alloc(ctl, client, tsg, 0x5c00_0005, class::FERMI_CONTEXT_SHARE_A, cs_p.as_bytes()));
+    let mem_p = NvMemoryAllocationParams { size: 0x1_0000, ..Default::default() };
+    let userd = ok(g.alloc(ctl, client, device, 0x5c00_0006, class::NV01_MEMORY_LOCAL_USER, mem_p.as_bytes()));
+    let mut ch_p = NvChannelAllocParams { gpFifoOffset: 0x1_0000_0000, gpFifoEntries: 128, hContextShare: ctxshare, hVASpace: vaspace, ..Default::default() };
+    ch_p.hUserdMemory[0] = userd;
+    let channel = ok(g.alloc(ctl, client, tsg, 0x5c00_0007, class::HOPPER_CHANNEL_GPFIFO_A, ch_p.as_bytes()));
+    Tree { client, device, channel }
+}
