@@ -36,7 +36,7 @@ pub enum AcpiError {
     #[error("ACPI tables need {0} bytes, more than the BIOS area holds")]
     TooBig(u64),
     /// Writing to guest memory failed.
-    #[error("cannot write ACPI tables: {0}")]
+    #[error("cannot write ACPI tables")]
     GuestMemory(#[from] vm_memory::GuestMemoryError),
 }
 

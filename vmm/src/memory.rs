@@ -69,7 +69,7 @@ pub enum MemoryError {
     #[error("guest memory of {0} MiB is out of range (16 MiB .. 1 TiB)")]
     BadSize(u64),
     /// mmap of the RAM failed.
-    #[error("cannot allocate guest RAM: {0}")]
+    #[error("cannot allocate guest RAM")]
     Mmap(#[from] vm_memory::mmap::FromRangesError),
 }
 

@@ -71,7 +71,7 @@ impl std::fmt::Debug for ConsoleOutput {
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
     /// A KVM ioctl failed.
-    #[error("{what} failed: {source}")]
+    #[error("{what} failed")]
     Kvm {
         /// The operation.
         what: &'static str,
@@ -94,7 +94,7 @@ pub enum VmError {
     #[error(transparent)]
     Boot(#[from] BootError),
     /// vCPU setup.
-    #[error("vcpu {vcpu}: {source}")]
+    #[error("cannot set up vcpu {vcpu}")]
     Cpu {
         /// The vCPU.
         vcpu: usize,
@@ -106,10 +106,10 @@ pub enum VmError {
     #[error(transparent)]
     Acpi(#[from] AcpiError),
     /// PCI bus.
-    #[error("PCI: {0}")]
+    #[error("PCI bus setup failed")]
     Pci(#[from] PciError),
     /// Device registration on a bus.
-    #[error("cannot register {what} on its bus: {source}")]
+    #[error("cannot register {what} on its bus")]
     Bus {
         /// The device.
         what: &'static str,
@@ -118,7 +118,7 @@ pub enum VmError {
         source: vm_device::bus::Error,
     },
     /// The console log file.
-    #[error("cannot open console log {path}: {source}")]
+    #[error("cannot open console log {path}")]
     ConsoleLog {
         /// The file.
         path: String,
@@ -127,7 +127,7 @@ pub enum VmError {
         source: std::io::Error,
     },
     /// Host resources (eventfds, threads, signal handler, epoll).
-    #[error("{what}: {source}")]
+    #[error("{what} failed")]
     Host {
         /// The operation.
         what: &'static str,

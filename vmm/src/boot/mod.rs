@@ -11,7 +11,7 @@ pub use zero_page::build_zero_page;
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
     /// The kernel file could not be opened or read.
-    #[error("cannot read kernel {path}: {source}")]
+    #[error("cannot read kernel {path}")]
     KernelFile {
         /// The file.
         path: String,
@@ -23,10 +23,10 @@ pub enum BootError {
     #[error("kernel {0} is neither an ELF vmlinux nor a bzImage")]
     UnknownKernelFormat(String),
     /// linux-loader refused the kernel.
-    #[error("cannot load kernel: {0}")]
+    #[error("cannot load kernel")]
     Load(#[from] linux_loader::loader::Error),
     /// The initrd could not be read.
-    #[error("cannot read initrd {path}: {source}")]
+    #[error("cannot read initrd {path}")]
     InitrdFile {
         /// The file.
         path: String,
@@ -43,10 +43,10 @@ pub enum BootError {
         limit: u64,
     },
     /// The command line is too long or has bad characters.
-    #[error("bad kernel command line: {0}")]
+    #[error("bad kernel command line")]
     Cmdline(#[from] linux_loader::cmdline::Error),
     /// Writing boot data into guest memory failed.
-    #[error("cannot write boot data to guest memory: {0}")]
+    #[error("cannot write boot data to guest memory")]
     GuestMemory(#[from] vm_memory::GuestMemoryError),
     /// Too many e820 entries for the zero page.
     #[error("too many e820 entries ({0})")]

@@ -8,7 +8,7 @@ pub mod regs;
 #[derive(Debug, thiserror::Error)]
 pub enum CpuError {
     /// A KVM vCPU ioctl failed.
-    #[error("{what} failed: {source}")]
+    #[error("{what} failed")]
     Kvm {
         /// The ioctl.
         what: &'static str,
@@ -25,7 +25,7 @@ pub enum CpuError {
         wanted: usize,
     },
     /// Writing the GDT or page tables failed.
-    #[error("cannot write boot tables to guest memory: {0}")]
+    #[error("cannot write boot tables to guest memory")]
     GuestMemory(#[from] vm_memory::GuestMemoryError),
     /// A fam-struct wrapper could not be built.
     #[error("cannot build {0} list")]
