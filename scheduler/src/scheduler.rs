@@ -541,21 +541,26 @@ impl<M: Mechanism> Scheduler<M> {
     }
 
     /// Turns the window plan into per-group timeslices: over one round robin pass each busy
-    /// tenant should get time in proportion to its plan.
+    /// tenant gets time in proportion to its plan, and the tenant with the most time per plan
+    /// unit gets exactly its own timeslice, so no tenant holds the engine longer than its
+    /// timeslice at once (shorter passes keep shares even over short windows).
     fn program_timeslices(&mut self, policy: &Policy) -> Result<(), SchedError> {
         let plan = self.planner.window_plan(policy.balance_period);
         let busy: Vec<usize> = (0..plan.len())
             .filter(|&i| self.busy[i] && !self.groups[i].is_empty())
             .collect();
-        let cycle: f64 = busy
+        // Largest scale at which every busy tenant's slice stays within its own timeslice.
+        let scale = busy
             .iter()
-            .map(|&i| policy.timeslice_of(i).as_nanos() as f64)
-            .sum();
-        let planned: f64 = busy.iter().map(|&i| plan[i].as_nanos() as f64).sum();
+            .filter(|&&i| !plan[i].is_zero())
+            .map(|&i| policy.timeslice_of(i).as_nanos() as f64 / plan[i].as_nanos() as f64)
+            .fold(f64::INFINITY, f64::min);
+        let scale = if scale.is_finite() { scale } else { 0.0 };
         let caps = self.mech.capabilities();
         for (i, planned_i) in plan.iter().enumerate() {
-            let per_tenant = if busy.contains(&i) && planned > 0.0 {
-                cycle * planned_i.as_nanos() as f64 / planned
+            // A busy tenant whose debt exceeds its plan gets the shortest slice (the clamp below).
+            let per_tenant = if busy.contains(&i) {
+                scale * planned_i.as_nanos() as f64
             } else {
                 policy.timeslice_of(i).as_nanos() as f64
             };

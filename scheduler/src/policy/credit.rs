@@ -100,6 +100,28 @@ impl Ledger {
         best.map(|(s, _)| s)
     }
 
+    /// Among `candidates`, the slot furthest behind relative to its share (largest
+    /// credit / share): the one whose owed time would take longest to earn again. Compared with
+    /// the largest absolute credit this spreads small shares evenly instead of in bursts (as
+    /// stride scheduling does). Slots without a share are never chosen; ties go to the earliest.
+    pub fn most_behind(&self, candidates: impl IntoIterator<Item = Slot>) -> Option<Slot> {
+        let mut best: Option<(Slot, f64)> = None;
+        for s in candidates {
+            let share = match s {
+                Slot::Tenant(i) => self.shares[i],
+                Slot::Spare => self.spare_share,
+            };
+            if share <= 0.0 {
+                continue;
+            }
+            let lag = self.credit(s) / share;
+            if best.is_none_or(|(_, b)| lag > b + 1e-3) {
+                best = Some((s, lag));
+            }
+        }
+        best.map(|(s, _)| s)
+    }
+
     /// Forgets all balances (a new policy starts clean).
     pub fn reset(&mut self) {
         self.credit.iter_mut().for_each(|c| *c = 0.0);
@@ -159,6 +181,24 @@ mod tests {
         assert_eq!(l.richest([Slot::Tenant(0), Slot::Spare]), Some(Slot::Spare));
         l.reset();
         assert_eq!(l.credit(Slot::Spare), 0.0);
+    }
+
+    #[test]
+    fn most_behind_weighs_credit_by_share() {
+        let mut l = Ledger::new(2, 100 * MS);
+        l.set_shares(&[0.9, 0.1], 0.0);
+        // Tenant 0 ran 2 ms: it owes 0.2 ms, tenant 1 is owed 0.2 ms.
+        l.settle(&[(Slot::Tenant(0), 2 * MS)]);
+        assert_eq!(
+            l.most_behind([Slot::Tenant(0), Slot::Tenant(1)]),
+            Some(Slot::Tenant(1))
+        );
+        l.set_shares(&[1.0, 0.0], 0.0);
+        assert_eq!(
+            l.most_behind([Slot::Tenant(1)]),
+            None,
+            "no share, never chosen"
+        );
     }
 
     #[test]

@@ -107,7 +107,8 @@ impl Planner {
 
     /// Who runs next and for how long.
     ///
-    /// The candidate with the largest credit wins; ties rotate round robin. Under work-conserving
+    /// The candidate furthest behind its share wins (see [`Ledger::most_behind`]); ties rotate
+    /// round robin. Under work-conserving
     /// policies only busy tenants are candidates; otherwise every tenant with a share is, and an
     /// idle tenant winning means its slot passes unused.
     pub fn decide(&mut self) -> Decision {
@@ -118,7 +119,7 @@ impl Planner {
             .filter(|&i| self.targets.tenants[i] > 0.0 && (!wc || self.busy[i]))
             .map(Slot::Tenant)
             .chain((self.targets.spare > 0.0).then_some(Slot::Spare));
-        match self.ledger.richest(candidates) {
+        match self.ledger.most_behind(candidates) {
             Some(Slot::Tenant(i)) => {
                 self.cursor = (i + 1) % n.max(1);
                 let slice = self.policy.timeslice_of(i).max(self.min_slice);
