@@ -31,7 +31,7 @@ use crate::boot::zero_page::ZeroPageConfig;
 use crate::boot::{self, BootError, KernelFormat};
 use crate::cpu::{cpuid, msr, regs, CpuError};
 use crate::devices::cmos::{CMOS_PORT, CMOS_PORTS_LEN};
-use crate::devices::i8042::{I8042_DATA_PORT, I8042_PORTS_LEN};
+use crate::devices::i8042::{I8042_COMMAND_PORT, I8042_DATA_PORT};
 use crate::devices::serial::{COM1_IRQ, COM1_PORT, COM1_PORTS_LEN};
 use crate::devices::shutdown::{PM_PORT, PM_PORTS_LEN};
 use crate::devices::{AcpiPmPorts, Cmos, SerialDevice, I8042};
@@ -247,11 +247,11 @@ impl Vm {
             serial.clone(),
         )
         .map_err(reg("serial"))?;
-        io.register_pio(
-            pio(I8042_DATA_PORT, I8042_PORTS_LEN).map_err(reg("i8042"))?,
-            Arc::new(Mutex::new(I8042::new(exit.clone()))),
-        )
-        .map_err(reg("i8042"))?;
+        let i8042 = Arc::new(Mutex::new(I8042::new(exit.clone())));
+        for port in [I8042_DATA_PORT, I8042_COMMAND_PORT] {
+            io.register_pio(PioRange::unit(PioAddress(port)), i8042.clone())
+                .map_err(reg("i8042"))?;
+        }
         io.register_pio(
             pio(CMOS_PORT, CMOS_PORTS_LEN).map_err(reg("cmos"))?,
             Arc::new(Cmos),

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use vm_memory::{Bytes, GuestAddress};
 use vmm::cpu::regs;
 use vmm::exit::GuestExit;
+use vmm::pci::{BarKind, BarSpec, PciConfig, PciFunction, PciHeader};
 use vmm::stats::ExitKind;
 use vmm::vm::{ConsoleOutput, Vm};
 
@@ -37,8 +38,17 @@ fn kvm_available() -> bool {
 /// Runs `code` in 64-bit mode on one vCPU; returns the exit, the console bytes and the VM's
 /// exit counts.
 fn run_blob(code: &[u8]) -> (GuestExit, Vec<u8>, Arc<vmm::stats::ExitStats>) {
+    run_blob_with(code, |_| {})
+}
+
+/// Like [`run_blob`], letting `setup` add devices to the VM first.
+fn run_blob_with(
+    code: &[u8],
+    setup: impl FnOnce(&Vm),
+) -> (GuestExit, Vec<u8>, Arc<vmm::stats::ExitStats>) {
     let sink = Sink::default();
     let vm = Vm::new(16, 1, ConsoleOutput::Writer(Box::new(sink.clone()))).unwrap();
+    setup(&vm);
     let mem = vm.guest_memory();
     mem.write_slice(code, GuestAddress(CODE)).unwrap();
     let vcpu = &vm.vcpu_fds()[0];
@@ -112,4 +122,80 @@ fn triple_fault_is_a_shutdown() {
     assert_eq!(exit, GuestExit::TripleFault { vcpu: 0 });
     assert_eq!(exit.status(), 81);
     assert_eq!(stats.get(ExitKind::Shutdown), 1);
+}
+
+/// A PCI function whose BAR 0 reads as its offset and records writes.
+struct Probe {
+    config: PciConfig,
+    writes: Arc<Mutex<Vec<(u8, u64, Vec<u8>)>>>,
+}
+
+impl PciFunction for Probe {
+    fn config(&self) -> &PciConfig {
+        &self.config
+    }
+    fn config_mut(&mut self) -> &mut PciConfig {
+        &mut self.config
+    }
+    fn bar_read(&mut self, _bar: u8, offset: u64, data: &mut [u8]) {
+        for (i, b) in data.iter_mut().enumerate() {
+            *b = (offset as u8).wrapping_add(i as u8).wrapping_add(b'a');
+        }
+    }
+    fn bar_write(&mut self, bar: u8, offset: u64, data: &[u8]) {
+        self.writes
+            .lock()
+            .unwrap()
+            .push((bar, offset, data.to_vec()));
+    }
+}
+
+#[test]
+fn pci_bar_mmio_reaches_the_function() {
+    if !kvm_available() {
+        return;
+    }
+    let writes = Arc::new(Mutex::new(Vec::new()));
+    let mut code = vec![
+        0x48, 0xbb, 0x00, 0x00, 0x00, 0xc0, 0, 0, 0, 0, // mov rbx, 0xc000_0000 (first BAR)
+        0x8b, 0x43, 0x02, // mov eax, [rbx + 2]
+        0x66, 0xba, 0xf8, 0x03, 0xee, // mov dx, 0x3f8; out dx, al
+        0xc7, 0x43, 0x08, 0x78, 0x56, 0x34, 0x12, // mov dword [rbx + 8], 0x1234_5678
+    ];
+    code.extend_from_slice(POWER_OFF);
+    let probe_writes = writes.clone();
+    let (exit, out, stats) = run_blob_with(&code, move |vm| {
+        let mut config = PciConfig::new(&PciHeader {
+            vendor_id: 0x1234,
+            device_id: 0x5678,
+            class_code: 0xff,
+            ..Default::default()
+        });
+        config
+            .add_bar(BarSpec {
+                index: 0,
+                size: 0x1000,
+                kind: BarKind::Memory32,
+                prefetchable: false,
+            })
+            .unwrap();
+        let probe = Probe {
+            config,
+            writes: probe_writes,
+        };
+        assert_eq!(
+            vm.pci_bus()
+                .add_function(Arc::new(Mutex::new(probe)))
+                .unwrap(),
+            1
+        );
+    });
+    assert_eq!(exit, GuestExit::PowerOff);
+    assert_eq!(out, vec![b'c']);
+    assert_eq!(
+        writes.lock().unwrap().as_slice(),
+        &[(0, 8, vec![0x78, 0x56, 0x34, 0x12])]
+    );
+    assert_eq!(stats.get(ExitKind::MmioRead), 1);
+    assert_eq!(stats.get(ExitKind::MmioWrite), 1);
 }

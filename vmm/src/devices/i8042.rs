@@ -16,10 +16,9 @@ use crate::exit::{ExitLatch, GuestExit};
 
 /// Data port.
 pub const I8042_DATA_PORT: u16 = 0x60;
-/// Command/status port.
+/// Command/status port. Register the device on both ports, one port each (0x61 is the
+/// speaker port that KVM's in-kernel PIT handles).
 pub const I8042_COMMAND_PORT: u16 = 0x64;
-/// Ports registered: 0x60..=0x64.
-pub const I8042_PORTS_LEN: u16 = 5;
 
 const STATUS_OUTPUT_FULL: u8 = 1 << 0;
 const STATUS_SYSTEM_FLAG: u8 = 1 << 2;
@@ -119,25 +118,25 @@ impl I8042 {
 }
 
 impl MutDevicePio for I8042 {
-    fn pio_read(&mut self, _base: PioAddress, offset: PioAddressOffset, data: &mut [u8]) {
+    fn pio_read(&mut self, base: PioAddress, offset: PioAddressOffset, data: &mut [u8]) {
         data.fill(0);
         let Some(first) = data.first_mut() else {
             return;
         };
-        *first = match offset {
-            0 => self.output.take().unwrap_or(0),
-            4 => self.status(),
+        *first = match base.0.wrapping_add(offset) {
+            I8042_DATA_PORT => self.output.take().unwrap_or(0),
+            I8042_COMMAND_PORT => self.status(),
             _ => 0xff,
         };
     }
 
-    fn pio_write(&mut self, _base: PioAddress, offset: PioAddressOffset, data: &[u8]) {
+    fn pio_write(&mut self, base: PioAddress, offset: PioAddressOffset, data: &[u8]) {
         let Some(&value) = data.first() else {
             return;
         };
-        match offset {
-            0 => self.data(value),
-            4 => self.command(value),
+        match base.0.wrapping_add(offset) {
+            I8042_DATA_PORT => self.data(value),
+            I8042_COMMAND_PORT => self.command(value),
             _ => {}
         }
     }
@@ -153,7 +152,7 @@ mod tests {
     }
 
     fn cmd(d: &mut I8042, c: u8) {
-        d.pio_write(PioAddress(0x60), 4, &[c]);
+        d.pio_write(PioAddress(0x64), 0, &[c]);
     }
     fn put(d: &mut I8042, v: u8) {
         d.pio_write(PioAddress(0x60), 0, &[v]);
@@ -165,7 +164,7 @@ mod tests {
     }
     fn status(d: &mut I8042) -> u8 {
         let mut b = [0];
-        d.pio_read(PioAddress(0x60), 4, &mut b);
+        d.pio_read(PioAddress(0x64), 0, &mut b);
         b[0]
     }
 
