@@ -124,10 +124,13 @@ fn triple_fault_is_a_shutdown() {
     assert_eq!(stats.get(ExitKind::Shutdown), 1);
 }
 
+/// BAR writes seen by [`Probe`]: (BAR, offset, bytes).
+type WriteLog = Arc<Mutex<Vec<(u8, u64, Vec<u8>)>>>;
+
 /// A PCI function whose BAR 0 reads as its offset and records writes.
 struct Probe {
     config: PciConfig,
-    writes: Arc<Mutex<Vec<(u8, u64, Vec<u8>)>>>,
+    writes: WriteLog,
 }
 
 impl PciFunction for Probe {
@@ -155,7 +158,7 @@ fn pci_bar_mmio_reaches_the_function() {
     if !kvm_available() {
         return;
     }
-    let writes = Arc::new(Mutex::new(Vec::new()));
+    let writes = WriteLog::default();
     let mut code = vec![
         0x48, 0xbb, 0x00, 0x00, 0x00, 0xc0, 0, 0, 0, 0, // mov rbx, 0xc000_0000 (first BAR)
         0x8b, 0x43, 0x02, // mov eax, [rbx + 2]
