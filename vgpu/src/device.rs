@@ -33,7 +33,10 @@ pub struct VgpuConfig {
 impl VgpuConfig {
     /// A vGPU `gfid` with the default 64 MiB window.
     pub fn new(gfid: Gfid) -> Self {
-        Self { gfid, window_size: protocol::DEFAULT_WINDOW_SIZE }
+        Self {
+            gfid,
+            window_size: protocol::DEFAULT_WINDOW_SIZE,
+        }
     }
 }
 
@@ -171,7 +174,9 @@ impl VgpuDevice {
         if !self.transport.driver_ok() {
             return;
         }
-        let Some(queue) = self.queue.as_mut() else { return };
+        let Some(queue) = self.queue.as_mut() else {
+            return;
+        };
         let mut ctx = RequestContext {
             gfid: self.gfid,
             service: self.service.as_mut(),
@@ -221,10 +226,16 @@ impl VgpuDevice {
     }
 
     fn bar0_read(&mut self, offset: u64, data: &mut [u8]) {
-        let Ok(off) = u32::try_from(offset) else { return data.fill(0) };
+        let Ok(off) = u32::try_from(offset) else {
+            return data.fill(0);
+        };
         let len = data.len() as u32;
         if off < reg::END {
-            let ctx = RegisterContext { gfid: self.gfid, window_size: self.window.size(), stats: &self.stats };
+            let ctx = RegisterContext {
+                gfid: self.gfid,
+                window_size: self.window.size(),
+                stats: &self.stats,
+            };
             for (i, b) in data.iter_mut().enumerate() {
                 let byte_off = off.saturating_add(i as u32);
                 let word = self.registers.read(byte_off & !3, &ctx);
@@ -241,7 +252,12 @@ impl VgpuDevice {
                 self.registers.clear_bits(reg::INTR_STATUS, causes);
                 self.update_irq();
             }
-        } else if in_range(off, len, virtio::DEVICE_CFG, size_of::<DeviceConfig>() as u32) {
+        } else if in_range(
+            off,
+            len,
+            virtio::DEVICE_CFG,
+            size_of::<DeviceConfig>() as u32,
+        ) {
             let cfg = self.device_config().to_bytes();
             let start = (off - virtio::DEVICE_CFG) as usize;
             data.copy_from_slice(&cfg[start..start + data.len()]);
@@ -251,7 +267,9 @@ impl VgpuDevice {
     }
 
     fn bar0_write(&mut self, offset: u64, data: &[u8]) {
-        let Ok(off) = u32::try_from(offset) else { return self.raise_error(error::BAD_ACCESS) };
+        let Ok(off) = u32::try_from(offset) else {
+            return self.raise_error(error::BAD_ACCESS);
+        };
         let len = data.len() as u32;
         if off < reg::END {
             self.register_write(off, data);
@@ -263,7 +281,10 @@ impl VgpuDevice {
             if fx.enable_queue {
                 self.enable_queue();
             }
-        } else if in_range(off, len, virtio::NOTIFY, virtio::NOTIFY_LEN) && off == virtio::NOTIFY && len >= 2 {
+        } else if in_range(off, len, virtio::NOTIFY, virtio::NOTIFY_LEN)
+            && off == virtio::NOTIFY
+            && len >= 2
+        {
             self.stats.bump(Counter::QueueNotifies);
             if u16::from_le_bytes([data[0], data[1]]) == 0 {
                 self.process_queue();
@@ -276,7 +297,7 @@ impl VgpuDevice {
     fn register_write(&mut self, off: u32, data: &[u8]) {
         let words: &[u8] = match (data.len(), off % 4) {
             (4, 0) => data,
-            (8, 0) if off % 8 == 0 => data,
+            (8, 0) if off.is_multiple_of(8) => data,
             _ => return self.raise_error(error::BAD_ACCESS),
         };
         for (i, w) in words.chunks_exact(4).enumerate() {
@@ -302,7 +323,11 @@ impl VgpuDevice {
     }
 
     fn enable_queue(&mut self) {
-        match EscapeQueue::activate(self.transport.queue_config(), virtio::QUEUE_MAX_SIZE, &self.window) {
+        match EscapeQueue::activate(
+            self.transport.queue_config(),
+            virtio::QUEUE_MAX_SIZE,
+            &self.window,
+        ) {
             Ok(q) => {
                 self.queue = Some(q);
                 self.transport.set_queue_enabled(true);
@@ -333,7 +358,8 @@ impl VgpuDevice {
     }
 
     fn update_irq(&mut self) {
-        let level = self.registers.value(reg::INTR_STATUS) & self.registers.value(reg::INTR_ENABLE) != 0;
+        let level =
+            self.registers.value(reg::INTR_STATUS) & self.registers.value(reg::INTR_ENABLE) != 0;
         if level != self.irq_level {
             self.irq_level = level;
             if let Some(irq) = &self.irq {

@@ -16,7 +16,8 @@ use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
 use crate::protocol::{
-    errno, node, op, QueueFault, RequestHeader, ResponseFooter, MAX_CHAIN_DESCRIPTORS, MAX_MAPPING_COPY,
+    errno, node, op, QueueFault, RequestHeader, ResponseFooter, MAX_CHAIN_DESCRIPTORS,
+    MAX_MAPPING_COPY,
 };
 use crate::service::{EscapeService, FileId, FileNode, Gfid};
 use crate::transport::QueueConfig;
@@ -81,15 +82,27 @@ type Chain<'m> = DescriptorChain<&'m GuestMemoryMmap>;
 impl EscapeQueue {
     /// Starts the queue the driver configured, after checking its size, alignment and that
     /// every ring lies inside the window.
-    pub fn activate(cfg: QueueConfig, max_size: u16, window: &HostWindow) -> Result<Self, QueueConfigError> {
+    pub fn activate(
+        cfg: QueueConfig,
+        max_size: u16,
+        window: &HostWindow,
+    ) -> Result<Self, QueueConfigError> {
         let mut queue = Queue::new(max_size).map_err(|_| QueueConfigError::Size(max_size))?;
-        queue.try_set_size(cfg.size).map_err(|_| QueueConfigError::Size(cfg.size))?;
+        queue
+            .try_set_size(cfg.size)
+            .map_err(|_| QueueConfigError::Size(cfg.size))?;
         if cfg.driver == 0 {
             return Err(QueueConfigError::AvailAtZero);
         }
-        queue.try_set_desc_table_address(GuestAddress(cfg.desc)).map_err(|_| QueueConfigError::Alignment)?;
-        queue.try_set_avail_ring_address(GuestAddress(cfg.driver)).map_err(|_| QueueConfigError::Alignment)?;
-        queue.try_set_used_ring_address(GuestAddress(cfg.device)).map_err(|_| QueueConfigError::Alignment)?;
+        queue
+            .try_set_desc_table_address(GuestAddress(cfg.desc))
+            .map_err(|_| QueueConfigError::Alignment)?;
+        queue
+            .try_set_avail_ring_address(GuestAddress(cfg.driver))
+            .map_err(|_| QueueConfigError::Alignment)?;
+        queue
+            .try_set_used_ring_address(GuestAddress(cfg.device))
+            .map_err(|_| QueueConfigError::Alignment)?;
         queue.set_ready(true);
         if !queue.is_valid(window.memory()) {
             return Err(QueueConfigError::OutOfWindow);
@@ -126,7 +139,10 @@ impl EscapeQueue {
 
 /// Checks a chain's shape; returns the header and footer descriptors or the fault plus the
 /// footer to report it in, if one is usable.
-fn check_chain(chain: Chain<'_>, window: &HostWindow) -> Result<(Descriptor, Descriptor), (QueueFault, Option<Descriptor>)> {
+fn check_chain(
+    chain: Chain<'_>,
+    window: &HostWindow,
+) -> Result<(Descriptor, Descriptor), (QueueFault, Option<Descriptor>)> {
     let mut descs = [Descriptor::new(0, 0, 0, 0); MAX_CHAIN_DESCRIPTORS];
     let mut n = 0;
     let mut last_has_next = false;
@@ -168,8 +184,17 @@ fn serve_chain(chain: Chain<'_>, ctx: &mut RequestContext<'_>) -> (u32, Option<Q
     let (hdr_desc, ftr_desc) = match check_chain(chain, ctx.window) {
         Ok(d) => d,
         Err((fault, footer)) => {
-            let ret = if fault == QueueFault::OutOfWindow { -errno::EFAULT } else { -errno::EINVAL };
-            let resp = ResponseFooter { ret, file: -1, fault: fault as u32, reserved: 0 };
+            let ret = if fault == QueueFault::OutOfWindow {
+                -errno::EFAULT
+            } else {
+                -errno::EINVAL
+            };
+            let resp = ResponseFooter {
+                ret,
+                file: -1,
+                fault: fault as u32,
+                reserved: 0,
+            };
             let used = footer.map_or(0, |f| write_footer(ctx.window, f, &resp));
             return (used, Some(fault));
         }
@@ -191,7 +216,12 @@ fn write_footer(window: &HostWindow, desc: Descriptor, resp: &ResponseFooter) ->
 }
 
 fn reply(ret: i32, file: FileId) -> ResponseFooter {
-    ResponseFooter { ret, file, fault: 0, reserved: 0 }
+    ResponseFooter {
+        ret,
+        file,
+        fault: 0,
+        reserved: 0,
+    }
 }
 
 /// Runs a well-formed request.
@@ -215,7 +245,11 @@ fn run_request(h: &RequestHeader, ctx: &mut RequestContext<'_>) -> ResponseFoote
             if ctx.window.check(h.arg, 1).is_err() {
                 return reply(-errno::EFAULT, h.file);
             }
-            reply(ctx.service.ioctl(ctx.gfid, h.file, h.request, h.arg, ctx.window), h.file)
+            reply(
+                ctx.service
+                    .ioctl(ctx.gfid, h.file, h.request, h.arg, ctx.window),
+                h.file,
+            )
         }
         op::MAPPING_READ | op::MAPPING_WRITE => mapping_copy(h, ctx),
         _ => reply(-errno::ENOSYS, h.file),
@@ -253,7 +287,9 @@ fn mapping_copy(h: &RequestHeader, ctx: &mut RequestContext<'_>) -> ResponseFoot
     }
     let mut buf = vec![0u8; len];
     let ret = if h.op == op::MAPPING_READ {
-        let ret = ctx.service.read_mapping(ctx.gfid, h.file, h.offset, &mut buf);
+        let ret = ctx
+            .service
+            .read_mapping(ctx.gfid, h.file, h.offset, &mut buf);
         if ret == 0 && ctx.window.write(h.arg, &buf).is_err() {
             -errno::EFAULT
         } else {

@@ -24,8 +24,8 @@ pub mod transport;
 pub mod window;
 
 pub use device::{DeviceError, InterruptLine, VgpuConfig, VgpuDevice};
-pub use rm_service::RmService;
 pub use pci::{BarBacking, BarDecl, Capability, PciIdentity};
+pub use rm_service::RmService;
 pub use service::{DoorbellError, EscapeService, FileError, FileId, FileNode, Gfid};
 pub use stats::{Counter, Stats, StatsSnapshot};
 pub use window::{HostWindow, WindowFault};

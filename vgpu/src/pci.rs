@@ -65,8 +65,20 @@ pub struct BarDecl {
 /// The BARs of a vGPU whose window is `window_size` bytes.
 pub fn bars(window_size: u64) -> [BarDecl; 2] {
     [
-        BarDecl { index: BAR0, size: BAR0_SIZE, is_64bit: false, prefetchable: false, backing: BarBacking::Trapped },
-        BarDecl { index: BAR2, size: window_size, is_64bit: true, prefetchable: true, backing: BarBacking::HostMemory },
+        BarDecl {
+            index: BAR0,
+            size: BAR0_SIZE,
+            is_64bit: false,
+            prefetchable: false,
+            backing: BarBacking::Trapped,
+        },
+        BarDecl {
+            index: BAR2,
+            size: window_size,
+            is_64bit: true,
+            prefetchable: true,
+            backing: BarBacking::HostMemory,
+        },
     ]
 }
 
@@ -108,20 +120,44 @@ fn virtio_cap(cap_len: u8, cfg: u8, bar: u8, id: u8, offset: u32, length: u32) -
 /// in BAR0) and a shared-memory capability describing the window (BAR2, shmid 0).
 pub fn capabilities(window_size: u64) -> Vec<Capability> {
     let dev_len = core::mem::size_of::<protocol::DeviceConfig>() as u32;
-    let mut notify = virtio_cap(20, cfg_type::NOTIFY, BAR0, 0, virtio::NOTIFY, virtio::NOTIFY_LEN);
+    let mut notify = virtio_cap(
+        20,
+        cfg_type::NOTIFY,
+        BAR0,
+        0,
+        virtio::NOTIFY,
+        virtio::NOTIFY_LEN,
+    );
     notify.extend_from_slice(&virtio::NOTIFY_OFF_MULTIPLIER.to_le_bytes());
-    let mut shm = virtio_cap(24, cfg_type::SHARED_MEMORY, BAR2, virtio::WINDOW_SHMID, 0, window_size as u32);
+    let mut shm = virtio_cap(
+        24,
+        cfg_type::SHARED_MEMORY,
+        BAR2,
+        virtio::WINDOW_SHMID,
+        0,
+        window_size as u32,
+    );
     shm.extend_from_slice(&0u32.to_le_bytes());
     shm.extend_from_slice(&((window_size >> 32) as u32).to_le_bytes());
     [
-        virtio_cap(16, cfg_type::COMMON, BAR0, 0, virtio::COMMON_CFG, virtio::COMMON_CFG_LEN),
+        virtio_cap(
+            16,
+            cfg_type::COMMON,
+            BAR0,
+            0,
+            virtio::COMMON_CFG,
+            virtio::COMMON_CFG_LEN,
+        ),
         notify,
         virtio_cap(16, cfg_type::ISR, BAR0, 0, virtio::ISR, virtio::ISR_LEN),
         virtio_cap(16, cfg_type::DEVICE, BAR0, 0, virtio::DEVICE_CFG, dev_len),
         shm,
     ]
     .into_iter()
-    .map(|body| Capability { id: CAP_ID_VENDOR, body })
+    .map(|body| Capability {
+        id: CAP_ID_VENDOR,
+        body,
+    })
     .collect()
 }
 

@@ -26,7 +26,8 @@ pub const PROTOCOL_VERSION_MAJOR: u16 = 1;
 /// Protocol minor version: compatible additions bump it.
 pub const PROTOCOL_VERSION_MINOR: u16 = 0;
 /// `VERSION` register value: major << 16 | minor.
-pub const PROTOCOL_VERSION: u32 = (PROTOCOL_VERSION_MAJOR as u32) << 16 | PROTOCOL_VERSION_MINOR as u32;
+pub const PROTOCOL_VERSION: u32 =
+    (PROTOCOL_VERSION_MAJOR as u32) << 16 | PROTOCOL_VERSION_MINOR as u32;
 /// `MAGIC` register value: the bytes "VGPU" in memory order.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"VGPU");
 
@@ -118,7 +119,8 @@ pub mod error {
     /// The available ring index was impossible; the device set `NEEDS_RESET`.
     pub const QUEUE_BROKEN: u32 = 1 << 4;
     /// All defined bits.
-    pub const ALL: u32 = DOORBELL_REJECTED | MALFORMED_REQUEST | QUEUE_CONFIG | BAD_ACCESS | QUEUE_BROKEN;
+    pub const ALL: u32 =
+        DOORBELL_REJECTED | MALFORMED_REQUEST | QUEUE_CONFIG | BAD_ACCESS | QUEUE_BROKEN;
 }
 
 /// Offsets of the virtio-pci modern structures inside BAR0.
@@ -335,7 +337,12 @@ impl ResponseFooter {
     /// Decodes the little-endian bytes of a footer.
     pub fn from_bytes(b: &[u8; Self::SIZE]) -> Self {
         let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-        Self { ret: u32_at(0) as i32, file: u32_at(4) as i32, fault: u32_at(8), reserved: u32_at(12) }
+        Self {
+            ret: u32_at(0) as i32,
+            file: u32_at(4) as i32,
+            fault: u32_at(8),
+            reserved: u32_at(12),
+        }
     }
 }
 

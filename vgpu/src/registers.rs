@@ -65,8 +65,22 @@ pub struct RegisterSpec {
     pub handler: Handler,
 }
 
-const fn spec(offset: u32, name: &'static str, access: Access, reset: u32, mask: u32, handler: Handler) -> RegisterSpec {
-    RegisterSpec { offset, name, access, reset, mask, handler }
+const fn spec(
+    offset: u32,
+    name: &'static str,
+    access: Access,
+    reset: u32,
+    mask: u32,
+    handler: Handler,
+) -> RegisterSpec {
+    RegisterSpec {
+        offset,
+        name,
+        access,
+        reset,
+        mask,
+        handler,
+    }
 }
 
 const fn counter(offset: u32, name: &'static str, c: Counter, half: Half) -> RegisterSpec {
@@ -75,28 +89,150 @@ const fn counter(offset: u32, name: &'static str, c: Counter, half: Half) -> Reg
 
 /// The register table, sorted by offset.
 pub const REGISTERS: &[RegisterSpec] = &[
-    spec(reg::MAGIC, "MAGIC", Access::Ro, protocol::MAGIC, 0, Handler::Const),
-    spec(reg::VERSION, "VERSION", Access::Ro, protocol::PROTOCOL_VERSION, 0, Handler::Const),
+    spec(
+        reg::MAGIC,
+        "MAGIC",
+        Access::Ro,
+        protocol::MAGIC,
+        0,
+        Handler::Const,
+    ),
+    spec(
+        reg::VERSION,
+        "VERSION",
+        Access::Ro,
+        protocol::PROTOCOL_VERSION,
+        0,
+        Handler::Const,
+    ),
     spec(reg::GFID, "GFID", Access::Ro, 0, 0, Handler::Gfid),
-    spec(reg::FEATURES, "FEATURES", Access::Ro, protocol::features::ALL, 0, Handler::Const),
-    spec(reg::WINDOW_SIZE_LO, "WINDOW_SIZE_LO", Access::Ro, 0, 0, Handler::WindowSize(Half::Lo)),
-    spec(reg::WINDOW_SIZE_HI, "WINDOW_SIZE_HI", Access::Ro, 0, 0, Handler::WindowSize(Half::Hi)),
-    spec(reg::INTR_STATUS, "INTR_STATUS", Access::W1c, 0, intr::ALL, Handler::Storage),
-    spec(reg::INTR_ENABLE, "INTR_ENABLE", Access::Rw, 0, intr::ALL, Handler::Storage),
-    spec(reg::ERROR_STATUS, "ERROR_STATUS", Access::W1c, 0, error::ALL, Handler::Storage),
-    spec(reg::LAST_REJECTED_TOKEN, "LAST_REJECTED_TOKEN", Access::Ro, 0, 0, Handler::Storage),
-    spec(reg::LAST_QUEUE_FAULT, "LAST_QUEUE_FAULT", Access::Ro, 0, 0, Handler::Storage),
-    counter(reg::DOORBELLS_LO, "DOORBELLS_LO", Counter::Doorbells, Half::Lo),
-    counter(reg::DOORBELLS_LO + 4, "DOORBELLS_HI", Counter::Doorbells, Half::Hi),
-    counter(reg::DOORBELLS_REJECTED_LO, "DOORBELLS_REJECTED_LO", Counter::DoorbellsRejected, Half::Lo),
-    counter(reg::DOORBELLS_REJECTED_LO + 4, "DOORBELLS_REJECTED_HI", Counter::DoorbellsRejected, Half::Hi),
-    counter(reg::QUEUE_NOTIFIES_LO, "QUEUE_NOTIFIES_LO", Counter::QueueNotifies, Half::Lo),
-    counter(reg::QUEUE_NOTIFIES_LO + 4, "QUEUE_NOTIFIES_HI", Counter::QueueNotifies, Half::Hi),
+    spec(
+        reg::FEATURES,
+        "FEATURES",
+        Access::Ro,
+        protocol::features::ALL,
+        0,
+        Handler::Const,
+    ),
+    spec(
+        reg::WINDOW_SIZE_LO,
+        "WINDOW_SIZE_LO",
+        Access::Ro,
+        0,
+        0,
+        Handler::WindowSize(Half::Lo),
+    ),
+    spec(
+        reg::WINDOW_SIZE_HI,
+        "WINDOW_SIZE_HI",
+        Access::Ro,
+        0,
+        0,
+        Handler::WindowSize(Half::Hi),
+    ),
+    spec(
+        reg::INTR_STATUS,
+        "INTR_STATUS",
+        Access::W1c,
+        0,
+        intr::ALL,
+        Handler::Storage,
+    ),
+    spec(
+        reg::INTR_ENABLE,
+        "INTR_ENABLE",
+        Access::Rw,
+        0,
+        intr::ALL,
+        Handler::Storage,
+    ),
+    spec(
+        reg::ERROR_STATUS,
+        "ERROR_STATUS",
+        Access::W1c,
+        0,
+        error::ALL,
+        Handler::Storage,
+    ),
+    spec(
+        reg::LAST_REJECTED_TOKEN,
+        "LAST_REJECTED_TOKEN",
+        Access::Ro,
+        0,
+        0,
+        Handler::Storage,
+    ),
+    spec(
+        reg::LAST_QUEUE_FAULT,
+        "LAST_QUEUE_FAULT",
+        Access::Ro,
+        0,
+        0,
+        Handler::Storage,
+    ),
+    counter(
+        reg::DOORBELLS_LO,
+        "DOORBELLS_LO",
+        Counter::Doorbells,
+        Half::Lo,
+    ),
+    counter(
+        reg::DOORBELLS_LO + 4,
+        "DOORBELLS_HI",
+        Counter::Doorbells,
+        Half::Hi,
+    ),
+    counter(
+        reg::DOORBELLS_REJECTED_LO,
+        "DOORBELLS_REJECTED_LO",
+        Counter::DoorbellsRejected,
+        Half::Lo,
+    ),
+    counter(
+        reg::DOORBELLS_REJECTED_LO + 4,
+        "DOORBELLS_REJECTED_HI",
+        Counter::DoorbellsRejected,
+        Half::Hi,
+    ),
+    counter(
+        reg::QUEUE_NOTIFIES_LO,
+        "QUEUE_NOTIFIES_LO",
+        Counter::QueueNotifies,
+        Half::Lo,
+    ),
+    counter(
+        reg::QUEUE_NOTIFIES_LO + 4,
+        "QUEUE_NOTIFIES_HI",
+        Counter::QueueNotifies,
+        Half::Hi,
+    ),
     counter(reg::REQUESTS_LO, "REQUESTS_LO", Counter::Requests, Half::Lo),
-    counter(reg::REQUESTS_LO + 4, "REQUESTS_HI", Counter::Requests, Half::Hi),
-    counter(reg::REQUEST_ERRORS_LO, "REQUEST_ERRORS_LO", Counter::RequestErrors, Half::Lo),
-    counter(reg::REQUEST_ERRORS_LO + 4, "REQUEST_ERRORS_HI", Counter::RequestErrors, Half::Hi),
-    spec(reg::DOORBELL, "DOORBELL", Access::Wo, 0, u32::MAX, Handler::Doorbell),
+    counter(
+        reg::REQUESTS_LO + 4,
+        "REQUESTS_HI",
+        Counter::Requests,
+        Half::Hi,
+    ),
+    counter(
+        reg::REQUEST_ERRORS_LO,
+        "REQUEST_ERRORS_LO",
+        Counter::RequestErrors,
+        Half::Lo,
+    ),
+    counter(
+        reg::REQUEST_ERRORS_LO + 4,
+        "REQUEST_ERRORS_HI",
+        Counter::RequestErrors,
+        Half::Hi,
+    ),
+    spec(
+        reg::DOORBELL,
+        "DOORBELL",
+        Access::Wo,
+        0,
+        u32::MAX,
+        Handler::Doorbell,
+    ),
 ];
 
 /// What the device must do after a register write.
@@ -143,7 +279,9 @@ fn half(v: u64, h: Half) -> u32 {
 impl RegisterFile {
     /// A register file with every register at its reset value.
     pub fn new() -> Self {
-        Self { values: REGISTERS.iter().map(|r| r.reset).collect() }
+        Self {
+            values: REGISTERS.iter().map(|r| r.reset).collect(),
+        }
     }
 
     /// Puts every register back to its reset value.
@@ -162,7 +300,9 @@ impl RegisterFile {
 
     /// A guest read of the 32-bit register at `offset` (unmapped offsets read 0).
     pub fn read(&self, offset: u32, ctx: &RegisterContext<'_>) -> u32 {
-        let Some(i) = Self::index(offset) else { return 0 };
+        let Some(i) = Self::index(offset) else {
+            return 0;
+        };
         let r = &REGISTERS[i];
         match (r.access, r.handler) {
             (Access::Wo, _) => 0,
@@ -177,7 +317,9 @@ impl RegisterFile {
 
     /// A guest write of the 32-bit register at `offset`.
     pub fn write(&mut self, offset: u32, value: u32) -> WriteEffect {
-        let Some(i) = Self::index(offset) else { return WriteEffect::Refused };
+        let Some(i) = Self::index(offset) else {
+            return WriteEffect::Refused;
+        };
         let r = &REGISTERS[i];
         match (r.access, r.handler) {
             (Access::Ro, _) => WriteEffect::Refused,
@@ -226,7 +368,11 @@ mod tests {
     use super::*;
 
     fn ctx(stats: &Stats) -> RegisterContext<'_> {
-        RegisterContext { gfid: 7, window_size: 0x1_0000_0000, stats }
+        RegisterContext {
+            gfid: 7,
+            window_size: 0x1_0000_0000,
+            stats,
+        }
     }
 
     #[test]
@@ -263,7 +409,10 @@ mod tests {
         f.set_bits(reg::INTR_STATUS, intr::QUEUE | intr::ERROR);
         assert_eq!(f.write(reg::INTR_STATUS, intr::QUEUE), WriteEffect::Stored);
         assert_eq!(f.read(reg::INTR_STATUS, &ctx(&stats)), intr::ERROR);
-        assert_eq!(f.write(reg::DOORBELL, 0x1234), WriteEffect::Doorbell(0x1234));
+        assert_eq!(
+            f.write(reg::DOORBELL, 0x1234),
+            WriteEffect::Doorbell(0x1234)
+        );
         assert_eq!(f.read(reg::DOORBELL, &ctx(&stats)), 0);
         assert_eq!(f.write(0x0ffc, 1), WriteEffect::Refused);
         assert_eq!(f.write(reg::DOORBELLS_LO, 1), WriteEffect::Refused);

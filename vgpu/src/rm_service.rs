@@ -19,11 +19,17 @@ struct WindowMemory<'a>(&'a HostWindow);
 
 impl GuestMemory for WindowMemory<'_> {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), GuestMemoryFault> {
-        self.0.read(addr, buf).map_err(|f| GuestMemoryFault { addr: f.addr, len: f.len })
+        self.0.read(addr, buf).map_err(|f| GuestMemoryFault {
+            addr: f.addr,
+            len: f.len,
+        })
     }
 
     fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), GuestMemoryFault> {
-        self.0.write(addr, data).map_err(|f| GuestMemoryFault { addr: f.addr, len: f.len })
+        self.0.write(addr, data).map_err(|f| GuestMemoryFault {
+            addr: f.addr,
+            len: f.len,
+        })
     }
 }
 
@@ -41,7 +47,11 @@ impl<B: Backend> std::fmt::Debug for RmService<B> {
 impl<B: Backend> RmService<B> {
     /// Creates vGPU `gfid` in the core with `config` and returns the service for its device.
     /// The vGPU is destroyed again when the device tears down.
-    pub fn attach(rm: Arc<Mutex<Rm<B>>>, gfid: Gfid, config: rm::core::VgpuConfig) -> Result<Self, RmError> {
+    pub fn attach(
+        rm: Arc<Mutex<Rm<B>>>,
+        gfid: Gfid,
+        config: rm::core::VgpuConfig,
+    ) -> Result<Self, RmError> {
         lock(&rm).create_vgpu(gfid, config)?;
         Ok(Self { rm })
     }
@@ -67,7 +77,13 @@ fn file_error(e: RmError) -> FileError {
 impl<B: Backend> RmService<B> {
     /// The object a file's mapping names, with the object offset of `offset`, after checking
     /// that `offset..offset + len` lies inside the mapping.
-    fn mapping_target(&self, gfid: Gfid, file: FileId, offset: u64, len: usize) -> Result<(u32, u32, u64), i32> {
+    fn mapping_target(
+        &self,
+        gfid: Gfid,
+        file: FileId,
+        offset: u64,
+        len: usize,
+    ) -> Result<(u32, u32, u64), i32> {
         let ctx = self.rm().mmap_context(gfid, file).ok_or(-errno::EINVAL)?;
         let end = offset.checked_add(len as u64).ok_or(-errno::EFAULT)?;
         if end > ctx.length {
@@ -99,20 +115,32 @@ impl<B: Backend + Send> EscapeService for RmService<B> {
         self.rm().close(gfid, file).map_err(file_error)
     }
 
-    fn ioctl(&mut self, gfid: Gfid, file: FileId, request: u32, arg: u64, window: &HostWindow) -> i32 {
-        self.rm().ioctl(gfid, file, request, arg, &mut WindowMemory(window))
+    fn ioctl(
+        &mut self,
+        gfid: Gfid,
+        file: FileId,
+        request: u32,
+        arg: u64,
+        window: &HostWindow,
+    ) -> i32 {
+        self.rm()
+            .ioctl(gfid, file, request, arg, &mut WindowMemory(window))
     }
 
     fn read_mapping(&mut self, gfid: Gfid, file: FileId, offset: u64, buf: &mut [u8]) -> i32 {
         match self.mapping_target(gfid, file, offset, buf.len()) {
-            Ok((client, memory, at)) => mapping_ret(self.rm().read_memory(gfid, client, memory, at, buf)),
+            Ok((client, memory, at)) => {
+                mapping_ret(self.rm().read_memory(gfid, client, memory, at, buf))
+            }
             Err(ret) => ret,
         }
     }
 
     fn write_mapping(&mut self, gfid: Gfid, file: FileId, offset: u64, data: &[u8]) -> i32 {
         match self.mapping_target(gfid, file, offset, data.len()) {
-            Ok((client, memory, at)) => mapping_ret(self.rm().write_memory(gfid, client, memory, at, data)),
+            Ok((client, memory, at)) => {
+                mapping_ret(self.rm().write_memory(gfid, client, memory, at, data))
+            }
             Err(ret) => ret,
         }
     }

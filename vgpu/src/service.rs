@@ -71,7 +71,14 @@ pub trait EscapeService: Send {
     /// Runs `ioctl(file, request, arg)`: `arg` and every pointer inside the argument are window
     /// offsets, read and written only through `window`'s bounds-checked accessors. Returns 0 or
     /// `-errno`; RM errors go into the argument's `status` field with 0 returned.
-    fn ioctl(&mut self, gfid: Gfid, file: FileId, request: u32, arg: u64, window: &HostWindow) -> i32;
+    fn ioctl(
+        &mut self,
+        gfid: Gfid,
+        file: FileId,
+        request: u32,
+        arg: u64,
+        window: &HostWindow,
+    ) -> i32;
 
     /// Copies `buf.len()` bytes at `offset` of the mapping `RM_MAP_MEMORY` attached to `file`.
     /// Returns 0 or `-errno`.

@@ -143,7 +143,12 @@ impl Transport {
             status: 0,
             config_generation: 0,
             queue_select: 0,
-            queue: QueueConfig { size: virtio::QUEUE_MAX_SIZE, desc: 0, driver: 0, device: 0 },
+            queue: QueueConfig {
+                size: virtio::QUEUE_MAX_SIZE,
+                desc: 0,
+                driver: 0,
+                device: 0,
+            },
             queue_enabled: false,
         }
     }
@@ -219,7 +224,11 @@ impl Transport {
             Field::QueueDriver if sel => self.queue.driver,
             Field::QueueDevice if sel => self.queue.device,
             Field::QueueNotifyOff | Field::QueueNotifyData | Field::QueueReset => 0,
-            Field::QueueSize | Field::QueueEnable | Field::QueueDesc | Field::QueueDriver | Field::QueueDevice => 0,
+            Field::QueueSize
+            | Field::QueueEnable
+            | Field::QueueDesc
+            | Field::QueueDriver
+            | Field::QueueDevice => 0,
         }
     }
 
@@ -269,7 +278,9 @@ impl Transport {
             Field::DeviceFeatureSelect => self.device_feature_select = v as u32,
             Field::DriverFeatureSelect => self.driver_feature_select = v as u32,
             Field::DriverFeature if !features_locked => match self.driver_feature_select {
-                0 => self.driver_features = (self.driver_features & !0xffff_ffff) | (v & 0xffff_ffff),
+                0 => {
+                    self.driver_features = (self.driver_features & !0xffff_ffff) | (v & 0xffff_ffff)
+                }
                 1 => self.driver_features = (self.driver_features & 0xffff_ffff) | (v << 32),
                 _ => {}
             },
@@ -321,12 +332,18 @@ mod tests {
     }
 
     fn negotiate(t: &mut Transport, features: u64) {
-        t.write(common::DEVICE_STATUS, &[status::ACKNOWLEDGE | status::DRIVER]);
+        t.write(
+            common::DEVICE_STATUS,
+            &[status::ACKNOWLEDGE | status::DRIVER],
+        );
         w32(t, common::DRIVER_FEATURE_SELECT, 0);
         w32(t, common::DRIVER_FEATURE, features as u32);
         w32(t, common::DRIVER_FEATURE_SELECT, 1);
         w32(t, common::DRIVER_FEATURE, (features >> 32) as u32);
-        t.write(common::DEVICE_STATUS, &[status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK]);
+        t.write(
+            common::DEVICE_STATUS,
+            &[status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK],
+        );
     }
 
     #[test]
@@ -375,7 +392,10 @@ mod tests {
         let mut b = [0u8; 2];
         t.read(common::QUEUE_SIZE, &mut b);
         assert_eq!(u16::from_le_bytes(b), 0);
-        assert!(!t.write(common::QUEUE_ENABLE, &1u16.to_le_bytes()).enable_queue);
+        assert!(
+            !t.write(common::QUEUE_ENABLE, &1u16.to_le_bytes())
+                .enable_queue
+        );
         t.write(common::QUEUE_SELECT, &0u16.to_le_bytes());
         t.read(common::QUEUE_SIZE, &mut b);
         assert_eq!(u16::from_le_bytes(b), virtio::QUEUE_MAX_SIZE);
@@ -394,7 +414,10 @@ mod tests {
     #[test]
     fn driver_ok_without_features_ok_is_ignored() {
         let mut t = Transport::new();
-        t.write(common::DEVICE_STATUS, &[status::ACKNOWLEDGE | status::DRIVER | status::DRIVER_OK]);
+        t.write(
+            common::DEVICE_STATUS,
+            &[status::ACKNOWLEDGE | status::DRIVER | status::DRIVER_OK],
+        );
         assert!(!t.driver_ok());
     }
 }

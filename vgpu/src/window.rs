@@ -66,10 +66,19 @@ impl HostWindow {
         // SAFETY: `fd` was just created and is owned by nothing else.
         let file = Arc::new(unsafe { File::from_raw_fd(fd) });
         file.set_len(size).map_err(WindowError::Memfd)?;
-        let mmap = MmapRegion::from_file(FileOffset::from_arc(file.clone(), 0), len).map_err(WindowError::Mmap)?;
-        let region = Arc::new(GuestRegionMmap::new(mmap, GuestAddress(0)).ok_or(WindowError::BadSize(size))?);
-        let memory = GuestMemoryMmap::from_arc_regions(vec![region.clone()]).map_err(WindowError::Region)?;
-        Ok(Self { file, memory, region, size })
+        let mmap = MmapRegion::from_file(FileOffset::from_arc(file.clone(), 0), len)
+            .map_err(WindowError::Mmap)?;
+        let region = Arc::new(
+            GuestRegionMmap::new(mmap, GuestAddress(0)).ok_or(WindowError::BadSize(size))?,
+        );
+        let memory =
+            GuestMemoryMmap::from_arc_regions(vec![region.clone()]).map_err(WindowError::Region)?;
+        Ok(Self {
+            file,
+            memory,
+            region,
+            size,
+        })
     }
 
     /// Size in bytes (BAR2's size).
@@ -106,13 +115,23 @@ impl HostWindow {
     /// Fills `buf` from window offset `addr`.
     pub fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), WindowFault> {
         self.check(addr, buf.len())?;
-        self.memory.read_slice(buf, GuestAddress(addr)).map_err(|_| WindowFault { addr, len: buf.len() })
+        self.memory
+            .read_slice(buf, GuestAddress(addr))
+            .map_err(|_| WindowFault {
+                addr,
+                len: buf.len(),
+            })
     }
 
     /// Writes `data` at window offset `addr`.
     pub fn write(&self, addr: u64, data: &[u8]) -> Result<(), WindowFault> {
         self.check(addr, data.len())?;
-        self.memory.write_slice(data, GuestAddress(addr)).map_err(|_| WindowFault { addr, len: data.len() })
+        self.memory
+            .write_slice(data, GuestAddress(addr))
+            .map_err(|_| WindowFault {
+                addr,
+                len: data.len(),
+            })
     }
 }
 
@@ -122,9 +141,18 @@ mod tests {
 
     #[test]
     fn sizes_must_be_powers_of_two_in_range() {
-        assert!(matches!(HostWindow::new(3 << 20), Err(WindowError::BadSize(_))));
-        assert!(matches!(HostWindow::new(4096), Err(WindowError::BadSize(_))));
-        assert!(matches!(HostWindow::new(32 << 30), Err(WindowError::BadSize(_))));
+        assert!(matches!(
+            HostWindow::new(3 << 20),
+            Err(WindowError::BadSize(_))
+        ));
+        assert!(matches!(
+            HostWindow::new(4096),
+            Err(WindowError::BadSize(_))
+        ));
+        assert!(matches!(
+            HostWindow::new(32 << 30),
+            Err(WindowError::BadSize(_))
+        ));
         assert_eq!(HostWindow::new(1 << 20).unwrap().size(), 1 << 20);
     }
 

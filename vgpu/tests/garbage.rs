@@ -28,11 +28,18 @@ fn still_serves(g: &mut Guest, ctl: i32) {
 }
 
 fn open_header() -> RequestHeader {
-    RequestHeader { op: op::OPEN, request: node::CTL, ..Default::default() }
+    RequestHeader {
+        op: op::OPEN,
+        request: node::CTL,
+        ..Default::default()
+    }
 }
 
-/// Posts a hand-made chain at descriptor 0 and notifies; returns the used entry, if any.
-fn raw_chain(g: &mut Guest, descs: &[(u64, u32, u16, u16)]) -> Option<(u32, u32)> {
+/// A hand-made descriptor: (addr, len, flags, next).
+type RawDesc = (u64, u32, u16, u16);
+
+/// Posts a hand-made chain starting at descriptor 8 and notifies; returns the used entry, if any.
+fn raw_chain(g: &mut Guest, descs: &[RawDesc]) -> Option<(u32, u32)> {
     for (i, &(addr, len, flags, next)) in descs.iter().enumerate() {
         g.put_desc(i as u16 + 8, addr, len, flags, next);
     }
@@ -47,11 +54,30 @@ fn wrong_lengths_and_layouts_get_einval_footers() {
     g.wwrite(REQ + 0x200, &open_header().to_bytes());
     let ftr = REQ + 0x240;
     // Header too short, footer too long, header write-only, three descriptors, footer only.
-    let cases: [(&[(u64, u32, u16, u16)], QueueFault); 5] = [
-        (&[(REQ + 0x200, 31, F_NEXT, 9), (ftr, 16, F_WRITE, 0)], QueueFault::BadLength),
-        (&[(REQ + 0x200, 32, F_NEXT, 9), (ftr, 17, F_WRITE, 0)], QueueFault::BadLength),
-        (&[(REQ + 0x200, 32, F_NEXT | F_WRITE, 9), (ftr, 16, F_WRITE, 0)], QueueFault::BadLayout),
-        (&[(REQ + 0x200, 32, F_NEXT, 9), (REQ + 0x280, 8, F_NEXT, 10), (ftr, 16, F_WRITE, 0)], QueueFault::BadLayout),
+    let cases: [(&[RawDesc], QueueFault); 5] = [
+        (
+            &[(REQ + 0x200, 31, F_NEXT, 9), (ftr, 16, F_WRITE, 0)],
+            QueueFault::BadLength,
+        ),
+        (
+            &[(REQ + 0x200, 32, F_NEXT, 9), (ftr, 17, F_WRITE, 0)],
+            QueueFault::BadLength,
+        ),
+        (
+            &[
+                (REQ + 0x200, 32, F_NEXT | F_WRITE, 9),
+                (ftr, 16, F_WRITE, 0),
+            ],
+            QueueFault::BadLayout,
+        ),
+        (
+            &[
+                (REQ + 0x200, 32, F_NEXT, 9),
+                (REQ + 0x280, 8, F_NEXT, 10),
+                (ftr, 16, F_WRITE, 0),
+            ],
+            QueueFault::BadLayout,
+        ),
         (&[(ftr, 16, F_WRITE, 0)], QueueFault::BadLayout),
     ];
     for (descs, fault) in cases {
@@ -76,13 +102,19 @@ fn wrong_lengths_and_layouts_get_einval_footers() {
 fn descriptors_outside_the_window_get_efault_or_no_answer() {
     let (_rm, mut g, ctl) = ready_guest();
     let ftr = REQ + 0x240;
-    let used = raw_chain(&mut g, &[(WINDOW - 16, 32, F_NEXT, 9), (ftr, 16, F_WRITE, 0)]);
+    let used = raw_chain(
+        &mut g,
+        &[(WINDOW - 16, 32, F_NEXT, 9), (ftr, 16, F_WRITE, 0)],
+    );
     assert_eq!(used, Some((8, 16)));
     let f = g.footer(ftr);
     assert_eq!((f.ret, f.fault), (-14, QueueFault::OutOfWindow as u32));
     // Footer outside the window: nothing can be written back.
     g.wwrite(REQ + 0x200, &open_header().to_bytes());
-    let used = raw_chain(&mut g, &[(REQ + 0x200, 32, F_NEXT, 9), (u64::MAX - 8, 16, F_WRITE, 0)]);
+    let used = raw_chain(
+        &mut g,
+        &[(REQ + 0x200, 32, F_NEXT, 9), (u64::MAX - 8, 16, F_WRITE, 0)],
+    );
     assert_eq!(used, Some((8, 0)));
     still_serves(&mut g, ctl);
 }
@@ -91,9 +123,15 @@ fn descriptors_outside_the_window_get_efault_or_no_answer() {
 fn descriptor_loops_and_long_chains_are_cut() {
     let (_rm, mut g, ctl) = ready_guest();
     // 8 -> 9 -> 8 ...
-    let used = raw_chain(&mut g, &[(REQ, 32, F_NEXT, 9), (REQ + 32, 16, F_NEXT | F_WRITE, 8)]);
+    let used = raw_chain(
+        &mut g,
+        &[(REQ, 32, F_NEXT, 9), (REQ + 32, 16, F_NEXT | F_WRITE, 8)],
+    );
     assert_eq!(used, Some((8, 0)));
-    assert_eq!(g.r32(reg::LAST_QUEUE_FAULT), QueueFault::ChainTooLong as u32);
+    assert_eq!(
+        g.r32(reg::LAST_QUEUE_FAULT),
+        QueueFault::ChainTooLong as u32
+    );
     // A chain whose `next` leaves the table.
     let used = raw_chain(&mut g, &[(REQ, 32, F_NEXT, 900)]);
     assert_eq!(used, Some((8, 0)));
@@ -112,25 +150,59 @@ fn head_index_outside_the_table_gets_no_used_entry_and_queue_continues() {
     g.push_avail(QSIZE + 3);
     g.notify();
     assert_eq!(g.take_used(), None);
-    assert_eq!(g.r32(reg::LAST_QUEUE_FAULT), QueueFault::BadHeadIndex as u32);
+    assert_eq!(
+        g.r32(reg::LAST_QUEUE_FAULT),
+        QueueFault::BadHeadIndex as u32
+    );
     still_serves(&mut g, ctl);
 }
 
 #[test]
 fn bad_ops_and_files_get_errnos() {
     let (_rm, mut g, ctl) = ready_guest();
-    let r = g.submit(&RequestHeader { op: 99, file: ctl, ..Default::default() });
+    let r = g.submit(&RequestHeader {
+        op: 99,
+        file: ctl,
+        ..Default::default()
+    });
     assert_eq!(r.ret, -38);
-    let r = g.submit(&RequestHeader { op: op::IOCTL, file: 12345, request: 0xC010_4629, arg: ARG, ..Default::default() });
+    let r = g.submit(&RequestHeader {
+        op: op::IOCTL,
+        file: 12345,
+        request: 0xC010_4629,
+        arg: ARG,
+        ..Default::default()
+    });
     assert_eq!(r.ret, -9);
-    let r = g.submit(&RequestHeader { op: op::OPEN, request: 7, ..Default::default() });
+    let r = g.submit(&RequestHeader {
+        op: op::OPEN,
+        request: 7,
+        ..Default::default()
+    });
     assert_eq!(r.ret, -22);
-    let r = g.submit(&RequestHeader { op: op::OPEN, request: node::DEVICE, arg: 1 << 40, ..Default::default() });
+    let r = g.submit(&RequestHeader {
+        op: op::OPEN,
+        request: node::DEVICE,
+        arg: 1 << 40,
+        ..Default::default()
+    });
     assert_eq!(r.ret, -22);
-    let r = g.submit(&RequestHeader { op: op::MAPPING_READ, file: ctl, length: (1 << 20) + 1, arg: 0, ..Default::default() });
+    let r = g.submit(&RequestHeader {
+        op: op::MAPPING_READ,
+        file: ctl,
+        length: (1 << 20) + 1,
+        arg: 0,
+        ..Default::default()
+    });
     assert_eq!(r.ret, -22);
     // Wrong ioctl size for the escape: the RM frontend answers EINVAL.
-    let r = g.submit(&RequestHeader { op: op::IOCTL, file: ctl, request: 0xC011_4629, arg: ARG, ..Default::default() });
+    let r = g.submit(&RequestHeader {
+        op: op::IOCTL,
+        file: ctl,
+        request: 0xC011_4629,
+        arg: ARG,
+        ..Default::default()
+    });
     assert_eq!(r.ret, -22);
     still_serves(&mut g, ctl);
 }
@@ -146,7 +218,10 @@ fn queue_outside_the_window_or_misaligned_is_refused() {
         (DESC + 8, AVAIL, USED),
         (DESC, 0, USED),
     ] {
-        assert!(!g.init_with(desc, avail, used), "{desc:#x} {avail:#x} {used:#x}");
+        assert!(
+            !g.init_with(desc, avail, used),
+            "{desc:#x} {avail:#x} {used:#x}"
+        );
         assert_ne!(g.r32(reg::ERROR_STATUS) & error::QUEUE_CONFIG, 0);
         g.w32(reg::ERROR_STATUS, error::ALL);
         // Notifies on a refused queue do nothing.
@@ -191,11 +266,13 @@ fn register_misuse_is_flagged_and_harmless() {
     g.dev.bar_write(0, 0x1_0000, &[1, 2, 3, 4]);
     g.dev.bar_write(0, u64::MAX, &[1]);
     g.dev.bar_write(0, u64::from(virtio::ISR), &[1]);
-    g.dev.bar_write(0, u64::from(virtio::DEVICE_CFG), &[1, 2, 3, 4]);
+    g.dev
+        .bar_write(0, u64::from(virtio::DEVICE_CFG), &[1, 2, 3, 4]);
     g.dev.bar_write(7, 0, &[1, 2, 3, 4]);
     let mut b = [0u8; 8];
     g.dev.bar_read(0, u64::MAX - 2, &mut b);
-    g.dev.bar_read(0, u64::from(virtio::DEVICE_CFG) + 30, &mut b);
+    g.dev
+        .bar_read(0, u64::from(virtio::DEVICE_CFG) + 30, &mut b);
     g.dev.bar_read(2, WINDOW - 4, &mut b);
     assert_eq!(b, [0xff; 8], "window read crossing the end");
     assert_ne!(g.r32(reg::ERROR_STATUS) & error::BAD_ACCESS, 0);
@@ -205,17 +282,41 @@ fn register_misuse_is_flagged_and_harmless() {
 /// One random guest action.
 #[derive(Debug, Clone)]
 enum Action {
-    Desc { i: u16, addr: u64, len: u32, flags: u16, next: u16 },
-    Avail { head: u16 },
-    AvailIdx { idx: u16 },
-    Header { slot: u64, bytes: [u8; 32] },
+    Desc {
+        i: u16,
+        addr: u64,
+        len: u32,
+        flags: u16,
+        next: u16,
+    },
+    Avail {
+        head: u16,
+    },
+    AvailIdx {
+        idx: u16,
+    },
+    Header {
+        slot: u64,
+        bytes: [u8; 32],
+    },
     Notify,
-    Bar0Write { offset: u64, value: u64, width: usize },
-    Doorbell { token: u32 },
+    Bar0Write {
+        offset: u64,
+        value: u64,
+        width: usize,
+    },
+    Doorbell {
+        token: u32,
+    },
 }
 
 fn addr() -> impl Strategy<Value = u64> {
-    prop_oneof![0..WINDOW + 64, Just(u64::MAX - 15), any::<u64>(), (0u64..64).prop_map(|s| REQ + 32 * s)]
+    prop_oneof![
+        0..WINDOW + 64,
+        Just(u64::MAX - 15),
+        any::<u64>(),
+        (0u64..64).prop_map(|s| REQ + 32 * s)
+    ]
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -225,7 +326,7 @@ fn action() -> impl Strategy<Value = Action> {
         3 => (0u16..QSIZE + 4).prop_map(|head| Action::Avail { head }),
         1 => any::<u16>().prop_map(|idx| Action::AvailIdx { idx }),
         2 => (0u64..16, any::<[u8; 32]>()).prop_map(|(slot, mut bytes)| {
-            bytes[0] = bytes[0] % 7;
+            bytes[0] %= 7;
             Action::Header { slot, bytes }
         }),
         3 => Just(Action::Notify),

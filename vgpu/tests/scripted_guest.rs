@@ -13,7 +13,10 @@ use vgpu::protocol::{self, error, intr, op, reg, RequestHeader};
 use vgpu::{Counter, InterruptLine};
 
 fn version(cmd: u32, s: &str) -> NvIoctlRmApiVersion {
-    let mut v = NvIoctlRmApiVersion { cmd, ..Default::default() };
+    let mut v = NvIoctlRmApiVersion {
+        cmd,
+        ..Default::default()
+    };
     v.versionString[..s.len()].copy_from_slice(s.as_bytes());
     v
 }
@@ -25,9 +28,13 @@ fn identity_registers_and_device_config() {
     assert_eq!(g.r32(reg::MAGIC).to_le_bytes(), *b"VGPU");
     assert_eq!(g.r32(reg::VERSION), protocol::PROTOCOL_VERSION);
     assert_eq!(g.r32(reg::GFID), 3);
-    assert_eq!(u64::from(g.r32(reg::WINDOW_SIZE_LO)) | u64::from(g.r32(reg::WINDOW_SIZE_HI)) << 32, WINDOW);
+    assert_eq!(
+        u64::from(g.r32(reg::WINDOW_SIZE_LO)) | u64::from(g.r32(reg::WINDOW_SIZE_HI)) << 32,
+        WINDOW
+    );
     let mut cfg = [0u8; 32];
-    g.dev.bar_read(0, u64::from(protocol::virtio::DEVICE_CFG), &mut cfg);
+    g.dev
+        .bar_read(0, u64::from(protocol::virtio::DEVICE_CFG), &mut cfg);
     assert_eq!(&cfg[0..4], b"VGPU");
     assert_eq!(u64::from_le_bytes(cfg[8..16].try_into().unwrap()), WINDOW);
     // Unaligned byte reads of registers compose from the table.
@@ -43,9 +50,17 @@ fn escapes_version_check_root_client_control_with_embedded_pointers_and_free() {
     g.init();
     let ctl = g.open_ctl();
 
-    let (ret, out) = g.ioctl(ctl, Escape::CHECK_VERSION_STR, &version(NV_RM_API_VERSION_CMD_STRICT, NV_VERSION_STRING));
+    let (ret, out) = g.ioctl(
+        ctl,
+        Escape::CHECK_VERSION_STR,
+        &version(NV_RM_API_VERSION_CMD_STRICT, NV_VERSION_STRING),
+    );
     assert_eq!((ret, out.reply), (0, NV_RM_API_VERSION_REPLY_RECOGNIZED));
-    let (ret, _) = g.ioctl(ctl, Escape::CHECK_VERSION_STR, &version(NV_RM_API_VERSION_CMD_STRICT, "1.0"));
+    let (ret, _) = g.ioctl(
+        ctl,
+        Escape::CHECK_VERSION_STR,
+        &version(NV_RM_API_VERSION_CMD_STRICT, "1.0"),
+    );
     assert_eq!(ret, -22, "version mismatch fails the ioctl with EINVAL");
 
     let (s, client) = g.alloc(ctl, 0, 0, 0, class::NV01_ROOT_CLIENT, &[]);
@@ -62,7 +77,13 @@ fn escapes_version_check_root_client_control_with_embedded_pointers_and_free() {
         pTitleBuffer: bufs[2],
         ..Default::default()
     };
-    let (s, _) = g.control(ctl, client, client, NV0000_CTRL_CMD_SYSTEM_GET_BUILD_VERSION, &p);
+    let (s, _) = g.control(
+        ctl,
+        client,
+        client,
+        NV0000_CTRL_CMD_SYSTEM_GET_BUILD_VERSION,
+        &p,
+    );
     assert_eq!(s, NvStatus::OK);
     let mut v = vec![0u8; NV_VERSION_STRING.len() + 1];
     g.wread(bufs[0], &mut v);
@@ -70,15 +91,37 @@ fn escapes_version_check_root_client_control_with_embedded_pointers_and_free() {
     assert_eq!(v[NV_VERSION_STRING.len()], 0);
 
     // The same control with an embedded pointer outside the window is refused by RM.
-    let bad = Nv0000CtrlSystemGetBuildVersionParams { pTitleBuffer: WINDOW + 0x1000, ..p };
-    let (s, _) = g.control(ctl, client, client, NV0000_CTRL_CMD_SYSTEM_GET_BUILD_VERSION, &bad);
+    let bad = Nv0000CtrlSystemGetBuildVersionParams {
+        pTitleBuffer: WINDOW + 0x1000,
+        ..p
+    };
+    let (s, _) = g.control(
+        ctl,
+        client,
+        client,
+        NV0000_CTRL_CMD_SYSTEM_GET_BUILD_VERSION,
+        &bad,
+    );
     assert_eq!(s, NvStatus::ERR_INVALID_ADDRESS);
 
-    let (ret, out) = g.ioctl(ctl, Escape::RM_FREE, &Nvos00Parameters { hRoot: client, hObjectParent: 0, hObjectOld: client, status: 0 });
+    let (ret, out) = g.ioctl(
+        ctl,
+        Escape::RM_FREE,
+        &Nvos00Parameters {
+            hRoot: client,
+            hObjectParent: 0,
+            hObjectOld: client,
+            status: 0,
+        },
+    );
     assert_eq!((ret, NvStatus(out.status)), (0, NvStatus::OK));
     assert_eq!(rm.lock().unwrap().object_count(1), 0);
 
-    let r = g.submit(&RequestHeader { op: op::CLOSE, file: ctl, ..Default::default() });
+    let r = g.submit(&RequestHeader {
+        op: op::CLOSE,
+        file: ctl,
+        ..Default::default()
+    });
     assert_eq!(r.ret, 0);
     assert_eq!(g.dev.open_files(), 0);
     let snap = g.dev.stats().snapshot();
@@ -95,7 +138,13 @@ fn argument_and_parameter_pointers_outside_the_window_fault() {
     let ctl = g.open_ctl();
     let request = rm::abi::ioctl::IoctlRequest::encode(Escape::RM_FREE as u8, 16).unwrap();
     for arg in [WINDOW, WINDOW - 8, u64::MAX - 4] {
-        let r = g.submit(&RequestHeader { op: op::IOCTL, file: ctl, request, arg, ..Default::default() });
+        let r = g.submit(&RequestHeader {
+            op: op::IOCTL,
+            file: ctl,
+            request,
+            arg,
+            ..Default::default()
+        });
         assert_eq!(r.ret, -14, "arg {arg:#x}");
     }
     // pAllocParms outside the window: RM cannot copy the params in.
@@ -110,8 +159,16 @@ fn argument_and_parameter_pointers_outside_the_window_fault() {
         ..Default::default()
     };
     let (ret, out) = g.ioctl(ctl, Escape::RM_ALLOC, &arg);
-    assert!(ret == -14 || NvStatus(out.status) != NvStatus::OK, "ret {ret} status {:#x}", out.status);
-    assert_eq!(rm.lock().unwrap().object_count(1), 1, "no device was created");
+    assert!(
+        ret == -14 || NvStatus(out.status) != NvStatus::OK,
+        "ret {ret} status {:#x}",
+        out.status
+    );
+    assert_eq!(
+        rm.lock().unwrap().object_count(1),
+        1,
+        "no device was created"
+    );
 }
 
 #[test]
@@ -125,7 +182,13 @@ fn doorbell_reaches_own_channels_and_refuses_foreign_tokens() {
     let ta = build_channel(&mut a, ctl_a);
     let tb = build_channel(&mut b, ctl_b);
     let tok = |g: &mut Guest, ctl, t: Tree| {
-        let (s, p) = g.control(ctl, t.client, t.channel, NVC36F_CTRL_CMD_GPFIFO_GET_WORK_SUBMIT_TOKEN, &NvC36fCtrlGpfifoGetWorkSubmitTokenParams::default());
+        let (s, p) = g.control(
+            ctl,
+            t.client,
+            t.channel,
+            NVC36F_CTRL_CMD_GPFIFO_GET_WORK_SUBMIT_TOKEN,
+            &NvC36fCtrlGpfifoGetWorkSubmitTokenParams::default(),
+        );
         assert_eq!(s, NvStatus::OK);
         p.workSubmitToken
     };
@@ -142,7 +205,10 @@ fn doorbell_reaches_own_channels_and_refuses_foreign_tokens() {
     assert_eq!(a.dev.stats().get(Counter::DoorbellsRejected), 2);
     assert_eq!(a.r32(reg::DOORBELLS_REJECTED_LO), 2);
     assert_eq!(a.r32(reg::LAST_REJECTED_TOKEN), 0xdead_beef);
-    assert_eq!(a.r32(reg::ERROR_STATUS) & error::DOORBELL_REJECTED, error::DOORBELL_REJECTED);
+    assert_eq!(
+        a.r32(reg::ERROR_STATUS) & error::DOORBELL_REJECTED,
+        error::DOORBELL_REJECTED
+    );
     assert_ne!(a.r32(reg::INTR_STATUS) & intr::ERROR, 0);
     // Acknowledge (W1C) clears the flags.
     a.w32(reg::ERROR_STATUS, error::ALL);
@@ -168,15 +234,27 @@ fn reset_closes_files_and_frees_objects_then_serves_again() {
     build_channel(&mut g, ctl);
     assert!(rm.lock().unwrap().object_count(1) > 5);
     // Requests posted but never notified when the reset comes.
-    g.post(&RequestHeader { op: op::OPEN, request: protocol::node::CTL, ..Default::default() });
-    g.post(&RequestHeader { op: op::CLOSE, file: ctl, ..Default::default() });
+    g.post(&RequestHeader {
+        op: op::OPEN,
+        request: protocol::node::CTL,
+        ..Default::default()
+    });
+    g.post(&RequestHeader {
+        op: op::CLOSE,
+        file: ctl,
+        ..Default::default()
+    });
     g.common_write(vgpu::transport::common::DEVICE_STATUS, &[0]);
     assert_eq!(g.status(), 0);
     assert_eq!(g.dev.open_files(), 0);
     assert_eq!(rm.lock().unwrap().object_count(1), 0);
     // The stale file id is gone; a fresh setup works.
     g.init();
-    let r = g.submit(&RequestHeader { op: op::CLOSE, file: ctl, ..Default::default() });
+    let r = g.submit(&RequestHeader {
+        op: op::CLOSE,
+        file: ctl,
+        ..Default::default()
+    });
     assert_eq!(r.ret, -9);
     let ctl = g.open_ctl();
     let (s, _) = g.alloc(ctl, 0, 0, 0, class::NV01_ROOT_CLIENT, &[]);
@@ -204,12 +282,28 @@ fn mapping_copies_reach_the_mapped_memory() {
     g.init();
     let ctl = g.open_ctl();
     let t = build_channel(&mut g, ctl);
-    let mem_p = rm::abi::alloc_params::NvMemoryAllocationParams { size: 0x2000, ..Default::default() };
-    let (s, mem) = g.alloc(ctl, t.client, t.device, 0x5c00_0100, class::NV01_MEMORY_SYSTEM, zerocopy::IntoBytes::as_bytes(&mem_p));
+    let mem_p = rm::abi::alloc_params::NvMemoryAllocationParams {
+        size: 0x2000,
+        ..Default::default()
+    };
+    let (s, mem) = g.alloc(
+        ctl,
+        t.client,
+        t.device,
+        0x5c00_0100,
+        class::NV01_MEMORY_SYSTEM,
+        zerocopy::IntoBytes::as_bytes(&mem_p),
+    );
     assert_eq!(s, NvStatus::OK);
     let map_fd = g.open_ctl();
     let p = Nvos33ParametersWithFd {
-        params: Nvos33Parameters { hClient: t.client, hDevice: t.device, hMemory: mem, length: 0x2000, ..Default::default() },
+        params: Nvos33Parameters {
+            hClient: t.client,
+            hDevice: t.device,
+            hMemory: mem,
+            length: 0x2000,
+            ..Default::default()
+        },
         fd: map_fd,
         ..Default::default()
     };
@@ -217,19 +311,52 @@ fn mapping_copies_reach_the_mapped_memory() {
     assert_eq!((ret, NvStatus(out.params.status)), (0, NvStatus::OK));
 
     g.wwrite(PARAMS, b"semaphore!");
-    let w = g.submit(&RequestHeader { op: op::MAPPING_WRITE, file: map_fd, length: 10, arg: PARAMS, offset: 0x1000, ..Default::default() });
+    let w = g.submit(&RequestHeader {
+        op: op::MAPPING_WRITE,
+        file: map_fd,
+        length: 10,
+        arg: PARAMS,
+        offset: 0x1000,
+        ..Default::default()
+    });
     assert_eq!(w.ret, 0);
-    let r = g.submit(&RequestHeader { op: op::MAPPING_READ, file: map_fd, length: 10, arg: PARAMS + 0x800, offset: 0x1000, ..Default::default() });
+    let r = g.submit(&RequestHeader {
+        op: op::MAPPING_READ,
+        file: map_fd,
+        length: 10,
+        arg: PARAMS + 0x800,
+        offset: 0x1000,
+        ..Default::default()
+    });
     assert_eq!(r.ret, 0);
     let mut back = [0u8; 10];
     g.wread(PARAMS + 0x800, &mut back);
     assert_eq!(&back, b"semaphore!");
     // Past the mapping's end, a file without a mapping, a buffer outside the window.
-    let r = g.submit(&RequestHeader { op: op::MAPPING_READ, file: map_fd, length: 16, arg: PARAMS, offset: 0x1ff8, ..Default::default() });
+    let r = g.submit(&RequestHeader {
+        op: op::MAPPING_READ,
+        file: map_fd,
+        length: 16,
+        arg: PARAMS,
+        offset: 0x1ff8,
+        ..Default::default()
+    });
     assert_eq!(r.ret, -14);
-    let r = g.submit(&RequestHeader { op: op::MAPPING_READ, file: ctl, length: 16, arg: PARAMS, ..Default::default() });
+    let r = g.submit(&RequestHeader {
+        op: op::MAPPING_READ,
+        file: ctl,
+        length: 16,
+        arg: PARAMS,
+        ..Default::default()
+    });
     assert_eq!(r.ret, -22);
-    let r = g.submit(&RequestHeader { op: op::MAPPING_WRITE, file: map_fd, length: 16, arg: WINDOW - 8, ..Default::default() });
+    let r = g.submit(&RequestHeader {
+        op: op::MAPPING_WRITE,
+        file: map_fd,
+        length: 16,
+        arg: WINDOW - 8,
+        ..Default::default()
+    });
     assert_eq!(r.ret, -14);
 }
 
@@ -255,7 +382,8 @@ fn interrupt_line_follows_status_and_enable() {
     assert!(line.load(SeqCst));
     // Reading the ISR acknowledges the queue cause.
     let mut isr = [0u8];
-    g.dev.bar_read(0, u64::from(protocol::virtio::ISR), &mut isr);
+    g.dev
+        .bar_read(0, u64::from(protocol::virtio::ISR), &mut isr);
     assert_eq!(isr[0], 1);
     assert!(!line.load(SeqCst));
     g.open_ctl();

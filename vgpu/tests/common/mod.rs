@@ -50,8 +50,16 @@ pub fn sim_rm() -> SimRm {
 
 /// A vGPU `gfid` on `rm` with a 1 MiB window.
 pub fn sim_device(rm: &SimRm, gfid: u32) -> VgpuDevice {
-    let svc = RmService::attach(rm.clone(), gfid, rm::core::VgpuConfig::with_quota(1 << 30)).unwrap();
-    VgpuDevice::new(VgpuConfig { gfid, window_size: WINDOW }, Box::new(svc)).unwrap()
+    let svc =
+        RmService::attach(rm.clone(), gfid, rm::core::VgpuConfig::with_quota(1 << 30)).unwrap();
+    VgpuDevice::new(
+        VgpuConfig {
+            gfid,
+            window_size: WINDOW,
+        },
+        Box::new(svc),
+    )
+    .unwrap()
 }
 
 /// The guest's side of one vGPU.
@@ -65,7 +73,11 @@ pub struct Guest {
 impl Guest {
     /// A guest driving `dev` (not yet initialised).
     pub fn new(dev: VgpuDevice) -> Self {
-        Self { dev, avail_idx: 0, used_seen: 0 }
+        Self {
+            dev,
+            avail_idx: 0,
+            used_seen: 0,
+        }
     }
 
     /// 32-bit BAR0 read.
@@ -82,12 +94,14 @@ impl Guest {
 
     /// Write into the common configuration.
     pub fn common_write(&mut self, off: u32, data: &[u8]) {
-        self.dev.bar_write(0, u64::from(virtio::COMMON_CFG + off), data);
+        self.dev
+            .bar_write(0, u64::from(virtio::COMMON_CFG + off), data);
     }
 
     /// Read from the common configuration.
     pub fn common_read(&mut self, off: u32, data: &mut [u8]) {
-        self.dev.bar_read(0, u64::from(virtio::COMMON_CFG + off), data);
+        self.dev
+            .bar_read(0, u64::from(virtio::COMMON_CFG + off), data);
     }
 
     /// `device_status`.
@@ -128,7 +142,10 @@ impl Guest {
         self.common_write(common::QUEUE_ENABLE, &1u16.to_le_bytes());
         let mut en = [0u8; 2];
         self.common_read(common::QUEUE_ENABLE, &mut en);
-        self.common_write(common::DEVICE_STATUS, &[ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK]);
+        self.common_write(
+            common::DEVICE_STATUS,
+            &[ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK],
+        );
         self.avail_idx = 0;
         self.used_seen = 0;
         u16::from_le_bytes(en) == 1
@@ -164,7 +181,8 @@ impl Guest {
 
     /// Queue notify (a 16-bit write of queue index 0).
     pub fn notify(&mut self) {
-        self.dev.bar_write(0, u64::from(virtio::NOTIFY), &0u16.to_le_bytes());
+        self.dev
+            .bar_write(0, u64::from(virtio::NOTIFY), &0u16.to_le_bytes());
     }
 
     /// The used ring's index.
@@ -183,7 +201,10 @@ impl Guest {
         let mut b = [0u8; 8];
         self.wread(USED + 4 + 8 * slot, &mut b);
         self.used_seen = self.used_seen.wrapping_add(1);
-        Some((u32::from_le_bytes(b[0..4].try_into().unwrap()), u32::from_le_bytes(b[4..8].try_into().unwrap())))
+        Some((
+            u32::from_le_bytes(b[0..4].try_into().unwrap()),
+            u32::from_le_bytes(b[4..8].try_into().unwrap()),
+        ))
     }
 
     /// Request slot for the next submission: (header desc, header addr, footer addr).
@@ -222,45 +243,94 @@ impl Guest {
 
     /// Opens `/dev/nvidiactl`.
     pub fn open_ctl(&mut self) -> i32 {
-        let r = self.submit(&RequestHeader { op: op::OPEN, request: node::CTL, ..Default::default() });
+        let r = self.submit(&RequestHeader {
+            op: op::OPEN,
+            request: node::CTL,
+            ..Default::default()
+        });
         assert_eq!(r.ret, 0);
         r.file
     }
 
     /// Opens `/dev/nvidia<minor>`.
     pub fn open_dev(&mut self, minor: u64) -> i32 {
-        let r = self.submit(&RequestHeader { op: op::OPEN, request: node::DEVICE, arg: minor, ..Default::default() });
+        let r = self.submit(&RequestHeader {
+            op: op::OPEN,
+            request: node::DEVICE,
+            arg: minor,
+            ..Default::default()
+        });
         assert_eq!(r.ret, 0);
         r.file
     }
 
     /// `ioctl(file, esc, arg)` with the argument at [`ARG`]; returns the ret and the argument
     /// after the call.
-    pub fn ioctl<T: FromBytes + IntoBytes + Immutable>(&mut self, file: i32, esc: Escape, arg: &T) -> (i32, T) {
+    pub fn ioctl<T: FromBytes + IntoBytes + Immutable>(
+        &mut self,
+        file: i32,
+        esc: Escape,
+        arg: &T,
+    ) -> (i32, T) {
         let bytes = arg.as_bytes();
         self.wwrite(ARG, bytes);
         let request = IoctlRequest::encode(esc as u8, bytes.len() as u32).unwrap();
-        let r = self.submit(&RequestHeader { op: op::IOCTL, file, request, arg: ARG, ..Default::default() });
+        let r = self.submit(&RequestHeader {
+            op: op::IOCTL,
+            file,
+            request,
+            arg: ARG,
+            ..Default::default()
+        });
         let mut out = vec![0u8; bytes.len()];
         self.wread(ARG, &mut out);
         (r.ret, T::read_from_bytes(&out).unwrap())
     }
 
     /// `RM_ALLOC` (NVOS64) with params at [`PARAMS`]; returns status and new handle.
-    pub fn alloc(&mut self, file: i32, client: Handle, parent: Handle, new: Handle, class_id: u32, params: &[u8]) -> (NvStatus, Handle) {
+    pub fn alloc(
+        &mut self,
+        file: i32,
+        client: Handle,
+        parent: Handle,
+        new: Handle,
+        class_id: u32,
+        params: &[u8],
+    ) -> (NvStatus, Handle) {
         self.wwrite(PARAMS, params);
         let p_alloc = if params.is_empty() { 0 } else { PARAMS };
-        let arg = Nvos64Parameters { hRoot: client, hObjectParent: parent, hObjectNew: new, hClass: class_id, pAllocParms: p_alloc, ..Default::default() };
+        let arg = Nvos64Parameters {
+            hRoot: client,
+            hObjectParent: parent,
+            hObjectNew: new,
+            hClass: class_id,
+            pAllocParms: p_alloc,
+            ..Default::default()
+        };
         let (ret, out) = self.ioctl(file, Escape::RM_ALLOC, &arg);
         assert_eq!(ret, 0);
         (NvStatus(out.status), out.hObjectNew)
     }
 
     /// `RM_CONTROL` with params at [`PARAMS`].
-    pub fn control<T: FromBytes + IntoBytes + Immutable>(&mut self, file: i32, client: Handle, object: Handle, cmd: u32, params: &T) -> (NvStatus, T) {
+    pub fn control<T: FromBytes + IntoBytes + Immutable>(
+        &mut self,
+        file: i32,
+        client: Handle,
+        object: Handle,
+        cmd: u32,
+        params: &T,
+    ) -> (NvStatus, T) {
         let bytes = params.as_bytes();
         self.wwrite(PARAMS, bytes);
-        let arg = Nvos54Parameters { hClient: client, hObject: object, cmd, params: PARAMS, paramsSize: bytes.len() as u32, ..Default::default() };
+        let arg = Nvos54Parameters {
+            hClient: client,
+            hObject: object,
+            cmd,
+            params: PARAMS,
+            paramsSize: bytes.len() as u32,
+            ..Default::default()
+        };
         let (ret, out) = self.ioctl(file, Escape::RM_CONTROL, &arg);
         assert_eq!(ret, 0);
         let mut b = vec![0u8; bytes.len()];
@@ -290,17 +360,86 @@ pub fn build_channel(g: &mut Guest, ctl: i32) -> Tree {
         h
     };
     let client = ok(g.alloc(ctl, 0, 0, 0, class::NV01_ROOT_CLIENT, &[]));
-    let device = ok(g.alloc(ctl, client, client, 0x5c00_0001, class::NV01_DEVICE_0, Nv0080AllocParameters::default().as_bytes()));
-    ok(g.alloc(ctl, client, device, 0x5c00_0002, class::NV20_SUBDEVICE_0, Nv2080AllocParameters::default().as_bytes()));
-    let vaspace = ok(g.alloc(ctl, client, device, 0x5c00_0003, class::FERMI_VASPACE_A, NvVaspaceAllocationParameters::default().as_bytes()));
-    let tsg_p = NvChannelGroupAllocationParameters { hVASpace: vaspace, engineType: NV2080_ENGINE_TYPE_GR0, ..Default::default() };
-    let tsg = ok(g.alloc(ctl, client, device, 0x5c00_0004, class::KEPLER_CHANNEL_GROUP_A, tsg_p.as_bytes()));
-    let cs_p = NvCtxshareAllocationParameters { hVASpace: vaspace, ..Default::default() };
-    let ctxshare = ok(g.alloc(ctl, client, tsg, 0x5c00_0005, class::FERMI_CONTEXT_SHARE_A, cs_p.as_bytes()));
-    let mem_p = NvMemoryAllocationParams { size: 0x1_0000, ..Default::default() };
-    let userd = ok(g.alloc(ctl, client, device, 0x5c00_0006, class::NV01_MEMORY_LOCAL_USER, mem_p.as_bytes()));
-    let mut ch_p = NvChannelAllocParams { gpFifoOffset: 0x1_0000_0000, gpFifoEntries: 128, hContextShare: ctxshare, hVASpace: vaspace, ..Default::default() };
+    let device = ok(g.alloc(
+        ctl,
+        client,
+        client,
+        0x5c00_0001,
+        class::NV01_DEVICE_0,
+        Nv0080AllocParameters::default().as_bytes(),
+    ));
+    ok(g.alloc(
+        ctl,
+        client,
+        device,
+        0x5c00_0002,
+        class::NV20_SUBDEVICE_0,
+        Nv2080AllocParameters::default().as_bytes(),
+    ));
+    let vaspace = ok(g.alloc(
+        ctl,
+        client,
+        device,
+        0x5c00_0003,
+        class::FERMI_VASPACE_A,
+        NvVaspaceAllocationParameters::default().as_bytes(),
+    ));
+    let tsg_p = NvChannelGroupAllocationParameters {
+        hVASpace: vaspace,
+        engineType: NV2080_ENGINE_TYPE_GR0,
+        ..Default::default()
+    };
+    let tsg = ok(g.alloc(
+        ctl,
+        client,
+        device,
+        0x5c00_0004,
+        class::KEPLER_CHANNEL_GROUP_A,
+        tsg_p.as_bytes(),
+    ));
+    let cs_p = NvCtxshareAllocationParameters {
+        hVASpace: vaspace,
+        ..Default::default()
+    };
+    let ctxshare = ok(g.alloc(
+        ctl,
+        client,
+        tsg,
+        0x5c00_0005,
+        class::FERMI_CONTEXT_SHARE_A,
+        cs_p.as_bytes(),
+    ));
+    let mem_p = NvMemoryAllocationParams {
+        size: 0x1_0000,
+        ..Default::default()
+    };
+    let userd = ok(g.alloc(
+        ctl,
+        client,
+        device,
+        0x5c00_0006,
+        class::NV01_MEMORY_LOCAL_USER,
+        mem_p.as_bytes(),
+    ));
+    let mut ch_p = NvChannelAllocParams {
+        gpFifoOffset: 0x1_0000_0000,
+        gpFifoEntries: 128,
+        hContextShare: ctxshare,
+        hVASpace: vaspace,
+        ..Default::default()
+    };
     ch_p.hUserdMemory[0] = userd;
-    let channel = ok(g.alloc(ctl, client, tsg, 0x5c00_0007, class::HOPPER_CHANNEL_GPFIFO_A, ch_p.as_bytes()));
-    Tree { client, device, channel }
+    let channel = ok(g.alloc(
+        ctl,
+        client,
+        tsg,
+        0x5c00_0007,
+        class::HOPPER_CHANNEL_GPFIFO_A,
+        ch_p.as_bytes(),
+    ));
+    Tree {
+        client,
+        device,
+        channel,
+    }
 }
