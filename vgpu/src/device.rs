@@ -379,3 +379,22 @@ impl Drop for VgpuDevice {
 fn in_range(off: u32, len: u32, base: u32, size: u32) -> bool {
     len > 0 && off >= base && off.checked_add(len).is_some_and(|end| end <= base + size)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_can_live_behind_the_vmm_pci_mutex() {
+        fn send<T: Send>() {}
+        send::<VgpuDevice>();
+    }
+
+    #[test]
+    fn in_range_checks_both_ends_without_overflow() {
+        assert!(in_range(0x1000, 4, 0x1000, 0x40));
+        assert!(!in_range(0x103e, 4, 0x1000, 0x40));
+        assert!(!in_range(u32::MAX, 4, 0x1000, 0x40));
+        assert!(!in_range(0x1000, 0, 0x1000, 0x40));
+    }
+}

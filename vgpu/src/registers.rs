@@ -293,11 +293,6 @@ impl RegisterFile {
         REGISTERS.binary_search_by_key(&offset, |r| r.offset).ok()
     }
 
-    /// The spec of the register at `offset`.
-    pub fn spec(offset: u32) -> Option<&'static RegisterSpec> {
-        Self::index(offset).map(|i| &REGISTERS[i])
-    }
-
     /// A guest read of the 32-bit register at `offset` (unmapped offsets read 0).
     pub fn read(&self, offset: u32, ctx: &RegisterContext<'_>) -> u32 {
         let Some(i) = Self::index(offset) else {

@@ -189,11 +189,6 @@ impl Transport {
         self.queue_enabled = enabled;
     }
 
-    /// Features the driver acknowledged.
-    pub fn driver_features(&self) -> u64 {
-        self.driver_features
-    }
-
     fn selected(&self) -> bool {
         self.queue_select < virtio::NUM_QUEUES
     }
