@@ -209,8 +209,10 @@ impl SimGpu {
     }
 
     /// Runs the GPU until GPU time `t_ns`. Runlists advance in lock-step windows of
-    /// `Timing::sync_quantum_ns` while any has work, and jump straight to `t_ns` when all are
-    /// idle. Host work is capped per call by `Timing::work_budget_per_call` per runlist.
+    /// `Timing::sync_quantum_ns` while more than one can make progress (so a semaphore released
+    /// on one is seen by an acquire on another within a window), and straight to `t_ns` when
+    /// they cannot affect each other. Host work is capped per call by
+    /// `Timing::work_budget_per_call` per runlist.
     pub fn run_until(&mut self, t_ns: u64) {
         let mut now = self.now_ns();
         if t_ns <= now {
@@ -220,14 +222,25 @@ impl SimGpu {
             rl.refill_budget(self.timing.work_budget_per_call);
         }
         while now < t_ns {
-            let active = self
-                .runlists
-                .iter()
-                .any(|r| r.active(&self.pool, &self.vaspaces));
-            let end = if active {
-                now.saturating_add(self.timing.sync_quantum_ns).min(t_ns)
-            } else {
+            // Lock-step windows are needed only when runlists can affect each other within this
+            // call: two active runlists, or one active runlist and a waiter elsewhere (CPU
+            // writes and doorbells happen between calls).
+            let active: Vec<usize> = (0..self.runlists.len())
+                .filter(|&i| self.runlists[i].active(&self.pool, &self.vaspaces))
+                .collect();
+            let independent = match active.as_slice() {
+                [] => true,
+                [only] => self
+                    .runlists
+                    .iter()
+                    .enumerate()
+                    .all(|(i, r)| i == *only || !r.has_waiters()),
+                _ => false,
+            };
+            let end = if independent {
                 t_ns
+            } else {
+                now.saturating_add(self.timing.sync_quantum_ns).min(t_ns)
             };
             for rl in &mut self.runlists {
                 let mut w = World {

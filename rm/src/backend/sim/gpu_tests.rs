@@ -741,3 +741,91 @@ mod fuzz {
         }
     }
 }
+
+/// Simulation speed: simulated seconds per host second with N busy TSGs, printed against the
+/// single-TSG baseline of the same run. Run with
+/// `cargo test -p rm --release --lib sim_speed -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn sim_speed() {
+    let measure = |n: u32, item_ns: u64| {
+        let mut gpu = gpu_with(Timing::default());
+        let mut clients: Vec<Client> = (0..n).map(|g| Client::new(&mut gpu, 0, g % 64)).collect();
+        let sim_ns = 2_000_000_000u64;
+        // Enough work to keep the engine busy for the whole run.
+        let items = (sim_ns / item_ns / u64::from(n) + 10).max(100) as usize;
+        for c in &mut clients {
+            c.push(&mut gpu, &busy(items, item_ns));
+        }
+        let t = std::time::Instant::now();
+        gpu.advance(sim_ns);
+        let real = t.elapsed().as_secs_f64();
+        let switches: u64 = clients.iter().map(|c| c.stats(&gpu).switches_in).sum();
+        (sim_ns as f64 / 1e9 / real, switches)
+    };
+    let (base, _) = measure(1, 1_000_000);
+    println!("baseline: 1 busy TSG, 1 ms work items: {base:.0} simulated s per host s");
+    for n in [2u32, 8, 32, 128] {
+        let (r, sw) = measure(n, 1_000_000);
+        println!(
+            "{n:>4} busy TSGs (1 ms items): {r:>8.0} sim s/s ({:.2}x baseline), {sw} TSG switches",
+            r / base
+        );
+    }
+    let (r, _) = measure(8, 20_000);
+    println!(
+        "   8 busy TSGs (20 us items): {r:>8.0} sim s/s ({:.2}x baseline)",
+        r / base
+    );
+    // Two runlists at once (GR busy plus a copy engine streaming) force lock-step windows.
+    let mut gpu = gpu_with(Timing::default());
+    let mut gr = Client::new(&mut gpu, 0, 0);
+    gr.push(&mut gpu, &busy(2100, 1_000_000));
+    let mut ce = Client::new(&mut gpu, 1, 0);
+    let (src, dst) = (VA + DATA_OFF, VA + DATA_OFF + 0x100000);
+    let mut copies = Vec::new();
+    for _ in 0..2000 {
+        copies.extend([
+            inc_header(0, copy::OFFSET_IN_UPPER, 4),
+            (src >> 32) as u32,
+            src as u32,
+            (dst >> 32) as u32,
+            dst as u32,
+            inc_header(0, copy::LINE_LENGTH_IN, 1),
+            64 * 1024,
+            inc_header(0, copy::LAUNCH_DMA, 1),
+            2 | copy::LAUNCH_SRC_PITCH | copy::LAUNCH_DST_PITCH,
+        ]);
+    }
+    ce.push(&mut gpu, &copies);
+    let t = std::time::Instant::now();
+    gpu.advance(2_000_000_000);
+    let r = 2.0 / t.elapsed().as_secs_f64();
+    println!(
+        "GR busy + CE copying 64 KiB blocks: {r:>8.1} sim s/s ({:.2}x baseline), {} MiB copied",
+        r / base,
+        ce.stats(&gpu).copy_bytes >> 20
+    );
+    // Method-bound load: NOPs only.
+    let mut gpu = gpu_with(Timing {
+        work_budget_per_call: u64::MAX,
+        ..Timing::default()
+    });
+    let mut c = Client::new(&mut gpu, 0, 0);
+    let mut words = Vec::new();
+    for _ in 0..60 {
+        words.push(super::pushbuffer::non_inc_header(0, host::NOP, 8191));
+        words.extend(std::iter::repeat_n(0u32, 8191));
+    }
+    c.push(&mut gpu, &words);
+    let t = std::time::Instant::now();
+    gpu.advance(10_000_000);
+    let real = t.elapsed().as_secs_f64();
+    let m = c.stats(&gpu).methods;
+    println!(
+        "method flood: {:.1} M methods per host s, {:.3} sim s/s ({:.4}x baseline)",
+        m as f64 / real / 1e6,
+        0.01 / real,
+        0.01 / real / base
+    );
+}

@@ -301,6 +301,12 @@ impl RunlistScheduler {
             || self.slots.iter().any(|s| self.slot_eligible(s, pool, vas))
     }
 
+    /// True when a channel of this runlist waits on a semaphore acquire (another runlist's
+    /// release may wake it).
+    pub fn has_waiters(&self) -> bool {
+        self.channels.values().any(|c| c.acquire.is_some())
+    }
+
     fn pick_next(&self, pool: &MemoryPool, vas: &BTreeMap<VaSpaceId, VaSpace>) -> Option<usize> {
         let n = self.slots.len();
         (0..n)
