@@ -3,6 +3,7 @@
 
 use crate::Error;
 use sha2::{Digest, Sha256};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// Environment variable that overrides the cache directory.
@@ -31,6 +32,22 @@ impl Cache {
     pub fn at(root: PathBuf) -> Result<Self, Error> {
         std::fs::create_dir_all(root.join("stamps")).map_err(|e| Error::io(&root, e))?;
         Ok(Self { root })
+    }
+
+    /// Takes the cache's exclusive lock (blocking), so concurrent builders (a test and a demo,
+    /// or parallel tests) do not write the same files. Released when the guard drops.
+    pub fn lock(&self) -> Result<CacheLock, Error> {
+        let path = self.root.join("lock");
+        let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+        // SAFETY: flock on a file descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            crate::progress("waiting for another build to release the image cache");
+            // SAFETY: as above.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+                return Err(Error::io(&path, std::io::Error::last_os_error()));
+            }
+        }
+        Ok(CacheLock { _file: file })
     }
 
     /// The cache directory.
@@ -69,6 +86,12 @@ impl Cache {
         ));
         Ok(())
     }
+}
+
+/// Holds the cache lock (see [`Cache::lock`]); the kernel drops the lock when the file closes.
+#[derive(Debug)]
+pub struct CacheLock {
+    _file: std::fs::File,
 }
 
 /// A short fingerprint of a file: SHA-256 of its content, or of size and mtime for big files.

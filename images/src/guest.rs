@@ -43,11 +43,13 @@ impl TestGuest {
     /// Builds the test guest in the default cache (see [`Cache::from_env`]).
     pub fn ensure() -> Result<TestGuest, Error> {
         let cache = Cache::from_env()?;
+        let _lock = cache.lock()?;
         let bins = StaticBins::build(&cache)?;
         Self::ensure_in(&cache, &bins)
     }
 
-    /// Builds the test guest in `cache` with the given agent binary.
+    /// Builds the test guest in `cache` with the given agent binary; the caller holds the
+    /// cache lock ([`Cache::lock`]).
     pub fn ensure_in(cache: &Cache, bins: &StaticBins) -> Result<TestGuest, Error> {
         let kernel = Kernel::ensure(cache, Flavour::Cloud)?;
         let busybox = initramfs::busybox_path()?;

@@ -70,6 +70,7 @@ impl Harness {
 
     /// Builds the harness (and the test guest and static binaries) in `cache`.
     pub fn ensure_in(cache: &Cache, variant: HarnessVariant) -> Result<Harness, Error> {
+        let _lock = cache.lock()?;
         let bins = StaticBins::build(cache)?;
         let guest = TestGuest::ensure_in(cache, &bins)?;
         let kernel = Kernel::ensure(cache, Flavour::Generic)?;

@@ -90,14 +90,18 @@ impl HarnessRun {
     /// The QEMU command that boots `harness` for this run.
     pub fn command(&self, harness: &Harness) -> Command {
         let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args(["-accel", "tcg", "-cpu", "max", "-m", "2048", "-smp", "1"])
-            .args(["-nographic", "-no-reboot"])
-            .arg("-kernel")
-            .arg(&harness.vmlinux)
-            .arg("-initrd")
-            .arg(&harness.initrd)
-            .arg("-append")
-            .arg(self.cmdline());
+        // The `pc` machine, not microvm: microvm has no HPET or PM timer, and on a loaded host
+        // the harness kernel's TSC calibration then fails and it hangs early in boot.
+        cmd.args([
+            "-M", "pc", "-accel", "tcg", "-cpu", "max", "-m", "2048", "-smp", "1",
+        ])
+        .args(["-nographic", "-nic", "none", "-no-reboot"])
+        .arg("-kernel")
+        .arg(&harness.vmlinux)
+        .arg("-initrd")
+        .arg(&harness.initrd)
+        .arg("-append")
+        .arg(self.cmdline());
         cmd
     }
 
