@@ -91,6 +91,8 @@ pub struct SimBackend {
     owners: BTreeMap<Handle, Gfid>,
     cpu_maps: BTreeMap<u64, CpuMapping>,
     next_cookie: u64,
+    /// Owning client of each live channel, for doorbell checks.
+    channel_clients: BTreeMap<ChannelRef, Handle>,
 }
 
 fn status_of(e: &SimError) -> NvStatus {
@@ -165,6 +167,7 @@ impl SimBackend {
             owners: BTreeMap::new(),
             cpu_maps: BTreeMap::new(),
             next_cookie: 1,
+            channel_clients: BTreeMap::new(),
         }
     }
 
@@ -614,6 +617,9 @@ impl SimBackend {
     }
 
     fn free_object(&mut self, obj: SimObject) -> NvStatus {
+        if let SimObject::Channel { ch, .. } = obj {
+            self.channel_clients.remove(&ch);
+        }
         let mut gpu = self.lock();
         match obj {
             SimObject::VaSpace { id, .. } => st(gpu.destroy_vaspace(id)),
@@ -688,6 +694,9 @@ impl Backend for SimBackend {
         };
         match made {
             Ok(o) => {
+                if let SimObject::Channel { ch, .. } = o {
+                    self.channel_clients.insert(ch, req.client);
+                }
                 self.objects.insert((req.client, req.object), o);
                 NvStatus::OK
             }
@@ -913,10 +922,14 @@ impl Backend for SimBackend {
 
     fn doorbell(&mut self, gfid: Gfid, token: u32) -> NvStatus {
         let t = super::doorbell::WorkSubmitToken(token);
-        let owned = self.objects.iter().any(|((c, _), o)| {
-            matches!(o, SimObject::Channel { ch, .. } if ch.runlist == t.runlist() && ch.chid == t.chid())
-                && self.owners.get(c) == Some(&gfid)
-        });
+        let ch = ChannelRef {
+            runlist: t.runlist(),
+            chid: t.chid(),
+        };
+        let owned = self
+            .channel_clients
+            .get(&ch)
+            .is_some_and(|c| self.owners.get(c) == Some(&gfid));
         if !owned {
             return NvStatus::ERR_INVALID_ARGUMENT;
         }
@@ -1474,6 +1487,11 @@ mod tests {
             ok(b.free(1, C1, h));
         }
         assert_eq!(b.object_count(), 0);
+        assert_eq!(
+            b.doorbell(1, tok.workSubmitToken),
+            NvStatus::ERR_INVALID_ARGUMENT,
+            "freed channel"
+        );
         let g = b.gpu();
         let g = g.lock().unwrap();
         assert_eq!(

@@ -4,7 +4,7 @@
 //!
 //! Everything read here is guest-controlled: GP_PUT, GPFIFO entries, segment addresses and
 //! lengths, headers and data. Each is checked; anything invalid becomes a [`FaultKind`] for
-//! this channel. One call to [`step`] does one bounded unit of work.
+//! this channel. One call to `step` does one bounded unit of work.
 
 use std::collections::BTreeMap;
 
