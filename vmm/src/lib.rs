@@ -26,7 +26,17 @@
 //!   the IOAPIC).
 //!
 //! The guest command line this platform wants: `console=ttyS0 reboot=t panic=-1 quiet`
-//! (no `pci=off`, no `acpi=off`).
+//! (no `pci=off`, no `acpi=off`). `poweroff -f` in the guest ends the VMM with 0; `reboot -f`
+//! ends it with 81 under `reboot=t` (triple fault) and with 80 under `reboot=a` (ACPI reset
+//! register) or `reboot=k` (i8042). The ACPI platform is hardware-reduced, so the guest has no
+//! legacy PIC and takes COM1's IRQ from the DSDT; the i8042 and the RTC are not enumerated (the
+//! guest's i8042 and rtc_cmos drivers do not probe, which keeps boot fast).
+//!
+//! # Adding devices
+//!
+//! [`vm::Vm::new`] builds the platform; PCI functions are added with
+//! [`pci::PciBus::add_function`] on [`vm::Vm::pci_bus`] before [`vm::Vm::run`] (see the
+//! [`pci`] module for the contract); [`vm::Vm::vm_fd`] gives access to irqfds/ioeventfds.
 #![deny(missing_docs)]
 
 pub mod acpi;
