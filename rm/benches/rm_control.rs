@@ -38,7 +38,14 @@ struct Setup {
 
 fn alloc(s: &mut Setup, parent: Handle, new: Handle, class_id: u32, params: &[u8]) -> Handle {
     s.mem.write(PARAMS, params).unwrap();
-    let a = Nvos64Parameters { hRoot: s.client, hObjectParent: parent, hObjectNew: new, hClass: class_id, pAllocParms: if params.is_empty() { 0 } else { PARAMS }, ..Default::default() };
+    let a = Nvos64Parameters {
+        hRoot: s.client,
+        hObjectParent: parent,
+        hObjectNew: new,
+        hClass: class_id,
+        pAllocParms: if params.is_empty() { 0 } else { PARAMS },
+        ..Default::default()
+    };
     s.mem.write(ARG, a.as_bytes()).unwrap();
     let req = IoctlRequest::encode(Escape::RM_ALLOC as u8, 48).unwrap();
     assert_eq!(s.rm.ioctl(GFID, s.ctl, req, ARG, &mut s.mem), 0);
@@ -51,16 +58,52 @@ fn alloc(s: &mut Setup, parent: Handle, new: Handle, class_id: u32, params: &[u8
 
 fn setup() -> Setup {
     let mut rm = Rm::new(SimBackend::new(SimConfig::default()));
-    rm.create_vgpu(GFID, VgpuConfig::with_quota(1 << 30)).unwrap();
+    rm.create_vgpu(GFID, VgpuConfig::with_quota(1 << 30))
+        .unwrap();
     let ctl = rm.open(GFID, Node::Ctl).unwrap();
-    let mut s = Setup { rm, mem: VecGuestMemory::new(BASE, 1 << 16), ctl, client: 0, subdevice: 0, tsg: 0 };
+    let mut s = Setup {
+        rm,
+        mem: VecGuestMemory::new(BASE, 1 << 16),
+        ctl,
+        client: 0,
+        subdevice: 0,
+        tsg: 0,
+    };
     s.client = alloc(&mut s, 0, 0, class::NV01_ROOT_CLIENT, &[]);
     let client = s.client;
-    let device = alloc(&mut s, client, 0x5c00_0001, class::NV01_DEVICE_0, Nv0080AllocParameters::default().as_bytes());
-    s.subdevice = alloc(&mut s, device, 0x5c00_0002, class::NV20_SUBDEVICE_0, &[0; 4]);
-    let va = alloc(&mut s, device, 0x5c00_0003, class::FERMI_VASPACE_A, NvVaspaceAllocationParameters::default().as_bytes());
-    let tsg_p = NvChannelGroupAllocationParameters { hVASpace: va, engineType: NV2080_ENGINE_TYPE_GR0, ..Default::default() };
-    s.tsg = alloc(&mut s, device, 0x5c00_0004, class::KEPLER_CHANNEL_GROUP_A, tsg_p.as_bytes());
+    let device = alloc(
+        &mut s,
+        client,
+        0x5c00_0001,
+        class::NV01_DEVICE_0,
+        Nv0080AllocParameters::default().as_bytes(),
+    );
+    s.subdevice = alloc(
+        &mut s,
+        device,
+        0x5c00_0002,
+        class::NV20_SUBDEVICE_0,
+        &[0; 4],
+    );
+    let va = alloc(
+        &mut s,
+        device,
+        0x5c00_0003,
+        class::FERMI_VASPACE_A,
+        NvVaspaceAllocationParameters::default().as_bytes(),
+    );
+    let tsg_p = NvChannelGroupAllocationParameters {
+        hVASpace: va,
+        engineType: NV2080_ENGINE_TYPE_GR0,
+        ..Default::default()
+    };
+    s.tsg = alloc(
+        &mut s,
+        device,
+        0x5c00_0004,
+        class::KEPLER_CHANNEL_GROUP_A,
+        tsg_p.as_bytes(),
+    );
     s
 }
 
@@ -83,7 +126,14 @@ fn measure(mut f: impl FnMut()) -> f64 {
 }
 
 fn control_via_core(s: &mut Setup, object: Handle, cmd: u32, size: u32) -> f64 {
-    let p = Nvos54Parameters { hClient: s.client, hObject: object, cmd, params: PARAMS, paramsSize: size, ..Default::default() };
+    let p = Nvos54Parameters {
+        hClient: s.client,
+        hObject: object,
+        cmd,
+        params: PARAMS,
+        paramsSize: size,
+        ..Default::default()
+    };
     s.mem.write(PARAMS, &vec![0u8; size as usize]).unwrap();
     let req = IoctlRequest::encode(Escape::RM_CONTROL as u8, 32).unwrap();
     let arg = p.as_bytes().to_vec();
@@ -110,30 +160,71 @@ fn main() {
     let direct = {
         let b = s.rm.backend_mut();
         let mut p = NvA06cCtrlTimesliceParams::default();
-        assert_eq!(b.control(GFID, host_client, tsg, NVA06C_CTRL_CMD_GET_TIMESLICE, p.as_mut_bytes()), NvStatus::OK);
+        assert_eq!(
+            b.control(
+                GFID,
+                host_client,
+                tsg,
+                NVA06C_CTRL_CMD_GET_TIMESLICE,
+                p.as_mut_bytes()
+            ),
+            NvStatus::OK
+        );
         measure(|| {
-            black_box(b.control(GFID, host_client, tsg, NVA06C_CTRL_CMD_GET_TIMESLICE, p.as_mut_bytes()));
+            black_box(b.control(
+                GFID,
+                host_client,
+                tsg,
+                NVA06C_CTRL_CMD_GET_TIMESLICE,
+                p.as_mut_bytes(),
+            ));
         })
     };
     let full = control_via_core(&mut s, tsg, NVA06C_CTRL_CMD_GET_TIMESLICE, 8);
     let subdevice = s.subdevice;
     let name = control_via_core(&mut s, subdevice, NV2080_CTRL_CMD_GPU_GET_NAME_STRING, 132);
     let disable = {
-        let mut p = Nv2080CtrlFifoDisableChannelsParams::default();
-        p.numChannels = 0;
+        let p = Nv2080CtrlFifoDisableChannelsParams::default();
         let size = p.as_bytes().len() as u32;
-        control_via_core(&mut s, subdevice, NV2080_CTRL_CMD_FIFO_DISABLE_CHANNELS, size)
+        control_via_core(
+            &mut s,
+            subdevice,
+            NV2080_CTRL_CMD_FIFO_DISABLE_CHANNELS,
+            size,
+        )
     };
 
     println!("## RM core: one RM_CONTROL, ns per call (median of {BATCHES} x {ITERS})");
     println!();
     println!("| path | ns/call | vs sim backend direct | vs native H200 (2830 ns) |");
     println!("| --- | ---: | ---: | ---: |");
-    let row = |what: &str, ns: f64| println!("| {what} | {ns:.0} | {:.2}x | {:.3}x |", ns / direct, ns / NATIVE_NS);
-    row("sim backend `control()` direct, GET_TIMESLICE (baseline, this run)", direct);
-    row("dispatcher -> core -> sim, NVA06C GET_TIMESLICE (8 B)", full);
-    row("dispatcher -> core, NV2080 GET_NAME_STRING (132 B, core-answered)", name);
-    row("dispatcher -> core -> sim, NV2080 FIFO_DISABLE_CHANNELS (536 B, 0 entries)", disable);
+    let row = |what: &str, ns: f64| {
+        println!(
+            "| {what} | {ns:.0} | {:.2}x | {:.3}x |",
+            ns / direct,
+            ns / NATIVE_NS
+        )
+    };
+    row(
+        "sim backend `control()` direct, GET_TIMESLICE (baseline, this run)",
+        direct,
+    );
+    row(
+        "dispatcher -> core -> sim, NVA06C GET_TIMESLICE (8 B)",
+        full,
+    );
+    row(
+        "dispatcher -> core, NV2080 GET_NAME_STRING (132 B, core-answered)",
+        name,
+    );
+    row(
+        "dispatcher -> core -> sim, NV2080 FIFO_DISABLE_CHANNELS (536 B, 0 entries)",
+        disable,
+    );
     println!();
-    println!("core overhead on GET_TIMESLICE: {:.0} ns ({:.1} % of the native 2.83 us round trip)", full - direct, (full - direct) / NATIVE_NS * 100.0);
+    println!(
+        "core overhead on GET_TIMESLICE: {:.0} ns ({:.1} % of the native 2.83 us round trip)",
+        full - direct,
+        (full - direct) / NATIVE_NS * 100.0
+    );
 }

@@ -63,6 +63,9 @@ pub struct Failure {
     pub reason: String,
 }
 
+/// A known control's name and handling ("core", "backend", "rejected", "denied").
+pub type ControlName = (&'static str, &'static str);
+
 /// What one or more trace files contained.
 #[derive(Debug, Default, Clone)]
 pub struct Report {
@@ -77,7 +80,7 @@ pub struct Report {
     /// Allocated classes: id -> (name if known, count).
     pub classes: BTreeMap<u32, (Option<&'static str>, usize)>,
     /// Controls: cmd -> (name and handling if known, count).
-    pub controls: BTreeMap<u32, (Option<(&'static str, &'static str)>, usize)>,
+    pub controls: BTreeMap<u32, (Option<ControlName>, usize)>,
     /// RM statuses returned by controls and allocs.
     pub statuses: BTreeMap<u32, usize>,
     /// Records that failed.
@@ -88,7 +91,10 @@ impl Report {
     /// Checks every record of `path` (`.jsonl` or `.jsonl.gz`).
     pub fn check_file(&mut self, path: &Path) -> Result<(), TraceError> {
         let name = path.display().to_string();
-        let io = |source| TraceError::Io { path: name.clone(), source };
+        let io = |source| TraceError::Io {
+            path: name.clone(),
+            source,
+        };
         let file = std::fs::File::open(path).map_err(io)?;
         let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
             Box::new(flate2::read::GzDecoder::new(file))
@@ -103,7 +109,11 @@ impl Report {
             }
             count += 1;
             if let Err(reason) = self.check_line(&line) {
-                self.failures.push(Failure { file: name.clone(), line: i + 1, reason });
+                self.failures.push(Failure {
+                    file: name.clone(),
+                    line: i + 1,
+                    reason,
+                });
             }
         }
         self.files.push((name, count));
@@ -118,10 +128,14 @@ impl Report {
         }
         let dev = r.dev.as_deref().ok_or("ioctl without dev")?;
         let req_text = r.req.as_deref().ok_or("ioctl without req")?;
-        let request = u32::from_str_radix(req_text.trim_start_matches("0x"), 16).map_err(|e| format!("bad req {req_text}: {e}"))?;
+        let request = u32::from_str_radix(req_text.trim_start_matches("0x"), 16)
+            .map_err(|e| format!("bad req {req_text}: {e}"))?;
         let req = IoctlRequest::decode(request);
         if r.nr != Some(u32::from(req.nr)) || r.size != Some(req.size) {
-            return Err(format!("req {req_text} decodes to nr {} size {}, record says {:?}/{:?}", req.nr, req.size, r.nr, r.size));
+            return Err(format!(
+                "req {req_text} decodes to nr {} size {}, record says {:?}/{:?}",
+                req.nr, req.size, r.nr, r.size
+            ));
         }
         if dev == "nvidia-uvm" {
             *self.uvm.entry(u32::from(req.nr)).or_default() += 1;
@@ -129,7 +143,10 @@ impl Report {
         }
         let node = if dev == "nvidiactl" {
             NodeRule::CtlOnly
-        } else if dev.strip_prefix("nvidia").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) {
+        } else if dev
+            .strip_prefix("nvidia")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        {
             NodeRule::DeviceOnly
         } else {
             return Err(format!("ioctl on unexpected device {dev}"));
@@ -140,12 +157,23 @@ impl Report {
         let esc = Escape::from_nr(req.nr).ok_or(format!("unknown escape {}", req.nr))?;
         *self.escapes.entry(esc.name().to_string()).or_default() += 1;
         if !esc.arg_size().accepts(req.size) {
-            return Err(format!("{}: size {} rejected by {:?}", esc.name(), req.size, esc.arg_size()));
+            return Err(format!(
+                "{}: size {} rejected by {:?}",
+                esc.name(),
+                req.size,
+                esc.arg_size()
+            ));
         }
         let input = hex(r.input.as_deref().ok_or("ioctl without in")?)?;
         let out = hex(r.out.as_deref().ok_or("ioctl without out")?)?;
         if input.len() != req.size as usize || out.len() != req.size as usize {
-            return Err(format!("{}: in/out are {}/{} bytes, request says {}", esc.name(), input.len(), out.len(), req.size));
+            return Err(format!(
+                "{}: in/out are {}/{} bytes, request says {}",
+                esc.name(),
+                input.len(),
+                out.len(),
+                req.size
+            ));
         }
         let accepted = r.ret == Some(0);
         let node_ok = match (esc.node_rule(), node) {
@@ -154,11 +182,16 @@ impl Report {
             _ => esc == Escape::RM_ALLOC && crate::abi::class::is_event_class(u32_at(&input, 12)),
         };
         if accepted && !node_ok {
-            return Err(format!("{} accepted on {dev}, against its node rule", esc.name()));
+            return Err(format!(
+                "{} accepted on {dev}, against its node rule",
+                esc.name()
+            ));
         }
         match esc {
             Escape::RM_ALLOC => self.check_alloc(&input, &out),
-            Escape::RM_CONTROL => self.check_control(&input, &out, r.p_in.as_deref(), accepted, r.seq),
+            Escape::RM_CONTROL => {
+                self.check_control(&input, &out, r.p_in.as_deref(), accepted, r.seq)
+            }
             _ => Ok(()),
         }
     }
@@ -173,24 +206,40 @@ impl Report {
             let o: Nvos21Parameters = read_struct(out).ok_or("NVOS21 decode")?;
             (if o.hClass != 0 { o.hClass } else { i.hClass }, o.status)
         };
-        let e = self.classes.entry(class).or_insert((class_info(class).map(|c| c.name), 0));
+        let e = self
+            .classes
+            .entry(class)
+            .or_insert((class_info(class).map(|c| c.name), 0));
         e.1 += 1;
         *self.statuses.entry(status).or_default() += 1;
         Ok(())
     }
 
-    fn check_control(&mut self, input: &[u8], out: &[u8], p_in: Option<&str>, accepted: bool, seq: Option<u64>) -> Result<(), String> {
+    fn check_control(
+        &mut self,
+        input: &[u8],
+        out: &[u8],
+        p_in: Option<&str>,
+        accepted: bool,
+        seq: Option<u64>,
+    ) -> Result<(), String> {
         let i: Nvos54Parameters = read_struct(input).ok_or("NVOS54 decode")?;
         let o: Nvos54Parameters = read_struct(out).ok_or("NVOS54 decode")?;
         let info = control_info(i.cmd);
-        let e = self.controls.entry(i.cmd).or_insert((info.map(|c| (c.name, c.handling.kind())), 0));
+        let e = self
+            .controls
+            .entry(i.cmd)
+            .or_insert((info.map(|c| (c.name, c.handling.kind())), 0));
         e.1 += 1;
         *self.statuses.entry(o.status).or_default() += 1;
         if let Some(p) = p_in {
             // The capture keeps at most the first 64 KiB of a param buffer.
             let n = hex(p)?.len();
             if n != (i.paramsSize as usize).min(P_CAPTURE_LIMIT) {
-                return Err(format!("control {:#x}: p_in has {n} bytes, paramsSize {}", i.cmd, i.paramsSize));
+                return Err(format!(
+                    "control {:#x}: p_in has {n} bytes, paramsSize {}",
+                    i.cmd, i.paramsSize
+                ));
             }
         }
         if let Some(info) = info {
@@ -218,7 +267,12 @@ impl Report {
         for (f, n) in &self.files {
             let _ = writeln!(s, "{f:<40} {n:>8}");
         }
-        let _ = writeln!(s, "\nrecords: {total}, decoded: {}, failed: {}", self.decoded(), self.failures.len());
+        let _ = writeln!(
+            s,
+            "\nrecords: {total}, decoded: {}, failed: {}",
+            self.decoded(),
+            self.failures.len()
+        );
         let _ = writeln!(s, "\n{:<40} {:>8}", "op", "count");
         for (k, v) in &self.ops {
             let _ = writeln!(s, "{k:<40} {v:>8}");
@@ -228,30 +282,62 @@ impl Report {
             let _ = writeln!(s, "{k:<40} {v:>8}");
         }
         let uvm: usize = self.uvm.values().sum();
-        let _ = writeln!(s, "{:<40} {uvm:>8}  ({} distinct numbers; not RM escapes)", "/dev/nvidia-uvm ioctls", self.uvm.len());
+        let _ = writeln!(
+            s,
+            "{:<40} {uvm:>8}  ({} distinct numbers; not RM escapes)",
+            "/dev/nvidia-uvm ioctls",
+            self.uvm.len()
+        );
         let known_classes = self.classes.values().filter(|(n, _)| n.is_some()).count();
-        let _ = writeln!(s, "\nclasses: {} distinct, {} known, {} unknown", self.classes.len(), known_classes, self.classes.len() - known_classes);
+        let _ = writeln!(
+            s,
+            "\nclasses: {} distinct, {} known, {} unknown",
+            self.classes.len(),
+            known_classes,
+            self.classes.len() - known_classes
+        );
         let _ = writeln!(s, "{:<8} {:<40} {:>6}", "class", "name", "allocs");
         for (id, (name, n)) in &self.classes {
-            let _ = writeln!(s, "{:<8} {:<40} {n:>6}", format!("{id:#x}"), name.unwrap_or("UNKNOWN"));
+            let _ = writeln!(
+                s,
+                "{:<8} {:<40} {n:>6}",
+                format!("{id:#x}"),
+                name.unwrap_or("UNKNOWN")
+            );
         }
         let known_ctrl = self.controls.values().filter(|(i, _)| i.is_some()).count();
-        let _ = writeln!(s, "\ncontrols: {} distinct, {} known, {} unknown", self.controls.len(), known_ctrl, self.controls.len() - known_ctrl);
+        let _ = writeln!(
+            s,
+            "\ncontrols: {} distinct, {} known, {} unknown",
+            self.controls.len(),
+            known_ctrl,
+            self.controls.len() - known_ctrl
+        );
         let mut by_handling: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
         for (info, n) in self.controls.values() {
-            let e = by_handling.entry(info.map_or("unknown", |(_, h)| h)).or_default();
+            let e = by_handling
+                .entry(info.map_or("unknown", |(_, h)| h))
+                .or_default();
             e.0 += 1;
             e.1 += n;
         }
         for (h, (d, n)) in &by_handling {
             let _ = writeln!(s, "  {h:<10} {d:>4} distinct, {n:>5} calls");
         }
-        let _ = writeln!(s, "{:<12} {:<60} {:<9} {:>6}", "cmd", "name", "handling", "calls");
+        let _ = writeln!(
+            s,
+            "{:<12} {:<60} {:<9} {:>6}",
+            "cmd", "name", "handling", "calls"
+        );
         for (cmd, (info, n)) in &self.controls {
             let (name, h) = info.unwrap_or(("UNKNOWN", "unknown"));
             let _ = writeln!(s, "{:<12} {name:<60} {h:<9} {n:>6}", format!("{cmd:#010x}"));
         }
-        let _ = writeln!(s, "\n{:<40} {:>8}", "RM status (controls + allocs)", "count");
+        let _ = writeln!(
+            s,
+            "\n{:<40} {:>8}",
+            "RM status (controls + allocs)", "count"
+        );
         for (st, n) in &self.statuses {
             let _ = writeln!(s, "{:<40} {n:>8}", format!("{:?}", NvStatus(*st)));
         }
@@ -266,7 +352,7 @@ impl Report {
 }
 
 fn hex(s: &str) -> Result<Vec<u8>, String> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err("odd-length hex".into());
     }
     (0..s.len())
@@ -276,7 +362,8 @@ fn hex(s: &str) -> Result<Vec<u8>, String> {
 }
 
 fn u32_at(b: &[u8], off: usize) -> u32 {
-    b.get(off..off + 4).map_or(0, |x| u32::from_le_bytes([x[0], x[1], x[2], x[3]]))
+    b.get(off..off + 4)
+        .map_or(0, |x| u32::from_le_bytes([x[0], x[1], x[2], x[3]]))
 }
 
 #[cfg(test)]

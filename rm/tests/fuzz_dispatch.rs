@@ -20,11 +20,26 @@ enum Op {
     Close(u8, u8),
     /// A known escape with its right size (mostly), the argument built from `words`, which are
     /// drawn from handles, classes and guest addresses that reach deep paths.
-    Escape { gfid: u8, fd: u8, esc: usize, size_jitter: i8, words: Vec<u32> },
+    Escape {
+        gfid: u8,
+        fd: u8,
+        esc: usize,
+        size_jitter: i8,
+        words: Vec<u32>,
+    },
     /// A fully random request number and argument.
-    Raw { gfid: u8, fd: u8, request: u32, bytes: Vec<u8> },
+    Raw {
+        gfid: u8,
+        fd: u8,
+        request: u32,
+        bytes: Vec<u8>,
+    },
     /// Random bytes written where params live.
-    Scribble { gfid: u8, offset: u16, bytes: Vec<u8> },
+    Scribble {
+        gfid: u8,
+        offset: u16,
+        bytes: Vec<u8>,
+    },
 }
 
 const ARG: u64 = GUEST_BASE;
@@ -60,9 +75,19 @@ fn op() -> impl Strategy<Value = Op> {
 fn arg_size(esc: Escape, jitter: i8) -> u32 {
     let base = match esc.arg_size() {
         ArgSize::Exact(n) | ArgSize::AtLeast(n) | ArgSize::ArrayOf(n) => n,
-        ArgSize::EitherOf(a, b) => if jitter % 2 == 0 { a } else { b },
+        ArgSize::EitherOf(a, b) => {
+            if jitter % 2 == 0 {
+                a
+            } else {
+                b
+            }
+        }
     };
-    if jitter.unsigned_abs() == 2 { base.saturating_add_signed(i32::from(jitter)) } else { base }
+    if jitter.unsigned_abs() == 2 {
+        base.saturating_add_signed(i32::from(jitter))
+    } else {
+        base
+    }
 }
 
 proptest! {

@@ -91,7 +91,13 @@ pub fn class_info(id: u32) -> Option<&'static ClassInfo> {
 
 /// Whether `id` is one of the event classes that `RM_ALLOC` accepts on a device node too.
 pub const fn is_event_class(id: u32) -> bool {
-    matches!(id, NV01_EVENT | NV01_EVENT_OS_EVENT | NV01_EVENT_KERNEL_CALLBACK | NV01_EVENT_KERNEL_CALLBACK_EX)
+    matches!(
+        id,
+        NV01_EVENT
+            | NV01_EVENT_OS_EVENT
+            | NV01_EVENT_KERNEL_CALLBACK
+            | NV01_EVENT_KERNEL_CALLBACK_EX
+    )
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ impl ArgSize {
         match self {
             ArgSize::Exact(n) => size == n,
             ArgSize::EitherOf(a, b) => size == a || size == b,
-            ArgSize::ArrayOf(n) => size != 0 && size % n == 0,
+            ArgSize::ArrayOf(n) => size != 0 && size.is_multiple_of(n),
             ArgSize::AtLeast(n) => size >= n,
         }
     }
@@ -182,8 +182,15 @@ mod tests {
             (Escape::WAIT_OPEN_COMPLETE, 0xC008_46DA),
         ];
         for (esc, full) in cases {
-            let ArgSize::Exact(size) = esc.arg_size() else { panic!("{esc:?} not exact") };
-            assert_eq!(IoctlRequest::encode(esc as u8, size), Some(full), "{}", esc.name());
+            let ArgSize::Exact(size) = esc.arg_size() else {
+                panic!("{esc:?} not exact")
+            };
+            assert_eq!(
+                IoctlRequest::encode(esc as u8, size),
+                Some(full),
+                "{}",
+                esc.name()
+            );
         }
         assert!(Escape::RM_ALLOC.arg_size().accepts(32));
         assert!(Escape::RM_ALLOC.arg_size().accepts(48));

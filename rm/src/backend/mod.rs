@@ -105,7 +105,14 @@ pub trait Backend {
     /// channel, NVC36F_GET_WORK_SUBMIT_TOKEN on a channel (the token is `runlist << 16 | chid`),
     /// and NV2080_FIFO_DISABLE_CHANNELS on a subdevice, whose `hClientList`/`hChannelList` hold
     /// host handles of the caller's own channels only and whose `pRunlistPreemptEvent` is 0.
-    fn control(&mut self, gfid: Gfid, client: Handle, object: Handle, cmd: u32, params: &mut [u8]) -> NvStatus;
+    fn control(
+        &mut self,
+        gfid: Gfid,
+        client: Handle,
+        object: Handle,
+        cmd: u32,
+        params: &mut [u8],
+    ) -> NvStatus;
 
     /// Creates a CPU mapping of a memory object (or of a usermode object's doorbell page).
     /// `hClient`/`hDevice`/`hMemory` are host handles; write `pLinearAddress` (an opaque cookie
@@ -123,10 +130,24 @@ pub trait Backend {
     fn unmap_memory_dma(&mut self, gfid: Gfid, params: &mut Nvos47Parameters) -> NvStatus;
 
     /// CPU read of a memory object's bytes at `offset` (what a guest reads through a mapping).
-    fn read_memory(&mut self, gfid: Gfid, client: Handle, memory: Handle, offset: u64, buf: &mut [u8]) -> NvStatus;
+    fn read_memory(
+        &mut self,
+        gfid: Gfid,
+        client: Handle,
+        memory: Handle,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> NvStatus;
 
     /// CPU write of a memory object's bytes at `offset` (what a guest writes through a mapping).
-    fn write_memory(&mut self, gfid: Gfid, client: Handle, memory: Handle, offset: u64, data: &[u8]) -> NvStatus;
+    fn write_memory(
+        &mut self,
+        gfid: Gfid,
+        client: Handle,
+        memory: Handle,
+        offset: u64,
+        data: &[u8],
+    ) -> NvStatus;
 
     /// A doorbell write of `token` (the usermode page's NOTIFY_CHANNEL_PENDING). The core has
     /// checked that the token belongs to a live channel of `gfid`.
@@ -134,5 +155,11 @@ pub trait Backend {
 
     /// Waits until `channel` has no pending work (GP_GET == GP_PUT, engine idle), at most
     /// `timeout_us` (0: the backend's default); `NV_ERR_TIMEOUT` when it does not idle in time.
-    fn idle_channel(&mut self, gfid: Gfid, client: Handle, channel: Handle, timeout_us: u32) -> NvStatus;
+    fn idle_channel(
+        &mut self,
+        gfid: Gfid,
+        client: Handle,
+        channel: Handle,
+        timeout_us: u32,
+    ) -> NvStatus;
 }

@@ -7,7 +7,10 @@ use std::path::PathBuf;
 
 /// Tools over captured NVIDIA client traces (JSON lines, optionally gzipped).
 #[derive(Parser)]
-#[command(version, about = "Tools over captured NVIDIA client traces (JSON lines, optionally gzipped)")]
+#[command(
+    version,
+    about = "Tools over captured NVIDIA client traces (JSON lines, optionally gzipped)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

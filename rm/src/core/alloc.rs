@@ -8,7 +8,9 @@ use super::vgpu::MAX_CLIENTS_PER_VGPU;
 use super::Rm;
 use crate::abi::alloc_params::NvRootAllocParams;
 use crate::abi::class::{self, AllocParams};
-use crate::abi::ctrl::{NvC36fCtrlGpfifoGetWorkSubmitTokenParams, NVC36F_CTRL_CMD_GPFIFO_GET_WORK_SUBMIT_TOKEN};
+use crate::abi::ctrl::{
+    NvC36fCtrlGpfifoGetWorkSubmitTokenParams, NVC36F_CTRL_CMD_GPFIFO_GET_WORK_SUBMIT_TOKEN,
+};
 use crate::abi::nvos::{Nvos02Parameters, Nvos21Parameters, Nvos64Parameters};
 use crate::abi::{read_struct, write_struct, Handle, NvStatus};
 use crate::backend::{AllocRequest, Backend};
@@ -33,20 +35,33 @@ pub(super) struct AllocArgs {
 impl AllocArgs {
     /// From the legacy layout.
     pub fn from_nvos21(p: &Nvos21Parameters) -> Self {
-        Self { h_root: p.hRoot, h_parent: p.hObjectParent, h_new: p.hObjectNew, class: p.hClass, p_alloc_parms: p.pAllocParms }
+        Self {
+            h_root: p.hRoot,
+            h_parent: p.hObjectParent,
+            h_new: p.hObjectNew,
+            class: p.hClass,
+            p_alloc_parms: p.pAllocParms,
+        }
     }
 
     /// From the access-rights layout (`pRightsRequested` is not used: every guest object gets
     /// the default rights).
     pub fn from_nvos64(p: &Nvos64Parameters) -> Self {
-        Self { h_root: p.hRoot, h_parent: p.hObjectParent, h_new: p.hObjectNew, class: p.hClass, p_alloc_parms: p.pAllocParms }
+        Self {
+            h_root: p.hRoot,
+            h_parent: p.hObjectParent,
+            h_new: p.hObjectNew,
+            class: p.hClass,
+            p_alloc_parms: p.pAllocParms,
+        }
     }
 }
 
 /// Whether an `RM_ALLOC` argument (either layout) allocates an event class, which the device
 /// node accepts too.
 pub(super) fn is_event_alloc(buf: &[u8]) -> bool {
-    buf.get(12..16).is_some_and(|b| class::is_event_class(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+    buf.get(12..16)
+        .is_some_and(|b| class::is_event_class(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
 }
 
 /// `RM_ALLOC_MEMORY`: only OS descriptors use it, and those wrap a *guest user* address, which
@@ -60,17 +75,37 @@ pub(super) fn rm_alloc_memory(p: &Nvos02Parameters) -> NvStatus {
 }
 
 /// Allocates one object for the guest.
-pub(super) fn rm_alloc<B: Backend>(rm: &mut Rm<B>, c: Caller, a: &mut AllocArgs, mem: &mut dyn GuestMemory) -> NvStatus {
-    if matches!(a.class, class::NV01_ROOT | class::NV01_ROOT_NON_PRIV | class::NV01_ROOT_CLIENT) {
+pub(super) fn rm_alloc<B: Backend>(
+    rm: &mut Rm<B>,
+    c: Caller,
+    a: &mut AllocArgs,
+    mem: &mut dyn GuestMemory,
+) -> NvStatus {
+    if matches!(
+        a.class,
+        class::NV01_ROOT | class::NV01_ROOT_NON_PRIV | class::NV01_ROOT_CLIENT
+    ) {
         a.class = class::NV01_ROOT_CLIENT;
         return alloc_client(rm, c, a, mem);
     }
-    let Rm { backend, gpu, vgpus } = rm;
-    let Some(vgpu) = vgpus.get_mut(&c.gfid) else { return NvStatus::ERR_INVALID_CLIENT };
-    let Some(client) = vgpu.client_for(c.fd, a.h_root) else { return NvStatus::ERR_INVALID_CLIENT };
-    let Some(parent) = client.get(a.h_parent) else { return NvStatus::ERR_INVALID_OBJECT_PARENT };
+    let Rm {
+        backend,
+        gpu,
+        vgpus,
+    } = rm;
+    let Some(vgpu) = vgpus.get_mut(&c.gfid) else {
+        return NvStatus::ERR_INVALID_CLIENT;
+    };
+    let Some(client) = vgpu.client_for(c.fd, a.h_root) else {
+        return NvStatus::ERR_INVALID_CLIENT;
+    };
+    let Some(parent) = client.get(a.h_parent) else {
+        return NvStatus::ERR_INVALID_OBJECT_PARENT;
+    };
     let modeled = objects::MODELED_CLASSES.contains(&a.class) && gpu.classes.contains(&a.class);
-    let Some(info) = class::class_info(a.class).filter(|_| modeled) else { return NvStatus::ERR_INVALID_CLASS };
+    let Some(info) = class::class_info(a.class).filter(|_| modeled) else {
+        return NvStatus::ERR_INVALID_CLASS;
+    };
     let (size, required) = match info.params {
         AllocParams::None => (0, false),
         AllocParams::Optional(n) => (n as usize, false),
@@ -93,7 +128,12 @@ pub(super) fn rm_alloc<B: Backend>(rm: &mut Rm<B>, c: Caller, a: &mut AllocArgs,
         h if client.get(h).is_some() => return NvStatus::ERR_INSERT_DUPLICATE_NAME,
         h => Some(h),
     };
-    let ctx = AllocContext { client, parent_handle: a.h_parent, parent, gpu };
+    let ctx = AllocContext {
+        client,
+        parent_handle: a.h_parent,
+        parent,
+        gpu,
+    };
     let built = match objects::construct(&ctx, a.class, &mut params) {
         Ok(b) => b,
         Err(s) => return s,
@@ -104,9 +144,17 @@ pub(super) fn rm_alloc<B: Backend>(rm: &mut Rm<B>, c: Caller, a: &mut AllocArgs,
         return NvStatus::ERR_NO_MEMORY;
     }
     let (host_client, host_parent) = (client.host, client.to_host(a.h_parent));
-    let client = vgpu.client_for_mut(c.fd, a.h_root).expect("client checked above");
+    let client = vgpu
+        .client_for_mut(c.fd, a.h_root)
+        .expect("client checked above");
     let h = handle.unwrap_or_else(|| client.pick_handle());
-    let req = AllocRequest { gfid: c.gfid, client: host_client, parent: host_parent, object: h, class: a.class };
+    let req = AllocRequest {
+        gfid: c.gfid,
+        client: host_client,
+        parent: host_parent,
+        object: h,
+        class: a.class,
+    };
     let status = backend.alloc(&req, &mut params);
     if !status.is_ok() {
         return status;
@@ -116,7 +164,13 @@ pub(super) fn rm_alloc<B: Backend>(rm: &mut Rm<B>, c: Caller, a: &mut AllocArgs,
     if let ObjectKind::Channel(ch) = &mut kind {
         let mut t = NvC36fCtrlGpfifoGetWorkSubmitTokenParams::default();
         if backend
-            .control(c.gfid, host_client, h, NVC36F_CTRL_CMD_GPFIFO_GET_WORK_SUBMIT_TOKEN, t.as_mut_bytes())
+            .control(
+                c.gfid,
+                host_client,
+                h,
+                NVC36F_CTRL_CMD_GPFIFO_GET_WORK_SUBMIT_TOKEN,
+                t.as_mut_bytes(),
+            )
             .is_ok()
         {
             ch.work_submit_token = Some(t.workSubmitToken);
@@ -166,9 +220,16 @@ fn restore_guest_handles(class_id: u32, guest: &[u8], params: &mut [u8]) {
 
 /// Allocates a client (`NV01_ROOT*` rewritten to `NV01_ROOT_CLIENT`), owned by the caller's
 /// client context fd.
-fn alloc_client<B: Backend>(rm: &mut Rm<B>, c: Caller, a: &mut AllocArgs, mem: &mut dyn GuestMemory) -> NvStatus {
+fn alloc_client<B: Backend>(
+    rm: &mut Rm<B>,
+    c: Caller,
+    a: &mut AllocArgs,
+    mem: &mut dyn GuestMemory,
+) -> NvStatus {
     let Rm { backend, vgpus, .. } = rm;
-    let Some(vgpu) = vgpus.get_mut(&c.gfid) else { return NvStatus::ERR_INVALID_CLIENT };
+    let Some(vgpu) = vgpus.get_mut(&c.gfid) else {
+        return NvStatus::ERR_INVALID_CLIENT;
+    };
     let mut params = NvRootAllocParams::default();
     if a.p_alloc_parms != 0 && mem.read(a.p_alloc_parms, params.as_mut_bytes()).is_err() {
         return NvStatus::ERR_INVALID_ADDRESS;
@@ -176,9 +237,17 @@ fn alloc_client<B: Backend>(rm: &mut Rm<B>, c: Caller, a: &mut AllocArgs, mem: &
     if vgpu.clients.len() >= MAX_CLIENTS_PER_VGPU {
         return NvStatus::ERR_INSUFFICIENT_RESOURCES;
     }
-    let Some((guest, host)) = vgpu.client_handles(a.h_new) else { return NvStatus::ERR_INSERT_DUPLICATE_NAME };
+    let Some((guest, host)) = vgpu.client_handles(a.h_new) else {
+        return NvStatus::ERR_INSERT_DUPLICATE_NAME;
+    };
     params.hClient = host;
-    let req = AllocRequest { gfid: c.gfid, client: host, parent: 0, object: host, class: class::NV01_ROOT_CLIENT };
+    let req = AllocRequest {
+        gfid: c.gfid,
+        client: host,
+        parent: 0,
+        object: host,
+        class: class::NV01_ROOT_CLIENT,
+    };
     let mut bytes = [0u8; 4];
     write_struct(&params, &mut bytes);
     let status = backend.alloc(&req, &mut bytes);

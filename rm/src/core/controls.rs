@@ -99,8 +99,10 @@ const OTHER_CLASS: &str = "issued on a class the core does not model";
 const MULTI_GPU: &str = "peer / multi-GPU / MIG / fabric features a single vGPU does not have";
 const ACCOUNTING: &str = "host process and accounting data; would expose other tenants";
 const INTERNAL: &str = "RM-internal control: NOT_SUPPORTED from user space on the real driver too";
-const NOT_EXPORTED: &str = "not in the driver's exported method table: NOT_SUPPORTED on the real driver too";
-const VIRT_MODE: &str = "would describe the host's virtualization mode; guests get no vGPU-guest RPC path";
+const NOT_EXPORTED: &str =
+    "not in the driver's exported method table: NOT_SUPPORTED on the real driver too";
+const VIRT_MODE: &str =
+    "would describe the host's virtualization mode; guests get no vGPU-guest RPC path";
 const WATCHDOG: &str = "RM channel watchdog / recovery of the physical GPU";
 
 macro_rules! table {
@@ -251,14 +253,19 @@ table! {
 
 /// The table row for `cmd`.
 pub fn control_info(cmd: u32) -> Option<&'static ControlInfo> {
-    CONTROLS.binary_search_by_key(&cmd, |c| c.cmd).ok().map(|i| &CONTROLS[i])
+    CONTROLS
+        .binary_search_by_key(&cmd, |c| c.cmd)
+        .ok()
+        .map(|i| &CONTROLS[i])
 }
 
 /// Whether a command of `cmd`'s class can be issued on an object of class `object_class`.
 pub fn object_accepts(cmd: u32, object_class: u32) -> bool {
     let is_channel = matches!(
         object_class,
-        class::VOLTA_CHANNEL_GPFIFO_A | class::AMPERE_CHANNEL_GPFIFO_A | class::HOPPER_CHANNEL_GPFIFO_A
+        class::VOLTA_CHANNEL_GPFIFO_A
+            | class::AMPERE_CHANNEL_GPFIFO_A
+            | class::HOPPER_CHANNEL_GPFIFO_A
     );
     match cmd_class(cmd) {
         0x0000 => object_class == class::NV01_ROOT_CLIENT,
@@ -269,17 +276,32 @@ pub fn object_accepts(cmd: u32, object_class: u32) -> bool {
 
 /// `RM_CONTROL`: flags, size/pointer consistency, client and object, the table, exact param
 /// size, copy in, run, copy out.
-pub(super) fn rm_control<B: Backend>(rm: &mut Rm<B>, c: Caller, p: &Nvos54Parameters, mem: &mut dyn GuestMemory) -> NvStatus {
+pub(super) fn rm_control<B: Backend>(
+    rm: &mut Rm<B>,
+    c: Caller,
+    p: &Nvos54Parameters,
+    mem: &mut dyn GuestMemory,
+) -> NvStatus {
     if p.flags & !NVOS54_FLAGS_IRQL_RAISED != 0 {
         return NvStatus::ERR_INVALID_FLAGS;
     }
     if p.paramsSize > RMAPI_PARAM_COPY_MAX_PARAMS_SIZE || ((p.params == 0) != (p.paramsSize == 0)) {
         return NvStatus::ERR_INVALID_ARGUMENT;
     }
-    let Rm { backend, gpu, vgpus } = rm;
-    let Some(vgpu) = vgpus.get_mut(&c.gfid) else { return NvStatus::ERR_INVALID_CLIENT };
-    let Some(client) = vgpu.client_for(c.fd, p.hClient) else { return NvStatus::ERR_INVALID_CLIENT };
-    let Some(obj) = client.get(p.hObject) else { return NvStatus::ERR_INVALID_OBJECT_HANDLE };
+    let Rm {
+        backend,
+        gpu,
+        vgpus,
+    } = rm;
+    let Some(vgpu) = vgpus.get_mut(&c.gfid) else {
+        return NvStatus::ERR_INVALID_CLIENT;
+    };
+    let Some(client) = vgpu.client_for(c.fd, p.hClient) else {
+        return NvStatus::ERR_INVALID_CLIENT;
+    };
+    let Some(obj) = client.get(p.hObject) else {
+        return NvStatus::ERR_INVALID_OBJECT_HANDLE;
+    };
     let host_client = client.host;
     let Some(info) = control_info(p.cmd).filter(|i| object_accepts(i.cmd, obj.class)) else {
         return NvStatus::ERR_NOT_SUPPORTED;
@@ -296,7 +318,13 @@ pub(super) fn rm_control<B: Backend>(rm: &mut Rm<B>, c: Caller, p: &Nvos54Parame
     if p.params != 0 && mem.read(p.params, &mut params).is_err() {
         return NvStatus::ERR_INVALID_ADDRESS;
     }
-    let mut ctx = ControlCtx { gpu, vgpu, client: p.hClient, object: p.hObject, mem };
+    let mut ctx = ControlCtx {
+        gpu,
+        vgpu,
+        client: p.hClient,
+        object: p.hObject,
+        mem,
+    };
     let status = match info.handling {
         Handling::Core(f) => f(&mut ctx, &mut params),
         Handling::Backend(prepare, finish) => {
@@ -327,13 +355,22 @@ pub(super) fn rm_control<B: Backend>(rm: &mut Rm<B>, c: Caller, p: &Nvos54Parame
 /// `RM_IDLE_CHANNELS`: waits for the caller's own channels to idle. With `numChannels == 0`
 /// the single `hChannel`; otherwise the three guest lists, every client entry of which must be
 /// the caller's own client.
-pub(super) fn idle_channels<B: Backend>(rm: &mut Rm<B>, c: Caller, p: &Nvos30Parameters, mem: &mut dyn GuestMemory) -> NvStatus {
+pub(super) fn idle_channels<B: Backend>(
+    rm: &mut Rm<B>,
+    c: Caller,
+    p: &Nvos30Parameters,
+    mem: &mut dyn GuestMemory,
+) -> NvStatus {
     const MAX_IDLE_CHANNELS: u32 = 64;
     let Rm { backend, vgpus, .. } = rm;
-    let Some(client) = vgpus.get(&c.gfid).and_then(|v| v.client_for(c.fd, p.hClient)) else {
+    let Some(client) = vgpus
+        .get(&c.gfid)
+        .and_then(|v| v.client_for(c.fd, p.hClient))
+    else {
         return NvStatus::ERR_INVALID_CLIENT;
     };
-    let is_channel = |h: Handle| matches!(client.get(h).map(|o| &o.kind), Some(ObjectKind::Channel(_)));
+    let is_channel =
+        |h: Handle| matches!(client.get(h).map(|o| &o.kind), Some(ObjectKind::Channel(_)));
     let channels: Vec<Handle> = if p.numChannels == 0 {
         vec![p.hChannel]
     } else {
@@ -341,9 +378,11 @@ pub(super) fn idle_channels<B: Backend>(rm: &mut Rm<B>, c: Caller, p: &Nvos30Par
             return NvStatus::ERR_INVALID_ARGUMENT;
         }
         let n = p.numChannels as usize;
-        let (Some(clients), Some(_devices), Some(chans)) =
-            (read_list(mem, p.phClients, n), read_list(mem, p.phDevices, n), read_list(mem, p.phChannels, n))
-        else {
+        let (Some(clients), Some(_devices), Some(chans)) = (
+            read_list(mem, p.phClients, n),
+            read_list(mem, p.phDevices, n),
+            read_list(mem, p.phChannels, n),
+        ) else {
             return NvStatus::ERR_INVALID_ADDRESS;
         };
         if clients.iter().any(|&h| h != p.hClient) {
@@ -352,7 +391,10 @@ pub(super) fn idle_channels<B: Backend>(rm: &mut Rm<B>, c: Caller, p: &Nvos30Par
         chans
     };
     if let Some(&bad) = channels.iter().find(|&&h| !is_channel(h)) {
-        tracing::debug!(channel = bad, "idle of a handle that is not the caller's channel");
+        tracing::debug!(
+            channel = bad,
+            "idle of a handle that is not the caller's channel"
+        );
         return NvStatus::ERR_INVALID_CHANNEL;
     }
     let host = client.host;
@@ -368,7 +410,11 @@ pub(super) fn idle_channels<B: Backend>(rm: &mut Rm<B>, c: Caller, p: &Nvos30Par
 fn read_list(mem: &dyn GuestMemory, addr: u64, n: usize) -> Option<Vec<u32>> {
     let mut raw = vec![0u8; n * 4];
     mem.read(addr, &mut raw).ok()?;
-    Some(raw.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+    Some(
+        raw.chunks_exact(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+    )
 }
 
 fn get<T: FromBytes>(params: &[u8]) -> Result<T, NvStatus> {
@@ -401,7 +447,7 @@ fn build_version(ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
     let strings = [NV_VERSION_STRING, NV_VERSION_STRING, title.as_str()];
     let needed = strings.iter().map(|s| s.len() + 1).max().unwrap_or(0) as u32;
     let ptrs = [p.pDriverVersionBuffer, p.pVersionBuffer, p.pTitleBuffer];
-    if ptrs.iter().any(|&a| a == 0) {
+    if ptrs.contains(&0) {
         p.sizeOfStrings = needed;
     } else if p.sizeOfStrings < needed {
         return NvStatus::ERR_BUFFER_TOO_SMALL;
@@ -420,7 +466,12 @@ fn build_version(ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
 }
 
 fn attached_ids(ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
-    put(&Nv0000CtrlGpuGetAttachedIdsParams { gpuIds: id_list(Some(guest_gpu_id(ctx))) }, params)
+    put(
+        &Nv0000CtrlGpuGetAttachedIdsParams {
+            gpuIds: id_list(Some(guest_gpu_id(ctx))),
+        },
+        params,
+    )
 }
 
 fn probed_ids(ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
@@ -448,8 +499,15 @@ fn id_info(ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
             return NvStatus::ERR_INVALID_ADDRESS;
         }
     }
-    (p.gpuFlags, p.deviceInstance, p.subDeviceInstance, p.sliStatus, p.boardId, p.gpuInstance, p.numaId) =
-        (0, 0, 0, 0, 0, 0, -1);
+    (
+        p.gpuFlags,
+        p.deviceInstance,
+        p.subDeviceInstance,
+        p.sliStatus,
+        p.boardId,
+        p.gpuInstance,
+        p.numaId,
+    ) = (0, 0, 0, 0, 0, 0, -1);
     put(&p, params)
 }
 
@@ -461,7 +519,14 @@ fn id_info_v2(ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
     if p.gpuId != guest_gpu_id(ctx) {
         return NvStatus::ERR_INVALID_ARGUMENT;
     }
-    put(&Nv0000CtrlGpuGetIdInfoV2Params { gpuId: p.gpuId, numaId: -1, ..Default::default() }, params)
+    put(
+        &Nv0000CtrlGpuGetIdInfoV2Params {
+            gpuId: p.gpuId,
+            numaId: -1,
+            ..Default::default()
+        },
+        params,
+    )
 }
 
 fn attach_ids(ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
@@ -470,7 +535,11 @@ fn attach_ids(ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
         Err(s) => return s,
     };
     let mine = guest_gpu_id(ctx);
-    for &id in p.gpuIds.iter().take_while(|&&id| id != NV0000_CTRL_GPU_INVALID_ID) {
+    for &id in p
+        .gpuIds
+        .iter()
+        .take_while(|&&id| id != NV0000_CTRL_GPU_INVALID_ID)
+    {
         if id != mine && id != NV0000_CTRL_GPU_ATTACH_ALL_PROBED_IDS {
             p.failedId = id;
             write_struct(&p, params);
@@ -487,7 +556,11 @@ fn detach_ids(ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
         Err(s) => return s,
     };
     let mine = guest_gpu_id(ctx);
-    let ok = p.gpuIds.iter().take_while(|&&id| id != NV0000_CTRL_GPU_INVALID_ID).all(|&id| id == mine);
+    let ok = p
+        .gpuIds
+        .iter()
+        .take_while(|&&id| id != NV0000_CTRL_GPU_INVALID_ID)
+        .all(|&id| id == mine);
     if ok {
         NvStatus::OK
     } else {
@@ -504,7 +577,15 @@ fn gpu_pci_info(ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
         return NvStatus::ERR_INVALID_ARGUMENT;
     }
     let cfg = &ctx.vgpu.config;
-    put(&Nv0000CtrlGpuGetPciInfoParams { gpuId: p.gpuId, domain: 0, bus: cfg.pci_bus.into(), slot: cfg.pci_slot.into() }, params)
+    put(
+        &Nv0000CtrlGpuGetPciInfoParams {
+            gpuId: p.gpuId,
+            domain: 0,
+            bus: cfg.pci_bus.into(),
+            slot: cfg.pci_slot.into(),
+        },
+        params,
+    )
 }
 
 fn addr_space_type(ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
@@ -512,7 +593,9 @@ fn addr_space_type(ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
         Ok(p) => p,
         Err(s) => return s,
     };
-    let Some(client) = ctx.vgpu.clients.get(&ctx.client) else { return NvStatus::ERR_INVALID_CLIENT };
+    let Some(client) = ctx.vgpu.clients.get(&ctx.client) else {
+        return NvStatus::ERR_INVALID_CLIENT;
+    };
     p.addrSpaceType = match client.get(p.hObject).map(|o| &o.kind) {
         Some(ObjectKind::Memory(m)) if m.video => NV0000_CTRL_CMD_CLIENT_GET_ADDR_SPACE_TYPE_VIDMEM,
         Some(ObjectKind::Memory(_)) => NV0000_CTRL_CMD_CLIENT_GET_ADDR_SPACE_TYPE_SYSMEM,
@@ -524,7 +607,10 @@ fn addr_space_type(ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
 }
 
 fn num_subdevices(_ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
-    put(&Nv0080CtrlGpuGetNumSubdevicesParams { numSubDevices: 1 }, params)
+    put(
+        &Nv0080CtrlGpuGetNumSubdevicesParams { numSubDevices: 1 },
+        params,
+    )
 }
 
 fn classlist_v2(ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
@@ -543,7 +629,11 @@ fn classlist_v2(ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
 }
 
 fn gpu_name(ctx: &ControlCtx<'_>) -> String {
-    ctx.vgpu.config.name.clone().unwrap_or_else(|| ctx.gpu.name.clone())
+    ctx.vgpu
+        .config
+        .name
+        .clone()
+        .unwrap_or_else(|| ctx.gpu.name.clone())
 }
 
 fn name_string(ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
@@ -555,12 +645,19 @@ fn name_string(ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
     p.gpuNameString = [0; 2 * NV2080_GPU_MAX_NAME_STRING_LENGTH];
     match p.gpuNameStringFlags {
         NV2080_CTRL_GPU_GET_NAME_STRING_FLAGS_TYPE_ASCII => {
-            for (d, b) in p.gpuNameString.iter_mut().zip(name.bytes().take(NV2080_GPU_MAX_NAME_STRING_LENGTH - 1)) {
+            for (d, b) in p
+                .gpuNameString
+                .iter_mut()
+                .zip(name.bytes().take(NV2080_GPU_MAX_NAME_STRING_LENGTH - 1))
+            {
                 *d = b;
             }
         }
         NV2080_CTRL_GPU_GET_NAME_STRING_FLAGS_TYPE_UNICODE => {
-            for (d, u) in p.gpuNameString.chunks_exact_mut(2).zip(name.encode_utf16().take(NV2080_GPU_MAX_NAME_STRING_LENGTH - 1)) {
+            for (d, u) in p.gpuNameString.chunks_exact_mut(2).zip(
+                name.encode_utf16()
+                    .take(NV2080_GPU_MAX_NAME_STRING_LENGTH - 1),
+            ) {
                 d.copy_from_slice(&u.to_le_bytes());
             }
         }
@@ -572,7 +669,14 @@ fn name_string(ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
 /// The UUID as RM prints it: `GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
 pub fn uuid_string(u: &[u8; 16]) -> String {
     let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
-    format!("GPU-{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "GPU-{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 fn gid_info(ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
@@ -632,7 +736,10 @@ fn fb_info_v2(ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
     let free = quota.saturating_sub(ctx.vgpu.fb_used);
     for e in p.fbInfoList.iter_mut().take(p.fbInfoListSize as usize) {
         e.data = match e.index {
-            fb_index::RAM_SIZE | fb_index::TOTAL_RAM_SIZE | fb_index::HEAP_SIZE | fb_index::MAPPABLE_HEAP_SIZE
+            fb_index::RAM_SIZE
+            | fb_index::TOTAL_RAM_SIZE
+            | fb_index::HEAP_SIZE
+            | fb_index::MAPPABLE_HEAP_SIZE
             | fb_index::USABLE_RAM_SIZE => kib(quota),
             fb_index::HEAP_FREE => kib(free),
             fb_index::RAM_LOCATION | fb_index::FB_IS_BROKEN | fb_index::IS_ZERO_FB => 0,
@@ -656,7 +763,8 @@ fn bus_pci_info(ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
     let device = (u32::from(g.pci_device_id) << 16) | u32::from(g.pci_vendor_id);
     let p = Nv2080CtrlBusGetPciInfoParams {
         pciDeviceId: device,
-        pciSubSystemId: (u32::from(g.pci_subsystem_id) << 16) | u32::from(g.pci_subsystem_vendor_id),
+        pciSubSystemId: (u32::from(g.pci_subsystem_id) << 16)
+            | u32::from(g.pci_subsystem_vendor_id),
         pciRevisionId: 0,
         pciExtDeviceId: u32::from(g.pci_device_id),
     };
@@ -670,8 +778,16 @@ fn tsg<'a>(ctx: &'a ControlCtx<'_>) -> Option<&'a super::objects::channel_group:
     }
 }
 
-fn tsg_mut<'a>(ctx: &'a mut ControlCtx<'_>) -> Option<&'a mut super::objects::channel_group::ChannelGroup> {
-    match &mut ctx.vgpu.clients.get_mut(&ctx.client)?.get_mut(ctx.object)?.kind {
+fn tsg_mut<'a>(
+    ctx: &'a mut ControlCtx<'_>,
+) -> Option<&'a mut super::objects::channel_group::ChannelGroup> {
+    match &mut ctx
+        .vgpu
+        .clients
+        .get_mut(&ctx.client)?
+        .get_mut(ctx.object)?
+        .kind
+    {
         ObjectKind::ChannelGroup(g) => Some(g),
         _ => None,
     }
@@ -726,12 +842,19 @@ fn disable_channels_prepare(ctx: &ControlCtx<'_>, params: &mut [u8]) -> Result<(
     if n > NV2080_CTRL_FIFO_DISABLE_CHANNELS_MAX_ENTRIES {
         return Err(NvStatus::ERR_INVALID_ARGUMENT);
     }
-    let client = ctx.vgpu.clients.get(&ctx.client).ok_or(NvStatus::ERR_INVALID_CLIENT)?;
+    let client = ctx
+        .vgpu
+        .clients
+        .get(&ctx.client)
+        .ok_or(NvStatus::ERR_INVALID_CLIENT)?;
     for i in 0..n {
         if p.hClientList[i] != ctx.client {
             return Err(NvStatus::ERR_INSUFFICIENT_PERMISSIONS);
         }
-        if !matches!(client.get(p.hChannelList[i]).map(|o| &o.kind), Some(ObjectKind::Channel(_))) {
+        if !matches!(
+            client.get(p.hChannelList[i]).map(|o| &o.kind),
+            Some(ObjectKind::Channel(_))
+        ) {
             return Err(NvStatus::ERR_INVALID_CHANNEL);
         }
         p.hClientList[i] = client.host;
@@ -754,36 +877,89 @@ mod tests {
 
     #[test]
     fn table_is_sorted_unique_and_sizes_match_structs() {
-        assert!(CONTROLS.windows(2).all(|w| w[0].cmd < w[1].cmd), "table must be sorted and unique");
+        assert!(
+            CONTROLS.windows(2).all(|w| w[0].cmd < w[1].cmd),
+            "table must be sorted and unique"
+        );
         let sized = [
-            (NV0000_CTRL_CMD_SYSTEM_GET_BUILD_VERSION, core::mem::size_of::<Nv0000CtrlSystemGetBuildVersionParams>()),
-            (NV0000_CTRL_CMD_GPU_GET_PROBED_IDS, core::mem::size_of::<Nv0000CtrlGpuGetProbedIdsParams>()),
-            (NV2080_CTRL_CMD_GPU_GET_NAME_STRING, core::mem::size_of::<Nv2080CtrlGpuGetNameStringParams>()),
-            (NV2080_CTRL_CMD_GPU_GET_GID_INFO, core::mem::size_of::<Nv2080CtrlGpuGetGidInfoParams>()),
-            (NV2080_CTRL_CMD_FB_GET_INFO_V2, core::mem::size_of::<Nv2080CtrlFbGetInfoV2Params>()),
-            (NV2080_CTRL_CMD_FIFO_DISABLE_CHANNELS, core::mem::size_of::<Nv2080CtrlFifoDisableChannelsParams>()),
-            (NVA06C_CTRL_CMD_PREEMPT, core::mem::size_of::<NvA06cCtrlPreemptParams>()),
-            (NVA06C_CTRL_CMD_SET_TIMESLICE, core::mem::size_of::<NvA06cCtrlTimesliceParams>()),
-            (NVC36F_CTRL_CMD_GPFIFO_GET_WORK_SUBMIT_TOKEN, core::mem::size_of::<NvC36fCtrlGpfifoGetWorkSubmitTokenParams>()),
+            (
+                NV0000_CTRL_CMD_SYSTEM_GET_BUILD_VERSION,
+                core::mem::size_of::<Nv0000CtrlSystemGetBuildVersionParams>(),
+            ),
+            (
+                NV0000_CTRL_CMD_GPU_GET_PROBED_IDS,
+                core::mem::size_of::<Nv0000CtrlGpuGetProbedIdsParams>(),
+            ),
+            (
+                NV2080_CTRL_CMD_GPU_GET_NAME_STRING,
+                core::mem::size_of::<Nv2080CtrlGpuGetNameStringParams>(),
+            ),
+            (
+                NV2080_CTRL_CMD_GPU_GET_GID_INFO,
+                core::mem::size_of::<Nv2080CtrlGpuGetGidInfoParams>(),
+            ),
+            (
+                NV2080_CTRL_CMD_FB_GET_INFO_V2,
+                core::mem::size_of::<Nv2080CtrlFbGetInfoV2Params>(),
+            ),
+            (
+                NV2080_CTRL_CMD_FIFO_DISABLE_CHANNELS,
+                core::mem::size_of::<Nv2080CtrlFifoDisableChannelsParams>(),
+            ),
+            (
+                NVA06C_CTRL_CMD_PREEMPT,
+                core::mem::size_of::<NvA06cCtrlPreemptParams>(),
+            ),
+            (
+                NVA06C_CTRL_CMD_SET_TIMESLICE,
+                core::mem::size_of::<NvA06cCtrlTimesliceParams>(),
+            ),
+            (
+                NVC36F_CTRL_CMD_GPFIFO_GET_WORK_SUBMIT_TOKEN,
+                core::mem::size_of::<NvC36fCtrlGpfifoGetWorkSubmitTokenParams>(),
+            ),
         ];
         for (cmd, size) in sized {
             assert_eq!(control_info(cmd).unwrap().size as usize, size, "{cmd:#x}");
         }
-        assert_eq!(control_info(NVA06C_CTRL_CMD_GET_INTERLEAVE_LEVEL).unwrap().handling.kind(), "rejected");
+        assert_eq!(
+            control_info(NVA06C_CTRL_CMD_GET_INTERLEAVE_LEVEL)
+                .unwrap()
+                .handling
+                .kind(),
+            "rejected"
+        );
     }
 
     #[test]
     fn commands_reach_only_their_class() {
-        assert!(object_accepts(NVC36F_CTRL_CMD_GPFIFO_GET_WORK_SUBMIT_TOKEN, class::HOPPER_CHANNEL_GPFIFO_A));
-        assert!(!object_accepts(NVC36F_CTRL_CMD_GPFIFO_GET_WORK_SUBMIT_TOKEN, class::KEPLER_CHANNEL_GROUP_A));
-        assert!(object_accepts(NVA06C_CTRL_CMD_PREEMPT, class::KEPLER_CHANNEL_GROUP_A));
-        assert!(!object_accepts(NV2080_CTRL_CMD_FIFO_DISABLE_CHANNELS, class::NV01_DEVICE_0));
-        assert!(object_accepts(NV0000_CTRL_CMD_GPU_GET_ATTACHED_IDS, class::NV01_ROOT_CLIENT));
+        assert!(object_accepts(
+            NVC36F_CTRL_CMD_GPFIFO_GET_WORK_SUBMIT_TOKEN,
+            class::HOPPER_CHANNEL_GPFIFO_A
+        ));
+        assert!(!object_accepts(
+            NVC36F_CTRL_CMD_GPFIFO_GET_WORK_SUBMIT_TOKEN,
+            class::KEPLER_CHANNEL_GROUP_A
+        ));
+        assert!(object_accepts(
+            NVA06C_CTRL_CMD_PREEMPT,
+            class::KEPLER_CHANNEL_GROUP_A
+        ));
+        assert!(!object_accepts(
+            NV2080_CTRL_CMD_FIFO_DISABLE_CHANNELS,
+            class::NV01_DEVICE_0
+        ));
+        assert!(object_accepts(
+            NV0000_CTRL_CMD_GPU_GET_ATTACHED_IDS,
+            class::NV01_ROOT_CLIENT
+        ));
     }
 
     #[test]
     fn uuid_prints_like_rm() {
-        let u = [0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 1, 2, 3, 4, 5, 6, 7, 8];
+        let u = [
+            0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 1, 2, 3, 4, 5, 6, 7, 8,
+        ];
         assert_eq!(uuid_string(&u), "GPU-12345678-9abc-def0-0102-030405060708");
     }
 }

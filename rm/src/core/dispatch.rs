@@ -32,7 +32,12 @@ pub(super) fn nvidia_ioctl<B: Backend>(
     arg: u64,
     mem: &mut dyn GuestMemory,
 ) -> Result<(), Errno> {
-    let node = rm.vgpus.get(&gfid).and_then(|v| v.fds.get(fd)).ok_or(Errno::BadFd)?.node;
+    let node = rm
+        .vgpus
+        .get(&gfid)
+        .and_then(|v| v.fds.get(fd))
+        .ok_or(Errno::BadFd)?
+        .node;
     let req = IoctlRequest::decode(request);
     let (mut nr, mut size, mut addr) = (u32::from(req.nr), req.size, arg);
     if nr == Escape::IOCTL_XFER_CMD as u32 {
@@ -66,7 +71,10 @@ fn escape<B: Backend>(
     buf: &mut [u8],
     mem: &mut dyn GuestMemory,
 ) -> Result<(), Errno> {
-    let esc = u8::try_from(nr).ok().and_then(Escape::from_nr).ok_or(Errno::Inval)?;
+    let esc = u8::try_from(nr)
+        .ok()
+        .and_then(Escape::from_nr)
+        .ok_or(Errno::Inval)?;
     if esc == Escape::IOCTL_XFER_CMD {
         return Err(Errno::Inval);
     }
@@ -74,9 +82,13 @@ fn escape<B: Backend>(
         return Err(Errno::Inval);
     }
     let node_ok = match (esc.node_rule(), caller.node) {
-        (NodeRule::Either, _) | (NodeRule::CtlOnly, Node::Ctl) | (NodeRule::DeviceOnly, Node::Device(_)) => true,
+        (NodeRule::Either, _)
+        | (NodeRule::CtlOnly, Node::Ctl)
+        | (NodeRule::DeviceOnly, Node::Device(_)) => true,
         // RM_ALLOC of an event class is allowed on the device node too.
-        (NodeRule::CtlOnly, Node::Device(_)) => esc == Escape::RM_ALLOC && alloc::is_event_alloc(buf),
+        (NodeRule::CtlOnly, Node::Device(_)) => {
+            esc == Escape::RM_ALLOC && alloc::is_event_alloc(buf)
+        }
         (NodeRule::DeviceOnly, Node::Ctl) => false,
     };
     if !node_ok {
@@ -135,8 +147,8 @@ fn escape<B: Backend>(
             p.status = controls::rm_control(rm, caller, p, mem).0;
         }),
         Escape::RM_MAP_MEMORY => with_struct(buf, |p: &mut nvos::Nvos33ParametersWithFd| {
-            p.params.flags =
-                (p.params.flags & !nvos::NVOS33_FLAGS_CACHING_TYPE_MASK) | nvos::NVOS33_FLAGS_CACHING_TYPE_DEFAULT;
+            p.params.flags = (p.params.flags & !nvos::NVOS33_FLAGS_CACHING_TYPE_MASK)
+                | nvos::NVOS33_FLAGS_CACHING_TYPE_DEFAULT;
             p.params.status = mapping::map_memory(rm, caller, &mut p.params, p.fd).0;
         }),
         Escape::RM_UNMAP_MEMORY => with_struct(buf, |p: &mut nvos::Nvos34Parameters| {
@@ -151,9 +163,11 @@ fn escape<B: Backend>(
         Escape::RM_IDLE_CHANNELS => with_struct(buf, |p: &mut nvos::Nvos30Parameters| {
             p.status = controls::idle_channels(rm, caller, p, mem).0;
         }),
-        Escape::RM_UPDATE_DEVICE_MAPPING_INFO => with_struct(buf, |p: &mut nvos::Nvos56Parameters| {
-            p.status = mapping::update_device_mapping_info(rm, caller, p).0;
-        }),
+        Escape::RM_UPDATE_DEVICE_MAPPING_INFO => {
+            with_struct(buf, |p: &mut nvos::Nvos56Parameters| {
+                p.status = mapping::update_device_mapping_info(rm, caller, p).0;
+            })
+        }
         Escape::RM_ALLOC_MEMORY => with_struct(buf, |p: &mut nvos::Nvos02ParametersWithFd| {
             p.params.status = alloc::rm_alloc_memory(&p.params).0;
         }),
@@ -178,7 +192,10 @@ fn escape<B: Backend>(
 }
 
 /// Runs `f` on the struct in `buf` and writes it back (the size was checked by the caller).
-pub(super) fn with_struct<T: FromBytes + IntoBytes + Immutable>(buf: &mut [u8], f: impl FnOnce(&mut T)) -> Result<(), Errno> {
+pub(super) fn with_struct<T: FromBytes + IntoBytes + Immutable>(
+    buf: &mut [u8],
+    f: impl FnOnce(&mut T),
+) -> Result<(), Errno> {
     let mut v: T = read_struct(buf).ok_or(Errno::Inval)?;
     f(&mut v);
     write_struct(&v, buf);

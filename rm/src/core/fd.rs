@@ -59,7 +59,13 @@ pub struct FdState {
 impl FdState {
     /// A fresh fd on `node`.
     pub fn new(node: Node) -> Self {
-        Self { node, attached_gpus: None, registered_ctl: None, os_events: Vec::new(), mmap: None }
+        Self {
+            node,
+            attached_gpus: None,
+            registered_ctl: None,
+            os_events: Vec::new(),
+            mmap: None,
+        }
     }
 }
 
@@ -80,7 +86,11 @@ impl FdTable {
             return None;
         }
         loop {
-            self.next = if self.next >= i32::MAX - 1 { 3 } else { self.next.max(2) + 1 };
+            self.next = if self.next >= i32::MAX - 1 {
+                3
+            } else {
+                self.next.max(2) + 1
+            };
             if !self.fds.contains_key(&self.next) {
                 break;
             }

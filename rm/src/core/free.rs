@@ -11,8 +11,12 @@ use crate::backend::{Backend, Gfid};
 /// `RM_FREE`: `hObjectOld == hRoot` frees the client; otherwise the object and its subtree.
 /// (`hObjectParent` is not checked, as in RM.)
 pub(super) fn rm_free<B: Backend>(rm: &mut Rm<B>, c: Caller, p: &Nvos00Parameters) -> NvStatus {
-    let Some(vgpu) = rm.vgpus.get(&c.gfid) else { return NvStatus::ERR_INVALID_CLIENT };
-    let Some(client) = vgpu.client_for(c.fd, p.hRoot) else { return NvStatus::ERR_INVALID_CLIENT };
+    let Some(vgpu) = rm.vgpus.get(&c.gfid) else {
+        return NvStatus::ERR_INVALID_CLIENT;
+    };
+    let Some(client) = vgpu.client_for(c.fd, p.hRoot) else {
+        return NvStatus::ERR_INVALID_CLIENT;
+    };
     if p.hObjectOld == p.hRoot {
         rm.free_client(c.gfid, p.hRoot);
         return NvStatus::OK;
@@ -38,7 +42,11 @@ impl<B: Backend> Rm<B> {
 
     /// Frees `object` of `client` with everything that goes with it.
     pub(super) fn free_object(&mut self, gfid: Gfid, client: Handle, object: Handle) {
-        let Some(order) = self.vgpus.get(&gfid).and_then(|v| v.clients.get(&client)).map(|c| c.free_order(object))
+        let Some(order) = self
+            .vgpus
+            .get(&gfid)
+            .and_then(|v| v.clients.get(&client))
+            .map(|c| c.free_order(object))
         else {
             return;
         };
@@ -50,12 +58,22 @@ impl<B: Backend> Rm<B> {
     /// Unmaps, frees in the backend and forgets one object.
     fn release_one(&mut self, gfid: Gfid, client: Handle, h: Handle) {
         let Rm { backend, vgpus, .. } = self;
-        let Some(vgpu) = vgpus.get_mut(&gfid) else { return };
-        let Some(c) = vgpu.clients.get_mut(&client) else { return };
+        let Some(vgpu) = vgpus.get_mut(&gfid) else {
+            return;
+        };
+        let Some(c) = vgpu.clients.get_mut(&client) else {
+            return;
+        };
         let host = c.host;
         let Some(obj) = c.get(h).cloned() else { return };
         for &(cookie, device) in &obj.cpu_mappings {
-            let mut p = Nvos34Parameters { hClient: host, hDevice: c.to_host(device), hMemory: h, pLinearAddress: cookie, ..Default::default() };
+            let mut p = Nvos34Parameters {
+                hClient: host,
+                hDevice: c.to_host(device),
+                hMemory: h,
+                pLinearAddress: cookie,
+                ..Default::default()
+            };
             log_failure("unmap_memory", backend.unmap_memory(gfid, &mut p));
         }
         // Mappings of other memory into a VA space that is going away.
@@ -69,7 +87,14 @@ impl<B: Backend> Rm<B> {
                 let device = c.device_of(mh).unwrap_or(0);
                 if let Some(ObjectKind::Memory(m)) = c.get_mut(mh).map(|o| &mut o.kind) {
                     for &(_, off) in m.dma_mappings.iter().filter(|&&(va, _)| va == h) {
-                        let mut p = Nvos47Parameters { hClient: host, hDevice: device, hDma: h, hMemory: mh, dmaOffset: off, ..Default::default() };
+                        let mut p = Nvos47Parameters {
+                            hClient: host,
+                            hDevice: device,
+                            hDma: h,
+                            hMemory: mh,
+                            dmaOffset: off,
+                            ..Default::default()
+                        };
                         log_failure("unmap_memory_dma", backend.unmap_memory_dma(gfid, &mut p));
                     }
                     m.dma_mappings.retain(|&(va, _)| va != h);
@@ -80,7 +105,14 @@ impl<B: Backend> Rm<B> {
             ObjectKind::Memory(m) => {
                 let device = c.device_of(h).unwrap_or(0);
                 for &(va, off) in &m.dma_mappings {
-                    let mut p = Nvos47Parameters { hClient: host, hDevice: device, hDma: va, hMemory: h, dmaOffset: off, ..Default::default() };
+                    let mut p = Nvos47Parameters {
+                        hClient: host,
+                        hDevice: device,
+                        hDma: va,
+                        hMemory: h,
+                        dmaOffset: off,
+                        ..Default::default()
+                    };
                     log_failure("unmap_memory_dma", backend.unmap_memory_dma(gfid, &mut p));
                 }
                 vgpu.fb_used = vgpu.fb_used.saturating_sub(m.fb_charge);

@@ -39,12 +39,19 @@ pub(super) fn card_info<B: Backend>(rm: &Rm<B>, c: Caller, buf: &mut [u8]) -> Re
 
 /// `NV_ESC_REGISTER_FD`: once per fd; `ctl_fd` must be another open ctl fd of this guest that is
 /// not itself registered. Failures are RM errors, which the ioctl reports as `-EINVAL`.
-pub(super) fn register_fd<B: Backend>(rm: &mut Rm<B>, c: Caller, buf: &mut [u8]) -> Result<(), Errno> {
+pub(super) fn register_fd<B: Backend>(
+    rm: &mut Rm<B>,
+    c: Caller,
+    buf: &mut [u8],
+) -> Result<(), Errno> {
     let vgpu = rm.vgpus.get_mut(&c.gfid).ok_or(Errno::BadFd)?;
     let p: NvIoctlRegisterFd = crate::abi::read_struct(buf).ok_or(Errno::Inval)?;
     let ctl = p.ctl_fd;
     let target_ok = ctl != c.fd
-        && vgpu.fds.get(ctl).is_some_and(|t| t.node == Node::Ctl && t.registered_ctl.is_none());
+        && vgpu
+            .fds
+            .get(ctl)
+            .is_some_and(|t| t.node == Node::Ctl && t.registered_ctl.is_none());
     let me = vgpu.fds.get_mut(c.fd).ok_or(Errno::BadFd)?;
     if me.registered_ctl.is_some() || !target_ok {
         return Err(Errno::Inval);
@@ -54,12 +61,20 @@ pub(super) fn register_fd<B: Backend>(rm: &mut Rm<B>, c: Caller, buf: &mut [u8])
 }
 
 /// `NV_ESC_ALLOC_OS_EVENT`: records an event on this fd; RM status in `Status`.
-pub(super) fn alloc_os_event<B: Backend>(rm: &mut Rm<B>, c: Caller, buf: &mut [u8]) -> Result<(), Errno> {
+pub(super) fn alloc_os_event<B: Backend>(
+    rm: &mut Rm<B>,
+    c: Caller,
+    buf: &mut [u8],
+) -> Result<(), Errno> {
     let vgpu = rm.vgpus.get_mut(&c.gfid).ok_or(Errno::BadFd)?;
     let client_ok = vgpu.client_for(c.fd, read_u32(buf, 0)).is_some();
     let fd_state = vgpu.fds.get_mut(c.fd).ok_or(Errno::BadFd)?;
     with_struct(buf, |p: &mut NvIoctlAllocOsEvent| {
-        let ev = OsEvent { client: p.hClient, device: p.hDevice, fd: p.fd };
+        let ev = OsEvent {
+            client: p.hClient,
+            device: p.hDevice,
+            fd: p.fd,
+        };
         p.Status = if !client_ok {
             NvStatus::ERR_INVALID_CLIENT
         } else if fd_state.os_events.contains(&ev) {
@@ -75,13 +90,24 @@ pub(super) fn alloc_os_event<B: Backend>(rm: &mut Rm<B>, c: Caller, buf: &mut [u
 }
 
 /// `NV_ESC_FREE_OS_EVENT`.
-pub(super) fn free_os_event<B: Backend>(rm: &mut Rm<B>, c: Caller, buf: &mut [u8]) -> Result<(), Errno> {
+pub(super) fn free_os_event<B: Backend>(
+    rm: &mut Rm<B>,
+    c: Caller,
+    buf: &mut [u8],
+) -> Result<(), Errno> {
     let vgpu = rm.vgpus.get_mut(&c.gfid).ok_or(Errno::BadFd)?;
     let fd_state = vgpu.fds.get_mut(c.fd).ok_or(Errno::BadFd)?;
     with_struct(buf, |p: &mut NvIoctlFreeOsEvent| {
         let before = fd_state.os_events.len();
-        fd_state.os_events.retain(|e| !(e.client == p.hClient && e.fd == p.fd));
-        p.Status = if fd_state.os_events.len() < before { NvStatus::OK } else { NvStatus::ERR_INVALID_EVENT }.0;
+        fd_state
+            .os_events
+            .retain(|e| !(e.client == p.hClient && e.fd == p.fd));
+        p.Status = if fd_state.os_events.len() < before {
+            NvStatus::OK
+        } else {
+            NvStatus::ERR_INVALID_EVENT
+        }
+        .0;
     })
 }
 
@@ -109,8 +135,7 @@ pub(super) fn check_version(buf: &mut [u8]) -> Result<(), Errno> {
             return;
         }
         let relaxed = p.cmd == NV_RM_API_VERSION_CMD_RELAXED;
-        for i in 0..p.versionString.len() {
-            let (theirs, ours) = (p.versionString[i], mine[i]);
+        for (&theirs, &ours) in p.versionString.iter().zip(mine.iter()) {
             if theirs != ours {
                 break;
             }
@@ -131,10 +156,17 @@ fn version_bytes() -> [u8; 64] {
 }
 
 /// `NV_ESC_ATTACH_GPUS_TO_FD`: once per fd; every nonzero id must be this vGPU's.
-pub(super) fn attach_gpus<B: Backend>(rm: &mut Rm<B>, c: Caller, buf: &mut [u8]) -> Result<(), Errno> {
+pub(super) fn attach_gpus<B: Backend>(
+    rm: &mut Rm<B>,
+    c: Caller,
+    buf: &mut [u8],
+) -> Result<(), Errno> {
     let vgpu = rm.vgpus.get_mut(&c.gfid).ok_or(Errno::BadFd)?;
     let gpu_id = vgpu.config.gpu_id;
-    let ids: Vec<u32> = buf.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let ids: Vec<u32> = buf
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
     let st = vgpu.fds.get_mut(c.fd).ok_or(Errno::BadFd)?;
     if st.attached_gpus.is_some() || ids.iter().any(|&id| id != 0 && id != gpu_id) {
         return Err(Errno::Inval);
@@ -145,13 +177,23 @@ pub(super) fn attach_gpus<B: Backend>(rm: &mut Rm<B>, c: Caller, buf: &mut [u8])
 
 /// `NV_ESC_QUERY_DEVICE_INTR`: no interrupt is ever pending on a vGPU's BAR0 mirror.
 pub(super) fn query_device_intr(buf: &mut [u8]) -> Result<(), Errno> {
-    write_struct(&NvIoctlQueryDeviceIntr { intrStatus: 0, status: NvStatus::OK.0 }, buf);
+    write_struct(
+        &NvIoctlQueryDeviceIntr {
+            intrStatus: 0,
+            status: NvStatus::OK.0,
+        },
+        buf,
+    );
     Ok(())
 }
 
 /// `NV_ESC_SYS_PARAMS`: user space tells the driver the memory block size; set once per vGPU,
 /// a different value later is `-EBUSY`.
-pub(super) fn sys_params<B: Backend>(rm: &mut Rm<B>, c: Caller, buf: &mut [u8]) -> Result<(), Errno> {
+pub(super) fn sys_params<B: Backend>(
+    rm: &mut Rm<B>,
+    c: Caller,
+    buf: &mut [u8],
+) -> Result<(), Errno> {
     let vgpu = rm.vgpus.get_mut(&c.gfid).ok_or(Errno::BadFd)?;
     let p: NvIoctlSysParams = crate::abi::read_struct(buf).ok_or(Errno::Inval)?;
     if vgpu.memblock_size == 0 {
@@ -179,10 +221,17 @@ pub(super) fn numa_info<B: Backend>(rm: &Rm<B>, c: Caller, buf: &mut [u8]) -> Re
 /// `NV_ESC_WAIT_OPEN_COMPLETE`: opens complete synchronously here.
 pub(super) fn wait_open_complete(buf: &mut [u8]) -> Result<(), Errno> {
     debug_assert_eq!(buf.len(), size_of::<NvIoctlWaitOpenComplete>());
-    write_struct(&NvIoctlWaitOpenComplete { rc: 0, adapterStatus: NvStatus::OK.0 }, buf);
+    write_struct(
+        &NvIoctlWaitOpenComplete {
+            rc: 0,
+            adapterStatus: NvStatus::OK.0,
+        },
+        buf,
+    );
     Ok(())
 }
 
 fn read_u32(buf: &[u8], off: usize) -> u32 {
-    buf.get(off..off + 4).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    buf.get(off..off + 4)
+        .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }

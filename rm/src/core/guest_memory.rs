@@ -34,12 +34,16 @@ pub struct VecGuestMemory {
 impl VecGuestMemory {
     /// `len` zero bytes at guest addresses `base..base + len`.
     pub fn new(base: u64, len: usize) -> Self {
-        Self { base, bytes: vec![0; len] }
+        Self {
+            base,
+            bytes: vec![0; len],
+        }
     }
 
     fn range(&self, addr: u64, len: usize) -> Result<core::ops::Range<usize>, GuestMemoryFault> {
         let fault = GuestMemoryFault { addr, len };
-        let start = usize::try_from(addr.checked_sub(self.base).ok_or(fault)?).map_err(|_| fault)?;
+        let start =
+            usize::try_from(addr.checked_sub(self.base).ok_or(fault)?).map_err(|_| fault)?;
         let end = start.checked_add(len).ok_or(fault)?;
         if end > self.bytes.len() {
             return Err(fault);

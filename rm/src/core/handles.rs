@@ -41,7 +41,10 @@ mod tests {
         assert_eq!(host_client_handle(1, 0x18), 0xE000_0018);
         assert_eq!(host_client_handle(2, 0x18), 0xE010_0018);
         assert_eq!(host_client_handle(MAX_GFID, CLIENT_RANGE - 1), 0xE3EF_FFFF);
-        assert_ne!(host_client_handle(1, CLIENT_RANGE - 1), host_client_handle(2, 0));
+        assert_ne!(
+            host_client_handle(1, CLIENT_RANGE - 1),
+            host_client_handle(2, 0)
+        );
         assert_eq!(guest_client_handle(client_index(0xC1D0_0018)), 0xC1D0_0018);
     }
 }

@@ -5,7 +5,9 @@ use super::dispatch::Caller;
 use super::fd::MmapContext;
 use super::objects::ObjectKind;
 use super::Rm;
-use crate::abi::nvos::{Nvos33Parameters, Nvos34Parameters, Nvos46Parameters, Nvos47Parameters, Nvos56Parameters};
+use crate::abi::nvos::{
+    Nvos33Parameters, Nvos34Parameters, Nvos46Parameters, Nvos47Parameters, Nvos56Parameters,
+};
 use crate::abi::NvStatus;
 use crate::backend::Backend;
 
@@ -14,15 +16,28 @@ const MAX_MAPPINGS_PER_OBJECT: usize = 1024;
 
 /// `RM_MAP_MEMORY`: a memory or usermode object under `hDevice` (device or subdevice), range
 /// inside the object, and a mapping context on `fd` (an open fd of this guest without one).
-pub(super) fn map_memory<B: Backend>(rm: &mut Rm<B>, c: Caller, p: &mut Nvos33Parameters, fd: i32) -> NvStatus {
+pub(super) fn map_memory<B: Backend>(
+    rm: &mut Rm<B>,
+    c: Caller,
+    p: &mut Nvos33Parameters,
+    fd: i32,
+) -> NvStatus {
     let Rm { backend, vgpus, .. } = rm;
-    let Some(vgpu) = vgpus.get_mut(&c.gfid) else { return NvStatus::ERR_INVALID_CLIENT };
-    let Some(client) = vgpu.client_for(c.fd, p.hClient) else { return NvStatus::ERR_INVALID_CLIENT };
-    let Some(dev) = client.get(p.hDevice) else { return NvStatus::ERR_INVALID_OBJECT_HANDLE };
+    let Some(vgpu) = vgpus.get_mut(&c.gfid) else {
+        return NvStatus::ERR_INVALID_CLIENT;
+    };
+    let Some(client) = vgpu.client_for(c.fd, p.hClient) else {
+        return NvStatus::ERR_INVALID_CLIENT;
+    };
+    let Some(dev) = client.get(p.hDevice) else {
+        return NvStatus::ERR_INVALID_OBJECT_HANDLE;
+    };
     if !matches!(dev.kind, ObjectKind::Device | ObjectKind::Subdevice) {
         return NvStatus::ERR_INVALID_OBJECT_HANDLE;
     }
-    let Some(obj) = client.get(p.hMemory) else { return NvStatus::ERR_INVALID_OBJECT_HANDLE };
+    let Some(obj) = client.get(p.hMemory) else {
+        return NvStatus::ERR_INVALID_OBJECT_HANDLE;
+    };
     let end = p.offset.checked_add(p.length);
     match &obj.kind {
         ObjectKind::Memory(m) if p.length != 0 && end.is_some_and(|e| e <= m.size) => {}
@@ -50,7 +65,10 @@ pub(super) fn map_memory<B: Backend>(rm: &mut Rm<B>, c: Caller, p: &mut Nvos33Pa
         return status;
     }
     p.pLinearAddress = q.pLinearAddress;
-    let client = vgpu.clients.get_mut(&guest_client).expect("client checked above");
+    let client = vgpu
+        .clients
+        .get_mut(&guest_client)
+        .expect("client checked above");
     if let Some(o) = client.get_mut(p.hMemory) {
         o.cpu_mappings.push((q.pLinearAddress, p.hDevice));
     }
@@ -67,13 +85,27 @@ pub(super) fn map_memory<B: Backend>(rm: &mut Rm<B>, c: Caller, p: &mut Nvos33Pa
 }
 
 /// `RM_UNMAP_MEMORY`: the cookie must be a live mapping of that object.
-pub(super) fn unmap_memory<B: Backend>(rm: &mut Rm<B>, c: Caller, p: &mut Nvos34Parameters) -> NvStatus {
+pub(super) fn unmap_memory<B: Backend>(
+    rm: &mut Rm<B>,
+    c: Caller,
+    p: &mut Nvos34Parameters,
+) -> NvStatus {
     let Rm { backend, vgpus, .. } = rm;
-    let Some(vgpu) = vgpus.get_mut(&c.gfid) else { return NvStatus::ERR_INVALID_CLIENT };
-    let Some(client) = vgpu.client_for_mut(c.fd, p.hClient) else { return NvStatus::ERR_INVALID_CLIENT };
+    let Some(vgpu) = vgpus.get_mut(&c.gfid) else {
+        return NvStatus::ERR_INVALID_CLIENT;
+    };
+    let Some(client) = vgpu.client_for_mut(c.fd, p.hClient) else {
+        return NvStatus::ERR_INVALID_CLIENT;
+    };
     let (guest_client, host_client) = (client.guest, client.host);
-    let Some(obj) = client.get_mut(p.hMemory) else { return NvStatus::ERR_INVALID_OBJECT_HANDLE };
-    let Some(i) = obj.cpu_mappings.iter().position(|&(cookie, _)| cookie == p.pLinearAddress) else {
+    let Some(obj) = client.get_mut(p.hMemory) else {
+        return NvStatus::ERR_INVALID_OBJECT_HANDLE;
+    };
+    let Some(i) = obj
+        .cpu_mappings
+        .iter()
+        .position(|&(cookie, _)| cookie == p.pLinearAddress)
+    else {
         return NvStatus::ERR_INVALID_ARGUMENT;
     };
     let mut q = *p;
@@ -82,7 +114,10 @@ pub(super) fn unmap_memory<B: Backend>(rm: &mut Rm<B>, c: Caller, p: &mut Nvos34
     if status.is_ok() {
         obj.cpu_mappings.remove(i);
         for (_, st) in vgpu.fds.iter_mut() {
-            if st.mmap.is_some_and(|m| m.client == guest_client && m.cookie == p.pLinearAddress) {
+            if st
+                .mmap
+                .is_some_and(|m| m.client == guest_client && m.cookie == p.pLinearAddress)
+            {
                 st.mmap = None;
             }
         }
@@ -92,8 +127,16 @@ pub(super) fn unmap_memory<B: Backend>(rm: &mut Rm<B>, c: Caller, p: &mut Nvos34
 
 /// `RM_UPDATE_DEVICE_MAPPING_INFO`: the guest moved a mapping in its own address space. The
 /// core does not track guest CPU addresses, so it only checks the object has a live mapping.
-pub(super) fn update_device_mapping_info<B: Backend>(rm: &Rm<B>, c: Caller, p: &Nvos56Parameters) -> NvStatus {
-    let Some(client) = rm.vgpus.get(&c.gfid).and_then(|v| v.client_for(c.fd, p.hClient)) else {
+pub(super) fn update_device_mapping_info<B: Backend>(
+    rm: &Rm<B>,
+    c: Caller,
+    p: &Nvos56Parameters,
+) -> NvStatus {
+    let Some(client) = rm
+        .vgpus
+        .get(&c.gfid)
+        .and_then(|v| v.client_for(c.fd, p.hClient))
+    else {
         return NvStatus::ERR_INVALID_CLIENT;
     };
     match client.get(p.hMemory) {
@@ -105,14 +148,28 @@ pub(super) fn update_device_mapping_info<B: Backend>(rm: &Rm<B>, c: Caller, p: &
 
 /// `RM_MAP_MEMORY_DMA`: memory of this client mapped into a VA space (`hDma`) under the same
 /// device, range inside the memory.
-pub(super) fn map_memory_dma<B: Backend>(rm: &mut Rm<B>, c: Caller, p: &mut Nvos46Parameters) -> NvStatus {
+pub(super) fn map_memory_dma<B: Backend>(
+    rm: &mut Rm<B>,
+    c: Caller,
+    p: &mut Nvos46Parameters,
+) -> NvStatus {
     let Rm { backend, vgpus, .. } = rm;
-    let Some(vgpu) = vgpus.get_mut(&c.gfid) else { return NvStatus::ERR_INVALID_CLIENT };
-    let Some(client) = vgpu.client_for_mut(c.fd, p.hClient) else { return NvStatus::ERR_INVALID_CLIENT };
-    if !matches!(client.get(p.hDevice).map(|o| &o.kind), Some(ObjectKind::Device)) {
+    let Some(vgpu) = vgpus.get_mut(&c.gfid) else {
+        return NvStatus::ERR_INVALID_CLIENT;
+    };
+    let Some(client) = vgpu.client_for_mut(c.fd, p.hClient) else {
+        return NvStatus::ERR_INVALID_CLIENT;
+    };
+    if !matches!(
+        client.get(p.hDevice).map(|o| &o.kind),
+        Some(ObjectKind::Device)
+    ) {
         return NvStatus::ERR_INVALID_OBJECT_HANDLE;
     }
-    if !matches!(client.get(p.hDma).map(|o| &o.kind), Some(ObjectKind::VaSpace)) {
+    if !matches!(
+        client.get(p.hDma).map(|o| &o.kind),
+        Some(ObjectKind::VaSpace)
+    ) {
         return NvStatus::ERR_INVALID_OBJECT_HANDLE;
     }
     let Some(ObjectKind::Memory(m)) = client.get(p.hMemory).map(|o| &o.kind) else {
@@ -142,15 +199,27 @@ pub(super) fn map_memory_dma<B: Backend>(rm: &mut Rm<B>, c: Caller, p: &mut Nvos
 }
 
 /// `RM_UNMAP_MEMORY_DMA`: the (VA space, GPU VA) pair must be a live mapping of that memory.
-pub(super) fn unmap_memory_dma<B: Backend>(rm: &mut Rm<B>, c: Caller, p: &mut Nvos47Parameters) -> NvStatus {
+pub(super) fn unmap_memory_dma<B: Backend>(
+    rm: &mut Rm<B>,
+    c: Caller,
+    p: &mut Nvos47Parameters,
+) -> NvStatus {
     let Rm { backend, vgpus, .. } = rm;
-    let Some(vgpu) = vgpus.get_mut(&c.gfid) else { return NvStatus::ERR_INVALID_CLIENT };
-    let Some(client) = vgpu.client_for_mut(c.fd, p.hClient) else { return NvStatus::ERR_INVALID_CLIENT };
+    let Some(vgpu) = vgpus.get_mut(&c.gfid) else {
+        return NvStatus::ERR_INVALID_CLIENT;
+    };
+    let Some(client) = vgpu.client_for_mut(c.fd, p.hClient) else {
+        return NvStatus::ERR_INVALID_CLIENT;
+    };
     let host = client.host;
     let Some(ObjectKind::Memory(m)) = client.get_mut(p.hMemory).map(|o| &mut o.kind) else {
         return NvStatus::ERR_INVALID_OBJECT_HANDLE;
     };
-    let Some(i) = m.dma_mappings.iter().position(|&(va, off)| va == p.hDma && off == p.dmaOffset) else {
+    let Some(i) = m
+        .dma_mappings
+        .iter()
+        .position(|&(va, off)| va == p.hDma && off == p.dmaOffset)
+    else {
         return NvStatus::ERR_INVALID_ARGUMENT;
     };
     let mut q = *p;

@@ -62,7 +62,11 @@ impl<B: Backend> Rm<B> {
     /// A core driving `backend`, with no vGPUs yet.
     pub fn new(backend: B) -> Self {
         let gpu = backend.gpu_info();
-        Self { backend, gpu, vgpus: BTreeMap::new() }
+        Self {
+            backend,
+            gpu,
+            vgpus: BTreeMap::new(),
+        }
     }
 
     /// The backend.
@@ -121,7 +125,12 @@ impl<B: Backend> Rm<B> {
                 st.registered_ctl = None;
             }
         }
-        let owned: Vec<Handle> = vgpu.clients.values().filter(|c| c.fd == fd).map(|c| c.guest).collect();
+        let owned: Vec<Handle> = vgpu
+            .clients
+            .values()
+            .filter(|c| c.fd == fd)
+            .map(|c| c.guest)
+            .collect();
         for c in owned {
             self.free_client(gfid, c);
         }
@@ -131,7 +140,14 @@ impl<B: Backend> Rm<B> {
     /// Runs one ioctl of a guest: `request` is the full request number, `arg` the guest address
     /// of its argument struct. Returns 0 or `-errno`, as `ioctl(2)` would; RM errors are in the
     /// struct's status field with 0 returned.
-    pub fn ioctl(&mut self, gfid: Gfid, fd: FdId, request: u32, arg: u64, mem: &mut dyn GuestMemory) -> i32 {
+    pub fn ioctl(
+        &mut self,
+        gfid: Gfid,
+        fd: FdId,
+        request: u32,
+        arg: u64,
+        mem: &mut dyn GuestMemory,
+    ) -> i32 {
         match self.ioctl_result(gfid, fd, request, arg, mem) {
             Ok(()) => 0,
             Err(e) => e.ret(),
@@ -167,7 +183,14 @@ impl<B: Backend> Rm<B> {
 
     /// CPU read of a memory object of the guest (guest client and memory handles), through a
     /// mapping context: `offset` is relative to the object.
-    pub fn read_memory(&mut self, gfid: Gfid, client: Handle, memory: Handle, offset: u64, buf: &mut [u8]) -> NvStatus {
+    pub fn read_memory(
+        &mut self,
+        gfid: Gfid,
+        client: Handle,
+        memory: Handle,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> NvStatus {
         match self.memory_target(gfid, client, memory, offset, buf.len()) {
             Ok(host) => self.backend.read_memory(gfid, host, memory, offset, buf),
             Err(s) => s,
@@ -175,18 +198,40 @@ impl<B: Backend> Rm<B> {
     }
 
     /// CPU write of a memory object of the guest.
-    pub fn write_memory(&mut self, gfid: Gfid, client: Handle, memory: Handle, offset: u64, data: &[u8]) -> NvStatus {
+    pub fn write_memory(
+        &mut self,
+        gfid: Gfid,
+        client: Handle,
+        memory: Handle,
+        offset: u64,
+        data: &[u8],
+    ) -> NvStatus {
         match self.memory_target(gfid, client, memory, offset, data.len()) {
             Ok(host) => self.backend.write_memory(gfid, host, memory, offset, data),
             Err(s) => s,
         }
     }
 
-    fn memory_target(&self, gfid: Gfid, client: Handle, memory: Handle, offset: u64, len: usize) -> Result<Handle, NvStatus> {
-        let c = self.vgpus.get(&gfid).and_then(|v| v.clients.get(&client)).ok_or(NvStatus::ERR_INVALID_CLIENT)?;
+    fn memory_target(
+        &self,
+        gfid: Gfid,
+        client: Handle,
+        memory: Handle,
+        offset: u64,
+        len: usize,
+    ) -> Result<Handle, NvStatus> {
+        let c = self
+            .vgpus
+            .get(&gfid)
+            .and_then(|v| v.clients.get(&client))
+            .ok_or(NvStatus::ERR_INVALID_CLIENT)?;
         let obj = c.get(memory).ok_or(NvStatus::ERR_INVALID_OBJECT_HANDLE)?;
-        let ObjectKind::Memory(m) = &obj.kind else { return Err(NvStatus::ERR_INVALID_ARGUMENT) };
-        let end = offset.checked_add(len as u64).ok_or(NvStatus::ERR_INVALID_OFFSET)?;
+        let ObjectKind::Memory(m) = &obj.kind else {
+            return Err(NvStatus::ERR_INVALID_ARGUMENT);
+        };
+        let end = offset
+            .checked_add(len as u64)
+            .ok_or(NvStatus::ERR_INVALID_OFFSET)?;
         if end > m.size {
             return Err(NvStatus::ERR_INVALID_OFFSET);
         }
@@ -214,8 +259,13 @@ impl<B: Backend> Rm<B> {
     }
 
     /// The channel groups of `gfid`: (guest client, TSG handle, its mirrored state).
-    pub fn channel_groups(&self, gfid: Gfid) -> Vec<(Handle, Handle, objects::channel_group::ChannelGroup)> {
-        let Some(v) = self.vgpus.get(&gfid) else { return Vec::new() };
+    pub fn channel_groups(
+        &self,
+        gfid: Gfid,
+    ) -> Vec<(Handle, Handle, objects::channel_group::ChannelGroup)> {
+        let Some(v) = self.vgpus.get(&gfid) else {
+            return Vec::new();
+        };
         v.clients
             .values()
             .flat_map(|c| {

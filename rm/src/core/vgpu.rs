@@ -30,7 +30,15 @@ impl VgpuConfig {
     /// A vGPU with `fb_quota` bytes of video memory (and as much system memory) at guest PCI
     /// 00:06.0 (gpu id 0x600, as on the H200 host).
     pub fn with_quota(fb_quota: u64) -> Self {
-        Self { fb_quota, sysmem_quota: fb_quota, name: None, uuid: None, gpu_id: 0x600, pci_bus: 0, pci_slot: 6 }
+        Self {
+            fb_quota,
+            sysmem_quota: fb_quota,
+            name: None,
+            uuid: None,
+            gpu_id: 0x600,
+            pci_bus: 0,
+            pci_slot: 6,
+        }
     }
 }
 
@@ -101,7 +109,10 @@ impl Vgpu {
 
     /// The fd whose client context `fd` uses: its registered ctl fd, or itself.
     pub fn client_context(&self, fd: FdId) -> FdId {
-        self.fds.get(fd).and_then(|s| s.registered_ctl).unwrap_or(fd)
+        self.fds
+            .get(fd)
+            .and_then(|s| s.registered_ctl)
+            .unwrap_or(fd)
     }
 
     /// The client `h`, if the call through `fd` may use it (RM's `clientOSInfo` check: a client

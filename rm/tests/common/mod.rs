@@ -27,7 +27,11 @@ pub fn fake_gpu() -> GpuInfo {
         implementation: 0,
         fb_bytes: 16 << 30,
         classes: rm::core::objects::MODELED_CLASSES.to_vec(),
-        engines: vec![NV2080_ENGINE_TYPE_GR0, NV2080_ENGINE_TYPE_COPY0, NV2080_ENGINE_TYPE_COPY0 + 1],
+        engines: vec![
+            NV2080_ENGINE_TYPE_GR0,
+            NV2080_ENGINE_TYPE_COPY0,
+            NV2080_ENGINE_TYPE_COPY0 + 1,
+        ],
     }
 }
 
@@ -70,7 +74,14 @@ impl FakeBackend {
             .iter()
             .filter_map(|c| match c {
                 Call::Alloc(r, _) if r.gfid == gfid => Some(r.client),
-                Call::Free(g, c, _) | Call::Control(g, c, ..) | Call::Map(g, c, _) | Call::Unmap(g, c, _) if *g == gfid => Some(*c),
+                Call::Free(g, c, _)
+                | Call::Control(g, c, ..)
+                | Call::Map(g, c, _)
+                | Call::Unmap(g, c, _)
+                    if *g == gfid =>
+                {
+                    Some(*c)
+                }
                 _ => None,
             })
             .collect()
@@ -83,9 +94,15 @@ impl Backend for FakeBackend {
     }
 
     fn alloc(&mut self, req: &AllocRequest, params: &mut [u8]) -> NvStatus {
-        assert!(!self.live.contains_key(&(req.client, req.object)), "double alloc {req:?}");
+        assert!(
+            !self.live.contains_key(&(req.client, req.object)),
+            "double alloc {req:?}"
+        );
         if req.class != class::NV01_ROOT_CLIENT {
-            let parent = self.live.get(&(req.client, req.parent)).expect("parent must be live");
+            let parent = self
+                .live
+                .get(&(req.client, req.parent))
+                .expect("parent must be live");
             assert_eq!(parent.0, req.gfid, "parent of another GFID");
         }
         self.calls.push(Call::Alloc(*req, params.to_vec()));
@@ -98,33 +115,59 @@ impl Backend for FakeBackend {
             }
             class::NV01_MEMORY_LOCAL_USER | class::NV01_MEMORY_SYSTEM => {
                 let size = u64::from_le_bytes(params[64..72].try_into().unwrap());
-                self.memory.insert((req.client, req.object), vec![0; size.min(1 << 24) as usize]);
+                self.memory.insert(
+                    (req.client, req.object),
+                    vec![0; size.min(1 << 24) as usize],
+                );
                 params[88..96].copy_from_slice(&(size - 1).to_le_bytes());
             }
             _ => {}
         }
-        self.live.insert((req.client, req.object), (req.gfid, req.class, req.parent));
+        self.live
+            .insert((req.client, req.object), (req.gfid, req.class, req.parent));
         NvStatus::OK
     }
 
     fn free(&mut self, gfid: Gfid, client: Handle, object: Handle) -> NvStatus {
         self.calls.push(Call::Free(gfid, client, object));
-        let children = self.live.iter().filter(|(k, v)| k.0 == client && v.2 == object && k.1 != object).count();
+        let children = self
+            .live
+            .iter()
+            .filter(|(k, v)| k.0 == client && v.2 == object && k.1 != object)
+            .count();
         if object == client {
-            assert_eq!(self.live.keys().filter(|k| k.0 == client).count(), 1, "client freed before its objects");
+            assert_eq!(
+                self.live.keys().filter(|k| k.0 == client).count(),
+                1,
+                "client freed before its objects"
+            );
         } else {
             assert_eq!(children, 0, "object {object:#x} freed before its children");
         }
-        let (g, ..) = self.live.remove(&(client, object)).expect("free of an object the backend does not hold");
+        let (g, ..) = self
+            .live
+            .remove(&(client, object))
+            .expect("free of an object the backend does not hold");
         assert_eq!(g, gfid);
         self.memory.remove(&(client, object));
         self.tokens.remove(&(client, object));
         NvStatus::OK
     }
 
-    fn control(&mut self, gfid: Gfid, client: Handle, object: Handle, cmd: u32, params: &mut [u8]) -> NvStatus {
-        self.calls.push(Call::Control(gfid, client, object, cmd, params.to_vec()));
-        assert!(self.live.contains_key(&(client, object)), "control on an object the backend does not hold");
+    fn control(
+        &mut self,
+        gfid: Gfid,
+        client: Handle,
+        object: Handle,
+        cmd: u32,
+        params: &mut [u8],
+    ) -> NvStatus {
+        self.calls
+            .push(Call::Control(gfid, client, object, cmd, params.to_vec()));
+        assert!(
+            self.live.contains_key(&(client, object)),
+            "control on an object the backend does not hold"
+        );
         match cmd {
             NVC36F_CTRL_CMD_GPFIFO_GET_WORK_SUBMIT_TOKEN => {
                 let chid = self.tokens[&(client, object)];
@@ -133,7 +176,10 @@ impl Backend for FakeBackend {
             NV2080_CTRL_CMD_FIFO_DISABLE_CHANNELS => {
                 let p: Nv2080CtrlFifoDisableChannelsParams = read_struct(params).unwrap();
                 for i in 0..p.numChannels as usize {
-                    let owner = self.live.get(&(p.hClientList[i], p.hChannelList[i])).expect("disable of an unknown channel");
+                    let owner = self
+                        .live
+                        .get(&(p.hClientList[i], p.hChannelList[i]))
+                        .expect("disable of an unknown channel");
                     assert_eq!(owner.0, gfid, "disable reached another GFID's channel");
                 }
             }
@@ -155,24 +201,40 @@ impl Backend for FakeBackend {
     }
 
     fn map_memory_dma(&mut self, gfid: Gfid, p: &mut Nvos46Parameters) -> NvStatus {
-        self.calls.push(Call::MapDma(gfid, p.hClient, p.hDma, p.hMemory));
+        self.calls
+            .push(Call::MapDma(gfid, p.hClient, p.hDma, p.hMemory));
         self.next_va += 0x10_0000;
         p.dmaOffset = 0x1_0000_0000 + self.next_va;
         NvStatus::OK
     }
 
     fn unmap_memory_dma(&mut self, gfid: Gfid, p: &mut Nvos47Parameters) -> NvStatus {
-        self.calls.push(Call::UnmapDma(gfid, p.hClient, p.hDma, p.hMemory));
+        self.calls
+            .push(Call::UnmapDma(gfid, p.hClient, p.hDma, p.hMemory));
         NvStatus::OK
     }
 
-    fn read_memory(&mut self, _gfid: Gfid, client: Handle, memory: Handle, offset: u64, buf: &mut [u8]) -> NvStatus {
+    fn read_memory(
+        &mut self,
+        _gfid: Gfid,
+        client: Handle,
+        memory: Handle,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> NvStatus {
         let m = &self.memory[&(client, memory)];
         buf.copy_from_slice(&m[offset as usize..offset as usize + buf.len()]);
         NvStatus::OK
     }
 
-    fn write_memory(&mut self, _gfid: Gfid, client: Handle, memory: Handle, offset: u64, data: &[u8]) -> NvStatus {
+    fn write_memory(
+        &mut self,
+        _gfid: Gfid,
+        client: Handle,
+        memory: Handle,
+        offset: u64,
+        data: &[u8],
+    ) -> NvStatus {
         let m = self.memory.get_mut(&(client, memory)).unwrap();
         m[offset as usize..offset as usize + data.len()].copy_from_slice(data);
         NvStatus::OK
@@ -183,7 +245,13 @@ impl Backend for FakeBackend {
         NvStatus::OK
     }
 
-    fn idle_channel(&mut self, gfid: Gfid, client: Handle, channel: Handle, _timeout_us: u32) -> NvStatus {
+    fn idle_channel(
+        &mut self,
+        gfid: Gfid,
+        client: Handle,
+        channel: Handle,
+        _timeout_us: u32,
+    ) -> NvStatus {
         self.calls.push(Call::Idle(gfid, client, channel));
         NvStatus::OK
     }
@@ -211,12 +279,23 @@ impl Guest {
         let _ = rm.create_vgpu(gfid, VgpuConfig::with_quota(quota));
         let ctl = rm.open(gfid, Node::Ctl).unwrap();
         let dev = rm.open(gfid, Node::Device(0)).unwrap();
-        Self { gfid, ctl, dev, mem: VecGuestMemory::new(GUEST_BASE, GUEST_SIZE) }
+        Self {
+            gfid,
+            ctl,
+            dev,
+            mem: VecGuestMemory::new(GUEST_BASE, GUEST_SIZE),
+        }
     }
 
     /// Issues escape `esc` with argument `arg` on `fd`; returns the ioctl result and the
     /// argument as the core left it.
-    pub fn escape<B: Backend, T: FromBytes + IntoBytes + Immutable>(&mut self, rm: &mut Rm<B>, fd: FdId, esc: Escape, arg: &T) -> (i32, T) {
+    pub fn escape<B: Backend, T: FromBytes + IntoBytes + Immutable>(
+        &mut self,
+        rm: &mut Rm<B>,
+        fd: FdId,
+        esc: Escape,
+        arg: &T,
+    ) -> (i32, T) {
         let bytes = arg.as_bytes();
         self.mem.write(ARG, bytes).unwrap();
         let req = IoctlRequest::encode(esc as u8, bytes.len() as u32).unwrap();
@@ -227,10 +306,20 @@ impl Guest {
     }
 
     /// The same through `NV_ESC_IOCTL_XFER_CMD`.
-    pub fn escape_xfer<B: Backend, T: FromBytes + IntoBytes + Immutable>(&mut self, rm: &mut Rm<B>, fd: FdId, esc: Escape, arg: &T) -> (i32, T) {
+    pub fn escape_xfer<B: Backend, T: FromBytes + IntoBytes + Immutable>(
+        &mut self,
+        rm: &mut Rm<B>,
+        fd: FdId,
+        esc: Escape,
+        arg: &T,
+    ) -> (i32, T) {
         let bytes = arg.as_bytes();
         self.mem.write(ARG, bytes).unwrap();
-        let x = rm::abi::frontend::NvIoctlXfer { cmd: esc as u32, size: bytes.len() as u32, ptr: ARG };
+        let x = rm::abi::frontend::NvIoctlXfer {
+            cmd: esc as u32,
+            size: bytes.len() as u32,
+            ptr: ARG,
+        };
         self.mem.write(XFER_ARG, x.as_bytes()).unwrap();
         let req = IoctlRequest::encode(Escape::IOCTL_XFER_CMD as u8, 16).unwrap();
         let ret = rm.ioctl(self.gfid, fd, req, XFER_ARG, &mut self.mem);
@@ -240,10 +329,25 @@ impl Guest {
     }
 
     /// `RM_ALLOC` (NVOS64) of `class` under `parent` with `params`; returns status and handle.
-    pub fn alloc<B: Backend>(&mut self, rm: &mut Rm<B>, client: Handle, parent: Handle, new: Handle, class_id: u32, params: &[u8]) -> (NvStatus, Handle) {
+    pub fn alloc<B: Backend>(
+        &mut self,
+        rm: &mut Rm<B>,
+        client: Handle,
+        parent: Handle,
+        new: Handle,
+        class_id: u32,
+        params: &[u8],
+    ) -> (NvStatus, Handle) {
         let p_alloc = if params.is_empty() { 0 } else { PARAMS };
         self.mem.write(PARAMS, params).unwrap();
-        let arg = Nvos64Parameters { hRoot: client, hObjectParent: parent, hObjectNew: new, hClass: class_id, pAllocParms: p_alloc, ..Default::default() };
+        let arg = Nvos64Parameters {
+            hRoot: client,
+            hObjectParent: parent,
+            hObjectNew: new,
+            hClass: class_id,
+            pAllocParms: p_alloc,
+            ..Default::default()
+        };
         let (ret, out) = self.escape(rm, self.ctl, Escape::RM_ALLOC, &arg);
         assert_eq!(ret, 0);
         (NvStatus(out.status), out.hObjectNew)
@@ -264,10 +368,24 @@ impl Guest {
     }
 
     /// `RM_CONTROL` with a typed param struct; returns status and the params after the call.
-    pub fn control<B: Backend, T: FromBytes + IntoBytes + Immutable>(&mut self, rm: &mut Rm<B>, client: Handle, object: Handle, cmd: u32, params: &T) -> (NvStatus, T) {
+    pub fn control<B: Backend, T: FromBytes + IntoBytes + Immutable>(
+        &mut self,
+        rm: &mut Rm<B>,
+        client: Handle,
+        object: Handle,
+        cmd: u32,
+        params: &T,
+    ) -> (NvStatus, T) {
         let bytes = params.as_bytes();
         self.mem.write(PARAMS, bytes).unwrap();
-        let arg = Nvos54Parameters { hClient: client, hObject: object, cmd, params: if bytes.is_empty() { 0 } else { PARAMS }, paramsSize: bytes.len() as u32, ..Default::default() };
+        let arg = Nvos54Parameters {
+            hClient: client,
+            hObject: object,
+            cmd,
+            params: if bytes.is_empty() { 0 } else { PARAMS },
+            paramsSize: bytes.len() as u32,
+            ..Default::default()
+        };
         let (ret, out) = self.escape(rm, self.ctl, Escape::RM_CONTROL, &arg);
         assert_eq!(ret, 0);
         let mut b = vec![0u8; bytes.len()];
@@ -276,8 +394,19 @@ impl Guest {
     }
 
     /// `RM_FREE`.
-    pub fn free<B: Backend>(&mut self, rm: &mut Rm<B>, client: Handle, parent: Handle, object: Handle) -> NvStatus {
-        let arg = Nvos00Parameters { hRoot: client, hObjectParent: parent, hObjectOld: object, status: 0 };
+    pub fn free<B: Backend>(
+        &mut self,
+        rm: &mut Rm<B>,
+        client: Handle,
+        parent: Handle,
+        object: Handle,
+    ) -> NvStatus {
+        let arg = Nvos00Parameters {
+            hRoot: client,
+            hObjectParent: parent,
+            hObjectOld: object,
+            status: 0,
+        };
         let (ret, out) = self.escape(rm, self.ctl, Escape::RM_FREE, &arg);
         assert_eq!(ret, 0);
         NvStatus(out.status)
@@ -310,23 +439,138 @@ pub fn build_tree<B: Backend>(rm: &mut Rm<B>, g: &mut Guest) -> Tree {
         assert_eq!(s, NvStatus::OK);
         h
     };
-    let device = ok(g.alloc(rm, client, client, 0x5c00_0001, class::NV01_DEVICE_0, Nv0080AllocParameters::default().as_bytes()));
-    let subdevice = ok(g.alloc(rm, client, device, 0x5c00_0002, class::NV20_SUBDEVICE_0, Nv2080AllocParameters::default().as_bytes()));
-    let vaspace = ok(g.alloc(rm, client, device, 0x5c00_0003, class::FERMI_VASPACE_A, NvVaspaceAllocationParameters::default().as_bytes()));
-    let tsg_p = NvChannelGroupAllocationParameters { hVASpace: vaspace, engineType: NV2080_ENGINE_TYPE_GR0, ..Default::default() };
-    let tsg = ok(g.alloc(rm, client, device, 0x5c00_0004, class::KEPLER_CHANNEL_GROUP_A, tsg_p.as_bytes()));
-    let cs_p = NvCtxshareAllocationParameters { hVASpace: vaspace, ..Default::default() };
-    let ctxshare = ok(g.alloc(rm, client, tsg, 0x5c00_0005, class::FERMI_CONTEXT_SHARE_A, cs_p.as_bytes()));
-    let mem_p = NvMemoryAllocationParams { size: 0x1_0000, ..Default::default() };
-    let userd = ok(g.alloc(rm, client, device, 0x5c00_0006, class::NV01_MEMORY_LOCAL_USER, mem_p.as_bytes()));
-    let mut ch_p = NvChannelAllocParams { gpFifoOffset: 0x1_0000_0000, gpFifoEntries: 128, hContextShare: ctxshare, hVASpace: vaspace, ..Default::default() };
+    let device = ok(g.alloc(
+        rm,
+        client,
+        client,
+        0x5c00_0001,
+        class::NV01_DEVICE_0,
+        Nv0080AllocParameters::default().as_bytes(),
+    ));
+    let subdevice = ok(g.alloc(
+        rm,
+        client,
+        device,
+        0x5c00_0002,
+        class::NV20_SUBDEVICE_0,
+        Nv2080AllocParameters::default().as_bytes(),
+    ));
+    let vaspace = ok(g.alloc(
+        rm,
+        client,
+        device,
+        0x5c00_0003,
+        class::FERMI_VASPACE_A,
+        NvVaspaceAllocationParameters::default().as_bytes(),
+    ));
+    let tsg_p = NvChannelGroupAllocationParameters {
+        hVASpace: vaspace,
+        engineType: NV2080_ENGINE_TYPE_GR0,
+        ..Default::default()
+    };
+    let tsg = ok(g.alloc(
+        rm,
+        client,
+        device,
+        0x5c00_0004,
+        class::KEPLER_CHANNEL_GROUP_A,
+        tsg_p.as_bytes(),
+    ));
+    let cs_p = NvCtxshareAllocationParameters {
+        hVASpace: vaspace,
+        ..Default::default()
+    };
+    let ctxshare = ok(g.alloc(
+        rm,
+        client,
+        tsg,
+        0x5c00_0005,
+        class::FERMI_CONTEXT_SHARE_A,
+        cs_p.as_bytes(),
+    ));
+    let mem_p = NvMemoryAllocationParams {
+        size: 0x1_0000,
+        ..Default::default()
+    };
+    let userd = ok(g.alloc(
+        rm,
+        client,
+        device,
+        0x5c00_0006,
+        class::NV01_MEMORY_LOCAL_USER,
+        mem_p.as_bytes(),
+    ));
+    let mut ch_p = NvChannelAllocParams {
+        gpFifoOffset: 0x1_0000_0000,
+        gpFifoEntries: 128,
+        hContextShare: ctxshare,
+        hVASpace: vaspace,
+        ..Default::default()
+    };
     ch_p.hUserdMemory[0] = userd;
-    let channel = ok(g.alloc(rm, client, tsg, 0x5c00_0007, class::HOPPER_CHANNEL_GPFIFO_A, ch_p.as_bytes()));
-    let compute = ok(g.alloc(rm, client, channel, 0x5c00_0008, class::HOPPER_COMPUTE_A, NvGrAllocationParameters::default().as_bytes()));
-    let ce_p = NvChannelGroupAllocationParameters { hVASpace: vaspace, engineType: NV2080_ENGINE_TYPE_COPY0, ..Default::default() };
-    let copy_tsg = ok(g.alloc(rm, client, device, 0x5c00_000a, class::KEPLER_CHANNEL_GROUP_A, ce_p.as_bytes()));
-    let ce_ch = NvChannelAllocParams { gpFifoOffset: 0x1_0000_0000, gpFifoEntries: 128, hVASpace: vaspace, ..Default::default() };
-    let copy_channel = ok(g.alloc(rm, client, copy_tsg, 0x5c00_000b, class::HOPPER_CHANNEL_GPFIFO_A, ce_ch.as_bytes()));
-    let copy = ok(g.alloc(rm, client, copy_channel, 0x5c00_0009, class::HOPPER_DMA_COPY_A, Nvb0b5AllocationParameters::default().as_bytes()));
-    Tree { client, device, subdevice, vaspace, tsg, ctxshare, userd, channel, compute, copy_tsg, copy_channel, copy }
+    let channel = ok(g.alloc(
+        rm,
+        client,
+        tsg,
+        0x5c00_0007,
+        class::HOPPER_CHANNEL_GPFIFO_A,
+        ch_p.as_bytes(),
+    ));
+    let compute = ok(g.alloc(
+        rm,
+        client,
+        channel,
+        0x5c00_0008,
+        class::HOPPER_COMPUTE_A,
+        NvGrAllocationParameters::default().as_bytes(),
+    ));
+    let ce_p = NvChannelGroupAllocationParameters {
+        hVASpace: vaspace,
+        engineType: NV2080_ENGINE_TYPE_COPY0,
+        ..Default::default()
+    };
+    let copy_tsg = ok(g.alloc(
+        rm,
+        client,
+        device,
+        0x5c00_000a,
+        class::KEPLER_CHANNEL_GROUP_A,
+        ce_p.as_bytes(),
+    ));
+    let ce_ch = NvChannelAllocParams {
+        gpFifoOffset: 0x1_0000_0000,
+        gpFifoEntries: 128,
+        hVASpace: vaspace,
+        ..Default::default()
+    };
+    let copy_channel = ok(g.alloc(
+        rm,
+        client,
+        copy_tsg,
+        0x5c00_000b,
+        class::HOPPER_CHANNEL_GPFIFO_A,
+        ce_ch.as_bytes(),
+    ));
+    let copy = ok(g.alloc(
+        rm,
+        client,
+        copy_channel,
+        0x5c00_0009,
+        class::HOPPER_DMA_COPY_A,
+        Nvb0b5AllocationParameters::default().as_bytes(),
+    ));
+    Tree {
+        client,
+        device,
+        subdevice,
+        vaspace,
+        tsg,
+        ctxshare,
+        userd,
+        channel,
+        compute,
+        copy_tsg,
+        copy_channel,
+        copy,
+    }
 }

@@ -43,10 +43,15 @@ pub fn construct(ctx: &AllocContext<'_>, params: &mut [u8]) -> Result<Constructe
         return Err(NvStatus::ERR_INVALID_ARGUMENT);
     }
     let tsg_handle = ctx.parent_handle;
-    let cs = ctx.optional_ref(p.hContextShare, |k| matches!(k, ObjectKind::ContextShare(_)))?;
+    let cs = ctx.optional_ref(p.hContextShare, |k| {
+        matches!(k, ObjectKind::ContextShare(_))
+    })?;
     let mut va_space = tsg.va_space;
     if let Some(c) = cs {
-        let obj = ctx.client.get(c).ok_or(NvStatus::ERR_INVALID_OBJECT_HANDLE)?;
+        let obj = ctx
+            .client
+            .get(c)
+            .ok_or(NvStatus::ERR_INVALID_OBJECT_HANDLE)?;
         if obj.parent != tsg_handle {
             return Err(NvStatus::ERR_INVALID_ARGUMENT);
         }

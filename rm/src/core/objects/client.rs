@@ -39,7 +39,13 @@ impl Client {
                 kind: ObjectKind::Client,
             },
         );
-        Self { guest, host, fd, objects, next_handle: RS_UNIQUE_HANDLE_BASE }
+        Self {
+            guest,
+            host,
+            fd,
+            objects,
+            next_handle: RS_UNIQUE_HANDLE_BASE,
+        }
     }
 
     /// The host handle for an object handle of this client: the client handle maps to the host
@@ -124,7 +130,9 @@ impl Client {
             if seen.contains(&cur) {
                 continue;
             }
-            let Some(obj) = self.objects.get(&cur) else { continue };
+            let Some(obj) = self.objects.get(&cur) else {
+                continue;
+            };
             stack.push((cur, true));
             for &c in obj.children.iter().chain(obj.dependants.iter()) {
                 if !seen.contains(&c) {

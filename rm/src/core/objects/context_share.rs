@@ -20,14 +20,18 @@ pub fn construct(ctx: &AllocContext<'_>, params: &mut [u8]) -> Result<Constructe
     let mut p: NvCtxshareAllocationParameters = read(params)?;
     let va = ctx.optional_ref(p.hVASpace, |k| matches!(k, ObjectKind::VaSpace))?;
     if let Some(v) = va {
-        if ctx.client.device_of(v) != ctx.device_of_parent() || (tsg.va_space != 0 && tsg.va_space != v) {
+        if ctx.client.device_of(v) != ctx.device_of_parent()
+            || (tsg.va_space != 0 && tsg.va_space != v)
+        {
             return Err(NvStatus::ERR_INVALID_ARGUMENT);
         }
     }
     p.subctxId = 0;
     write(&p, params);
     Ok(Constructed {
-        kind: ObjectKind::ContextShare(ContextShare { va_space: va.unwrap_or(tsg.va_space) }),
+        kind: ObjectKind::ContextShare(ContextShare {
+            va_space: va.unwrap_or(tsg.va_space),
+        }),
         depends_on: va.into_iter().collect(),
         fb_charge: 0,
         sysmem_charge: 0,

@@ -30,6 +30,18 @@ pub fn construct(ctx: &AllocContext<'_>, params: &mut [u8]) -> Result<Constructe
     p.hParentClient = ctx.client.host;
     p.hSrcResource = ctx.client.to_host(source);
     write(&p, params);
-    let depends_on = if source != ctx.client.guest && source != ctx.parent_handle { vec![source] } else { Vec::new() };
-    Ok(Constructed { kind: ObjectKind::Event(Event { source, notify_index: p.notifyIndex }), depends_on, fb_charge: 0, sysmem_charge: 0 })
+    let depends_on = if source != ctx.client.guest && source != ctx.parent_handle {
+        vec![source]
+    } else {
+        Vec::new()
+    };
+    Ok(Constructed {
+        kind: ObjectKind::Event(Event {
+            source,
+            notify_index: p.notifyIndex,
+        }),
+        depends_on,
+        fb_charge: 0,
+        sysmem_charge: 0,
+    })
 }

@@ -27,7 +27,11 @@ pub struct Memory {
 /// Validates a memory alloc: nonzero size up to `MAX_ALLOC_BYTES`; `hVASpace` must be 0 or a VA
 /// space of this client. The size, page-rounded, is charged to the vGPU's framebuffer quota
 /// (video) or system memory quota (system); the caller checks the quotas.
-pub fn construct(ctx: &AllocContext<'_>, class_id: u32, params: &mut [u8]) -> Result<Constructed, NvStatus> {
+pub fn construct(
+    ctx: &AllocContext<'_>,
+    class_id: u32,
+    params: &mut [u8],
+) -> Result<Constructed, NvStatus> {
     ctx.require_parent(|k| matches!(k, ObjectKind::Device))?;
     let mut p: NvMemoryAllocationParams = read(params)?;
     if p.size == 0 || p.size > MAX_ALLOC_BYTES {

@@ -101,7 +101,12 @@ pub struct Constructed {
 impl Constructed {
     /// A plain object with no dependencies and no charge.
     pub fn plain(kind: ObjectKind) -> Self {
-        Self { kind, depends_on: Vec::new(), fb_charge: 0, sysmem_charge: 0 }
+        Self {
+            kind,
+            depends_on: Vec::new(),
+            fb_charge: 0,
+            sysmem_charge: 0,
+        }
     }
 }
 
@@ -117,11 +122,18 @@ impl AllocContext<'_> {
 
     /// Resolves an optional handle in params: 0 is "none"; anything else must name an object of
     /// this client that `ok` accepts, else `NV_ERR_INVALID_OBJECT_HANDLE` / `NV_ERR_INVALID_ARGUMENT`.
-    pub fn optional_ref(&self, h: Handle, ok: impl Fn(&ObjectKind) -> bool) -> Result<Option<Handle>, NvStatus> {
+    pub fn optional_ref(
+        &self,
+        h: Handle,
+        ok: impl Fn(&ObjectKind) -> bool,
+    ) -> Result<Option<Handle>, NvStatus> {
         if h == 0 {
             return Ok(None);
         }
-        let obj = self.client.get(h).ok_or(NvStatus::ERR_INVALID_OBJECT_HANDLE)?;
+        let obj = self
+            .client
+            .get(h)
+            .ok_or(NvStatus::ERR_INVALID_OBJECT_HANDLE)?;
         if ok(&obj.kind) {
             Ok(Some(h))
         } else {
@@ -137,18 +149,26 @@ impl AllocContext<'_> {
 
 /// Validates an alloc of `class` under `ctx.parent`, sanitising `params` in place.
 /// `Err(NV_ERR_INVALID_CLASS)` for classes the core does not model.
-pub fn construct(ctx: &AllocContext<'_>, class_id: u32, params: &mut [u8]) -> Result<Constructed, NvStatus> {
+pub fn construct(
+    ctx: &AllocContext<'_>,
+    class_id: u32,
+    params: &mut [u8],
+) -> Result<Constructed, NvStatus> {
     match class_id {
         class::NV01_DEVICE_0 => device::construct(ctx, params),
         class::NV20_SUBDEVICE_0 => subdevice::construct(ctx, params),
         class::FERMI_VASPACE_A => vaspace::construct(ctx, params),
         class::KEPLER_CHANNEL_GROUP_A => channel_group::construct(ctx, params),
         class::FERMI_CONTEXT_SHARE_A => context_share::construct(ctx, params),
-        class::VOLTA_CHANNEL_GPFIFO_A | class::AMPERE_CHANNEL_GPFIFO_A | class::HOPPER_CHANNEL_GPFIFO_A => {
-            channel::construct(ctx, params)
+        class::VOLTA_CHANNEL_GPFIFO_A
+        | class::AMPERE_CHANNEL_GPFIFO_A
+        | class::HOPPER_CHANNEL_GPFIFO_A => channel::construct(ctx, params),
+        class::HOPPER_COMPUTE_A | class::HOPPER_DMA_COPY_A => {
+            engine_object::construct(ctx, class_id, params)
         }
-        class::HOPPER_COMPUTE_A | class::HOPPER_DMA_COPY_A => engine_object::construct(ctx, class_id, params),
-        class::NV01_MEMORY_SYSTEM | class::NV01_MEMORY_LOCAL_USER => memory::construct(ctx, class_id, params),
+        class::NV01_MEMORY_SYSTEM | class::NV01_MEMORY_LOCAL_USER => {
+            memory::construct(ctx, class_id, params)
+        }
         class::HOPPER_USERMODE_A => usermode::construct(ctx, params),
         class::NV01_EVENT_OS_EVENT => event::construct(ctx, params),
         _ => Err(NvStatus::ERR_INVALID_CLASS),

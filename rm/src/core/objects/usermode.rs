@@ -12,6 +12,12 @@ pub fn construct(ctx: &AllocContext<'_>, params: &mut [u8]) -> Result<Constructe
     if p.bPriv != 0 {
         return Err(NvStatus::ERR_INSUFFICIENT_PERMISSIONS);
     }
-    write(&NvHopperUsermodeAParams { bBar1Mapping: p.bBar1Mapping, bPriv: 0 }, params);
+    write(
+        &NvHopperUsermodeAParams {
+            bBar1Mapping: p.bBar1Mapping,
+            bPriv: 0,
+        },
+        params,
+    );
     Ok(Constructed::plain(ObjectKind::Usermode))
 }
