@@ -143,6 +143,8 @@ pub(crate) struct CopyJob {
 
 /// Largest chunk of a line moved at once (bounds host buffer size).
 const COPY_CHUNK_BYTES: u64 = 64 * 1024;
+/// Most bytes one `WorkItem::run` call moves (bounds host work per call).
+const COPY_RUN_MAX_BYTES: u64 = 4 << 20;
 
 impl CopyJob {
     /// Builds a job from the copy registers and a LAUNCH_DMA value, refusing what the sim
@@ -368,8 +370,11 @@ impl WorkItem {
             }
             WorkItem::Copy(job) => {
                 let bw = ctx.timing.copy_bytes_per_ns.max(1);
+                // Bound host work per call; the caller comes back for the rest.
+                let max_ns = max_ns.min((COPY_RUN_MAX_BYTES / bw).max(1));
                 let start_bytes = job.bytes_done;
-                let mut credit = job.credit.saturating_add(max_ns.saturating_mul(bw));
+                let earned = job.credit.saturating_add(max_ns.saturating_mul(bw));
+                let mut credit = earned;
                 while !job.finished_transfer() {
                     let elems = credit / job.dst_elem;
                     if elems == 0 {
@@ -382,10 +387,10 @@ impl WorkItem {
                 p.units = p.copy_bytes.div_ceil(1024);
                 if job.finished_transfer() {
                     // Time actually needed for what moved in this call; the rest is unused.
-                    let spent = (job.credit + max_ns * bw - credit).div_ceil(bw);
+                    let spent = (earned - credit).div_ceil(bw);
                     p.used_ns = spent.min(max_ns);
                     job.credit = 0;
-                    let at = ctx.now + p.used_ns;
+                    let at = ctx.now.saturating_add(p.used_ns);
                     let now = std::mem::replace(&mut ctx.now, at);
                     p.released = job.release(ctx)?;
                     ctx.now = now;

@@ -829,3 +829,42 @@ fn sim_speed() {
         0.01 / real / base
     );
 }
+
+#[test]
+fn huge_copy_and_long_spins_stay_within_the_budget() {
+    let timing = Timing {
+        work_budget_per_call: 20_000,
+        ..simple_timing()
+    };
+    let mut gpu = gpu_with(timing);
+    let mut ce = Client::new(&mut gpu, 1, 0);
+    let a = VA + DATA_OFF;
+    // 4 Gi lines of 4 KiB over the same page (pitch 0): 16 TiB asked for.
+    ce.push(
+        &mut gpu,
+        &[
+            inc_header(0, copy::OFFSET_IN_UPPER, 8),
+            (a >> 32) as u32,
+            a as u32,
+            (a >> 32) as u32,
+            a as u32,
+            0,
+            0,
+            4096,
+            0xFFFF_FFFF,
+            inc_header(0, copy::LAUNCH_DMA, 1),
+            2 | copy::LAUNCH_SRC_PITCH | copy::LAUNCH_DST_PITCH | copy::LAUNCH_MULTI_LINE,
+        ],
+    );
+    let mut gr = Client::new(&mut gpu, 0, 0);
+    gr.push(&mut gpu, &sem_acquire(0x800, 1, host::sem_op::ACQUIRE, 0));
+    // Ten simulated seconds in one call: progress is capped, the call returns.
+    gpu.advance(10_000_000_000);
+    let copied = ce.stats(&gpu).copy_bytes;
+    assert!(copied > 0 && copied <= 5_000 * 1024 + (4 << 20), "{copied}");
+    assert!(gpu.runlist_stats(1).unwrap().budget_stall_ns > 0);
+    assert!(
+        gpu.runlist_stats(0).unwrap().budget_stall_ns > 0,
+        "spinning acquire budgeted"
+    );
+}

@@ -160,7 +160,7 @@ impl RunlistScheduler {
                     self.walk_pos = (i + 1) % self.slots.len();
                     // A new timeslice takes effect at once, measured from the slice's start.
                     r.slice_len = self.slots[i].timeslice.as_ns();
-                    r.slice_end = r.slice_start + r.slice_len;
+                    r.slice_end = r.slice_start.saturating_add(r.slice_len);
                 }
                 None if r.switch.is_none() => r.switch = Some((SwitchReason::Preempt, self.now)),
                 None => {}
@@ -330,7 +330,7 @@ impl RunlistScheduler {
             tsgid,
             slice_len: len,
             slice_start: self.now,
-            slice_end: self.now + len,
+            slice_end: self.now.saturating_add(len),
             chid: None,
             switch: None,
         });
@@ -359,7 +359,7 @@ impl RunlistScheduler {
         }
         self.state = EngineState::Saving {
             tsgid: r.tsgid,
-            done_at: self.now + ctxsw_ns,
+            done_at: self.now.saturating_add(ctxsw_ns),
             reason,
             requested_at,
         };
@@ -506,7 +506,7 @@ impl RunlistScheduler {
                     continue;
                 }
                 r.slice_start = self.now;
-                r.slice_end = self.now + r.slice_len;
+                r.slice_end = self.now.saturating_add(r.slice_len);
             }
             // Keep the loaded channel while it has work (even if disabled meanwhile: disabling
             // takes effect at the next switch, which is why RM preempts after disabling).
@@ -557,6 +557,13 @@ impl RunlistScheduler {
         let timing = *w.timing;
         let tsgid = r.tsgid;
         while self.now < limit {
+            if self.budget == 0 {
+                let dt = limit - self.now;
+                self.now = limit;
+                self.charge(tsgid, dt);
+                self.stats.budget_stall_ns += dt;
+                return;
+            }
             let Some(ch) = self.channels.get_mut(&chid) else {
                 return;
             };
@@ -610,6 +617,7 @@ impl RunlistScheduler {
                             return;
                         }
                         let dt = timing.acquire_poll_ns.min(limit - self.now);
+                        self.budget -= 1;
                         self.now += dt;
                         self.charge(tsgid, dt);
                         continue;
@@ -623,17 +631,10 @@ impl RunlistScheduler {
             if r.switch.is_some() {
                 return;
             }
-            if self.budget == 0 {
-                let dt = limit - self.now;
-                self.now = limit;
-                self.charge(tsgid, dt);
-                self.stats.budget_stall_ns += dt;
-                return;
-            }
             let methods_before = ch.stats.methods;
             let outcome = pbdma::step(ch, &self.engine, &mut ctx);
             let methods = ch.stats.methods - methods_before;
-            self.budget -= 1;
+            self.budget = self.budget.saturating_sub(1);
             self.now += timing.method_ns;
             self.charge(tsgid, timing.method_ns);
             if let Some(t) = self.tsgs.get_mut(&tsgid) {
