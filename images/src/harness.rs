@@ -59,6 +59,8 @@ pub struct Harness {
     pub variant: HarnessVariant,
     /// The test guest inside it.
     pub guest: TestGuest,
+    /// The static binaries inside it.
+    pub bins: StaticBins,
 }
 
 impl Harness {
@@ -114,6 +116,7 @@ impl Harness {
             initrd,
             variant,
             guest,
+            bins,
         })
     }
 }

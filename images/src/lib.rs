@@ -12,6 +12,7 @@
 //! few seconds.
 
 pub mod apt;
+pub mod bench;
 pub mod cache;
 pub mod cpio;
 pub mod guest;

@@ -2,6 +2,8 @@
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use guest_tools::report::Record;
+use images::bench::{BootBench, Vmm};
 use images::{Cache, Harness, HarnessRun, HarnessVariant};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -27,6 +29,22 @@ enum Cmd {
     Build,
     /// Boot the test guest under vgpu-vmm inside the harness; show its console and results.
     Demo,
+    /// Boot benchmark: N test-guest boots each under vgpu-vmm and QEMU microvm in one harness
+    /// boot; prints medians of the time from VMM start to the agent's first line and the ratio.
+    Bench {
+        /// Boots per VMM.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=50))]
+        runs: u64,
+        /// Write the results into the `## Boot` section of docs/benchmarks.md.
+        #[arg(long)]
+        write_docs: bool,
+        /// Markdown file for --write-docs (default: <workspace>/docs/benchmarks.md).
+        #[arg(long, requires = "write_docs")]
+        docs: Option<PathBuf>,
+        /// Echo the harness console while it runs.
+        #[arg(long)]
+        verbose: bool,
+    },
     /// Boot the harness with a scenario and print its whole console.
     Run {
         /// Harness scenario: boot (one test-guest boot) or bench.
@@ -59,7 +77,45 @@ fn main() -> anyhow::Result<()> {
             println!("harness initrd:     {}", h.initrd.display());
             Ok(())
         }
-        Cmd::Demo => bail!("demo: not yet"),
+        Cmd::Demo => demo(&cache),
+        Cmd::Bench {
+            runs,
+            write_docs,
+            docs,
+            verbose,
+        } => {
+            let h = Harness::ensure_in(&cache, HarnessVariant::WithQemu)?;
+            eprintln!("[vgpu-image] booting the harness: {runs} boots under vgpu-vmm and {runs} under QEMU");
+            let bench = BootBench::run(&h, runs as usize, verbose)?;
+            let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0} ms"));
+            println!(
+                "vgpu-vmm median to first agent line: {}",
+                ms(bench.median_first_line_ms(Vmm::VgpuVmm))
+            );
+            println!(
+                "QEMU     median to first agent line: {}",
+                ms(bench.median_first_line_ms(Vmm::Qemu))
+            );
+            println!(
+                "ratio ours/QEMU: {}",
+                bench.ratio().map_or("-".into(), |r| format!("{r:.2}"))
+            );
+            println!(
+                "vgpu-vmm KVM exits per boot (median): {}",
+                bench
+                    .median_exits(Vmm::VgpuVmm)
+                    .map_or("-".into(), |e| format!("{e:.0}"))
+            );
+            if write_docs {
+                let doc =
+                    docs.unwrap_or_else(|| images::workspace_root().join("docs/benchmarks.md"));
+                images::bench::write_section(&doc, images::bench::DOC_HEADING, &bench.markdown())?;
+                println!("wrote {}", doc.display());
+            } else {
+                println!("\n{}", bench.markdown());
+            }
+            Ok(())
+        }
         Cmd::Run {
             scenario,
             vmm,
@@ -91,4 +147,77 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The README demo: boot the test guest under vgpu-vmm in the harness, show the consoles live,
+/// then summarise what the guest agent reported.
+fn demo(cache: &Cache) -> anyhow::Result<()> {
+    let h = Harness::ensure_in(cache, HarnessVariant::Vmm)?;
+    eprintln!(
+        "[vgpu-image] booting the nested harness (QEMU TCG, then vgpu-vmm on its KVM); lines"
+    );
+    eprintln!("[vgpu-image] from the test guest are prefixed `guest|`, vgpu-vmm's stderr `guest!`");
+    let mut run = HarnessRun::new("boot").param("vmm", "vgpu-vmm");
+    run.echo = true;
+    let out = run.run(&h)?;
+    let runs = out.runs();
+    let Some(guest) = runs.iter().find(|r| r.label == "guest") else {
+        bail!("the harness ran no guest:\n{}", out.console_tail(30));
+    };
+    println!("\nWhat the test guest's agent reported:");
+    for rec in &guest.records {
+        match rec {
+            Record::Agent {
+                scenario,
+                boottime_ns,
+                ..
+            } => println!(
+                "  agent started: scenario {scenario}, guest kernel booted in {:.2} s",
+                *boottime_ns as f64 / 1e9
+            ),
+            Record::Module {
+                name,
+                loaded,
+                error,
+            } => match error {
+                None => println!("  module {name}: loaded={loaded}"),
+                Some(e) => println!("  module {name}: {e}"),
+            },
+            Record::PciFunction(f) => println!(
+                "  PCI {} {:04x}:{:04x} class {:06x}, {} BAR(s)",
+                f.bdf,
+                f.vendor,
+                f.device,
+                f.class,
+                f.bars.len()
+            ),
+            Record::ScenarioEnd {
+                scenario,
+                ok,
+                error,
+            } => println!(
+                "  scenario {scenario}: {}",
+                if *ok {
+                    "ok".to_string()
+                } else {
+                    format!("FAILED: {}", error.as_deref().unwrap_or("?"))
+                }
+            ),
+            other => println!("  {other:?}"),
+        }
+    }
+    let Some(t) = &guest.timing else {
+        bail!("no timing record for the guest:\n{}", out.console_tail(30));
+    };
+    println!(
+        "vgpu-vmm: exit status {:?}, first agent line {:.2} s after start, {} KVM exits; harness total {:.1} s",
+        t.exit_code,
+        t.first_result_us.unwrap_or(0) as f64 / 1e6,
+        images::bench::exit_total(&guest.stderr).map_or("?".into(), |e| e.to_string()),
+        out.elapsed.as_secs_f64()
+    );
+    if t.exit_code != Some(0) || !out.harness_ok() {
+        bail!("the demo guest did not power off cleanly");
+    }
+    Ok(())
 }
