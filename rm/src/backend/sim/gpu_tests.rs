@@ -833,7 +833,7 @@ fn sim_speed() {
 #[test]
 fn huge_copy_and_long_spins_stay_within_the_budget() {
     let timing = Timing {
-        work_budget_per_call: 20_000,
+        work_budget_per_call: 5_000,
         ..simple_timing()
     };
     let mut gpu = gpu_with(timing);
