@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::log::SchedLog;
 use crate::mechanism::load::LoadPattern;
+use crate::policy::target_shares;
 use crate::policy_file::Policy;
 use crate::reload::PolicyWatcher;
 use crate::scheduler::{Method, SchedError, Scheduler};
@@ -46,7 +47,7 @@ pub struct Outcome {
     pub end: Duration,
     /// The method used at the end.
     pub method: Method,
-    /// Target shares at the end (all tenants busy as at the end).
+    /// Target shares of the policy in force at the end, with every tenant attached and busy.
     pub targets: Vec<f64>,
     /// Time lost to gating switches.
     pub switch_time: Duration,
@@ -212,15 +213,17 @@ pub fn run<T: Testbed>(
         );
     }
     sched.release()?;
+    let final_policy = sched.policy();
+    let everyone = vec![true; final_policy.tenants.len()];
+    let nominal = target_shares(final_policy, &everyone, &everyone);
     let targets = tenants
         .iter()
         .map(|name| {
-            sched
-                .policy()
+            final_policy
                 .tenants
                 .iter()
                 .position(|t| &t.name == name)
-                .map_or(0.0, |k| sched.planner().targets().tenants[k])
+                .map_or(0.0, |k| nominal.tenants[k])
         })
         .collect();
     Ok(Outcome {

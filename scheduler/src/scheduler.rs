@@ -99,7 +99,7 @@ pub fn choose_method(caps: Capabilities, policy: &Policy) -> Result<Method, Sche
 
 /// Fraction of GPU time the gating method may spend switching: turns are stretched so that
 /// the measured switch time stays below it.
-pub const SWITCH_OVERHEAD_BUDGET: f64 = 0.015;
+pub const SWITCH_OVERHEAD_BUDGET: f64 = 0.025;
 
 /// Longest the timeslice method lets the GPU run between reading statistics.
 const TIMESLICE_CHUNK: Duration = Duration::from_millis(10);

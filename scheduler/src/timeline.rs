@@ -53,11 +53,13 @@ fn tick_step(span: f64, target: f64) -> f64 {
 pub fn render_svg(log: &SchedLog, opts: TimelineOptions) -> String {
     let mut tenants: Vec<String> = Vec::new();
     let mut title = String::new();
+    let mut aggregated = false;
     let mut runlists = BTreeSet::new();
     let (mut t_min, mut t_max) = (u64::MAX, 0u64);
     for r in &log.records {
         match r {
             Record::Start(s) => {
+                aggregated |= s.method == "timeslice";
                 for t in &s.tenants {
                     if !tenants.contains(t) {
                         tenants.push(t.clone());
@@ -95,7 +97,8 @@ pub fn render_svg(log: &SchedLog, opts: TimelineOptions) -> String {
     let runlists: Vec<u32> = runlists.into_iter().collect();
     let rows = runlists.len() + 1;
     let axis_y = TOP + rows as f64 * ROW + 6.0;
-    let legend_y = axis_y + 40.0;
+    let note_y = axis_y + 34.0;
+    let legend_y = note_y + if aggregated { 22.0 } else { 0.0 };
     let legend_rows = tenants.len().div_ceil(6).max(1);
     let height = legend_y + legend_rows as f64 * 20.0 + 10.0;
     let colour_of = |name: &str| {
@@ -237,6 +240,13 @@ pub fn render_svg(log: &SchedLog, opts: TimelineOptions) -> String {
             format_duration(Duration::from_nanos(t as u64))
         );
         t += step;
+    }
+
+    if aggregated {
+        let _ = writeln!(
+            svg,
+            r##"<text x="{LEFT}" y="{note_y:.0}" fill="#555">Under the timeslice method the GPU's own round robin switches: bars there are each tenant's total per 10 ms, in turn.</text>"##
+        );
     }
 
     // Legend.

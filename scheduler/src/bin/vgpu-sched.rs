@@ -258,7 +258,7 @@ fn simulate(args: SimulateArgs) -> Result<ExitCode> {
     let skip = usize::from(windows.len() > 1);
     println!(
         "{:<16} {:>8} {:>9} {:>9} {:>9} {:>12}",
-        "tenant", "target", "achieved", "min/1s", "max/1s", "work done"
+        "tenant", "target*", "achieved", "min/1s", "max/1s", "work done"
     );
     let first = &out.samples[skip.min(out.samples.len() - 1)];
     let last = out.samples.last().expect("at least one sample");
@@ -283,6 +283,7 @@ fn simulate(args: SimulateArgs) -> Result<ExitCode> {
         );
     }
     let work: Duration = out.work.iter().sum();
+    println!("* target with every tenant busy; work-conserving policies give idle time to others");
     println!(
         "GPU busy with tenant work {:.2}% of {}; switching cost {} ({})",
         work.as_secs_f64() / out.end.as_secs_f64() * 100.0,
