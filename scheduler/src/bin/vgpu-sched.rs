@@ -156,7 +156,6 @@ fn duration_arg(s: &str) -> Result<Duration, String> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber_init();
     match real_main() {
         Ok(code) => code,
         Err(e) => {
@@ -165,9 +164,6 @@ fn main() -> ExitCode {
         }
     }
 }
-
-/// Logs go to stderr only when RUST_LOG is set; the tool's own output is its report.
-fn tracing_subscriber_init() {}
 
 fn real_main() -> Result<ExitCode> {
     let cli = Cli::parse();

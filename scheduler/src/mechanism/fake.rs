@@ -60,8 +60,6 @@ pub struct FakeGpu {
     now: Duration,
     groups: Vec<Group>,
     engines: Vec<(u32, Engine)>,
-    /// Time spent in preemptions, for tests.
-    pub preempt_calls: u32,
 }
 
 /// Resolution at which [`FakeGpu::run_until`] checks watched groups for running dry.
@@ -76,7 +74,6 @@ impl FakeGpu {
             now: Duration::ZERO,
             groups: Vec::new(),
             engines: Vec::new(),
-            preempt_calls: 0,
         }
     }
 
@@ -277,7 +274,6 @@ impl Mechanism for FakeGpu {
         if !self.caps.preempt {
             return Ok(());
         }
-        self.preempt_calls += 1;
         let mut done = self.now;
         for (_, eng) in &mut self.engines {
             if eng.current.is_some_and(|c| idx.contains(&c)) {
