@@ -7,7 +7,12 @@
 //!   for the sim backend and a fake for tests;
 //! * [`scheduler`] drives a mechanism with a policy, choosing its method from the mechanism's
 //!   capabilities;
-//! * [`log`] and [`timeline`] record and draw what ran.
+//! * [`log`] and [`timeline`] record and draw what ran;
+//! * [`reload`] watches the policy file (SIGHUP, content change) for hot reload.
+//!
+//! Around them, for simulation and measurement: [`testbed`] (a GPU that hosts synthetic
+//! tenants: the sim backend or the fake), [`gpus`] (the models the CLI offers), [`experiment`]
+//! (runs a policy on a testbed), [`analysis`] (shares, errors, reload effect) and [`bench`](mod@bench).
 
 pub mod analysis;
 pub mod bench;

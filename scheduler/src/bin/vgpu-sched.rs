@@ -78,7 +78,7 @@ enum Command {
         /// GPU model to run on.
         #[arg(long, value_enum, default_value_t = GpuKind::Sim)]
         gpu: GpuKind,
-        /// Method(s): auto (chosen from the GPU's levers), timeslice, gating, or all three.
+        /// Method(s): auto (chosen from the GPU's levers), timeslice, gating, or all (both).
         #[arg(long, value_enum, default_value_t = MethodArg::All)]
         method: MethodArg,
         /// Tenant counts, comma-separated.
@@ -136,7 +136,7 @@ enum MethodArg {
     Timeslice,
     /// Enable one tenant's channels at a time.
     Gating,
-    /// Bench only: auto, timeslice and gating.
+    /// Bench only: timeslice, then gating.
     All,
 }
 
