@@ -6,6 +6,7 @@
 //! a host handle. A backend therefore sees only well-formed calls at the RM API level, with host
 //! handles, and never a guest pointer.
 
+pub mod nvidia;
 pub mod sim;
 
 use crate::abi::nvos::{Nvos33Parameters, Nvos34Parameters, Nvos46Parameters, Nvos47Parameters};
