@@ -8,6 +8,7 @@
 #   vgpu.runs=N                boots per VMM in the bench scenario (default 5)
 #   vgpu.timeout=SECS          limit of each inner run (default 120)
 #   vgpu.guest_append="..."    words appended to the test guest's command line
+#   vgpu.qemu_machine=M        QEMU's -M value for the baseline (default microvm)
 /bin/busybox --install -s /bin
 export PATH=/bin:/usr/bin
 mount -t proc proc /proc
@@ -35,6 +36,8 @@ timeout=${timeout:-120}
 append=$(param vgpu.guest_append)
 vmm_cmdline="$(cat /etc/vgpu/vmm-cmdline) $append"
 qemu_cmdline="$(cat /etc/vgpu/qemu-cmdline) $append"
+qemu_machine=$(param vgpu.qemu_machine)
+qemu_machine=${qemu_machine:-microvm}
 
 run_vgpu_vmm() {
     vgpu-guest timed-run --label "$1" --timeout "$timeout" -- \
@@ -45,7 +48,7 @@ run_vgpu_vmm() {
 run_qemu() {
     [ -x /usr/bin/qemu-system-x86_64 ] || finish false "this harness image has no QEMU"
     vgpu-guest timed-run --label "$1" --timeout "$timeout" -- \
-        qemu-system-x86_64 -M microvm -enable-kvm -cpu host -m 256 -smp 1 \
+        qemu-system-x86_64 -M "$qemu_machine" -enable-kvm -cpu host -m 256 -smp 1 \
         -nodefaults -no-user-config -display none -serial stdio -no-reboot \
         -kernel /guest/vmlinux -initrd /guest/initrd.cpio.gz -append "$qemu_cmdline"
 }

@@ -69,7 +69,7 @@ pub fn median(values: &[f64]) -> Option<f64> {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     let mid = v.len() / 2;
-    Some(if v.len() % 2 == 0 {
+    Some(if v.len().is_multiple_of(2) {
         (v[mid - 1] + v[mid]) / 2.0
     } else {
         v[mid]
@@ -218,7 +218,12 @@ on hardware and only the ratio between the two VMMs means something.\n\n\
         }
         md.push_str(&format!(
             "\nRatio ours/QEMU (median time to first line): **{}**. The harness boot with all {} \
-guest boots took {:.0} s. QEMU's exits are not counted (it has no such statistics).\n\n",
+guest boots took {:.0} s. QEMU's exits are not counted (it has no such statistics). \
+The load of the shared machine makes single boots vary by 2x; the alternation keeps both VMMs \
+under the same load. Where QEMU's extra time goes (seen with `vgpu-image run --vmm qemu \
+--guest-append loglevel=7`): about 4 s of its guest's boot is the `rtc_cmos` probe ending in \
+`broken or not accessible`, every CMOS access being a round trip to QEMU in the TCG harness \
+(also with `-M microvm,rtc=off`); vgpu-vmm answers the CMOS ports in its own exit loop with 0.\n\n",
             self.ratio().map_or("-".into(), |r| format!("{r:.2}")),
             2 * runs,
             self.harness_elapsed.as_secs_f64()

@@ -56,6 +56,9 @@ enum Cmd {
         /// Words appended to the test guest's kernel command line.
         #[arg(long)]
         guest_append: Option<String>,
+        /// QEMU machine (-M) of the QEMU runs, e.g. `microvm,rtc=off`.
+        #[arg(long, default_value = "microvm")]
+        qemu_machine: String,
         /// Seconds before the whole harness boot is killed.
         #[arg(long, default_value_t = 300)]
         timeout: u64,
@@ -120,6 +123,7 @@ fn main() -> anyhow::Result<()> {
             scenario,
             vmm,
             guest_append,
+            qemu_machine,
             timeout,
         } => {
             let variant = if vmm == "qemu" || scenario == "bench" {
@@ -128,7 +132,9 @@ fn main() -> anyhow::Result<()> {
                 HarnessVariant::Vmm
             };
             let h = Harness::ensure_in(&cache, variant)?;
-            let mut run = HarnessRun::new(&scenario).param("vmm", &vmm);
+            let mut run = HarnessRun::new(&scenario)
+                .param("vmm", &vmm)
+                .param("qemu_machine", &qemu_machine);
             if let Some(a) = guest_append {
                 run = run.param("guest_append", &a);
             }
