@@ -221,9 +221,9 @@ on hardware and only the ratio between the two VMMs means something.\n\n\
 guest boots took {:.0} s. QEMU's exits are not counted (it has no such statistics). \
 The load of the shared machine makes single boots vary by 2x; the alternation keeps both VMMs \
 under the same load. Where QEMU's extra time goes (seen with `vgpu-image run --vmm qemu \
---guest-append loglevel=7`): about 4 s of its guest's boot is the `rtc_cmos` probe ending in \
-`broken or not accessible`, every CMOS access being a round trip to QEMU in the TCG harness \
-(also with `-M microvm,rtc=off`); vgpu-vmm answers the CMOS ports in its own exit loop with 0.\n\n",
+--guest-append loglevel=7`): about 4 s of its guest's boot is the `rtc_cmos` probe, which \
+ends in `broken or not accessible` (also with `-M microvm,rtc=off`); under vgpu-vmm, whose CMOS ports read 0, the same probe \
+gives up at once (`only 24-hr supported`).\n\n",
             self.ratio().map_or("-".into(), |r| format!("{r:.2}")),
             2 * runs,
             self.harness_elapsed.as_secs_f64()
