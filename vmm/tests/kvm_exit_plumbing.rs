@@ -202,3 +202,20 @@ fn pci_bar_mmio_reaches_the_function() {
     assert_eq!(stats.get(ExitKind::MmioRead), 1);
     assert_eq!(stats.get(ExitKind::MmioWrite), 1);
 }
+
+#[test]
+fn executing_mmio_is_a_guest_death_with_rip() {
+    if !kvm_available() {
+        return;
+    }
+    // mov rax, 0xd000_0000; jmp rax: instruction fetch from an unbacked PCI window address,
+    // which KVM cannot emulate.
+    let (exit, _, _) = run_blob(&[0x48, 0xb8, 0, 0, 0, 0xd0, 0, 0, 0, 0, 0xff, 0xe0]);
+    eprintln!("{exit}");
+    assert_eq!(exit.status(), 1);
+    let GuestExit::Died { reason } = exit else {
+        unreachable!()
+    };
+    assert!(reason.contains("vcpu 0"), "{reason}");
+    assert!(reason.contains("rip 0x"), "{reason}");
+}
