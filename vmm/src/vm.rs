@@ -189,19 +189,7 @@ impl Vm {
 
         let ram = memory::ram_ranges(memory_mib)?;
         let mem = memory::create_guest_memory(&ram)?;
-        for (slot, region) in mem.iter().enumerate() {
-            let region_desc = kvm_userspace_memory_region {
-                slot: slot as u32,
-                flags: 0,
-                guest_phys_addr: region.start_addr().0,
-                memory_size: region.len(),
-                userspace_addr: region.as_ptr() as u64,
-            };
-            // SAFETY: the region is a live anonymous mapping of `memory_size` bytes owned by
-            // `mem`, which the Vm keeps for as long as `vm_fd` exists.
-            unsafe { vm_fd.set_user_memory_region(region_desc) }
-                .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
-        }
+        register_ram(&vm_fd, &mem)?;
         vm_fd
             .set_tss_address(layout::KVM_TSS_ADDRESS as usize)
             .map_err(kvm_err("KVM_SET_TSS_ADDR"))?;
@@ -215,23 +203,14 @@ impl Vm {
         vm_fd.create_pit2(pit).map_err(kvm_err("KVM_CREATE_PIT2"))?;
 
         let exit = Arc::new(ExitLatch::new().map_err(host_err("exit eventfd"))?);
-        let stats = Arc::new(ExitStats::default());
-
-        let out: Box<dyn Write + Send> = match console {
-            ConsoleOutput::Stdout => Box::new(std::io::stdout()),
-            ConsoleOutput::File(path) => {
-                Box::new(File::create(&path).map_err(|source| VmError::ConsoleLog {
-                    path: path.display().to_string(),
-                    source,
-                })?)
-            }
-            ConsoleOutput::Writer(w) => w,
-        };
         let serial_irq = EventFd::new(libc::EFD_NONBLOCK).map_err(host_err("serial eventfd"))?;
         vm_fd
             .register_irqfd(&serial_irq, COM1_IRQ)
             .map_err(kvm_err("KVM_IRQFD"))?;
-        let serial = Arc::new(Mutex::new(SerialDevice::new(serial_irq, out)));
+        let serial = Arc::new(Mutex::new(SerialDevice::new(
+            serial_irq,
+            console_writer(console)?,
+        )));
 
         let window32 = layout::MMIO_HOLE_START..layout::PCI_MMIO32_END;
         let mmio64_start = memory::pci_mmio64_start(&ram);
@@ -240,39 +219,8 @@ impl Vm {
         pci.add_function(Arc::new(Mutex::new(HostBridge::new())))?;
 
         let mut io = IoManager::new();
-        let pio = |base: u16, len: u16| PioRange::new(PioAddress(base), len);
-        let reg = |what| move |source| VmError::Bus { what, source };
-        io.register_pio(
-            pio(COM1_PORT, COM1_PORTS_LEN).map_err(reg("serial"))?,
-            serial.clone(),
-        )
-        .map_err(reg("serial"))?;
-        let i8042 = Arc::new(Mutex::new(I8042::new(exit.clone())));
-        for port in [I8042_DATA_PORT, I8042_COMMAND_PORT] {
-            io.register_pio(PioRange::unit(PioAddress(port)), i8042.clone())
-                .map_err(reg("i8042"))?;
-        }
-        io.register_pio(
-            pio(CMOS_PORT, CMOS_PORTS_LEN).map_err(reg("cmos"))?,
-            Arc::new(Cmos),
-        )
-        .map_err(reg("cmos"))?;
-        io.register_pio(
-            pio(PM_PORT, PM_PORTS_LEN).map_err(reg("ACPI PM"))?,
-            Arc::new(AcpiPmPorts::new(exit.clone())),
-        )
-        .map_err(reg("ACPI PM"))?;
-        io.register_pio(
-            pio(pci::CONFIG_ADDRESS_PORT, pci::CONFIG_PORTS_LEN).map_err(reg("PCI config"))?,
-            pci.clone(),
-        )
-        .map_err(reg("PCI config"))?;
-        for window in [&window32, &window64] {
-            let range = MmioRange::new(MmioAddress(window.start), window.end - window.start)
-                .map_err(reg("PCI window"))?;
-            io.register_mmio(range, Arc::new(pci.mmio_window()))
-                .map_err(reg("PCI window"))?;
-        }
+        register_platform_devices(&mut io, &serial, &exit)?;
+        register_pci(&mut io, &pci)?;
 
         let tables = acpi::build(&AcpiConfig {
             vcpus,
@@ -281,38 +229,7 @@ impl Vm {
         })?;
         tables.write(&mem)?;
 
-        let supported = kvm
-            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-            .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
-        let clear_cx16 = host_is_pvm();
-        let hide_xsave = cpuid::host_is_tcg();
-        tracing::debug!(clear_cx16, hide_xsave, "CPUID host quirks");
-        let mut vcpu_fds = Vec::with_capacity(usize::from(vcpus));
-        for id in 0..vcpus {
-            let fd = vm_fd
-                .create_vcpu(u64::from(id))
-                .map_err(kvm_err("KVM_CREATE_VCPU"))?;
-            let cpu_err = |source| VmError::Cpu {
-                vcpu: usize::from(id),
-                source,
-            };
-            let mut cpuid = supported.clone();
-            cpuid::normalize(
-                cpuid.as_mut_slice(),
-                cpuid::CpuidConfig {
-                    vcpu_id: id,
-                    vcpu_count: vcpus,
-                    clear_cx16,
-                    hide_xsave,
-                },
-            );
-            fd.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
-            msr::setup_msrs(&fd).map_err(cpu_err)?;
-            regs::setup_fpu(&fd).map_err(cpu_err)?;
-            regs::setup_lint(&fd).map_err(cpu_err)?;
-            vcpu_fds.push(fd);
-        }
-
+        let vcpu_fds = create_vcpus(&kvm, &vm_fd, vcpus)?;
         Ok(Vm {
             _kvm: kvm,
             vm_fd,
@@ -323,7 +240,7 @@ impl Vm {
             pci,
             serial,
             exit,
-            stats,
+            stats: Arc::new(ExitStats::default()),
             rsdp_addr: tables.rsdp_addr(),
         })
     }
@@ -453,6 +370,130 @@ impl Vm {
         }
         Ok(())
     }
+}
+
+/// Gives every RAM region to KVM as one memory slot.
+fn register_ram(vm_fd: &VmFd, mem: &GuestMemoryMmap) -> Result<(), VmError> {
+    for (slot, region) in mem.iter().enumerate() {
+        let region_desc = kvm_userspace_memory_region {
+            slot: slot as u32,
+            flags: 0,
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: region.as_ptr() as u64,
+        };
+        // SAFETY: the region is a live anonymous mapping of `memory_size` bytes owned by
+        // `mem`, which the Vm keeps for as long as `vm_fd` exists.
+        unsafe { vm_fd.set_user_memory_region(region_desc) }
+            .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+    }
+    Ok(())
+}
+
+/// Opens where the serial console writes.
+fn console_writer(console: ConsoleOutput) -> Result<Box<dyn Write + Send>, VmError> {
+    Ok(match console {
+        ConsoleOutput::Stdout => Box::new(std::io::stdout()),
+        ConsoleOutput::File(path) => {
+            Box::new(File::create(&path).map_err(|source| VmError::ConsoleLog {
+                path: path.display().to_string(),
+                source,
+            })?)
+        }
+        ConsoleOutput::Writer(w) => w,
+    })
+}
+
+fn bus_err(what: &'static str) -> impl Fn(vm_device::bus::Error) -> VmError {
+    move |source| VmError::Bus { what, source }
+}
+
+fn pio_range(base: u16, len: u16, what: &'static str) -> Result<PioRange, VmError> {
+    PioRange::new(PioAddress(base), len).map_err(bus_err(what))
+}
+
+/// COM1, the i8042, CMOS and the ACPI power-management ports.
+fn register_platform_devices(
+    io: &mut IoManager,
+    serial: &Arc<Mutex<SerialDevice>>,
+    exit: &Arc<ExitLatch>,
+) -> Result<(), VmError> {
+    io.register_pio(
+        pio_range(COM1_PORT, COM1_PORTS_LEN, "serial")?,
+        serial.clone(),
+    )
+    .map_err(bus_err("serial"))?;
+    let i8042 = Arc::new(Mutex::new(I8042::new(exit.clone())));
+    for port in [I8042_DATA_PORT, I8042_COMMAND_PORT] {
+        io.register_pio(PioRange::unit(PioAddress(port)), i8042.clone())
+            .map_err(bus_err("i8042"))?;
+    }
+    io.register_pio(
+        pio_range(CMOS_PORT, CMOS_PORTS_LEN, "cmos")?,
+        Arc::new(Cmos),
+    )
+    .map_err(bus_err("cmos"))?;
+    io.register_pio(
+        pio_range(PM_PORT, PM_PORTS_LEN, "ACPI PM")?,
+        Arc::new(AcpiPmPorts::new(exit.clone())),
+    )
+    .map_err(bus_err("ACPI PM"))
+}
+
+/// The PCI config ports, and the PCI memory windows routed to the bus's BARs.
+fn register_pci(io: &mut IoManager, pci: &Arc<PciBus>) -> Result<(), VmError> {
+    io.register_pio(
+        pio_range(
+            pci::CONFIG_ADDRESS_PORT,
+            pci::CONFIG_PORTS_LEN,
+            "PCI config",
+        )?,
+        pci.clone(),
+    )
+    .map_err(bus_err("PCI config"))?;
+    for window in [pci.window32(), pci.window64()] {
+        let range = MmioRange::new(MmioAddress(window.start), window.end - window.start)
+            .map_err(bus_err("PCI window"))?;
+        io.register_mmio(range, Arc::new(pci.mmio_window()))
+            .map_err(bus_err("PCI window"))?;
+    }
+    Ok(())
+}
+
+/// Creates the vCPUs with normalised CPUID, boot MSRs, FPU and LAPIC LINT setup.
+fn create_vcpus(kvm: &Kvm, vm_fd: &VmFd, vcpus: u8) -> Result<Vec<VcpuFd>, VmError> {
+    let supported = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
+    let clear_cx16 = host_is_pvm();
+    let hide_xsave = cpuid::host_is_tcg();
+    tracing::debug!(clear_cx16, hide_xsave, "CPUID host quirks");
+    let mut fds = Vec::with_capacity(usize::from(vcpus));
+    for id in 0..vcpus {
+        let fd = vm_fd
+            .create_vcpu(u64::from(id))
+            .map_err(kvm_err("KVM_CREATE_VCPU"))?;
+        let cpu_err = |source| VmError::Cpu {
+            vcpu: usize::from(id),
+            source,
+        };
+        let mut cpuid = supported.clone();
+        cpuid::normalize(
+            cpuid.as_mut_slice(),
+            cpuid::CpuidConfig {
+                vcpu_id: id,
+                vcpu_count: vcpus,
+                clear_cx16,
+                hide_xsave,
+            },
+        );
+        fd.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
+        msr::setup_msrs(&fd).map_err(cpu_err)?;
+        regs::setup_fpu(&fd).map_err(cpu_err)?;
+        regs::setup_lint(&fd).map_err(cpu_err)?;
+        fds.push(fd);
+    }
+    Ok(fds)
 }
 
 extern "C" fn kick_handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
