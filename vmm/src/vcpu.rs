@@ -81,8 +81,8 @@ impl Vcpu {
 
     fn run_once(&mut self) -> Next {
         let index = self.index;
-        let stats = self.stats.clone();
-        let io = self.io.clone();
+        let stats = &self.stats;
+        let io = &self.io;
         let exit = match self.fd.run() {
             Ok(exit) => exit,
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
