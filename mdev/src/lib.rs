@@ -1,5 +1,15 @@
-//! vGPU types and instances.
+//! vGPU instances on the host and the `vgpud` daemon that enforces their shares.
 //!
-//! It will derive vGPU types (framebuffer size, maximum instances, channels) from the physical
-//! GPU, create instances (UUID, type, GFID) and keep their definitions on disk the way `mdevctl`
-//! does. Nothing is implemented yet.
+//! The daemon's tenants are the instances this crate manages: today host processes running
+//! `librmshim.so` (a tenant registers over a Unix socket with its name and channel list); later
+//! issues add VMs. Modules:
+//! * [`protocol`]: the lines a tenant sends;
+//! * [`tenants`]: the registry of connected tenants and their channels, persisted so that a
+//!   restarted daemon can re-enable what a dead one may have left disabled;
+//! * [`gate`]: the scheduler's [`scheduler::mechanism::Mechanism`] on a GSP-era NVIDIA GPU, where
+//!   channel enable/disable is the only effective lever: each tenant is one group, gated as a
+//!   whole, its run time measured as the time it was enabled (switch time excluded).
+
+pub mod gate;
+pub mod protocol;
+pub mod tenants;

@@ -1,0 +1,244 @@
+//! `vgpud`: the host daemon that registers tenants (processes running `librmshim.so`) and
+//! enforces the scheduler's policy file on a real NVIDIA GPU by gating each tenant's channels.
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use mdev::gate::{ChannelGate, RealClock};
+use mdev::protocol::{self, Message};
+use mdev::tenants::{load_pairs, TenantRegistry};
+use rm::backend::nvidia::HostClient;
+use scheduler::policy_file::Policy;
+use scheduler::scheduler::{Method, Scheduler};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(
+    name = "vgpud",
+    version,
+    about = "Gates GPU tenants' channels to enforce a scheduling policy on a real NVIDIA GPU",
+    long_about = "Gates GPU tenants' channels to enforce a scheduling policy on a real NVIDIA GPU.\n\n\
+        Tenants are processes started with LD_PRELOAD=librmshim.so; they connect to --socket and \
+        name themselves with VGPU_TENANT. Each policy tenant's first GFID identifies it; tenants \
+        not in the policy are left alone. At start the daemon re-enables every channel listed in \
+        --state (what a previous instance may have left disabled); on SIGTERM or SIGINT it \
+        re-enables every channel it gated and exits."
+)]
+struct Cli {
+    /// Scheduling policy file (TOML, see `vgpu-sched check`).
+    #[arg(long, value_name = "FILE")]
+    policy: PathBuf,
+    /// Unix socket tenants connect to.
+    #[arg(long, value_name = "PATH", default_value = "/run/vgpud.sock")]
+    socket: PathBuf,
+    /// File listing the channels of connected tenants (rewritten on every change).
+    #[arg(long, value_name = "PATH", default_value = "/run/vgpud.state")]
+    state: PathBuf,
+    /// GPU minor number (/dev/nvidiaN).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    gpu: u32,
+    /// Write statistics (JSON) here every second and at exit.
+    #[arg(long, value_name = "PATH")]
+    stats: Option<PathBuf>,
+}
+
+#[derive(serde::Serialize)]
+struct TenantStats {
+    name: String,
+    gfid: u32,
+    run_s: f64,
+}
+
+#[derive(serde::Serialize)]
+struct Stats {
+    driver: String,
+    policy: String,
+    uptime_s: f64,
+    tenants: Vec<TenantStats>,
+    connected: Vec<mdev::tenants::TenantInfo>,
+    switch_total_s: f64,
+    disables: mdev::gate::CallStats,
+    enables: mdev::gate::CallStats,
+    disable_mean_us: f64,
+    enable_mean_us: f64,
+    recovered_channels: usize,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("vgpud: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn policy_gfids(policy: &Policy) -> Result<HashMap<String, u32>> {
+    let mut out = HashMap::new();
+    for t in &policy.tenants {
+        let Some(&g) = t.gfids.first() else {
+            bail!(
+                "tenant {:?} has no gfids; vgpud names tenants by their first GFID",
+                t.name
+            )
+        };
+        out.insert(t.name.clone(), g);
+    }
+    Ok(out)
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let policy = Policy::load(&cli.policy)?;
+    let gfids = policy_gfids(&policy)?;
+    let mut host = HostClient::open(cli.gpu).context("opening the GPU")?;
+    let driver = host.version().to_string();
+
+    // A disable outlives its issuer: whatever a dead instance left disabled comes back first.
+    let leftover = load_pairs(&cli.state);
+    let mut recovered = 0;
+    for &pair in &leftover {
+        if mdev::gate::ChannelSwitch::set_enabled(&mut host, &[pair], true).is_ok() {
+            recovered += 1;
+        }
+    }
+    eprintln!("vgpud: driver {driver}, {policy}; re-enabled {recovered} of {} channel(s) left by a previous instance", leftover.len());
+
+    let registry = TenantRegistry::new(Some(cli.state.clone()));
+    let _ = std::fs::remove_file(&cli.socket);
+    let listener = UnixListener::bind(&cli.socket)
+        .with_context(|| format!("binding {}", cli.socket.display()))?;
+    std::fs::set_permissions(&cli.socket, std::fs::Permissions::from_mode(0o666))?;
+    {
+        let registry = registry.clone();
+        std::thread::Builder::new()
+            .name("accept".into())
+            .spawn(move || accept(listener, registry))?;
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
+
+    let policy_name = policy.kind.name().to_string();
+    let names: Vec<(String, u32)> = policy
+        .tenants
+        .iter()
+        .map(|t| (t.name.clone(), t.gfids[0]))
+        .collect();
+    let gate = ChannelGate::new(host, RealClock::default(), registry.clone(), gfids);
+    let mut sched = Scheduler::new(gate, policy, Some(Method::Gating), HashMap::new())?;
+    let start = Instant::now();
+    let mut last_stats = Instant::now();
+    let write_stats = |sched: &Scheduler<ChannelGate<HostClient, RealClock>>| {
+        let Some(path) = &cli.stats else { return };
+        let m = sched.mechanism();
+        let s = Stats {
+            driver: driver.clone(),
+            policy: policy_name.clone(),
+            uptime_s: start.elapsed().as_secs_f64(),
+            tenants: names
+                .iter()
+                .zip(sched.tenant_run_times())
+                .map(|((n, g), d)| TenantStats {
+                    name: n.clone(),
+                    gfid: *g,
+                    run_s: d.as_secs_f64(),
+                })
+                .collect(),
+            connected: registry.tenants(),
+            switch_total_s: sched.switch_time().as_secs_f64(),
+            disables: m.disables,
+            enables: m.enables,
+            disable_mean_us: m.disables.mean_us(),
+            enable_mean_us: m.enables.mean_us(),
+            recovered_channels: recovered,
+        };
+        if let Ok(text) = serde_json::to_string_pretty(&s) {
+            let _ = std::fs::write(path, text);
+        }
+    };
+    while !stop.load(Ordering::Relaxed) {
+        sched.run_for(Duration::from_millis(50))?;
+        if last_stats.elapsed() >= Duration::from_secs(1) {
+            write_stats(&sched);
+            last_stats = Instant::now();
+        }
+    }
+    sched.release()?;
+    let all = registry.all_channels();
+    let gate = sched.mechanism_mut();
+    let _ = mdev::gate::ChannelSwitch::set_enabled(gate.switch_mut(), &all, true);
+    write_stats(&sched);
+    let _ = std::fs::remove_file(&cli.socket);
+    eprintln!("vgpud: stopped; re-enabled {} channel(s)", all.len());
+    Ok(())
+}
+
+fn accept(listener: UnixListener, registry: TenantRegistry) {
+    for conn in listener.incoming() {
+        match conn {
+            Ok(stream) => {
+                let registry = registry.clone();
+                let _ = std::thread::Builder::new()
+                    .name("tenant".into())
+                    .spawn(move || serve(stream, registry));
+            }
+            Err(e) => tracing::warn!("accept: {e}"),
+        }
+    }
+}
+
+/// One tenant connection: HELLO first, then channel sets, until end of file. When the tenant goes
+/// the gate enables its channels again (if its process is gone they are gone too and this fails
+/// harmlessly) and forgets them.
+fn serve(stream: UnixStream, registry: TenantRegistry) {
+    let mut reader = BufReader::new(stream);
+    let id = match read_line(&mut reader).map(|l| protocol::parse(&l)) {
+        Some(Ok(Message::Hello { name, pid })) => {
+            eprintln!("vgpud: tenant {name} (pid {pid}) connected");
+            registry.connect(&name, pid)
+        }
+        other => {
+            tracing::warn!("tenant connection without HELLO: {other:?}");
+            return;
+        }
+    };
+    while let Some(line) = read_line(&mut reader) {
+        match protocol::parse(&line) {
+            Ok(Message::Channels(c)) => registry.set_channels(id, &c),
+            Ok(Message::Hello { .. }) => tracing::warn!("repeated HELLO ignored"),
+            Err(e) => {
+                tracing::warn!("dropping tenant connection: {e}");
+                break;
+            }
+        }
+    }
+    let gone = registry.disconnect(id);
+    eprintln!(
+        "vgpud: tenant connection {id} closed ({} channel(s) released)",
+        gone.len()
+    );
+}
+
+/// Reads one line of at most the protocol's limit; `None` at end of file, on an error or on an
+/// over-long line.
+fn read_line(reader: &mut BufReader<UnixStream>) -> Option<String> {
+    let mut buf = Vec::new();
+    match reader
+        .by_ref()
+        .take(protocol::MAX_LINE as u64 + 1)
+        .read_until(b'\n', &mut buf)
+    {
+        Ok(0) | Err(_) => None,
+        Ok(_) if buf.len() > protocol::MAX_LINE => None,
+        Ok(_) => Some(String::from_utf8_lossy(&buf).trim_end().to_string()),
+    }
+}

@@ -1,0 +1,248 @@
+//! Connected tenants and their channels.
+//!
+//! Each connection is one process; several processes may share a tenant name (they are gated
+//! together). Every change is written to the state file (atomically, by rename) so that a daemon
+//! started after a crash knows which channels a dead daemon may have left disabled.
+
+use crate::protocol::ChannelPair;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// A connection's id.
+pub type ConnId = u64;
+
+#[derive(Debug, Clone)]
+struct Conn {
+    name: String,
+    pid: u32,
+    channels: BTreeSet<ChannelPair>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    next: ConnId,
+    conns: HashMap<ConnId, Conn>,
+    generation: u64,
+    /// Channels of connections that ended, to be enabled once more by the gate.
+    released: Vec<ChannelPair>,
+}
+
+/// The registry, shared between the socket threads and the gating mechanism.
+#[derive(Debug, Clone, Default)]
+pub struct TenantRegistry {
+    inner: Arc<(Mutex<Inner>, Condvar)>,
+    state_file: Option<PathBuf>,
+}
+
+/// A tenant as the daemon reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TenantInfo {
+    /// Name.
+    pub name: String,
+    /// Process ids connected under it.
+    pub pids: Vec<u32>,
+    /// Its channels.
+    pub channels: usize,
+}
+
+impl TenantRegistry {
+    /// An empty registry persisting to `state_file` (if any).
+    pub fn new(state_file: Option<PathBuf>) -> Self {
+        Self {
+            inner: Arc::default(),
+            state_file,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn changed(&self, inner: &mut Inner) {
+        inner.generation += 1;
+        if let Some(path) = &self.state_file {
+            let pairs: BTreeSet<ChannelPair> = inner
+                .conns
+                .values()
+                .flat_map(|c| c.channels.iter().copied())
+                .collect();
+            if let Err(e) = save_pairs(path, &pairs) {
+                tracing::warn!("cannot write {}: {e}", path.display());
+            }
+        }
+        self.inner.1.notify_all();
+    }
+
+    /// Registers a connection.
+    pub fn connect(&self, name: &str, pid: u32) -> ConnId {
+        let mut inner = self.lock();
+        inner.next += 1;
+        let id = inner.next;
+        inner.conns.insert(
+            id,
+            Conn {
+                name: name.to_string(),
+                pid,
+                channels: BTreeSet::new(),
+            },
+        );
+        self.changed(&mut inner);
+        id
+    }
+
+    /// Replaces a connection's channel set.
+    pub fn set_channels(&self, id: ConnId, channels: &[ChannelPair]) {
+        let mut inner = self.lock();
+        if let Some(c) = inner.conns.get_mut(&id) {
+            c.channels = channels.iter().copied().collect();
+            self.changed(&mut inner);
+        }
+    }
+
+    /// Removes a connection; returns its channels, which [`TenantRegistry::take_released`] then
+    /// hands to the gate to be enabled.
+    pub fn disconnect(&self, id: ConnId) -> Vec<ChannelPair> {
+        let mut inner = self.lock();
+        let gone: Vec<ChannelPair> = inner
+            .conns
+            .remove(&id)
+            .map(|c| c.channels.into_iter().collect())
+            .unwrap_or_default();
+        inner.released.extend(gone.iter().copied());
+        self.changed(&mut inner);
+        gone
+    }
+
+    /// Channels of ended connections not yet enabled again.
+    pub fn take_released(&self) -> Vec<ChannelPair> {
+        std::mem::take(&mut self.lock().released)
+    }
+
+    /// Channels per tenant name (tenants without channels included).
+    pub fn by_tenant(&self) -> BTreeMap<String, Vec<ChannelPair>> {
+        let inner = self.lock();
+        let mut out: BTreeMap<String, Vec<ChannelPair>> = BTreeMap::new();
+        for c in inner.conns.values() {
+            out.entry(c.name.clone())
+                .or_default()
+                .extend(c.channels.iter().copied());
+        }
+        for v in out.values_mut() {
+            v.sort_unstable();
+            v.dedup();
+        }
+        out
+    }
+
+    /// Every channel of every tenant.
+    pub fn all_channels(&self) -> Vec<ChannelPair> {
+        self.by_tenant().into_values().flatten().collect()
+    }
+
+    /// Tenants now connected.
+    pub fn tenants(&self) -> Vec<TenantInfo> {
+        let inner = self.lock();
+        let mut out: BTreeMap<String, TenantInfo> = BTreeMap::new();
+        for c in inner.conns.values() {
+            let t = out.entry(c.name.clone()).or_insert_with(|| TenantInfo {
+                name: c.name.clone(),
+                pids: vec![],
+                channels: 0,
+            });
+            t.pids.push(c.pid);
+            t.channels += c.channels.len();
+        }
+        out.into_values().collect()
+    }
+
+    /// A counter that moves on every change.
+    pub fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    /// Waits up to `timeout` for a change after `seen`; returns the generation then.
+    pub fn wait_change(&self, seen: u64, timeout: Duration) -> u64 {
+        let inner = self.lock();
+        let (inner, _) = self
+            .inner
+            .1
+            .wait_timeout_while(inner, timeout, |i| i.generation == seen)
+            .unwrap_or_else(|e| e.into_inner());
+        inner.generation
+    }
+}
+
+/// Writes the channel pairs to `path` (one `client:channel` per line, hex), atomically.
+pub fn save_pairs(path: &Path, pairs: &BTreeSet<ChannelPair>) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let text: String = pairs
+        .iter()
+        .map(|(c, h)| format!("{c:x}:{h:x}\n"))
+        .collect();
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Reads pairs written by [`save_pairs`]; a missing file is empty, malformed lines are skipped.
+pub fn load_pairs(path: &Path) -> Vec<ChannelPair> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| {
+            let (c, h) = l.trim().split_once(':')?;
+            Some((
+                u32::from_str_radix(c, 16).ok()?,
+                u32::from_str_radix(h, 16).ok()?,
+            ))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_groups_by_name_and_persists() {
+        let dir = std::env::temp_dir().join(format!("vgpud-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let state = dir.join("state");
+        let r = TenantRegistry::new(Some(state.clone()));
+        let a1 = r.connect("a", 10);
+        let a2 = r.connect("a", 11);
+        let b = r.connect("b", 12);
+        r.set_channels(a1, &[(1, 10), (1, 11)]);
+        r.set_channels(a2, &[(2, 10)]);
+        r.set_channels(b, &[(3, 10)]);
+        let by = r.by_tenant();
+        assert_eq!(by["a"], vec![(1, 10), (1, 11), (2, 10)]);
+        assert_eq!(by["b"], vec![(3, 10)]);
+        assert_eq!(load_pairs(&state), vec![(1, 10), (1, 11), (2, 10), (3, 10)]);
+        let g = r.generation();
+        assert_eq!(r.disconnect(a1), vec![(1, 10), (1, 11)]);
+        assert_eq!(r.take_released(), vec![(1, 10), (1, 11)]);
+        assert!(r.take_released().is_empty());
+        assert!(r.wait_change(g, Duration::from_millis(1)) > g);
+        assert_eq!(load_pairs(&state), vec![(2, 10), (3, 10)]);
+        assert_eq!(
+            r.tenants()
+                .iter()
+                .map(|t| (t.name.as_str(), t.channels))
+                .collect::<Vec<_>>(),
+            vec![("a", 1), ("b", 1)]
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn missing_or_garbled_state_is_tolerated() {
+        assert!(load_pairs(Path::new("/nonexistent/vgpud.state")).is_empty());
+        let f = std::env::temp_dir().join(format!("vgpud-garbled-{}", std::process::id()));
+        std::fs::write(&f, "zz\n1:2\n3\n").unwrap();
+        assert_eq!(load_pairs(&f), vec![(1, 2)]);
+        std::fs::remove_file(f).unwrap();
+    }
+}
