@@ -31,7 +31,14 @@ Result lines are `VGPU-RESULT {json}`, one JSON object with a `record` tag each
 Scenarios: probe (default): boot time, load virtio_pci and uio_pci_generic, list PCI functions.
 ";
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("vgpu-guest: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     if std::process::id() == 1 {
         agent::run(AgentMode { as_init: true });

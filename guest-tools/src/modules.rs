@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ModuleError {
     /// `modules.dep` could not be read.
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}: {error}")]
     Index {
         /// The index file.
         path: PathBuf,
         /// Underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The module is not in `modules.dep`.
     #[error("module {0} not found in modules.dep")]
@@ -23,20 +23,20 @@ pub enum ModuleError {
     #[error("dependency cycle through module {0}")]
     Cycle(String),
     /// The `.ko` file could not be opened.
-    #[error("opening {path}: {source}")]
+    #[error("opening {path}: {error}")]
     Open {
         /// The module file.
         path: PathBuf,
         /// Underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The kernel refused the module.
-    #[error("finit_module {name}: {source}")]
+    #[error("finit_module {name}: {error}")]
     Load {
         /// Module name.
         name: String,
         /// Error the kernel returned.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -65,9 +65,9 @@ impl ModuleIndex {
     /// Reads `<base>/modules.dep`, where `base` is `/lib/modules/<release>`.
     pub fn open(base: &Path) -> Result<Self, ModuleError> {
         let path = base.join("modules.dep");
-        let text = std::fs::read_to_string(&path).map_err(|source| ModuleError::Index {
+        let text = std::fs::read_to_string(&path).map_err(|error| ModuleError::Index {
             path: path.clone(),
-            source,
+            error,
         })?;
         Ok(Self::parse(base, &text))
     }
@@ -155,9 +155,9 @@ impl ModuleIndex {
 
 /// Loads one `.ko` file with `finit_module`; `EEXIST` (already loaded) is success.
 fn load_file(name: &str, path: &Path) -> Result<(), ModuleError> {
-    let file = std::fs::File::open(path).map_err(|source| ModuleError::Open {
+    let file = std::fs::File::open(path).map_err(|error| ModuleError::Open {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let params = CString::default();
     // SAFETY: finit_module reads the open fd and a NUL-terminated parameter string.
@@ -171,7 +171,7 @@ fn load_file(name: &str, path: &Path) -> Result<(), ModuleError> {
     }
     Err(ModuleError::Load {
         name: name.to_string(),
-        source: err,
+        error: err,
     })
 }
 

@@ -21,12 +21,12 @@ const BAR_COUNT: usize = 6;
 #[derive(Debug, thiserror::Error)]
 pub enum PciError {
     /// A sysfs file could not be read.
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}: {error}")]
     Read {
         /// File that failed.
         path: PathBuf,
         /// Underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A sysfs file held something other than what the kernel writes there.
     #[error("unexpected contents in {path}: {text:?}")]
@@ -40,9 +40,9 @@ pub enum PciError {
 
 /// Lists the PCI functions under `root` (normally [`SYSFS_PCI_DEVICES`]), sorted by address.
 pub fn enumerate(root: &Path) -> Result<Vec<PciFunction>, PciError> {
-    let entries = std::fs::read_dir(root).map_err(|source| PciError::Read {
+    let entries = std::fs::read_dir(root).map_err(|error| PciError::Read {
         path: root.to_path_buf(),
-        source,
+        error,
     })?;
     let mut bdfs: Vec<String> = entries
         .filter_map(|e| e.ok())
@@ -116,9 +116,9 @@ pub fn parse_resource(text: &str) -> Option<Vec<Bar>> {
 }
 
 fn read(path: &Path) -> Result<String, PciError> {
-    std::fs::read_to_string(path).map_err(|source| PciError::Read {
+    std::fs::read_to_string(path).map_err(|error| PciError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 

@@ -33,12 +33,12 @@ pub enum TimedRunError {
     #[error("bad label {0:?}: use 1-32 characters of A-Z a-z 0-9 _ . -")]
     BadLabel(String),
     /// The command could not be started.
-    #[error("spawning {program:?}: {source}")]
+    #[error("spawning {program:?}: {error}")]
     Spawn {
         /// Program that failed to start.
         program: OsString,
         /// Underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -61,9 +61,9 @@ pub fn run(spec: &TimedRunSpec) -> Result<TimedRun, TimedRunError> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|source| TimedRunError::Spawn {
+        .map_err(|error| TimedRunError::Spawn {
             program: program.clone(),
-            source,
+            error,
         })?;
     let (tx, rx) = mpsc::channel();
     let stdout = child.stdout.take().expect("stdout is piped");

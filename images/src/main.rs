@@ -65,7 +65,14 @@ enum Cmd {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("vgpu-image: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let cache = match &cli.cache {
         Some(dir) => Cache::at(dir.clone())?,
