@@ -50,7 +50,6 @@ struct Entry {
 /// The parsed `modules.dep` of one kernel release.
 #[derive(Debug, Clone)]
 pub struct ModuleIndex {
-    base: PathBuf,
     entries: HashMap<String, Entry>,
 }
 
@@ -90,15 +89,7 @@ impl ModuleIndex {
                 Some((module_name(module.trim()), entry))
             })
             .collect();
-        Self {
-            base: base.to_path_buf(),
-            entries,
-        }
-    }
-
-    /// Directory the index was read from.
-    pub fn base(&self) -> &Path {
-        &self.base
+        Self { entries }
     }
 
     /// The `.ko` file of a module, if the index lists it.

@@ -50,11 +50,6 @@ impl Cache {
         Ok(CacheLock { _file: file })
     }
 
-    /// The cache directory.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// A path inside the cache.
     pub fn path(&self, rel: &str) -> PathBuf {
         self.root.join(rel)
