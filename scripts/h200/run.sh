@@ -21,7 +21,7 @@ nvcc -O2 -arch=sm_90 -o "$W/spin" "$here/spin.cu" && nvcc -O2 -arch=sm_90 -o "$W
   && gcc -O2 -o "$W/escbench" "$here/escbench.c" || { echo "compile failed"; exit 1; }
 
 shim() { RMSHIM_STATS=1 LD_PRELOAD=$SHIM "$@"; }
-check() { local name=$1; shift; if "$@" > "$W/$name.out" 2> "$W/$name.err"; then echo "PROGRAM $name ok"; else echo "PROGRAM $name FAILED rc=$?"; fi | tee -a "$OUT/log.txt" "$W/programs.txt"; tail -3 "$W/$name.out" "$W/$name.err" | tee -a "$OUT/log.txt"; }
+check() { local name=$1; shift; if "$@" > "$W/$name.out" 2> "$W/$name.err"; then echo "PROGRAM $name ok"; else echo "PROGRAM $name FAILED rc=$?"; fi | tee -a "$OUT/log.txt" "$W/programs.txt"; tail -n 3 "$W/$name.out" "$W/$name.err" | tee -a "$OUT/log.txt"; }
 
 log "programs through the interposer"
 check vecadd shim "$W/vecadd"
@@ -29,7 +29,7 @@ check spin shim "$W/spin" 2 "$ITERS" "$DEPTH" probe
 nvidia-smi -q > "$W/smiq-native.txt" 2>&1
 check smiq shim nvidia-smi -q
 # Same report both ways, apart from lines that change between two calls (times, clocks, power, utilisation).
-volatile='Timestamp|Time|Clocks|MHz|W$|%|Temp|Performance State|Process|Used|Free|Reserved|Throttle|Event|Fan|Power'
+volatile='Throughput|Timestamp|Time|Clocks|MHz|W$|%|Temp|Performance State|Process|Used|Free|Reserved|Throttle|Event|Fan|Power'
 if diff <(grep -Ev "$volatile" "$W/smiq-native.txt") <(grep -Ev "$volatile" "$W/smiq.out") > "$W/smiq.diff"; then
   echo "PROGRAM smiq-matches-native ok ($(wc -l < "$W/smiq.out") lines)" | tee -a "$OUT/log.txt" "$W/programs.txt"
 else echo "PROGRAM smiq-matches-native DIFFERS" | tee -a "$OUT/log.txt" "$W/programs.txt"; fi
