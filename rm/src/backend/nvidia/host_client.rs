@@ -236,3 +236,27 @@ impl<D: NvDriver> Drop for HostClient<D> {
         };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On a GPU machine: a host client comes up and an empty gate call succeeds. Elsewhere the
+    /// test says why it did nothing.
+    #[test]
+    fn host_client_on_a_real_gpu() {
+        if !std::path::Path::new("/dev/nvidiactl").exists() {
+            eprintln!("skipping: no /dev/nvidiactl (not a GPU machine)");
+            return;
+        }
+        let c = HostClient::open(0).expect("host client on the GPU");
+        assert_ne!(c.client(), 0);
+        c.set_channels_enabled(&[], true).unwrap();
+        c.control(
+            SUBDEVICE_HANDLE,
+            NV2080_CTRL_CMD_FIFO_DISABLE_CHANNELS,
+            &mut [0u8; 4],
+        )
+        .expect_err("a wrong param size is refused by RM");
+    }
+}
