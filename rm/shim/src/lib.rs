@@ -105,15 +105,13 @@ pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: *mut c_void) ->
             // SAFETY: the caller's own call, unchanged.
             unsafe { (real().ioctl)(fd, request, arg) }
         }
-        Some(node) => {
-            match forwarder().ioctl(fd, node, request, arg as u64, &mut SelfMemory) {
-                Ok(r) => r,
-                Err(e) => {
-                    set_errno(e);
-                    -1
-                }
+        Some(node) => match forwarder().ioctl(fd, node, request, arg as u64, &mut SelfMemory) {
+            Ok(r) => r,
+            Err(e) => {
+                set_errno(e);
+                -1
             }
-        }
+        },
     }
 }
 
