@@ -9,6 +9,8 @@
 pub mod nvidia;
 pub mod sim;
 
+use std::sync::Arc;
+
 use crate::abi::nvos::{Nvos33Parameters, Nvos34Parameters, Nvos46Parameters, Nvos47Parameters};
 use crate::abi::{Handle, NvStatus};
 
@@ -42,6 +44,77 @@ pub struct GpuInfo {
     pub classes: Vec<u32>,
     /// `NV2080_ENGINE_TYPE_*` values present (reported by `NV2080_CTRL_CMD_GPU_GET_ENGINES_V2`).
     pub engines: Vec<u32>,
+}
+
+/// Memory a guest shares with the host as a whole (the vGPU's window): the source of
+/// [`ExternalPages`]. Implementations do their own bounds checks and must stay valid for as long
+/// as any `Arc` of them lives.
+pub trait PageSource: Send + Sync {
+    /// Size in bytes; valid offsets are `0..size`.
+    fn size(&self) -> u64;
+    /// Copies the bytes at `offset` into `buf`; false (and nothing copied) if outside.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> bool;
+    /// Copies `data` to `offset`; false (and nothing written) if outside.
+    fn write_at(&self, offset: u64, data: &[u8]) -> bool;
+}
+
+/// A range of guest-shared memory that a backend uses as a memory object's storage (what
+/// `NV01_MEMORY_SYSTEM_OS_DESCRIPTOR` wraps). Every access is checked against the range, so a
+/// backend can reach these pages and no others; cheap to clone, `Send`.
+#[derive(Clone)]
+pub struct ExternalPages {
+    source: Arc<dyn PageSource>,
+    base: u64,
+    len: u64,
+}
+
+impl std::fmt::Debug for ExternalPages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExternalPages")
+            .field("base", &self.base)
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ExternalPages {
+    /// `len` bytes of `source` from `base`; `None` unless the range lies inside the source.
+    pub fn new(source: Arc<dyn PageSource>, base: u64, len: u64) -> Option<Self> {
+        let end = base.checked_add(len)?;
+        (end <= source.size()).then_some(Self { source, base, len })
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the range is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Offset of the range in its source (the guest's address of the first byte).
+    pub fn base(&self) -> u64 {
+        self.base
+    }
+
+    fn inside(&self, offset: u64, n: usize) -> Option<u64> {
+        let end = offset.checked_add(n as u64)?;
+        (end <= self.len).then_some(self.base + offset)
+    }
+
+    /// Copies the bytes at `offset` of the range into `buf`; false if outside the range.
+    pub fn read(&self, offset: u64, buf: &mut [u8]) -> bool {
+        self.inside(offset, buf.len())
+            .is_some_and(|at| self.source.read_at(at, buf))
+    }
+
+    /// Copies `data` to `offset` of the range; false if outside the range.
+    pub fn write(&self, offset: u64, data: &[u8]) -> bool {
+        self.inside(offset, data.len())
+            .is_some_and(|at| self.source.write_at(at, data))
+    }
 }
 
 /// One object allocation, with host handles.
@@ -96,6 +169,15 @@ pub trait Backend {
     /// * `HOPPER_USERMODE_A` (0xC661, parent = subdevice): `NvHopperUsermodeAParams`.
     /// * `NV01_EVENT_OS_EVENT` (0x79): `Nv0005AllocParameters`, handles translated.
     fn alloc(&mut self, req: &AllocRequest, params: &mut [u8]) -> NvStatus;
+
+    /// Allocates an `NV01_MEMORY_SYSTEM_OS_DESCRIPTOR` (0x71, parent = device) whose storage is
+    /// `pages`, guest memory the GPU then reads and writes in place (mapped with
+    /// `map_memory_dma` like any memory object). Backends that cannot use guest pages keep the
+    /// default, `NV_ERR_NOT_SUPPORTED`.
+    fn alloc_os_descriptor(&mut self, req: &AllocRequest, pages: ExternalPages) -> NvStatus {
+        let _ = (req, pages);
+        NvStatus::ERR_NOT_SUPPORTED
+    }
 
     /// Frees exactly one object (its children are already freed). For a client, `object == client`.
     fn free(&mut self, gfid: Gfid, client: Handle, object: Handle) -> NvStatus;

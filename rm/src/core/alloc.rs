@@ -3,6 +3,7 @@
 
 use super::dispatch::Caller;
 use super::guest_memory::GuestMemory;
+use super::objects::memory::{Memory, FB_PAGE, MAX_ALLOC_BYTES};
 use super::objects::{self, AllocContext, Client, Object, ObjectKind};
 use super::vgpu::MAX_CLIENTS_PER_VGPU;
 use super::Rm;
@@ -64,14 +65,84 @@ pub(super) fn is_event_alloc(buf: &[u8]) -> bool {
         .is_some_and(|b| class::is_event_class(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
 }
 
-/// `RM_ALLOC_MEMORY`: only OS descriptors use it, and those wrap a *guest user* address, which
-/// is not memory the host can hand a GPU; refused.
-pub(super) fn rm_alloc_memory(p: &Nvos02Parameters) -> NvStatus {
-    if p.hClass == class::NV01_MEMORY_SYSTEM_OS_DESCRIPTOR {
-        NvStatus::ERR_NOT_SUPPORTED
-    } else {
-        NvStatus::ERR_INVALID_CLASS
+/// `RM_ALLOC_MEMORY`: only `NV01_MEMORY_SYSTEM_OS_DESCRIPTOR` (0x71), which wraps guest memory
+/// at `pMemory` (`limit + 1` bytes) as a system memory object under the device `hObjectParent`,
+/// the way the driver wraps a user buffer. The guest memory must be able to share its pages
+/// (the vGPU's window: `pMemory` is a window offset) and the backend must use them in place;
+/// otherwise `NV_ERR_NOT_SUPPORTED`. `pMemory` must be 4 KiB aligned and the size is rounded up
+/// to 4 KiB (the range must stay inside the guest memory: `NV_ERR_INVALID_ADDRESS`). Nothing is
+/// charged to the quotas: the pages are the guest's own.
+pub(super) fn rm_alloc_memory<B: Backend>(
+    rm: &mut Rm<B>,
+    c: Caller,
+    p: &mut Nvos02Parameters,
+    mem: &mut dyn GuestMemory,
+) -> NvStatus {
+    if p.hClass != class::NV01_MEMORY_SYSTEM_OS_DESCRIPTOR {
+        return NvStatus::ERR_INVALID_CLASS;
     }
+    let size = match p.limit.checked_add(1) {
+        Some(s) if s <= MAX_ALLOC_BYTES => s.div_ceil(FB_PAGE) * FB_PAGE,
+        _ => return NvStatus::ERR_INVALID_LIMIT,
+    };
+    if !p.pMemory.is_multiple_of(FB_PAGE) {
+        return NvStatus::ERR_INVALID_ADDRESS;
+    }
+    let pages = match mem.external_pages(p.pMemory, size) {
+        None => return NvStatus::ERR_NOT_SUPPORTED,
+        Some(Err(_)) => return NvStatus::ERR_INVALID_ADDRESS,
+        Some(Ok(pages)) => pages,
+    };
+    let Rm { backend, vgpus, .. } = rm;
+    let Some(vgpu) = vgpus.get_mut(&c.gfid) else {
+        return NvStatus::ERR_INVALID_CLIENT;
+    };
+    let Some(client) = vgpu.client_for_mut(c.fd, p.hRoot) else {
+        return NvStatus::ERR_INVALID_CLIENT;
+    };
+    match client.get(p.hObjectParent) {
+        Some(o) if matches!(o.kind, ObjectKind::Device) => {}
+        _ => return NvStatus::ERR_INVALID_OBJECT_PARENT,
+    }
+    if !client.has_room() {
+        return NvStatus::ERR_INSUFFICIENT_RESOURCES;
+    }
+    let h = match p.hObjectNew {
+        0 => client.pick_handle(),
+        h if client.get(h).is_some() => return NvStatus::ERR_INSERT_DUPLICATE_NAME,
+        h => h,
+    };
+    let req = AllocRequest {
+        gfid: c.gfid,
+        client: client.host,
+        parent: client.to_host(p.hObjectParent),
+        object: h,
+        class: p.hClass,
+    };
+    let status = backend.alloc_os_descriptor(&req, pages);
+    if !status.is_ok() {
+        return status;
+    }
+    client.insert(
+        h,
+        Object {
+            class: p.hClass,
+            parent: p.hObjectParent,
+            children: BTreeSet::new(),
+            dependants: BTreeSet::new(),
+            depends_on: Vec::new(),
+            cpu_mappings: Vec::new(),
+            kind: ObjectKind::Memory(Memory {
+                video: false,
+                size,
+                fb_charge: 0,
+                sysmem_charge: 0,
+                dma_mappings: Vec::new(),
+            }),
+        },
+    );
+    p.hObjectNew = h;
+    NvStatus::OK
 }
 
 /// Allocates one object for the guest.

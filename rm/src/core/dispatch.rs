@@ -169,7 +169,7 @@ fn escape<B: Backend>(
             })
         }
         Escape::RM_ALLOC_MEMORY => with_struct(buf, |p: &mut nvos::Nvos02ParametersWithFd| {
-            p.params.status = alloc::rm_alloc_memory(&p.params).0;
+            p.params.status = alloc::rm_alloc_memory(rm, caller, &mut p.params, mem).0;
         }),
         // Not offered to guests: VID_HEAP_CONTROL (the heap is the quota-checked memory
         // classes), DUP/SHARE (cross-client object sharing), context DMAs (pre-Fermi model).

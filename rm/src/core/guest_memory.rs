@@ -6,6 +6,8 @@
 
 use thiserror::Error;
 
+use crate::backend::ExternalPages;
+
 /// A guest access that fell outside the memory the guest may name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 #[error("guest access of {len} bytes at {addr:#x} is out of bounds")]
@@ -22,6 +24,18 @@ pub trait GuestMemory {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), GuestMemoryFault>;
     /// Writes `data` at guest address `addr`.
     fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), GuestMemoryFault>;
+
+    /// The guest memory at `addr..addr + len` as pages a backend may keep and access directly
+    /// (the storage of an OS descriptor). `None` when this memory cannot be shared (the
+    /// default); `Some(Err)` when the range is outside it.
+    fn external_pages(
+        &self,
+        addr: u64,
+        len: u64,
+    ) -> Option<Result<ExternalPages, GuestMemoryFault>> {
+        let _ = (addr, len);
+        None
+    }
 }
 
 /// A guest memory backed by a `Vec<u8>` mapped at guest address `base`.

@@ -28,7 +28,7 @@ use crate::abi::nvos::{
     NVOS46_FLAGS_DMA_OFFSET_FIXED,
 };
 use crate::abi::{read_struct, write_struct, Handle, NvStatus};
-use crate::backend::{AllocRequest, Backend, Gfid, GpuInfo};
+use crate::backend::{AllocRequest, Backend, ExternalPages, Gfid, GpuInfo};
 
 /// GPU name the sim reports: an H200's interface, honestly labelled.
 pub const SIM_GPU_NAME: &str = "NVIDIA H200 (sim)";
@@ -701,6 +701,27 @@ impl Backend for SimBackend {
                 NvStatus::OK
             }
             Err(s) => s,
+        }
+    }
+
+    fn alloc_os_descriptor(&mut self, req: &AllocRequest, pages: ExternalPages) -> NvStatus {
+        if self.owners.get(&req.client) != Some(&req.gfid) {
+            return NvStatus::ERR_INVALID_CLIENT;
+        }
+        if self.objects.contains_key(&(req.client, req.object)) {
+            return NvStatus::ERR_INSERT_DUPLICATE_NAME;
+        }
+        if self.objects.get(&(req.client, req.parent)) != Some(&SimObject::Device) {
+            return NvStatus::ERR_INVALID_OBJECT_PARENT;
+        }
+        let made = self.lock().memory_mut().alloc_external(pages);
+        match made {
+            Ok(id) => {
+                self.objects
+                    .insert((req.client, req.object), SimObject::Memory { id });
+                NvStatus::OK
+            }
+            Err(_) => NvStatus::ERR_INVALID_LIMIT,
         }
     }
 

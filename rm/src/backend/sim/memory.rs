@@ -4,10 +4,18 @@
 //! Storage is sparse, in 4 KiB pages materialised on first non-zero write, so a guest that
 //! allocates its whole framebuffer quota costs host memory only for what it actually writes.
 //! Sizes are rounded up to the page size at allocation, as RM does.
+//!
+//! An object can instead be backed by [`ExternalPages`]: guest memory the host shares (the
+//! vGPU's window), which is what an OS descriptor wraps. The GPU then reads GPFIFO entries and
+//! pushbuffers from, and releases semaphores into, the guest's own pages. Every access still goes
+//! through this pool's bounds check and then the range check of `ExternalPages`, so the sim
+//! reaches those pages and no others; the pages are not counted against either aperture.
 
 use std::collections::BTreeMap;
 
 use thiserror::Error;
+
+use crate::backend::ExternalPages;
 
 /// Allocation and mapping granularity of the sim GPU.
 pub const PAGE_SIZE: u64 = 4096;
@@ -58,12 +66,21 @@ pub enum MemoryError {
     },
 }
 
-/// One allocation: its aperture, size and materialised pages.
+/// Where an object's bytes live.
+#[derive(Debug)]
+enum Storage {
+    /// Pages owned by the pool, materialised on first non-zero write.
+    Sparse(BTreeMap<u64, Box<[u8]>>),
+    /// Guest-shared pages, used in place.
+    External(ExternalPages),
+}
+
+/// One allocation: its aperture, size and storage.
 #[derive(Debug)]
 struct MemoryObject {
     aperture: Aperture,
     size: u64,
-    pages: BTreeMap<u64, Box<[u8]>>,
+    storage: Storage,
 }
 
 /// All memory objects of one GPU, with per-aperture capacity accounting.
@@ -123,7 +140,28 @@ impl MemoryPool {
             MemoryObject {
                 aperture,
                 size: rounded,
-                pages: BTreeMap::new(),
+                storage: Storage::Sparse(BTreeMap::new()),
+            },
+        );
+        Ok(id)
+    }
+
+    /// Adds a system memory object whose storage is `pages` (guest memory shared with the
+    /// host). Its size is the range's, rounded down to whole pages; it is charged to no
+    /// aperture.
+    pub fn alloc_external(&mut self, pages: ExternalPages) -> Result<MemoryId, MemoryError> {
+        let size = pages.len() & !(PAGE_SIZE - 1);
+        if size == 0 {
+            return Err(MemoryError::ZeroSize);
+        }
+        let id = MemoryId(self.next_id);
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        self.objects.insert(
+            id,
+            MemoryObject {
+                aperture: Aperture::Sysmem,
+                size,
+                storage: Storage::External(pages),
             },
         );
         Ok(id)
@@ -135,9 +173,10 @@ impl MemoryPool {
             .objects
             .remove(&id)
             .ok_or(MemoryError::NoSuchMemory(id))?;
-        match obj.aperture {
-            Aperture::Vidmem => self.vidmem_used -= obj.size,
-            Aperture::Sysmem => self.sysmem_used -= obj.size,
+        match (&obj.storage, obj.aperture) {
+            (Storage::External(_), _) => {}
+            (Storage::Sparse(_), Aperture::Vidmem) => self.vidmem_used -= obj.size,
+            (Storage::Sparse(_), Aperture::Sysmem) => self.sysmem_used -= obj.size,
         }
         Ok(())
     }
@@ -170,12 +209,21 @@ impl MemoryPool {
         self.objects.is_empty()
     }
 
-    /// Host bytes actually backing written pages, over all objects.
+    /// Host bytes the pool itself holds for written pages, over all objects (guest-shared
+    /// pages are not the pool's).
     pub fn resident_bytes(&self) -> u64 {
         self.objects
             .values()
-            .map(|o| o.pages.len() as u64 * PAGE_SIZE)
+            .map(|o| match &o.storage {
+                Storage::Sparse(pages) => pages.len() as u64 * PAGE_SIZE,
+                Storage::External(_) => 0,
+            })
             .sum()
+    }
+
+    /// Whether an object's storage is guest-shared pages.
+    pub fn is_external(&self, id: MemoryId) -> Result<bool, MemoryError> {
+        Ok(matches!(self.object(id)?.storage, Storage::External(_)))
     }
 
     fn object(&self, id: MemoryId) -> Result<&MemoryObject, MemoryError> {
@@ -200,13 +248,19 @@ impl MemoryPool {
     pub fn read(&self, id: MemoryId, offset: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         self.check(id, offset, buf.len())?;
         let obj = self.object(id)?;
+        let pages = match &obj.storage {
+            Storage::Sparse(pages) => pages,
+            Storage::External(ext) => {
+                return external_result(ext.read(offset, buf), id, offset, buf.len(), obj.size)
+            }
+        };
         let mut done = 0usize;
         while done < buf.len() {
             let pos = offset + done as u64;
             let page = pos / PAGE_SIZE;
             let in_page = (pos % PAGE_SIZE) as usize;
             let n = (PAGE_SIZE as usize - in_page).min(buf.len() - done);
-            match obj.pages.get(&page) {
+            match pages.get(&page) {
                 Some(p) => buf[done..done + n].copy_from_slice(&p[in_page..in_page + n]),
                 None => buf[done..done + n].fill(0),
             }
@@ -222,6 +276,12 @@ impl MemoryPool {
             .objects
             .get_mut(&id)
             .ok_or(MemoryError::NoSuchMemory(id))?;
+        let pages = match &mut obj.storage {
+            Storage::Sparse(pages) => pages,
+            Storage::External(ext) => {
+                return external_result(ext.write(offset, data), id, offset, data.len(), obj.size)
+            }
+        };
         let mut done = 0usize;
         while done < data.len() {
             let pos = offset + done as u64;
@@ -229,14 +289,14 @@ impl MemoryPool {
             let in_page = (pos % PAGE_SIZE) as usize;
             let n = (PAGE_SIZE as usize - in_page).min(data.len() - done);
             let chunk = &data[done..done + n];
-            match obj.pages.get_mut(&page) {
+            match pages.get_mut(&page) {
                 Some(p) => p[in_page..in_page + n].copy_from_slice(chunk),
                 // Zeros onto an untouched page change nothing: keep the page sparse.
                 None if chunk.iter().all(|&b| b == 0) => {}
                 None => {
                     let mut p = vec![0u8; PAGE_SIZE as usize].into_boxed_slice();
                     p[in_page..in_page + n].copy_from_slice(chunk);
-                    obj.pages.insert(page, p);
+                    pages.insert(page, p);
                 }
             }
             done += n;
@@ -269,9 +329,32 @@ impl MemoryPool {
     }
 }
 
+/// An access the pool's check passed but the external range refused (it cannot, as the size is
+/// the range's rounded down; kept as an error rather than trusted).
+fn external_result(
+    ok: bool,
+    id: MemoryId,
+    offset: u64,
+    len: usize,
+    size: u64,
+) -> Result<(), MemoryError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(MemoryError::OutOfBounds {
+            id,
+            offset,
+            len: len as u64,
+            size,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::PageSource;
+    use std::sync::{Arc, Mutex};
 
     #[test]
     fn alloc_rounds_to_pages_and_accounts_capacity() {
@@ -318,5 +401,69 @@ mod tests {
         p.write_u32(m, (1 << 39) - 4, 7).unwrap();
         assert_eq!(p.resident_bytes(), PAGE_SIZE);
         assert_eq!(p.read_u32(m, (1 << 39) - 4).unwrap(), 7);
+    }
+
+    /// Guest memory as a plain buffer.
+    struct Shared(Mutex<Vec<u8>>);
+
+    impl PageSource for Shared {
+        fn size(&self) -> u64 {
+            self.0.lock().unwrap().len() as u64
+        }
+        fn read_at(&self, offset: u64, buf: &mut [u8]) -> bool {
+            let v = self.0.lock().unwrap();
+            let o = offset as usize;
+            match v.get(o..o + buf.len()) {
+                Some(src) => {
+                    buf.copy_from_slice(src);
+                    true
+                }
+                None => false,
+            }
+        }
+        fn write_at(&self, offset: u64, data: &[u8]) -> bool {
+            let mut v = self.0.lock().unwrap();
+            let o = offset as usize;
+            match v.get_mut(o..o + data.len()) {
+                Some(dst) => {
+                    dst.copy_from_slice(data);
+                    true
+                }
+                None => false,
+            }
+        }
+    }
+
+    #[test]
+    fn external_objects_use_the_shared_pages_in_place_and_stay_in_their_range() {
+        let shared = Arc::new(Shared(Mutex::new(vec![0u8; 4 * PAGE_SIZE as usize])));
+        let src: Arc<dyn PageSource> = shared.clone();
+        assert!(ExternalPages::new(src.clone(), 3 * PAGE_SIZE, 2 * PAGE_SIZE).is_none());
+        let pages = ExternalPages::new(src, PAGE_SIZE, 2 * PAGE_SIZE).unwrap();
+        let mut p = MemoryPool::new(PAGE_SIZE, PAGE_SIZE);
+        let m = p.alloc_external(pages).unwrap();
+        assert_eq!(p.size(m).unwrap(), 2 * PAGE_SIZE);
+        assert!(p.is_external(m).unwrap());
+        // Not charged to the aperture, not resident in the pool.
+        assert_eq!(p.available(Aperture::Sysmem), PAGE_SIZE);
+        p.write_u32(m, 8, 0xfeed).unwrap();
+        assert_eq!(p.resident_bytes(), 0);
+        let guest_view = u32::from_le_bytes(
+            shared.0.lock().unwrap()[PAGE_SIZE as usize + 8..][..4]
+                .try_into()
+                .unwrap(),
+        );
+        assert_eq!(guest_view, 0xfeed);
+        shared.0.lock().unwrap()[PAGE_SIZE as usize + 16] = 7;
+        assert_eq!(p.read_u32(m, 16).unwrap(), 7);
+        assert!(matches!(
+            p.write(m, 2 * PAGE_SIZE - 2, &[1, 2, 3]),
+            Err(MemoryError::OutOfBounds { .. })
+        ));
+        assert!(shared.0.lock().unwrap()[3 * PAGE_SIZE as usize..]
+            .iter()
+            .all(|&b| b == 0));
+        p.free(m).unwrap();
+        assert_eq!(p.available(Aperture::Sysmem), PAGE_SIZE);
     }
 }
