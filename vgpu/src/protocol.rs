@@ -24,7 +24,7 @@ pub const PCI_REVISION: u8 = PROTOCOL_VERSION_MINOR as u8;
 /// Protocol major version: incompatible changes bump it.
 pub const PROTOCOL_VERSION_MAJOR: u16 = 1;
 /// Protocol minor version: compatible additions bump it.
-pub const PROTOCOL_VERSION_MINOR: u16 = 0;
+pub const PROTOCOL_VERSION_MINOR: u16 = 1;
 /// `VERSION` register value: major << 16 | minor.
 pub const PROTOCOL_VERSION: u32 =
     (PROTOCOL_VERSION_MAJOR as u32) << 16 | PROTOCOL_VERSION_MINOR as u32;
@@ -90,8 +90,11 @@ pub mod features {
     pub const ESCAPE_QUEUE: u32 = 1 << 0;
     /// `MAPPING_READ` / `MAPPING_WRITE` requests are served.
     pub const MAPPING_COPY: u32 = 1 << 1;
+    /// `NV_ESC_RM_ALLOC_MEMORY` with `NV01_MEMORY_SYSTEM_OS_DESCRIPTOR` wraps window pages
+    /// (`pMemory` = window offset) as a memory object the GPU uses in place (since 1.1).
+    pub const WINDOW_MEMORY: u32 = 1 << 2;
     /// All features of this protocol version.
-    pub const ALL: u32 = ESCAPE_QUEUE | MAPPING_COPY;
+    pub const ALL: u32 = ESCAPE_QUEUE | MAPPING_COPY | WINDOW_MEMORY;
 }
 
 /// `INTR_STATUS` / `INTR_ENABLE` bits.

@@ -386,7 +386,7 @@ mod tests {
         let stats = Stats::default();
         let f = RegisterFile::new();
         assert_eq!(f.read(reg::MAGIC, &ctx(&stats)).to_le_bytes(), *b"VGPU");
-        assert_eq!(f.read(reg::VERSION, &ctx(&stats)), 0x0001_0000);
+        assert_eq!(f.read(reg::VERSION, &ctx(&stats)), 0x0001_0001);
         assert_eq!(f.read(reg::GFID, &ctx(&stats)), 7);
         assert_eq!(f.read(reg::WINDOW_SIZE_LO, &ctx(&stats)), 0);
         assert_eq!(f.read(reg::WINDOW_SIZE_HI, &ctx(&stats)), 1);

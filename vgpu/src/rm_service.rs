@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rm::abi::NvStatus;
-use rm::backend::Backend;
+use rm::backend::{Backend, ExternalPages};
 use rm::core::{GuestMemory, GuestMemoryFault, Node, Rm, RmError};
 
 use crate::protocol::errno;
@@ -30,6 +30,22 @@ impl GuestMemory for WindowMemory<'_> {
             addr: f.addr,
             len: f.len,
         })
+    }
+
+    /// OS descriptors wrap window pages: the backend uses them in place (zero copy).
+    fn external_pages(
+        &self,
+        addr: u64,
+        len: u64,
+    ) -> Option<Result<ExternalPages, GuestMemoryFault>> {
+        Some(
+            self.0
+                .external_pages(addr, len)
+                .map_err(|f| GuestMemoryFault {
+                    addr: f.addr,
+                    len: f.len,
+                }),
+        )
     }
 }
 

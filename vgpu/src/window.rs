@@ -10,6 +10,7 @@ use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd};
 use std::sync::Arc;
 
+use rm::backend::{ExternalPages, PageSource};
 use thiserror::Error;
 use vm_memory::{Bytes, FileOffset, GuestAddress, GuestMemoryMmap, GuestRegionMmap, MmapRegion};
 
@@ -48,7 +49,42 @@ pub struct HostWindow {
     file: Arc<File>,
     memory: GuestMemoryMmap,
     region: Arc<GuestRegionMmap>,
+    pages: Arc<WindowPages>,
     size: u64,
+}
+
+/// The window's pages as a [`PageSource`]: what the RM core hands a backend as the storage of
+/// an OS descriptor, so the GPU reads the guest's rings and writes its semaphores in place.
+///
+/// Why this is sound without any `unsafe` here: it holds its own reference to the window's
+/// mapping (`GuestMemoryMmap` keeps the `MmapRegion` alive until the last clone drops, so the
+/// pages stay mapped even after the device and its KVM slot are gone), and every access goes
+/// through vm-memory's bounds-checked volatile copies. The guest may change the bytes at any
+/// moment; the backend treats what it reads as untrusted, as a GPU treats memory.
+#[derive(Debug)]
+pub struct WindowPages {
+    memory: GuestMemoryMmap,
+    size: u64,
+}
+
+impl PageSource for WindowPages {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> bool {
+        in_window(self.size, offset, buf.len())
+            && self.memory.read_slice(buf, GuestAddress(offset)).is_ok()
+    }
+
+    fn write_at(&self, offset: u64, data: &[u8]) -> bool {
+        in_window(self.size, offset, data.len())
+            && self.memory.write_slice(data, GuestAddress(offset)).is_ok()
+    }
+}
+
+fn in_window(size: u64, addr: u64, len: usize) -> bool {
+    addr.checked_add(len as u64).is_some_and(|end| end <= size)
 }
 
 impl HostWindow {
@@ -73,10 +109,15 @@ impl HostWindow {
         );
         let memory =
             GuestMemoryMmap::from_arc_regions(vec![region.clone()]).map_err(WindowError::Region)?;
+        let pages = Arc::new(WindowPages {
+            memory: memory.clone(),
+            size,
+        });
         Ok(Self {
             file,
             memory,
             region,
+            pages,
             size,
         })
     }
@@ -104,12 +145,21 @@ impl HostWindow {
 
     /// Checks that `addr..addr + len` lies inside the window.
     pub fn check(&self, addr: u64, len: usize) -> Result<(), WindowFault> {
-        let fault = WindowFault { addr, len };
-        let end = addr.checked_add(len as u64).ok_or(fault)?;
-        if end > self.size {
-            return Err(fault);
+        if in_window(self.size, addr, len) {
+            Ok(())
+        } else {
+            Err(WindowFault { addr, len })
         }
-        Ok(())
+    }
+
+    /// The window range `addr..addr + len` as pages a GPU backend may keep and use in place
+    /// (see [`WindowPages`]).
+    pub fn external_pages(&self, addr: u64, len: u64) -> Result<ExternalPages, WindowFault> {
+        let source: Arc<dyn PageSource> = self.pages.clone();
+        ExternalPages::new(source, addr, len).ok_or(WindowFault {
+            addr,
+            len: usize::try_from(len).unwrap_or(usize::MAX),
+        })
     }
 
     /// Fills `buf` from window offset `addr`.
@@ -165,6 +215,24 @@ mod tests {
         let mut b = [0u8; 4];
         w.read(MIN_WINDOW_SIZE - 4, &mut b).unwrap();
         assert_eq!(b, [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn external_pages_share_the_window_bytes_within_their_range() {
+        let w = HostWindow::new(MIN_WINDOW_SIZE).unwrap();
+        assert!(w.external_pages(MIN_WINDOW_SIZE - 0x1000, 0x2000).is_err());
+        assert!(w.external_pages(u64::MAX - 1, 2).is_err());
+        let p = w.external_pages(0x2000, 0x1000).unwrap();
+        assert!(p.write(4, &[9, 8]));
+        let mut b = [0u8; 2];
+        w.read(0x2004, &mut b).unwrap();
+        assert_eq!(b, [9, 8]);
+        assert!(!p.write(0xfff, &[1, 2]));
+        // The pages outlive the window object itself.
+        drop(w);
+        let mut c = [0u8; 2];
+        assert!(p.read(4, &mut c));
+        assert_eq!(c, [9, 8]);
     }
 
     #[test]
