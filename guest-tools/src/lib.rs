@@ -1,14 +1,20 @@
 //! Guest userspace for the vGPU project.
 //!
-//! Today this is the test agent `vgpu-guest`: it runs as PID 1 of the test guest, reports what the
-//! guest sees as machine-readable result lines on the console and powers the guest off. The same
-//! binary has a `timed-run` mode that the nested harness uses to start a VMM and time its guest.
-//! Later the userspace vGPU driver, the RM client library and `vgpu-smi` live here too.
+//! * [`driver`]: the userspace vGPU driver (sysfs discovery, BAR mapping, escape virtqueue in the
+//!   host-visible window, doorbell);
+//! * [`rmapi`]: the RM client library with the bare-metal call shapes over a [`rmapi::Transport`];
+//! * [`smi`]: `vgpu-smi`, the device report;
+//! * [`workload`]: GPU work through TSGs, channels and the doorbell, with every semaphore checked;
+//! * [`hostile`]: a guest that sends the device garbage and checks it is refused;
+//! * the test agent (`agent`, `scenario`, `report`), which runs as PID 1 of the test guest and
+//!   reports machine-readable result lines, and `timed_run`, the harness's VMM runner.
 
 pub mod agent;
 pub mod cmdline;
+pub mod driver;
 pub mod modules;
 pub mod pci;
 pub mod report;
+pub mod rmapi;
 pub mod scenario;
 pub mod timed_run;

@@ -1,0 +1,378 @@
+//! [`VgpuDriver`]: brings the vGPU up (identity check, virtio feature negotiation, queue in the
+//! window), carries requests over the escape queue, rings doorbells, and resets the device.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::mmio::RegisterBar;
+use super::protocol::{self, features, op, reg, virtio, RequestHeader, ResponseFooter};
+use super::queue::{layout, SplitQueue, UsedElem, QUEUE_SIZE};
+use super::window::{OutOfWindow, SharedWindow};
+use virtio::common;
+use virtio::status::*;
+
+/// How long a request may stay unanswered before the driver gives up.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Errors of the driver.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// BAR0 does not hold a vGPU register file.
+    #[error("BAR0 magic is {0:#010x}, not \"VGPU\"")]
+    BadMagic(u32),
+    /// The device speaks another major protocol version.
+    #[error("protocol version {0:#x} is not major version {major}", major = protocol::VERSION_MAJOR)]
+    Version(u32),
+    /// The device has no escape queue.
+    #[error("the device offers no escape queue (FEATURES {0:#x})")]
+    NoEscapeQueue(u32),
+    /// The device refused the feature set.
+    #[error("the device refused FEATURES_OK")]
+    FeaturesRefused,
+    /// The device refused the queue configuration.
+    #[error("the device refused queue_enable (ERROR_STATUS {0:#x})")]
+    QueueRefused(u32),
+    /// The window is too small for the driver's layout.
+    #[error("the window ({0:#x} bytes) is smaller than the driver's ring layout")]
+    WindowTooSmall(u64),
+    /// There is no live queue with this driver's layout to attach to.
+    #[error("no live escape queue with this driver's layout to attach to")]
+    NothingToAttach,
+    /// The device has set NEEDS_RESET.
+    #[error("the device needs a reset (device_status {0:#x})")]
+    NeedsReset(u8),
+    /// A request was not answered in time.
+    #[error("request not answered within {0:?}")]
+    Timeout(Duration),
+    /// The device answered another chain than the one in flight.
+    #[error("used entry names descriptor {got}, expected {want}")]
+    WrongCompletion {
+        /// Head in the used entry.
+        got: u32,
+        /// Head the driver published.
+        want: u16,
+    },
+    /// The device refused the chain without a footer.
+    #[error("the device refused the request chain (fault {fault}, used length {len})")]
+    Refused {
+        /// `LAST_QUEUE_FAULT`.
+        fault: u32,
+        /// Used length.
+        len: u32,
+    },
+    /// An access outside the window.
+    #[error(transparent)]
+    Window(#[from] OutOfWindow),
+}
+
+/// What the device reports about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct DeviceInfo {
+    /// GFID of this vGPU.
+    pub gfid: u32,
+    /// Protocol version (major << 16 | minor).
+    pub version: u32,
+    /// `FEATURES` bits.
+    pub features: u32,
+    /// Window size in bytes.
+    pub window_size: u64,
+}
+
+/// The device's counters (BAR0 registers 0x40..0x68).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DeviceCounters {
+    /// Accepted doorbells.
+    pub doorbells: u64,
+    /// Refused doorbells.
+    pub doorbells_rejected: u64,
+    /// Queue notifies.
+    pub queue_notifies: u64,
+    /// Completed request chains.
+    pub requests: u64,
+    /// Malformed request chains.
+    pub request_errors: u64,
+}
+
+/// How to take the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setup {
+    /// Reset it (closing every file any earlier process opened) and set the queue up afresh.
+    Reset,
+    /// Keep a live queue with this driver's layout (set up by an earlier process of this
+    /// guest); files it opened stay open.
+    Attach,
+}
+
+/// The userspace vGPU driver: one process drives the device at a time.
+pub struct VgpuDriver {
+    bar0: Box<dyn RegisterBar>,
+    window: Arc<SharedWindow>,
+    queue: SplitQueue,
+    info: DeviceInfo,
+}
+
+impl std::fmt::Debug for VgpuDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VgpuDriver")
+            .field("info", &self.info)
+            .field("queue", &self.queue)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VgpuDriver {
+    /// Takes the device behind `bar0` and `window` as `setup` says.
+    pub fn new(
+        bar0: Box<dyn RegisterBar>,
+        window: SharedWindow,
+        setup: Setup,
+    ) -> Result<Self, DriverError> {
+        let magic = bar0.read32(reg::MAGIC);
+        if magic != protocol::MAGIC {
+            return Err(DriverError::BadMagic(magic));
+        }
+        let version = bar0.read32(reg::VERSION);
+        if version >> 16 != protocol::VERSION_MAJOR {
+            return Err(DriverError::Version(version));
+        }
+        let features = bar0.read32(reg::FEATURES);
+        if features & features::ESCAPE_QUEUE == 0 {
+            return Err(DriverError::NoEscapeQueue(features));
+        }
+        let info = DeviceInfo {
+            gfid: bar0.read32(reg::GFID),
+            version,
+            features,
+            window_size: bar0.read64(reg::WINDOW_SIZE_LO),
+        };
+        if window.size() < layout::HEAP || window.size() != info.window_size {
+            return Err(DriverError::WindowTooSmall(window.size()));
+        }
+        let queue = match setup {
+            Setup::Reset => Self::bring_up(bar0.as_ref(), &window)?,
+            Setup::Attach => Self::attach(bar0.as_ref(), &window)?,
+        };
+        Ok(Self {
+            bar0,
+            window: Arc::new(window),
+            queue,
+            info,
+        })
+    }
+
+    fn common_write16(bar0: &dyn RegisterBar, off: u32, v: u16) {
+        bar0.write16(virtio::COMMON_CFG + off, v);
+    }
+
+    fn common_write64(bar0: &dyn RegisterBar, off: u32, v: u64) {
+        bar0.write32(virtio::COMMON_CFG + off, v as u32);
+        bar0.write32(virtio::COMMON_CFG + off + 4, (v >> 32) as u32);
+    }
+
+    fn common_read64(bar0: &dyn RegisterBar, off: u32) -> u64 {
+        u64::from(bar0.read32(virtio::COMMON_CFG + off))
+            | u64::from(bar0.read32(virtio::COMMON_CFG + off + 4)) << 32
+    }
+
+    fn set_status(bar0: &dyn RegisterBar, s: u8) {
+        bar0.write8(virtio::COMMON_CFG + common::DEVICE_STATUS, s);
+    }
+
+    fn status(bar0: &dyn RegisterBar) -> u8 {
+        bar0.read8(virtio::COMMON_CFG + common::DEVICE_STATUS)
+    }
+
+    /// The PROTOCOL.md driver sequence, steps 3 and 4.
+    fn bring_up(bar0: &dyn RegisterBar, window: &SharedWindow) -> Result<SplitQueue, DriverError> {
+        Self::set_status(bar0, 0);
+        Self::set_status(bar0, ACKNOWLEDGE | DRIVER);
+        bar0.write32(virtio::COMMON_CFG + common::DRIVER_FEATURE_SELECT, 0);
+        bar0.write32(virtio::COMMON_CFG + common::DRIVER_FEATURE, 0);
+        bar0.write32(virtio::COMMON_CFG + common::DRIVER_FEATURE_SELECT, 1);
+        bar0.write32(
+            virtio::COMMON_CFG + common::DRIVER_FEATURE,
+            virtio::F_VERSION_1_HI,
+        );
+        Self::set_status(bar0, ACKNOWLEDGE | DRIVER | FEATURES_OK);
+        if Self::status(bar0) & FEATURES_OK == 0 {
+            return Err(DriverError::FeaturesRefused);
+        }
+        let queue = SplitQueue::create(window)?;
+        Self::common_write16(bar0, common::QUEUE_SELECT, 0);
+        Self::common_write16(bar0, common::QUEUE_SIZE, QUEUE_SIZE);
+        Self::common_write64(bar0, common::QUEUE_DESC, layout::DESC);
+        Self::common_write64(bar0, common::QUEUE_DRIVER, layout::AVAIL);
+        Self::common_write64(bar0, common::QUEUE_DEVICE, layout::USED);
+        Self::common_write16(bar0, common::QUEUE_ENABLE, 1);
+        if bar0.read16(virtio::COMMON_CFG + common::QUEUE_ENABLE) != 1 {
+            return Err(DriverError::QueueRefused(bar0.read32(reg::ERROR_STATUS)));
+        }
+        Self::set_status(bar0, ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
+        Ok(queue)
+    }
+
+    fn attach(bar0: &dyn RegisterBar, window: &SharedWindow) -> Result<SplitQueue, DriverError> {
+        let status = Self::status(bar0);
+        if status & NEEDS_RESET != 0 {
+            return Err(DriverError::NeedsReset(status));
+        }
+        Self::common_write16(bar0, common::QUEUE_SELECT, 0);
+        let live = status & DRIVER_OK != 0
+            && bar0.read16(virtio::COMMON_CFG + common::QUEUE_ENABLE) == 1
+            && bar0.read16(virtio::COMMON_CFG + common::QUEUE_SIZE) == QUEUE_SIZE
+            && Self::common_read64(bar0, common::QUEUE_DESC) == layout::DESC
+            && Self::common_read64(bar0, common::QUEUE_DRIVER) == layout::AVAIL
+            && Self::common_read64(bar0, common::QUEUE_DEVICE) == layout::USED;
+        if !live {
+            return Err(DriverError::NothingToAttach);
+        }
+        let mut queue = SplitQueue::adopt(window)?;
+        // A chain the earlier process published but never notified is finished off here.
+        if queue.in_flight() != 0 {
+            bar0.write16(virtio::NOTIFY, 0);
+            while queue.take_used(window)?.is_some() {}
+        }
+        Ok(queue)
+    }
+
+    /// Identity of the device.
+    pub fn info(&self) -> DeviceInfo {
+        self.info
+    }
+
+    /// The window.
+    pub fn window(&self) -> &Arc<SharedWindow> {
+        &self.window
+    }
+
+    /// Sends one request and waits for its footer.
+    pub fn request(&mut self, header: &RequestHeader) -> Result<ResponseFooter, DriverError> {
+        let (head, footer_at) = self.queue.post(&self.window, header)?;
+        self.notify();
+        let used = self.wait_used(REQUEST_TIMEOUT)?;
+        if used.id != u32::from(head) {
+            return Err(DriverError::WrongCompletion {
+                got: used.id,
+                want: head,
+            });
+        }
+        if used.len as usize != ResponseFooter::SIZE {
+            return Err(DriverError::Refused {
+                fault: self.bar0.read32(reg::LAST_QUEUE_FAULT),
+                len: used.len,
+            });
+        }
+        let mut b = [0u8; ResponseFooter::SIZE];
+        self.window.read(footer_at, &mut b)?;
+        Ok(ResponseFooter::from_bytes(&b))
+    }
+
+    /// Writes the queue notify register (serves the queue in the VMM).
+    pub fn notify(&self) {
+        self.bar0.write16(virtio::NOTIFY, 0);
+    }
+
+    /// Polls the used ring until an entry arrives or `timeout` passes.
+    pub fn wait_used(&mut self, timeout: Duration) -> Result<UsedElem, DriverError> {
+        let mut start = None;
+        loop {
+            if let Some(u) = self.queue.take_used(&self.window)? {
+                return Ok(u);
+            }
+            let status = Self::status(self.bar0.as_ref());
+            if status & NEEDS_RESET != 0 {
+                return Err(DriverError::NeedsReset(status));
+            }
+            let since = *start.get_or_insert_with(Instant::now);
+            if since.elapsed() > timeout {
+                return Err(DriverError::Timeout(timeout));
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Takes a used entry if one is there (no waiting).
+    pub fn try_used(&mut self) -> Result<Option<UsedElem>, DriverError> {
+        Ok(self.queue.take_used(&self.window)?)
+    }
+
+    /// Rings the usermode doorbell with a work-submit token.
+    pub fn doorbell(&self, token: u32) {
+        self.bar0.write32(reg::DOORBELL, token);
+    }
+
+    /// Reads `ERROR_STATUS`.
+    pub fn error_status(&self) -> u32 {
+        self.bar0.read32(reg::ERROR_STATUS)
+    }
+
+    /// Acknowledges error bits.
+    pub fn clear_errors(&self, bits: u32) {
+        self.bar0.write32(reg::ERROR_STATUS, bits);
+    }
+
+    /// `LAST_REJECTED_TOKEN`.
+    pub fn last_rejected_token(&self) -> u32 {
+        self.bar0.read32(reg::LAST_REJECTED_TOKEN)
+    }
+
+    /// `LAST_QUEUE_FAULT`.
+    pub fn last_queue_fault(&self) -> u32 {
+        self.bar0.read32(reg::LAST_QUEUE_FAULT)
+    }
+
+    /// `device_status`.
+    pub fn device_status(&self) -> u8 {
+        Self::status(self.bar0.as_ref())
+    }
+
+    /// The device's counters.
+    pub fn counters(&self) -> DeviceCounters {
+        let b = self.bar0.as_ref();
+        DeviceCounters {
+            doorbells: b.read64(reg::DOORBELLS_LO),
+            doorbells_rejected: b.read64(reg::DOORBELLS_REJECTED_LO),
+            queue_notifies: b.read64(reg::QUEUE_NOTIFIES_LO),
+            requests: b.read64(reg::REQUESTS_LO),
+            request_errors: b.read64(reg::REQUEST_ERRORS_LO),
+        }
+    }
+
+    /// Resets the device (closing every file opened through it, which frees the RM objects
+    /// allocated through them) and sets the queue up again.
+    pub fn reset(&mut self) -> Result<(), DriverError> {
+        self.queue = Self::bring_up(self.bar0.as_ref(), &self.window)?;
+        Ok(())
+    }
+
+    /// Resets the device and leaves it down (what the process's exit is on bare metal).
+    pub fn shut_down(&self) {
+        Self::set_status(self.bar0.as_ref(), 0);
+    }
+
+    /// The raw queue, for hostile-guest tests that build malformed chains.
+    pub fn raw_queue(&mut self) -> (&mut SplitQueue, &SharedWindow) {
+        (&mut self.queue, &*self.window)
+    }
+
+    /// A raw BAR0 write, for hostile-guest tests.
+    pub fn raw_write32(&self, off: u32, v: u32) {
+        self.bar0.write32(off, v);
+    }
+
+    /// Whether the device offers `MAPPING_READ` / `MAPPING_WRITE`.
+    pub fn has_mapping_copy(&self) -> bool {
+        self.info.features & features::MAPPING_COPY != 0
+    }
+
+    /// Opens a guest file: returns the file id or `-errno`.
+    pub fn open_file(&mut self, node: u32, minor: u64) -> Result<Result<i32, i32>, DriverError> {
+        let f = self.request(&RequestHeader {
+            op: op::OPEN,
+            request: node,
+            arg: minor,
+            ..Default::default()
+        })?;
+        Ok(if f.ret == 0 { Ok(f.file) } else { Err(f.ret) })
+    }
+}

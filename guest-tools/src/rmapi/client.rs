@@ -1,0 +1,373 @@
+//! [`RmClient`]: the NVIDIA RM calls with their bare-metal shapes (escape structs from the `rm`
+//! crate's ABI, request numbers `_IOWR('F', nr, size)`, embedded pointers to parameter buffers),
+//! over any [`Transport`].
+
+use rm::abi::escape::Escape;
+use rm::abi::frontend::{NvIoctlRmApiVersion, NV_RM_API_VERSION_CMD_STRICT};
+use rm::abi::ioctl::IoctlRequest;
+use rm::abi::nvos::*;
+use rm::abi::{class, Handle, NvStatus, NV_VERSION_STRING};
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+use super::transport::{Buffer, Fd, Mapping, Node, Transport, TransportError};
+
+/// First handle this library picks for objects (RM lets clients choose their handles).
+pub const FIRST_HANDLE: Handle = 0x5c00_0001;
+
+/// Size of the scratch buffers for arguments and parameters.
+const SCRATCH: usize = 16 << 10;
+
+/// Errors of RM calls.
+#[derive(Debug, thiserror::Error)]
+pub enum RmApiError {
+    /// The transport failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The ioctl failed (the driver refused the call itself).
+    #[error("{call}: ioctl failed with errno {errno} ({})", std::io::Error::from_raw_os_error(*errno))]
+    Errno {
+        /// `NV_ESC_*` name.
+        call: &'static str,
+        /// The errno.
+        errno: i32,
+    },
+    /// RM ran the call and failed it.
+    #[error("{call}: {status}")]
+    Status {
+        /// What was called.
+        call: String,
+        /// RM's status.
+        status: NvStatus,
+    },
+    /// The argument does not fit an ioctl request.
+    #[error("{0}: argument too large for an ioctl request")]
+    TooLarge(&'static str),
+    /// The driver's version is not the one this library was built for.
+    #[error("driver version check failed: the driver does not accept {NV_VERSION_STRING}")]
+    VersionMismatch,
+}
+
+impl RmApiError {
+    /// RM's status, when RM failed the call.
+    pub fn status(&self) -> Option<NvStatus> {
+        match self {
+            RmApiError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The errno, when the ioctl failed.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            RmApiError::Errno { errno, .. } => Some(*errno),
+            _ => None,
+        }
+    }
+}
+
+fn check(call: impl FnOnce() -> String, status: u32) -> Result<(), RmApiError> {
+    match NvStatus(status) {
+        NvStatus::OK => Ok(()),
+        status => Err(RmApiError::Status {
+            call: call(),
+            status,
+        }),
+    }
+}
+
+/// A CPU mapping of a memory object, with what is needed to unmap it.
+pub struct MappedMemory<'t> {
+    /// The mapping.
+    pub mapping: Box<dyn Mapping + 't>,
+    /// The device-node file the mapping is attached to.
+    pub fd: Fd,
+    /// `pLinearAddress` RM returned.
+    pub cookie: u64,
+    /// The client, device and memory handles.
+    pub handles: (Handle, Handle, Handle),
+}
+
+/// One process's connection to RM: a ctl file, scratch buffers, and handle allocation.
+pub struct RmClient<'t> {
+    t: &'t dyn Transport,
+    ctl: Fd,
+    arg: Buffer,
+    params: Buffer,
+    next_handle: Handle,
+}
+
+impl std::fmt::Debug for RmClient<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RmClient")
+            .field("ctl", &self.ctl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'t> RmClient<'t> {
+    /// Opens `/dev/nvidiactl` and runs the driver version check, as every client does first.
+    pub fn open(t: &'t dyn Transport) -> Result<Self, RmApiError> {
+        let ctl = t.open(Node::Ctl)?;
+        let mut c = Self {
+            t,
+            ctl,
+            arg: t.buffer(SCRATCH)?,
+            params: t.buffer(SCRATCH)?,
+            next_handle: FIRST_HANDLE,
+        };
+        let mut v = NvIoctlRmApiVersion {
+            cmd: NV_RM_API_VERSION_CMD_STRICT,
+            ..Default::default()
+        };
+        v.versionString[..NV_VERSION_STRING.len()].copy_from_slice(NV_VERSION_STRING.as_bytes());
+        match c.escape(ctl, Escape::CHECK_VERSION_STR, &mut v) {
+            Err(RmApiError::Errno { errno, .. }) if errno == libc::EINVAL => {
+                Err(RmApiError::VersionMismatch)
+            }
+            r => r.map(|()| c),
+        }
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> &'t dyn Transport {
+        self.t
+    }
+
+    /// The ctl file.
+    pub fn ctl(&self) -> Fd {
+        self.ctl
+    }
+
+    /// A fresh object handle.
+    pub fn new_handle(&mut self) -> Handle {
+        let h = self.next_handle;
+        self.next_handle += 1;
+        h
+    }
+
+    /// `ioctl(fd, _IOWR('F', esc, sizeof *arg), arg)`: the argument goes through the scratch
+    /// buffer and comes back updated. Fails on a negative return.
+    pub fn escape<T: IntoBytes + FromBytes + Immutable>(
+        &mut self,
+        fd: Fd,
+        esc: Escape,
+        arg: &mut T,
+    ) -> Result<(), RmApiError> {
+        let size = size_of::<T>();
+        let request =
+            IoctlRequest::encode(esc as u8, size as u32).ok_or(RmApiError::TooLarge(esc.name()))?;
+        self.arg.put(0, arg)?;
+        let ret = self.t.ioctl(fd, request, &self.arg)?;
+        if ret < 0 {
+            return Err(RmApiError::Errno {
+                call: esc.name(),
+                errno: -ret,
+            });
+        }
+        *arg = self.arg.get(0)?;
+        Ok(())
+    }
+
+    /// Allocates the root client (`NV01_ROOT_CLIENT`, handle chosen by RM).
+    pub fn alloc_root(&mut self) -> Result<Handle, RmApiError> {
+        let mut a = Nvos64Parameters {
+            hClass: class::NV01_ROOT_CLIENT,
+            ..Default::default()
+        };
+        self.alloc_with(&mut a, &mut [])?;
+        Ok(a.hObjectNew)
+    }
+
+    /// `RM_ALLOC` of `class` under `parent` with `params` (NVOS64, params by pointer); returns
+    /// the new object's handle.
+    pub fn alloc<P: IntoBytes + FromBytes + Immutable>(
+        &mut self,
+        client: Handle,
+        parent: Handle,
+        class_id: u32,
+        params: &mut P,
+    ) -> Result<Handle, RmApiError> {
+        let new = self.new_handle();
+        let mut a = Nvos64Parameters {
+            hRoot: client,
+            hObjectParent: parent,
+            hObjectNew: new,
+            hClass: class_id,
+            ..Default::default()
+        };
+        self.alloc_with(&mut a, params.as_mut_bytes())?;
+        Ok(new)
+    }
+
+    fn alloc_with(
+        &mut self,
+        a: &mut Nvos64Parameters,
+        params: &mut [u8],
+    ) -> Result<(), RmApiError> {
+        if params.len() > self.params.len() {
+            return Err(RmApiError::TooLarge("NV_ESC_RM_ALLOC"));
+        }
+        self.params.write(0, params)?;
+        a.pAllocParms = if params.is_empty() {
+            0
+        } else {
+            self.params.addr()
+        };
+        a.paramsSize = params.len() as u32;
+        let ctl = self.ctl;
+        self.escape(ctl, Escape::RM_ALLOC, a)?;
+        check(|| format!("RM_ALLOC class {:#06x}", a.hClass), a.status)?;
+        self.params.read(0, params)?;
+        Ok(())
+    }
+
+    /// `RM_CONTROL` `cmd` on `object` with `params` (NVOS54, params by pointer).
+    pub fn control<P: IntoBytes + FromBytes + Immutable>(
+        &mut self,
+        client: Handle,
+        object: Handle,
+        cmd: u32,
+        params: &mut P,
+    ) -> Result<(), RmApiError> {
+        let bytes = params.as_mut_bytes();
+        if bytes.len() > self.params.len() {
+            return Err(RmApiError::TooLarge("NV_ESC_RM_CONTROL"));
+        }
+        self.params.write(0, bytes)?;
+        let mut a = Nvos54Parameters {
+            hClient: client,
+            hObject: object,
+            cmd,
+            params: self.params.addr(),
+            paramsSize: bytes.len() as u32,
+            ..Default::default()
+        };
+        let ctl = self.ctl;
+        self.escape(ctl, Escape::RM_CONTROL, &mut a)?;
+        check(|| format!("RM_CONTROL {cmd:#010x}"), a.status)?;
+        self.params.read(0, bytes)?;
+        Ok(())
+    }
+
+    /// `RM_FREE` of `object` (and its subtree); freeing the client frees everything.
+    pub fn free(
+        &mut self,
+        client: Handle,
+        parent: Handle,
+        object: Handle,
+    ) -> Result<(), RmApiError> {
+        let mut a = Nvos00Parameters {
+            hRoot: client,
+            hObjectParent: parent,
+            hObjectOld: object,
+            status: 0,
+        };
+        let ctl = self.ctl;
+        self.escape(ctl, Escape::RM_FREE, &mut a)?;
+        check(|| format!("RM_FREE {object:#x}"), a.status)
+    }
+
+    /// `RM_MAP_MEMORY_DMA`: maps `memory` into the VA space `vaspace`; returns the GPU VA.
+    pub fn map_dma(
+        &mut self,
+        client: Handle,
+        device: Handle,
+        vaspace: Handle,
+        memory: Handle,
+        length: u64,
+    ) -> Result<u64, RmApiError> {
+        let mut a = Nvos46Parameters {
+            hClient: client,
+            hDevice: device,
+            hDma: vaspace,
+            hMemory: memory,
+            length,
+            ..Default::default()
+        };
+        let ctl = self.ctl;
+        self.escape(ctl, Escape::RM_MAP_MEMORY_DMA, &mut a)?;
+        check(|| "RM_MAP_MEMORY_DMA".into(), a.status)?;
+        Ok(a.dmaOffset)
+    }
+
+    /// `RM_MAP_MEMORY` on a fresh `/dev/nvidia0` file, then `mmap` of that file: a CPU
+    /// mapping of `length` bytes of `memory`.
+    pub fn map_memory(
+        &mut self,
+        client: Handle,
+        device: Handle,
+        memory: Handle,
+        length: u64,
+    ) -> Result<MappedMemory<'t>, RmApiError> {
+        let fd = self.t.open(Node::Device(0))?;
+        let mut a = Nvos33ParametersWithFd {
+            params: Nvos33Parameters {
+                hClient: client,
+                hDevice: device,
+                hMemory: memory,
+                length,
+                ..Default::default()
+            },
+            fd,
+            _pad: 0,
+        };
+        let ctl = self.ctl;
+        let mapped = self
+            .escape(ctl, Escape::RM_MAP_MEMORY, &mut a)
+            .and_then(|()| check(|| "RM_MAP_MEMORY".into(), a.params.status));
+        if let Err(e) = mapped {
+            let _ = self.t.close(fd);
+            return Err(e);
+        }
+        let t = self.t;
+        Ok(MappedMemory {
+            mapping: t.map(fd, length)?,
+            fd,
+            cookie: a.params.pLinearAddress,
+            handles: (client, device, memory),
+        })
+    }
+
+    /// `RM_UNMAP_MEMORY` and `close` of a mapping's file.
+    pub fn unmap_memory(&mut self, m: MappedMemory<'_>) -> Result<(), RmApiError> {
+        let (client, device, memory) = m.handles;
+        let mut a = Nvos34Parameters {
+            hClient: client,
+            hDevice: device,
+            hMemory: memory,
+            pLinearAddress: m.cookie,
+            ..Default::default()
+        };
+        let ctl = self.ctl;
+        self.escape(ctl, Escape::RM_UNMAP_MEMORY, &mut a)?;
+        check(|| "RM_UNMAP_MEMORY".into(), a.status)?;
+        self.t.close(m.fd)?;
+        Ok(())
+    }
+
+    /// `RM_IDLE_CHANNELS` for one channel: waits until it has no work left.
+    pub fn idle_channel(
+        &mut self,
+        client: Handle,
+        device: Handle,
+        channel: Handle,
+        timeout_us: u32,
+    ) -> Result<(), RmApiError> {
+        let mut a = Nvos30Parameters {
+            hClient: client,
+            hDevice: device,
+            hChannel: channel,
+            timeout: timeout_us,
+            ..Default::default()
+        };
+        let ctl = self.ctl;
+        self.escape(ctl, Escape::RM_IDLE_CHANNELS, &mut a)?;
+        check(|| "RM_IDLE_CHANNELS".into(), a.status)
+    }
+
+    /// Closes the ctl file (RM frees every client allocated through it).
+    pub fn close(self) -> Result<(), RmApiError> {
+        self.t.close(self.ctl)?;
+        Ok(())
+    }
+}
