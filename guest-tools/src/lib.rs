@@ -18,3 +18,4 @@ pub mod report;
 pub mod rmapi;
 pub mod scenario;
 pub mod timed_run;
+pub mod workload;

@@ -194,3 +194,38 @@ fn a_second_process_attaches_and_a_reset_frees_what_the_first_left() {
     assert_eq!(dev.lock().unwrap().open_files(), 0);
     RmClient::open(&t).unwrap();
 }
+
+#[test]
+fn the_workload_runs_rounds_and_every_semaphore_checks_out() {
+    use guest_tools::workload::{self, GpuContext, RunLimit, TsgSettings};
+    let rm = sim_rm();
+    let dev = sim_device(&rm, 3);
+    let t = VgpuTransport::new(driver(&dev, Setup::Reset));
+    let mut ctx = GpuContext::create(&t, TsgSettings::default()).unwrap();
+    assert!(rm.lock().unwrap().object_count(3) >= 12);
+    let ring = |tok: u32| t.driver().doorbell(tok);
+    let mut seen = 0;
+    let report = workload::run(
+        &mut ctx,
+        RunLimit {
+            rounds: Some(40),
+            duration: std::time::Duration::from_secs(60),
+        },
+        4,
+        10_000,
+        &ring,
+        &mut |r| seen = r,
+    )
+    .unwrap();
+    assert_eq!((report.rounds, seen), (40, 40));
+    assert_eq!(report.semaphores_checked, 40 * 4 * 2);
+    assert_eq!(
+        report.copies_checked, 64,
+        "the ring wrapped: every slot was copied"
+    );
+    let counters = t.driver().counters();
+    assert_eq!(counters.doorbells, 80);
+    assert_eq!(counters.doorbells_rejected, 0);
+    ctx.destroy().unwrap();
+    assert_eq!(rm.lock().unwrap().object_count(3), 0);
+}
