@@ -13,10 +13,55 @@ use rm::backend::sim::pushbuffer::{inc_header, GpEntry};
 use rm::backend::sim::userd;
 use zerocopy::IntoBytes;
 
-use crate::rmapi::{MappedMemory, RmApiError, RmClient, Transport};
+use crate::rmapi::{Buffer, MappedMemory, RmApiError, RmClient, Transport, TransportError};
+
+/// Where the workload's GPU memory lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemoryMode {
+    /// Video memory (`NV01_MEMORY_LOCAL_USER`), reached through a CPU mapping; over the vGPU
+    /// every access is a `MAPPING_READ` / `MAPPING_WRITE` request.
+    Video,
+    /// User memory wrapped as an OS descriptor (over the vGPU: window pages), which the GPU uses
+    /// in place; accesses are plain loads and stores.
+    Window,
+}
+
+impl MemoryMode {
+    /// The better mode `t` offers.
+    pub fn best(t: &dyn Transport) -> Self {
+        if t.os_descriptors() {
+            MemoryMode::Window
+        } else {
+            MemoryMode::Video
+        }
+    }
+}
+
+/// The workload's memory as the CPU reaches it.
+enum GpuMemory<'t> {
+    Mapped(MappedMemory<'t>),
+    Window(Buffer),
+}
+
+impl GpuMemory<'_> {
+    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), TransportError> {
+        match self {
+            GpuMemory::Mapped(m) => m.mapping.read(offset, buf),
+            GpuMemory::Window(b) => b.read(offset as usize, buf),
+        }
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), TransportError> {
+        match self {
+            GpuMemory::Mapped(m) => m.mapping.write(offset, data),
+            GpuMemory::Window(b) => b.write(offset as usize, data),
+        }
+    }
+}
 
 /// Size of the memory object holding USERDs, rings, pushbuffers, semaphores and copy buffers.
-pub const MEMORY_SIZE: u64 = 4 << 20;
+pub const MEMORY_SIZE: u64 = 512 << 10;
 /// GPFIFO entries per channel.
 pub const GPFIFO_ENTRIES: u32 = 64;
 /// Most GPFIFO entries one submission may carry (a power of two dividing [`GPFIFO_ENTRIES`]).
@@ -155,7 +200,8 @@ pub struct RoundTiming {
 pub struct GpuContext<'t> {
     client: RmClient<'t>,
     objects: Objects,
-    map: Option<MappedMemory<'t>>,
+    map: Option<GpuMemory<'t>>,
+    mode: MemoryMode,
     va: u64,
     gp_put: [u32; 2],
     round: u64,
@@ -180,7 +226,11 @@ const POLLS_BEFORE_IDLE: u32 = 4;
 
 impl<'t> GpuContext<'t> {
     /// Allocates the whole object tree, maps the memory, and writes the copy source.
-    pub fn create(t: &'t dyn Transport, settings: TsgSettings) -> Result<Self, WorkloadError> {
+    pub fn create(
+        t: &'t dyn Transport,
+        settings: TsgSettings,
+        mode: MemoryMode,
+    ) -> Result<Self, WorkloadError> {
         let mut c = RmClient::open(t)?;
         let mut o = Objects {
             client: c.alloc_root()?,
@@ -199,16 +249,27 @@ impl<'t> GpuContext<'t> {
             class::FERMI_VASPACE_A,
             &mut NvVaspaceAllocationParameters::default(),
         )?;
-        o.memory = c.alloc(
-            o.client,
-            o.device,
-            class::NV01_MEMORY_LOCAL_USER,
-            &mut NvMemoryAllocationParams {
-                size: MEMORY_SIZE,
-                hVASpace: o.vaspace,
-                ..Default::default()
-            },
-        )?;
+        let window = match mode {
+            MemoryMode::Video => {
+                o.memory = c.alloc(
+                    o.client,
+                    o.device,
+                    class::NV01_MEMORY_LOCAL_USER,
+                    &mut NvMemoryAllocationParams {
+                        size: MEMORY_SIZE,
+                        hVASpace: o.vaspace,
+                        ..Default::default()
+                    },
+                )?;
+                None
+            }
+            MemoryMode::Window => {
+                let buf = t.buffer(MEMORY_SIZE as usize, 4096)?;
+                buf.write(0, &vec![0u8; MEMORY_SIZE as usize])?;
+                o.memory = c.alloc_os_descriptor(o.client, o.device, &buf)?;
+                Some(buf)
+            }
+        };
         let va = c.map_dma(o.client, o.device, o.vaspace, o.memory, MEMORY_SIZE)?;
         let engines = [NV2080_ENGINE_TYPE_GR0, NV2080_ENGINE_TYPE_COPY0];
         let classes = [class::HOPPER_COMPUTE_A, class::HOPPER_DMA_COPY_A];
@@ -284,13 +345,17 @@ impl<'t> GpuContext<'t> {
                 },
             )?;
         }
-        let map = c.map_memory(o.client, o.device, o.memory, MEMORY_SIZE)?;
+        let map = match window {
+            Some(buf) => GpuMemory::Window(buf),
+            None => GpuMemory::Mapped(c.map_memory(o.client, o.device, o.memory, MEMORY_SIZE)?),
+        };
         let pattern: Vec<u8> = (0..COPY_BYTES).map(|i| (i * 7 + 3) as u8).collect();
-        map.mapping.write(at::COPY_SRC, &pattern)?;
+        map.write(at::COPY_SRC, &pattern)?;
         Ok(Self {
             client: c,
             objects: o,
             map: Some(map),
+            mode,
             va,
             gp_put: [0; 2],
             round: 0,
@@ -326,7 +391,12 @@ impl<'t> GpuContext<'t> {
         ]
     }
 
-    fn mapping(&self) -> &MappedMemory<'t> {
+    /// Where the memory lives.
+    pub fn mode(&self) -> MemoryMode {
+        self.mode
+    }
+
+    fn mapping(&self) -> &GpuMemory<'t> {
         self.map.as_ref().expect("mapped until destroy")
     }
 
@@ -409,7 +479,7 @@ impl<'t> GpuContext<'t> {
                 entries[ch].extend_from_slice(&entry.to_le_bytes());
             }
         }
-        let m = &self.mapping().mapping;
+        let m = self.mapping();
         for ch in [COMPUTE, COPY] {
             m.write(at::pushbuffer(ch, first), &pbs[ch])?;
             m.write(at::gpfifo(ch) + 8 * u64::from(first), &entries[ch])?;
@@ -468,9 +538,7 @@ impl<'t> GpuContext<'t> {
         batch: u32,
     ) -> Result<Vec<u32>, WorkloadError> {
         let mut b = vec![0u8; 16 * batch as usize];
-        self.mapping()
-            .mapping
-            .read(at::semaphore(ch, first), &mut b)?;
+        self.mapping().read(at::semaphore(ch, first), &mut b)?;
         Ok(b.chunks_exact(16)
             .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
             .collect())
@@ -510,7 +578,7 @@ impl<'t> GpuContext<'t> {
 
     /// Checks that every copy destination written so far equals the source block.
     pub fn check_copies(&self) -> Result<u32, WorkloadError> {
-        let m = &self.mapping().mapping;
+        let m = self.mapping();
         let mut src = vec![0u8; COPY_BYTES as usize];
         m.read(at::COPY_SRC, &mut src)?;
         let slots = self.copy_slots;
@@ -526,11 +594,17 @@ impl<'t> GpuContext<'t> {
 
     /// Unmaps and frees everything, then closes the ctl file.
     pub fn destroy(mut self) -> Result<(), WorkloadError> {
-        if let Some(m) = self.map.take() {
-            self.client.unmap_memory(m)?;
-        }
+        let window = match self.map.take() {
+            Some(GpuMemory::Mapped(m)) => {
+                self.client.unmap_memory(m)?;
+                None
+            }
+            other => other,
+        };
         let client = self.objects.client;
         self.client.free(client, client, client)?;
+        // Window pages go back to the allocator only after RM freed the object over them.
+        drop(window);
         self.client.close()?;
         Ok(())
     }
@@ -551,6 +625,8 @@ pub struct WorkloadReport {
     pub entries_per_sec: f64,
     /// Wall time in seconds.
     pub seconds: f64,
+    /// Where the GPU memory lived.
+    pub memory: MemoryMode,
     /// Channel idles needed because semaphores had not landed after polling.
     pub idles: u64,
 }
@@ -593,6 +669,7 @@ pub fn run(
             0.0
         },
         seconds,
+        memory: ctx.mode(),
         idles: ctx.idles,
     })
 }

@@ -197,14 +197,23 @@ fn a_second_process_attaches_and_a_reset_frees_what_the_first_left() {
 
 #[test]
 fn the_workload_runs_rounds_and_every_semaphore_checks_out() {
-    use guest_tools::workload::{self, GpuContext, RunLimit, TsgSettings};
+    use guest_tools::workload::MemoryMode;
+    for mode in [MemoryMode::Video, MemoryMode::Window] {
+        workload_in(mode);
+    }
+}
+
+fn workload_in(mode: guest_tools::workload::MemoryMode) {
+    use guest_tools::workload::{self, GpuContext, MemoryMode, RunLimit, TsgSettings};
     let rm = sim_rm();
     let dev = sim_device(&rm, 3);
     let t = VgpuTransport::new(driver(&dev, Setup::Reset));
-    let mut ctx = GpuContext::create(&t, TsgSettings::default()).unwrap();
+    assert!(t.os_descriptors(), "protocol 1.1 offers window memory");
+    let mut ctx = GpuContext::create(&t, TsgSettings::default(), mode).unwrap();
     assert!(rm.lock().unwrap().object_count(3) >= 12);
     let ring = |tok: u32| t.driver().doorbell(tok);
     let mut seen = 0;
+    let before = t.driver().counters().requests;
     let report = workload::run(
         &mut ctx,
         RunLimit {
@@ -223,7 +232,16 @@ fn the_workload_runs_rounds_and_every_semaphore_checks_out() {
         report.copies_checked, 64,
         "the ring wrapped: every slot was copied"
     );
+    assert_eq!(report.memory, mode);
     let counters = t.driver().counters();
+    let requests = counters.requests - before;
+    match mode {
+        MemoryMode::Window => assert_eq!(
+            requests, report.idles,
+            "window memory: only channel idles go through the queue"
+        ),
+        MemoryMode::Video => assert!(requests >= 40 * 8, "{requests} mapping requests"),
+    }
     assert_eq!(counters.doorbells, 80);
     assert_eq!(counters.doorbells_rejected, 0);
     ctx.destroy().unwrap();

@@ -365,6 +365,11 @@ impl VgpuDriver {
         self.info.features & features::MAPPING_COPY != 0
     }
 
+    /// Whether window pages can back GPU memory objects (OS descriptors, protocol 1.1).
+    pub fn has_window_memory(&self) -> bool {
+        self.info.features & features::WINDOW_MEMORY != 0
+    }
+
     /// Opens a guest file: returns the file id or `-errno`.
     pub fn open_file(&mut self, node: u32, minor: u64) -> Result<Result<i32, i32>, DriverError> {
         let f = self.request(&RequestHeader {

@@ -63,6 +63,8 @@ pub mod features {
     pub const ESCAPE_QUEUE: u32 = 1 << 0;
     /// `MAPPING_READ` / `MAPPING_WRITE` are served.
     pub const MAPPING_COPY: u32 = 1 << 1;
+    /// Window pages can be wrapped as OS-descriptor memory the GPU uses in place (1.1).
+    pub const WINDOW_MEMORY: u32 = 1 << 2;
 }
 
 /// `ERROR_STATUS` bits.

@@ -3,7 +3,7 @@
 //! over any [`Transport`].
 
 use rm::abi::escape::Escape;
-use rm::abi::frontend::{NvIoctlRmApiVersion, NV_RM_API_VERSION_CMD_STRICT};
+use rm::abi::frontend::{NvIoctlRegisterFd, NvIoctlRmApiVersion, NV_RM_API_VERSION_CMD_STRICT};
 use rm::abi::ioctl::IoctlRequest;
 use rm::abi::nvos::*;
 use rm::abi::{class, Handle, NvStatus, NV_VERSION_STRING};
@@ -94,6 +94,7 @@ pub struct RmClient<'t> {
     arg: Buffer,
     params: Buffer,
     next_handle: Handle,
+    dev_fd: Option<Fd>,
 }
 
 impl std::fmt::Debug for RmClient<'_> {
@@ -111,9 +112,10 @@ impl<'t> RmClient<'t> {
         let mut c = Self {
             t,
             ctl,
-            arg: t.buffer(SCRATCH)?,
-            params: t.buffer(SCRATCH)?,
+            arg: t.buffer(SCRATCH, 64)?,
+            params: t.buffer(SCRATCH, 64)?,
             next_handle: FIRST_HANDLE,
+            dev_fd: None,
         };
         let mut v = NvIoctlRmApiVersion {
             cmd: NV_RM_API_VERSION_CMD_STRICT,
@@ -219,6 +221,46 @@ impl<'t> RmClient<'t> {
         check(|| format!("RM_ALLOC class {:#06x}", a.hClass), a.status)?;
         self.params.read(0, params)?;
         Ok(())
+    }
+
+    /// A `/dev/nvidia0` file registered to the ctl file (`NV_ESC_REGISTER_FD`), opened once.
+    pub fn device_file(&mut self) -> Result<Fd, RmApiError> {
+        if let Some(fd) = self.dev_fd {
+            return Ok(fd);
+        }
+        let fd = self.t.open(Node::Device(0))?;
+        let mut r = NvIoctlRegisterFd { ctl_fd: self.ctl };
+        self.escape(fd, Escape::REGISTER_FD, &mut r)?;
+        self.dev_fd = Some(fd);
+        Ok(fd)
+    }
+
+    /// `RM_ALLOC_MEMORY` of an `NV01_MEMORY_SYSTEM_OS_DESCRIPTOR` over `buf` (user memory the
+    /// GPU then uses in place); returns the memory object's handle.
+    pub fn alloc_os_descriptor(
+        &mut self,
+        client: Handle,
+        device: Handle,
+        buf: &Buffer,
+    ) -> Result<Handle, RmApiError> {
+        let new = self.new_handle();
+        let mut a = Nvos02ParametersWithFd {
+            params: Nvos02Parameters {
+                hRoot: client,
+                hObjectParent: device,
+                hObjectNew: new,
+                hClass: class::NV01_MEMORY_SYSTEM_OS_DESCRIPTOR,
+                pMemory: buf.addr(),
+                limit: (buf.len() as u64).saturating_sub(1),
+                ..Default::default()
+            },
+            fd: -1,
+            _pad: 0,
+        };
+        let fd = self.device_file()?;
+        self.escape(fd, Escape::RM_ALLOC_MEMORY, &mut a)?;
+        check(|| "RM_ALLOC_MEMORY (OS descriptor)".into(), a.params.status)?;
+        Ok(new)
     }
 
     /// `RM_CONTROL` `cmd` on `object` with `params` (NVOS54, params by pointer).
@@ -367,6 +409,9 @@ impl<'t> RmClient<'t> {
 
     /// Closes the ctl file (RM frees every client allocated through it).
     pub fn close(self) -> Result<(), RmApiError> {
+        if let Some(fd) = self.dev_fd {
+            self.t.close(fd)?;
+        }
         self.t.close(self.ctl)?;
         Ok(())
     }

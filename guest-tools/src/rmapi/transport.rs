@@ -131,12 +131,14 @@ impl Buffer {
         let p = self.span(offset, data.len())?;
         // SAFETY: in bounds (checked); `data` is another allocation.
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), p, data.len()) };
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
 
-    /// Fills `out` from `offset`.
+    /// Fills `out` from `offset` (ordered after earlier loads: the GPU may write the buffer).
     pub fn read(&self, offset: usize, out: &mut [u8]) -> Result<(), TransportError> {
         let p = self.span(offset, out.len())?;
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
         // SAFETY: as in `write`.
         unsafe { std::ptr::copy_nonoverlapping(p, out.as_mut_ptr(), out.len()) };
         Ok(())
@@ -188,8 +190,12 @@ pub trait Transport: Send + Sync {
     /// `ioctl(fd, request, arg)` with the argument in `arg`; returns what ioctl(2) returns (0 or
     /// `-errno`).
     fn ioctl(&self, fd: Fd, request: u32, arg: &Buffer) -> Result<i32, TransportError>;
-    /// User memory for arguments and parameter buffers.
-    fn buffer(&self, len: usize) -> Result<Buffer, TransportError>;
+    /// User memory for arguments and parameter buffers, aligned to `align` (a power of two).
+    fn buffer(&self, len: usize, align: usize) -> Result<Buffer, TransportError>;
+    /// Whether memory from [`Transport::buffer`] can be wrapped as an
+    /// `NV01_MEMORY_SYSTEM_OS_DESCRIPTOR` that the GPU uses in place (always on bare metal; over
+    /// the vGPU when the device offers window memory).
+    fn os_descriptors(&self) -> bool;
     /// `mmap(fd, length)` after `RM_MAP_MEMORY` attached a mapping to `fd`.
     fn map(&self, fd: Fd, length: u64) -> Result<Box<dyn Mapping + '_>, TransportError>;
 }

@@ -116,9 +116,9 @@ impl Transport for VgpuTransport {
         )
     }
 
-    fn buffer(&self, len: usize) -> Result<Buffer, TransportError> {
+    fn buffer(&self, len: usize, align: usize) -> Result<Buffer, TransportError> {
         let at = lock(&self.pool.alloc)
-            .alloc(len as u64, 64)
+            .alloc(len as u64, align as u64)
             .ok_or(TransportError::OutOfMemory(len))?;
         let ptr = self.pool.window.base().wrapping_add(at as usize);
         let ptr = NonNull::new(ptr).ok_or(TransportError::OutOfMemory(len))?;
@@ -127,8 +127,12 @@ impl Transport for VgpuTransport {
         Ok(unsafe { Buffer::new(ptr, len, at, self.pool.clone()) })
     }
 
+    fn os_descriptors(&self) -> bool {
+        self.driver().has_window_memory()
+    }
+
     fn map(&self, fd: Fd, length: u64) -> Result<Box<dyn Mapping + '_>, TransportError> {
-        let staging = self.buffer(MAX_MAPPING_COPY.min(length.max(1) as usize))?;
+        let staging = self.buffer(MAX_MAPPING_COPY.min(length.max(1) as usize), 64)?;
         Ok(Box::new(CopyMapping {
             transport: self,
             fd,
