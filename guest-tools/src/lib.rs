@@ -12,10 +12,12 @@
 pub mod agent;
 pub mod cmdline;
 pub mod driver;
+pub mod hostile;
 pub mod modules;
 pub mod pci;
 pub mod report;
 pub mod rmapi;
 pub mod scenario;
+pub mod smi;
 pub mod timed_run;
 pub mod workload;

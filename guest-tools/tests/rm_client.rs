@@ -247,3 +247,50 @@ fn workload_in(mode: guest_tools::workload::MemoryMode) {
     ctx.destroy().unwrap();
     assert_eq!(rm.lock().unwrap().object_count(3), 0);
 }
+
+#[test]
+fn hostile_requests_get_errors_and_the_device_keeps_serving() {
+    let rm = sim_rm();
+    let dev = sim_device(&rm, 4);
+    let t = VgpuTransport::new(driver(&dev, Setup::Reset));
+    let checks = guest_tools::hostile::run(&t).unwrap();
+    assert!(checks.len() >= 11);
+    for c in &checks {
+        assert!(c.ok, "{}: {}", c.name, c.detail);
+    }
+    assert_eq!(rm.lock().unwrap().object_count(4), 0);
+}
+
+#[test]
+fn smi_reports_the_vgpu_and_the_callers_channel_groups() {
+    use guest_tools::workload::{GpuContext, MemoryMode, TsgSettings};
+    let rm = sim_rm();
+    let dev = sim_device(&rm, 6);
+    let t = VgpuTransport::new(driver(&dev, Setup::Reset));
+    let mut ctx = GpuContext::create(&t, TsgSettings::default(), MemoryMode::Video).unwrap();
+    let tsgs = ctx.own_tsgs();
+    let client = ctx.objects().client;
+    let info = t.driver().info();
+    let counters = t.driver().counters();
+    let r = guest_tools::smi::gather(ctx.client(), "0000:00:02.0", info, counters, client, &tsgs)
+        .unwrap();
+    assert_eq!(r.product_name, "NVIDIA H200 (sim)");
+    assert!(r.uuid.starts_with("GPU-"), "{}", r.uuid);
+    assert_eq!(r.driver_version, rm::abi::NV_VERSION_STRING);
+    assert_eq!(r.fb_total_mib, 1024);
+    assert!(
+        r.fb_free_mib < r.fb_total_mib,
+        "the context's 512 KiB of video memory counts"
+    );
+    assert!(r.engines.iter().any(|e| e.starts_with("GR0")));
+    assert_eq!(r.channel_groups.len(), 2);
+    assert_eq!(r.channel_groups[0].interleave, "HIGH");
+    assert!(r.channel_groups[0].timeslice_us > 0 && r.channel_groups[0].timeslice_us <= 2000);
+    let text = r.to_text();
+    assert!(text.contains("Product Name"), "{text}");
+    assert!(
+        text.contains("Channel Groups                             : 2"),
+        "{text}"
+    );
+    ctx.destroy().unwrap();
+}
