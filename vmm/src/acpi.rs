@@ -3,7 +3,8 @@
 //! Debian's cloud kernel finds secondary CPUs only through the MADT (it has no MP-table
 //! parser), powers off through the FADT's sleep control register with the `_S5_` sleep type,
 //! and binds its PCI root bridge driver to the DSDT's `PCI0` (PNP0A03), whose `_CRS` lists the
-//! bus number, I/O and memory windows that BARs may use.
+//! bus number, I/O and memory windows that BARs may use and whose `_PRT` routes each slot's INTx
+//! pins to IOAPIC inputs ([`pci_intx_gsi`]).
 
 use std::ops::Range;
 
@@ -79,6 +80,32 @@ fn to_bytes(table: &dyn Aml) -> Vec<u8> {
     bytes
 }
 
+/// First IOAPIC input used for PCI INTx (inputs 16..24 of the in-kernel IOAPIC, which no ISA
+/// device uses).
+pub const PCI_INTX_GSI_BASE: u32 = 16;
+/// IOAPIC inputs PCI INTx is spread over.
+pub const PCI_INTX_GSI_COUNT: u32 = 8;
+
+/// The GSI that INTx pin `pin` (0 = INTA .. 3 = INTD) of bus-0 slot `slot` is wired to, as the
+/// DSDT's `_PRT` tells the guest: level-triggered, active low (the guest programs the IOAPIC so;
+/// KVM's IOAPIC takes the line's logical level, so the VMM asserts with level 1).
+pub fn pci_intx_gsi(slot: u8, pin: u8) -> u32 {
+    PCI_INTX_GSI_BASE + (u32::from(slot) + u32::from(pin)) % PCI_INTX_GSI_COUNT
+}
+
+/// `_PRT`: every slot 1..32 and pin A..D, each to its GSI (Source 0: a global interrupt).
+fn pci_routing_table() -> aml::PackageBuilder {
+    let mut prt = aml::PackageBuilder::new();
+    for slot in 1u8..32 {
+        for pin in 0u8..4 {
+            let address = u32::from(slot) << 16 | 0xffff;
+            let gsi = pci_intx_gsi(slot, pin);
+            prt.add_element(&aml::Package::new(vec![&address, &pin, &aml::ZERO, &gsi]));
+        }
+    }
+    prt
+}
+
 /// The DSDT: `_S5_` and the PCI root bridge.
 pub fn dsdt(cfg: &AcpiConfig) -> Vec<u8> {
     let mut dsdt = Sdt::new(*b"DSDT", 36, 6, OEM_ID, OEM_TABLE_ID, OEM_REVISION);
@@ -106,6 +133,7 @@ pub fn dsdt(cfg: &AcpiConfig) -> Vec<u8> {
     let crs = aml::ResourceTemplate::new(vec![&bus, &conf1, &io_low, &io_high, &mem32, &mem64]);
     let hid = aml::EISAName::new("PNP0A03");
     let zero = 0u8;
+    let prt = pci_routing_table();
     aml::Device::new(
         "_SB_.PCI0".into(),
         vec![
@@ -115,6 +143,7 @@ pub fn dsdt(cfg: &AcpiConfig) -> Vec<u8> {
             &aml::Name::new("_UID".into(), &zero),
             &aml::Name::new("_BBN".into(), &zero),
             &aml::Name::new("_CRS".into(), &crs),
+            &aml::Name::new("_PRT".into(), &prt),
         ],
     )
     .to_aml_bytes(&mut dsdt);
@@ -325,5 +354,26 @@ mod tests {
         assert!(has(b"_CRS"));
         // EISA id of PNP0A03, as AML DWord.
         assert!(has(&[0x0c, 0x41, 0xd0, 0x0a, 0x03]));
+    }
+
+    #[test]
+    fn prt_routes_every_slot_and_pin_to_a_pci_gsi() {
+        let d = dsdt(&cfg(1));
+        let has = |needle: &[u8]| d.windows(needle.len()).any(|w| w == needle);
+        assert!(has(b"_PRT"));
+        // Slot 1 INTA: Package(4) { 0x0001FFFF, Zero, Zero, 17 }.
+        let slot1_inta = [
+            0x12, 0x0b, 0x04, 0x0c, 0xff, 0xff, 0x01, 0x00, 0x00, 0x00, 0x0a, 17,
+        ];
+        assert!(has(&slot1_inta));
+        assert_eq!(pci_intx_gsi(1, 0), 17);
+        assert_eq!(pci_intx_gsi(7, 1), 16);
+        for slot in 1..32 {
+            for pin in 0..4 {
+                let g = pci_intx_gsi(slot, pin);
+                assert!((16..24).contains(&g));
+            }
+        }
+        assert_ne!(COM1_IRQ, pci_intx_gsi(1, 0));
     }
 }

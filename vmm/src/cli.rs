@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+use crate::devices::vgpu::VgpuSpec;
+
 /// The command line the guest gets when `--cmdline` is not given.
 pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=t panic=-1 quiet";
 
@@ -55,9 +57,21 @@ pub struct Args {
     pub console_log: Option<PathBuf>,
 
     /// At exit, print KVM exit counts to stderr, one `stats: exit <reason> <count>` line per
-    /// reason, then `stats: exit total <count>` and `stats: run_ms <ms>`.
+    /// reason, then `stats: exit total <count>` and `stats: run_ms <ms>`. With a vGPU also
+    /// `stats: vgpu0 <counter> <n>` for doorbells, doorbells_rejected, queue_notifies,
+    /// requests, request_errors, bar0_reads, bar0_writes, then rm_objects (objects the RM core
+    /// still holds for the vGPU's GFID when the guest ended, before teardown) and open_files.
     #[arg(long)]
     pub stats: bool,
+
+    /// Attach a vGPU: `type=NAME,gfid=N[,window=SIZE][,intr=poll|intx]`. Defaults: type
+    /// sim-35c, gfid 1, window 64M (a power of two from 64K to 16G, suffix K/M/G), intr poll.
+    /// Types (framebuffer = the sim H200's divided by the instances): sim-141c (1),
+    /// sim-70c (2), sim-35c (4), sim-17c (8). The vGPU is the first free PCI slot (00:01.0);
+    /// intx wires INTA through the DSDT's _PRT to GSI 16 + (slot + pin) % 8. The RM core
+    /// runs in this process over the sim GPU on its real-time clock.
+    #[arg(long, value_name = "SPEC")]
+    pub vgpu: Option<VgpuSpec>,
 }
 
 fn existing_file(s: &str) -> Result<PathBuf, String> {
@@ -85,6 +99,7 @@ mod tests {
             "--vcpus",
             "--console-log",
             "--stats",
+            "--vgpu",
         ] {
             assert!(help.contains(flag), "{flag} missing from --help");
         }
@@ -106,5 +121,8 @@ mod tests {
         assert!(Args::try_parse_from(["vgpu-vmm", "--kernel", exe, "--memory", "8"]).is_err());
         assert!(Args::try_parse_from(["vgpu-vmm", "--kernel", "/"]).is_err());
         assert!(Args::try_parse_from(["vgpu-vmm"]).is_err());
+        let a = Args::try_parse_from(["vgpu-vmm", "--kernel", exe, "--vgpu", "gfid=3"]).unwrap();
+        assert_eq!(a.vgpu.unwrap().gfid, 3);
+        assert!(Args::try_parse_from(["vgpu-vmm", "--kernel", exe, "--vgpu", "type=x"]).is_err());
     }
 }

@@ -7,7 +7,12 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
+use std::sync::Arc;
+
+use vgpu::SimHost;
 use vmm::cli::Args;
+use vmm::devices;
+use vmm::devices::vgpu::{stats_report, AttachedVgpu};
 use vmm::exit::{GuestExit, STATUS_GUEST_DIED, STATUS_USAGE};
 use vmm::vm::{ConsoleOutput, Vm};
 
@@ -36,7 +41,7 @@ fn main() -> ExitCode {
         .init();
 
     let started = Instant::now();
-    let (outcome, stats) = match run(&args) {
+    let (outcome, stats, vgpu) = match run(&args) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("vgpu-vmm: error: {e:#}");
@@ -46,7 +51,20 @@ fn main() -> ExitCode {
     if args.stats {
         eprint!("{}", stats.report());
         eprintln!("stats: run_ms {}", started.elapsed().as_millis());
+        if let Some((host, v)) = &vgpu {
+            // Read before the device is dropped (which tears the vGPU down).
+            let f = v.function.lock().unwrap_or_else(|e| e.into_inner());
+            let snapshot = f.device().stats().snapshot();
+            let report = stats_report(
+                0,
+                &snapshot,
+                host.object_count(v.gfid),
+                f.device().open_files(),
+            );
+            eprint!("{report}");
+        }
     }
+    drop(vgpu);
     match &outcome {
         GuestExit::Died { .. } => eprintln!("vgpu-vmm: {outcome}"),
         other => tracing::info!("{other}"),
@@ -54,15 +72,27 @@ fn main() -> ExitCode {
     ExitCode::from(outcome.status() as u8)
 }
 
-fn run(args: &Args) -> anyhow::Result<(GuestExit, std::sync::Arc<vmm::stats::ExitStats>)> {
+/// The vGPU of a run: its RM host and the attached device (kept past the guest's end).
+type RunVgpu = Option<(SimHost, AttachedVgpu)>;
+
+fn run(args: &Args) -> anyhow::Result<(GuestExit, Arc<vmm::stats::ExitStats>, RunVgpu)> {
     let console = match &args.console_log {
         Some(path) => ConsoleOutput::File(path.clone()),
         None => ConsoleOutput::Stdout,
     };
     let mut vm = Vm::new(args.memory, args.vcpus, console).context("cannot build the VM")?;
+    let vgpu = match &args.vgpu {
+        Some(spec) => {
+            let host = SimHost::real_time().context("cannot start the sim GPU")?;
+            let v = devices::vgpu::attach(vm.pci_bus(), vm.shared_vm_fd(), &host, spec, 0)
+                .context("cannot attach the vGPU")?;
+            Some((host, v))
+        }
+        None => None,
+    };
     vm.load_linux(&args.kernel, args.initrd.as_deref(), &args.cmdline)
         .context("cannot load the guest")?;
     let stats = vm.stats();
     let outcome = vm.run().context("VM run failed")?;
-    Ok((outcome, stats))
+    Ok((outcome, stats, vgpu))
 }

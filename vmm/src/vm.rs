@@ -151,7 +151,7 @@ fn host_err(what: &'static str) -> impl FnOnce(std::io::Error) -> VmError {
 /// A built, not yet running, VM.
 pub struct Vm {
     _kvm: Kvm,
-    vm_fd: VmFd,
+    vm_fd: Arc<VmFd>,
     mem: GuestMemoryMmap,
     ram: Vec<RamRange>,
     vcpus: Vec<VcpuFd>,
@@ -185,7 +185,7 @@ impl Vm {
         if vcpus == 0 || usize::from(vcpus) > max {
             return Err(VmError::VcpuCount { wanted: vcpus, max });
         }
-        let vm_fd = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
+        let vm_fd = Arc::new(kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?);
 
         let ram = memory::ram_ranges(memory_mib)?;
         let mem = memory::create_guest_memory(&ram)?;
@@ -268,6 +268,13 @@ impl Vm {
     /// The KVM VM file descriptor (for devices that need irqfds or ioeventfds).
     pub fn vm_fd(&self) -> &VmFd {
         &self.vm_fd
+    }
+
+    /// The KVM VM file descriptor, shared: for devices that add memory slots or raise IRQ
+    /// lines from their own code (the VM lives until the last holder drops it; no vCPU runs
+    /// after [`Vm::run`] returns).
+    pub fn shared_vm_fd(&self) -> Arc<VmFd> {
+        self.vm_fd.clone()
     }
 
     /// Loads a Linux kernel (ELF vmlinux or bzImage), an optional initrd and the command line,
@@ -383,7 +390,8 @@ fn register_ram(vm_fd: &VmFd, mem: &GuestMemoryMmap) -> Result<(), VmError> {
             userspace_addr: region.as_ptr() as u64,
         };
         // SAFETY: the region is a live anonymous mapping of `memory_size` bytes owned by
-        // `mem`, which the Vm keeps for as long as `vm_fd` exists.
+        // `mem`, which the Vm keeps while its vCPUs run; devices may keep `vm_fd` open longer,
+        // but nothing runs the guest after `Vm::run` returns.
         unsafe { vm_fd.set_user_memory_region(region_desc) }
             .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
     }

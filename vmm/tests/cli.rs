@@ -20,6 +20,7 @@ fn help_exits_zero_and_lists_the_exit_statuses() {
     assert_eq!(code, 0);
     assert!(stdout.contains("--console-log"));
     assert!(stdout.contains("81  triple fault"));
+    assert!(stdout.contains("--vgpu") && stdout.contains("sim-141c"));
 }
 
 #[test]
@@ -30,6 +31,10 @@ fn usage_errors_are_one_line_with_status_2() {
         &["--kernel", "/"],
         &["--kernel", "/proc/self/exe", "--vcpus", "65"],
         &["--kernel", "/proc/self/exe", "--memory", "lots"],
+        &["--kernel", "/proc/self/exe", "--vgpu", "type=h100-80c"],
+        &["--kernel", "/proc/self/exe", "--vgpu", "gfid=0"],
+        &["--kernel", "/proc/self/exe", "--vgpu", "type=sim-35c,gfid=64"],
+        &["--kernel", "/proc/self/exe", "--vgpu", "window=3M"],
         &[],
     ] {
         let (code, stdout, stderr) = vmm(args);

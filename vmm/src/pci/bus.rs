@@ -137,6 +137,15 @@ impl PciBus {
         Ok(slot as u8)
     }
 
+    /// The device number [`PciBus::add_function`] will give the next function, if any is free.
+    pub fn next_free_slot(&self) -> Option<u8> {
+        lock(&self.state)
+            .slots
+            .iter()
+            .position(Option::is_none)
+            .map(|s| s as u8)
+    }
+
     /// A device for the MMIO bus that forwards accesses in the PCI windows to the routed BARs.
     pub fn mmio_window(&self) -> PciMmioWindow {
         PciMmioWindow {

@@ -16,6 +16,7 @@ mod reg {
     /// Command: I/O space, memory space, bus master, INTx disable.
     pub const COMMAND_WRITABLE: u32 = 0x0407;
     pub const COMMAND_MEMORY: u32 = 1 << 1;
+    pub const COMMAND_INTX_DISABLE: u32 = 1 << 10;
     /// Status: capabilities list present.
     pub const STATUS_CAP_LIST: u32 = 1 << 20;
     /// First byte of the capability area.
@@ -102,6 +103,12 @@ pub struct PciConfig {
 }
 
 impl PciConfig {
+    /// Index of the command/status dword.
+    pub const COMMAND_STATUS: usize = reg::COMMAND_STATUS;
+    /// Status bit 3 (dword bit 19): the function's INTx is asserted (PCI 2.3). Functions that
+    /// raise INTx compose it into their `read_config` of [`PciConfig::COMMAND_STATUS`].
+    pub const STATUS_INTERRUPT: u32 = 1 << 19;
+
     /// A configuration space with `header`'s identity, no BARs and no capabilities.
     pub fn new(header: &PciHeader) -> Self {
         let mut regs = [0u32; reg::COUNT];
@@ -246,6 +253,16 @@ impl PciConfig {
         Ok(())
     }
 
+    /// Sets the interrupt pin register (1 = INTA .. 4 = INTD; 0 = none).
+    pub fn set_interrupt_pin(&mut self, pin: u8) {
+        self.set_byte(reg::INTERRUPT * 4 + 1, pin);
+    }
+
+    /// Whether the guest set INTx Disable in the command register.
+    pub fn intx_disabled(&self) -> bool {
+        self.regs[reg::COMMAND_STATUS] & reg::COMMAND_INTX_DISABLE != 0
+    }
+
     /// Whether memory decoding is enabled in the command register.
     pub fn memory_enabled(&self) -> bool {
         self.regs[reg::COMMAND_STATUS] & reg::COMMAND_MEMORY != 0
@@ -305,6 +322,20 @@ mod tests {
         // Accesses straddling the dword are dropped.
         c.write(3, 3, &[1, 2]);
         assert_eq!(c.read_dword(3), 0);
+    }
+
+    #[test]
+    fn interrupt_pin_intx_disable_and_status() {
+        let mut c = PciConfig::new(&header());
+        c.set_interrupt_pin(1);
+        assert_eq!(c.read_dword(15) >> 8 & 0xff, 1);
+        c.write(15, 1, &[4]);
+        assert_eq!(c.read_dword(15) >> 8 & 0xff, 1, "pin is read-only");
+        assert!(!c.intx_disabled());
+        c.write(1, 1, &[0x04]);
+        assert!(c.intx_disabled());
+        c.write(1, 2, &[0xff, 0xff]);
+        assert_eq!(c.read_dword(1) >> 16, 0, "status bits are read-only");
     }
 
     #[test]
