@@ -13,7 +13,7 @@ use crate::tenants::TenantRegistry;
 use rm::backend::nvidia::forward::ControlError;
 use rm::backend::nvidia::{HostClient, NvDriver};
 use scheduler::mechanism::{Capabilities, GroupInfo, GroupRef, Mechanism, MechanismError};
-use scheduler::policy_file::Priority;
+use scheduler::policy_file::{Policy, Priority};
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
@@ -84,6 +84,22 @@ impl CallStats {
             self.total_ns as f64 / self.count as f64 / 1e3
         }
     }
+}
+
+/// The GFID each policy tenant is gated under: its first. A policy tenant without GFIDs cannot
+/// be gated (the daemon's tenants name no vGPU UUIDs yet), which is an error naming it.
+pub fn policy_gfids(policy: &Policy) -> Result<HashMap<String, u32>, String> {
+    policy
+        .tenants
+        .iter()
+        .map(|t| match t.gfids.first() {
+            Some(&g) => Ok((t.name.clone(), g)),
+            None => Err(format!(
+                "tenant {:?} has no gfids; vgpud names tenants by their first GFID",
+                t.name
+            )),
+        })
+        .collect()
 }
 
 /// Channel gating over a [`ChannelSwitch`].
@@ -163,9 +179,31 @@ impl<S: ChannelSwitch, C: Clock> ChannelGate<S, C> {
         }
     }
 
+    /// Gates by a new name-to-GFID map (a reloaded policy). Channels that leave a disabled
+    /// group (their tenant left the policy or moved to another GFID) are enabled; channels that
+    /// join a disabled group are disabled. The scheduler then restarts under the new policy.
+    pub fn set_gfids(&mut self, gfids: HashMap<String, u32>) {
+        self.gfids = gfids;
+        let disabled: Vec<u32> = (self.enabled.iter())
+            .filter(|(_, &on)| !on)
+            .map(|(&g, _)| g)
+            .collect();
+        let still_off: BTreeSet<ChannelPair> =
+            disabled.iter().flat_map(|&g| self.channels_of(g)).collect();
+        for g in disabled {
+            let now: BTreeSet<ChannelPair> = self.channels_of(g).into_iter().collect();
+            let applied = self.applied.remove(&g).unwrap_or_default();
+            let gone: Vec<ChannelPair> = applied.difference(&still_off).copied().collect();
+            self.apply(&gone, true);
+            self.applied
+                .insert(g, applied.intersection(&now).copied().collect());
+        }
+        self.sync_channels();
+    }
+
     /// Enables the channels of tenants that went away, and puts channels that appeared since
     /// their tenant's last switch into the tenant's state.
-    fn sync_new_channels(&mut self) {
+    fn sync_channels(&mut self) {
         for c in self.registry.take_released() {
             // Fails harmlessly when the tenant's process (and so the channel) is gone.
             let _ = self.switch.set_enabled(&[c], true);
@@ -271,7 +309,7 @@ impl<S: ChannelSwitch, C: Clock> Mechanism for ChannelGate<S, C> {
         _watch: &[GroupRef],
     ) -> Result<Duration, MechanismError> {
         loop {
-            self.sync_new_channels();
+            self.sync_channels();
             let now = self.clock.now();
             if now >= deadline {
                 return Ok(now);
@@ -282,17 +320,16 @@ impl<S: ChannelSwitch, C: Clock> Mechanism for ChannelGate<S, C> {
     }
 }
 
+/// A fake GPU and a virtual clock for tests of the gate and of the loop that drives it.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
-    use scheduler::policy_file::Policy;
-    use scheduler::scheduler::{Method, Scheduler};
     use std::cell::RefCell;
     use std::rc::Rc;
 
     /// A virtual clock: waiting advances it at once.
     #[derive(Clone, Default)]
-    struct FakeClock(Rc<RefCell<Duration>>);
+    pub(crate) struct FakeClock(pub(crate) Rc<RefCell<Duration>>);
 
     impl Clock for FakeClock {
         fn now(&self) -> Duration {
@@ -305,12 +342,12 @@ mod tests {
 
     /// A fake GPU: per channel enabled or not; each call costs `cost` of virtual time, and
     /// while a tenant's channels are all enabled it makes progress at one unit per ns.
-    struct FakeSwitch {
-        clock: FakeClock,
-        cost: Duration,
-        disabled: BTreeSet<ChannelPair>,
-        dead: BTreeSet<ChannelPair>,
-        calls: Vec<(usize, bool)>,
+    pub(crate) struct FakeSwitch {
+        pub(crate) clock: FakeClock,
+        pub(crate) cost: Duration,
+        pub(crate) disabled: BTreeSet<ChannelPair>,
+        pub(crate) dead: BTreeSet<ChannelPair>,
+        pub(crate) calls: Vec<(usize, bool)>,
     }
 
     impl ChannelSwitch for FakeSwitch {
@@ -335,7 +372,8 @@ mod tests {
         }
     }
 
-    fn policy(weights: &[u32]) -> Policy {
+    /// A weighted policy's text: tenant `t{i}` on GFID i+1 with the i-th weight.
+    pub(crate) fn policy_text(weights: &[u32]) -> String {
         let mut text = String::from("policy = \"weighted\"\ntimeslice = \"20ms\"\n");
         for (i, w) in weights.iter().enumerate() {
             text += &format!(
@@ -343,10 +381,14 @@ mod tests {
                 i + 1
             );
         }
-        Policy::parse(&text, "test.toml").unwrap()
+        text
     }
 
-    fn gate(
+    pub(crate) fn policy(weights: &[u32]) -> Policy {
+        Policy::parse(&policy_text(weights), "test.toml").unwrap()
+    }
+
+    pub(crate) fn gate(
         n: usize,
         cost: Duration,
     ) -> (
@@ -370,6 +412,13 @@ mod tests {
             clock,
         )
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
+    use scheduler::scheduler::{Method, Scheduler};
 
     #[test]
     fn weighted_shares_land_on_target_despite_switch_cost() {
@@ -482,5 +531,35 @@ mod tests {
         g.set_enabled(&[grp], false).unwrap();
         assert_eq!(g.run_time(grp).unwrap(), Duration::from_millis(10));
         assert!(g.enables.count == 1 && g.disables.count == 1);
+    }
+
+    #[test]
+    fn remapped_tenants_leave_no_channel_disabled() {
+        let (mut g, reg, _) = gate(2, Duration::from_micros(500));
+        let a = reg.connect("t0", 1);
+        let b = reg.connect("t1", 2);
+        reg.set_channels(a, &[(1, 1)]);
+        reg.set_channels(b, &[(2, 1)]);
+        let (g1, g2) = (
+            GroupRef { runlist: 0, tsg: 1 },
+            GroupRef { runlist: 0, tsg: 2 },
+        );
+        g.set_enabled(&[g1, g2], false).unwrap();
+        // t0 leaves the policy, t1 moves to GFID 1, whose group is disabled.
+        g.set_gfids(HashMap::from([("t1".to_string(), 1)]));
+        assert!(
+            !g.switch.disabled.contains(&(1, 1)),
+            "t0 is no longer gated"
+        );
+        assert!(
+            g.switch.disabled.contains(&(2, 1)),
+            "t1 joined a disabled group"
+        );
+        assert_eq!(
+            g.switch.calls.iter().filter(|c| c.1).count(),
+            1,
+            "only t0's channel is enabled; t1's stays off between disabled groups"
+        );
+        assert_eq!(g.groups().unwrap().len(), 1);
     }
 }

@@ -8,8 +8,11 @@
 //!   restarted daemon can re-enable what a dead one may have left disabled;
 //! * [`gate`]: the scheduler's [`scheduler::mechanism::Mechanism`] on a GSP-era NVIDIA GPU, where
 //!   channel enable/disable is the only effective lever: each tenant is one group, gated as a
-//!   whole, its run time measured as the time it was enabled (switch time excluded).
+//!   whole, its run time measured as the time it was enabled (switch time excluded);
+//! * [`enforce`]: the daemon's loop, the scheduler over the gate in short ticks with policy
+//!   reload (SIGHUP, file change) between them.
 
+pub mod enforce;
 pub mod gate;
 pub mod protocol;
 pub mod tenants;

@@ -9,7 +9,7 @@ use crate::log::SchedLog;
 use crate::mechanism::load::LoadPattern;
 use crate::policy::target_shares;
 use crate::policy_file::Policy;
-use crate::reload::PolicyWatcher;
+use crate::reload::{PolicyWatcher, ReloadOutcome};
 use crate::scheduler::{Method, SchedError, Scheduler};
 use crate::testbed::Testbed;
 
@@ -173,14 +173,10 @@ pub fn run<T: Testbed>(
                 std::thread::sleep(sleep);
             }
             if let Some(w) = watch.as_deref_mut() {
-                match w.poll() {
-                    Some(Ok(p)) => {
-                        accumulate(&sched, &mut totals, &mut last_seen);
-                        last_seen = vec![Duration::ZERO; n];
-                        sched.apply_policy(p);
-                    }
-                    Some(Err(e)) => sched.note_rejected_reload(&e.to_string()),
-                    None => {}
+                if let ReloadOutcome::Applied(_) = w.apply_to(&mut sched, |_, _| Ok(())) {
+                    // The scheduler restarts its totals when the queued policy takes over.
+                    accumulate(&sched, &mut totals, &mut last_seen);
+                    last_seen = vec![Duration::ZERO; n];
                 }
             }
         }

@@ -1,11 +1,29 @@
 //! Hot reload of the policy file: on SIGHUP, and when the file's content changes (polled).
 //! A new file that does not validate is reported and the policy in force stays.
+//!
+//! Every program that schedules from a file (`vgpu-sched simulate --realtime`, `vgpud`) reloads
+//! through [`PolicyWatcher::apply_to`], so they share one behaviour: the new policy is queued on
+//! the [`Scheduler`] (in force at its next decision, within one balance period, no work
+//! preempted), and a refused file leaves the old policy in force with the reason logged.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::mechanism::Mechanism;
 use crate::policy_file::{Policy, PolicyError};
+use crate::scheduler::Scheduler;
+
+/// What one [`PolicyWatcher::apply_to`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// Neither SIGHUP nor a change of the file.
+    Unchanged,
+    /// A new policy was queued on the scheduler; its one-line summary.
+    Applied(String),
+    /// The new file was refused and the old policy stays; why, naming file (and line).
+    Refused(String),
+}
 
 /// Watches one policy file.
 #[derive(Debug)]
@@ -43,6 +61,31 @@ impl PolicyWatcher {
         }
         self.last = now;
         Some(Policy::load(&self.path))
+    }
+
+    /// Polls, and hands a valid new policy to `sched`. `prepare` may refuse a policy the
+    /// caller cannot run (its message is prefixed with the file) or adapt the mechanism to it
+    /// before the scheduler switches. A refusal is recorded in the scheduler's log and the
+    /// policy in force stays.
+    pub fn apply_to<M: Mechanism>(
+        &mut self,
+        sched: &mut Scheduler<M>,
+        prepare: impl FnOnce(&Policy, &mut M) -> Result<(), String>,
+    ) -> ReloadOutcome {
+        let why = match self.poll() {
+            None => return ReloadOutcome::Unchanged,
+            Some(Err(e)) => e.to_string(),
+            Some(Ok(policy)) => match prepare(&policy, sched.mechanism_mut()) {
+                Ok(()) => {
+                    let summary = policy.to_string();
+                    sched.apply_policy(policy);
+                    return ReloadOutcome::Applied(summary);
+                }
+                Err(e) => format!("{}: {e}", self.path.display()),
+            },
+        };
+        sched.note_rejected_reload(&why);
+        ReloadOutcome::Refused(why)
     }
 }
 

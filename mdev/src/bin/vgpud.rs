@@ -1,13 +1,15 @@
 //! `vgpud`: the host daemon that registers tenants (processes running `librmshim.so`) and
 //! enforces the scheduler's policy file on a real NVIDIA GPU by gating each tenant's channels.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Parser;
-use mdev::gate::{ChannelGate, RealClock};
+use mdev::enforce::tick;
+use mdev::gate::{policy_gfids, ChannelGate, RealClock};
 use mdev::protocol::{self, Message};
 use mdev::tenants::{load_pairs, TenantRegistry};
 use rm::backend::nvidia::HostClient;
 use scheduler::policy_file::Policy;
+use scheduler::reload::{PolicyWatcher, ReloadOutcome};
 use scheduler::scheduler::{Method, Scheduler};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
@@ -28,10 +30,17 @@ use std::time::{Duration, Instant};
         name themselves with VGPU_TENANT. Each policy tenant's first GFID identifies it; tenants \
         not in the policy are left alone. At start the daemon re-enables every channel listed in \
         --state (what a previous instance may have left disabled); on SIGTERM or SIGINT it \
-        re-enables every channel it gated and exits."
+        re-enables every channel it gated and exits.\n\n\
+        Policy reload: on SIGHUP, and when the content of --policy changes (checked every half \
+        balance period, at most every 50 ms), the file is read and validated again. A valid \
+        policy takes over at the scheduler's next decision, within one balance period; tenants' \
+        channels are not torn down and no work is lost (the new policy's shares count from the \
+        reload). A file that does not validate, or whose tenants lack GFIDs, is refused: the old \
+        policy stays in force and the daemon prints why (file:line) on stderr. Check a file \
+        first with `vgpu-sched check FILE`."
 )]
 struct Cli {
-    /// Scheduling policy file (TOML, see `vgpu-sched check`).
+    /// Scheduling policy file (TOML, see `vgpu-sched check`); reloaded on SIGHUP or change.
     #[arg(long, value_name = "FILE")]
     policy: PathBuf,
     /// Unix socket tenants connect to.
@@ -81,23 +90,10 @@ fn main() {
     }
 }
 
-fn policy_gfids(policy: &Policy) -> Result<HashMap<String, u32>> {
-    let mut out = HashMap::new();
-    for t in &policy.tenants {
-        let Some(&g) = t.gfids.first() else {
-            bail!(
-                "tenant {:?} has no gfids; vgpud names tenants by their first GFID",
-                t.name
-            )
-        };
-        out.insert(t.name.clone(), g);
-    }
-    Ok(out)
-}
-
 fn run(cli: Cli) -> Result<()> {
     let policy = Policy::load(&cli.policy)?;
-    let gfids = policy_gfids(&policy)?;
+    let gfids = policy_gfids(&policy).map_err(anyhow::Error::msg)?;
+    let mut watcher = PolicyWatcher::new(&cli.policy).context("watching the policy file")?;
     let mut host = HostClient::open(cli.gpu).context("opening the GPU")?;
     let driver = host.version().to_string();
 
@@ -127,12 +123,6 @@ fn run(cli: Cli) -> Result<()> {
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
 
-    let policy_name = policy.kind.name().to_string();
-    let names: Vec<(String, u32)> = policy
-        .tenants
-        .iter()
-        .map(|t| (t.name.clone(), t.gfids[0]))
-        .collect();
     let gate = ChannelGate::new(host, RealClock::default(), registry.clone(), gfids);
     let mut sched = Scheduler::new(gate, policy, Some(Method::Gating), HashMap::new())?;
     let start = Instant::now();
@@ -140,16 +130,18 @@ fn run(cli: Cli) -> Result<()> {
     let write_stats = |sched: &Scheduler<ChannelGate<HostClient, RealClock>>| {
         let Some(path) = &cli.stats else { return };
         let m = sched.mechanism();
+        let policy = sched.policy();
         let s = Stats {
             driver: driver.clone(),
-            policy: policy_name.clone(),
+            policy: policy.kind.name().to_string(),
             uptime_s: start.elapsed().as_secs_f64(),
-            tenants: names
+            tenants: policy
+                .tenants
                 .iter()
                 .zip(sched.tenant_run_times())
-                .map(|((n, g), d)| TenantStats {
-                    name: n.clone(),
-                    gfid: *g,
+                .map(|(t, d)| TenantStats {
+                    name: t.name.clone(),
+                    gfid: t.gfids[0],
                     run_s: d.as_secs_f64(),
                 })
                 .collect(),
@@ -166,7 +158,13 @@ fn run(cli: Cli) -> Result<()> {
         }
     };
     while !stop.load(Ordering::Relaxed) {
-        sched.run_for(Duration::from_millis(50))?;
+        match tick(&mut sched, Some(&mut watcher))? {
+            ReloadOutcome::Unchanged => {}
+            ReloadOutcome::Applied(summary) => eprintln!("vgpud: policy reloaded: {summary}"),
+            ReloadOutcome::Refused(why) => {
+                eprintln!("vgpud: policy reload refused, keeping the policy in force: {why}")
+            }
+        }
         if last_stats.elapsed() >= Duration::from_secs(1) {
             write_stats(&sched);
             last_stats = Instant::now();
