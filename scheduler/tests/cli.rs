@@ -62,6 +62,14 @@ fn simulate_writes_log_and_timeline_that_log_can_render() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // stderr is a pipe here: progress comes as plain lines, without carriage returns.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains('\r'), "{err:?}");
+    assert_eq!(
+        err.lines().collect::<Vec<_>>(),
+        ["simulated 1s of 2s", "simulated 2s of 2s"],
+        "{err:?}"
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let prod = text
         .lines()

@@ -2,7 +2,7 @@
 //! scheduler logs as timelines, and run the scheduler benchmark.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -240,15 +240,27 @@ fn simulate(args: SimulateArgs) -> Result<ExitCode> {
         );
     }
     let total = args.duration;
+    // On a terminal the progress line rewrites itself; elsewhere (a log, a pipe) each report is
+    // a line of its own, so carriage returns never glue reports together.
+    let tty = std::io::stderr().is_terminal();
     let out = run(AnyGpu::new(args.gpu), &exp, watcher.as_mut(), |t| {
-        eprint!(
-            "\rsimulated {} of {}",
+        let line = format!(
+            "simulated {} of {}",
             format_duration(t),
             format_duration(total)
         );
-        let _ = std::io::stderr().flush();
-    })?;
-    eprintln!();
+        if tty {
+            eprint!("\r{line}");
+            let _ = std::io::stderr().flush();
+        } else {
+            eprintln!("{line}");
+        }
+    });
+    if tty {
+        // End the progress line whether the run finished or failed.
+        eprintln!();
+    }
+    let out = out?;
     println!("{} on {}, method {}", policy, out.gpu, out.method.name());
     let windows = window_shares(&out.samples);
     let skip = usize::from(windows.len() > 1);
