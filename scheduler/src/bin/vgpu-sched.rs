@@ -250,7 +250,7 @@ fn simulate(args: SimulateArgs) -> Result<ExitCode> {
             format_duration(total)
         );
         if tty {
-            eprint!("\r{line}");
+            eprint!("\r{line}\x1b[K");
             let _ = std::io::stderr().flush();
         } else {
             eprintln!("{line}");
