@@ -6,7 +6,7 @@ use rm::abi::escape::Escape;
 use rm::abi::ioctl::IoctlRequest;
 use rm::abi::nvos::Nvos54Parameters;
 use rm::abi::{class, NvStatus};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::driver::protocol::{error, fault, op, RequestHeader, ResponseFooter};
 use crate::driver::queue::{F_NEXT, F_WRITE};
@@ -15,7 +15,7 @@ use crate::rmapi::{RmClient, Transport, VgpuTransport};
 use crate::workload::{GpuContext, MemoryMode, TsgSettings};
 
 /// The outcome of one hostile request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Check {
     /// What was sent.
     pub name: String,

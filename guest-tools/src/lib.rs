@@ -10,6 +10,7 @@
 //!   reports machine-readable result lines, and `timed_run`, the harness's VMM runner.
 
 pub mod agent;
+pub mod cli;
 pub mod cmdline;
 pub mod driver;
 pub mod hostile;
@@ -18,6 +19,7 @@ pub mod pci;
 pub mod report;
 pub mod rmapi;
 pub mod scenario;
+pub mod session;
 pub mod smi;
 pub mod timed_run;
 pub mod workload;

@@ -4,6 +4,7 @@ use anyhow::{bail, Context};
 use guest_tools::agent::{self, AgentMode};
 use guest_tools::timed_run::{self, TimedRunSpec};
 use std::ffi::OsString;
+use std::path::Path;
 use std::time::Duration;
 
 const HELP: &str = "\
@@ -18,9 +19,31 @@ USAGE:
                                      run COMMAND, relay its stdout as `LABEL| line` and stderr as
                                      `LABEL! line`, then print a timed_run result line with the
                                      time from spawn to its first VGPU-RESULT stdout line
+    vgpu-guest smi [--json]          vgpu-smi: GPU name, UUID, framebuffer, engines, vGPU
+                                     counters, in nvidia-smi -q style (also run as `vgpu-smi`)
+    vgpu-guest workload [OPTIONS]    compute + copy TSGs, GPFIFO work with semaphore releases
+                                     through the doorbell, every value checked; prints entries/s
+    vgpu-guest hostile               send the vGPU malformed requests and foreign doorbells,
+                                     check each is refused, then check it still serves
+    vgpu-guest bench [--escapes N] [--rounds N]
+                                     escape round trip and doorbell-to-semaphore latency (p50/p99)
     vgpu-guest cmdline-param KEY     print the value of KEY=VALUE from /proc/cmdline (quotes
                                      removed; empty line when absent); for the harness init script
     vgpu-guest --help                this text
+
+WORKLOAD OPTIONS:
+    --rounds N          stop after N rounds (default: run for --seconds)
+    --seconds S         stop after S seconds (default 5)
+    --batch B           GPFIFO entries per channel per round: 1, 2, 4, ... 32 (default 8)
+    --work-ns NS        sim compute work per compute entry in ns (default 10000)
+    --memory MODE       window (OS descriptors over window pages, the default when the vGPU
+                        offers them) or video (video memory through MAPPING_READ/WRITE)
+    --progress          print `progress: round N` after every round
+    --smi               print the vgpu-smi report with this process's channel groups first
+    --json              print the results as one JSON object
+
+The vGPU is found in /sys/bus/pci/devices (10de:7f61), its BARs mapped through resourceN; one
+process drives it at a time (a lock on resource0). Needs root.
 
 TIMED-RUN OPTIONS:
     --label LABEL      label of relayed lines and of the result (default: run)
@@ -29,6 +52,8 @@ TIMED-RUN OPTIONS:
 Result lines are `VGPU-RESULT {json}`, one JSON object with a `record` tag each
 (agent, module, pci_function, scenario_end, timed_run, harness_start, harness_end).
 Scenarios: probe (default): boot time, load virtio_pci and uio_pci_generic, list PCI functions.
+           vgpu: vgpu-smi, workload, hostile requests, bench, then a workload killed with
+           SIGKILL and the device reset (all against the vGPU, one result line each).
 ";
 
 fn main() {
@@ -44,8 +69,19 @@ fn run() -> anyhow::Result<()> {
         agent::run(AgentMode { as_init: true });
         unreachable!("the agent powers off as init");
     }
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    if Path::new(&argv0)
+        .file_name()
+        .is_some_and(|n| n == "vgpu-smi")
+    {
+        return guest_tools::cli::smi(&args);
+    }
     let first = args.first().and_then(|a| a.to_str());
     match first {
+        Some("smi") => guest_tools::cli::smi(&args[1..]),
+        Some("workload") => guest_tools::cli::workload(&args[1..]),
+        Some("hostile") if args.len() == 1 => guest_tools::cli::hostile(),
+        Some("bench") => guest_tools::cli::bench(&args[1..]),
         Some("--help") | Some("-h") | Some("help") => {
             print!("{HELP}");
             Ok(())

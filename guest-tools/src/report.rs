@@ -38,6 +38,16 @@ pub enum Record {
     },
     /// A PCI function seen in `/sys/bus/pci/devices`.
     PciFunction(PciFunction),
+    /// `vgpu-smi` as JSON (device section, and the caller's channel groups when it had any).
+    Smi(Box<crate::smi::SmiReport>),
+    /// What `vgpu-guest workload` did.
+    Workload(crate::workload::WorkloadReport),
+    /// One hostile request and how the device answered it.
+    Hostile(crate::hostile::Check),
+    /// Guest-side latencies (see [`crate::session::GuestBench`]).
+    Bench(crate::session::GuestBench),
+    /// A workload killed with SIGKILL and the device reset afterwards.
+    KillCleanup(crate::session::KillCleanup),
     /// The scenario's end; the agent powers off right after this line.
     ScenarioEnd {
         /// Scenario name.

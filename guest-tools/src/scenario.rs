@@ -18,13 +18,15 @@ pub const PROBE_MODULES: &[&str] = &["virtio_pci", "uio_pci_generic"];
 pub enum Scenario {
     /// Report boot time, load the guest's PCI driver modules, list PCI functions.
     Probe,
+    /// Drive the vGPU: smi, workload, hostile requests, bench, kill-and-reset.
+    Vgpu,
 }
 
 /// Error from selecting or running a scenario.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     /// The command line named a scenario this agent does not know.
-    #[error("unknown scenario {0:?} (known: probe)")]
+    #[error("unknown scenario {0:?} (known: probe, vgpu)")]
     Unknown(String),
     /// A module could not be loaded.
     #[error(transparent)]
@@ -32,6 +34,9 @@ pub enum ScenarioError {
     /// PCI functions could not be listed.
     #[error(transparent)]
     Pci(#[from] PciError),
+    /// A vGPU program failed.
+    #[error("{0:#}")]
+    Vgpu(anyhow::Error),
 }
 
 impl std::str::FromStr for Scenario {
@@ -40,6 +45,7 @@ impl std::str::FromStr for Scenario {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "probe" => Ok(Scenario::Probe),
+            "vgpu" => Ok(Scenario::Vgpu),
             other => Err(ScenarioError::Unknown(other.to_string())),
         }
     }
@@ -50,6 +56,7 @@ impl Scenario {
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Probe => "probe",
+            Scenario::Vgpu => "vgpu",
         }
     }
 
@@ -63,6 +70,7 @@ impl Scenario {
     pub fn run(self) -> Result<(), ScenarioError> {
         match self {
             Scenario::Probe => probe(),
+            Scenario::Vgpu => crate::cli::scenario().map_err(ScenarioError::Vgpu),
         }
     }
 }

@@ -7,7 +7,7 @@ use rm::abi::alloc_params::{
 };
 use rm::abi::ctrl::*;
 use rm::abi::{class, Handle, NvStatus};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::driver::{DeviceCounters, DeviceInfo};
 use crate::rmapi::{RmApiError, RmClient};
@@ -19,7 +19,7 @@ const FB_TOTAL_RAM_SIZE: u32 = 0x08;
 const FB_HEAP_FREE: u32 = 0x16;
 
 /// One channel group (TSG).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChannelGroup {
     /// TSG handle.
     pub handle: Handle,
@@ -37,7 +37,7 @@ pub struct ChannelGroup {
 }
 
 /// Everything `vgpu-smi` reports.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SmiReport {
     /// Driver version (`NV0000_CTRL_CMD_SYSTEM_GET_BUILD_VERSION`).
     pub driver_version: String,
@@ -59,6 +59,8 @@ pub struct SmiReport {
     pub fb_used_mib: u64,
     /// Free, MiB.
     pub fb_free_mib: u64,
+    /// In use, KiB (the exact figure behind `fb_used_mib`).
+    pub fb_used_kib: u64,
     /// Engine names.
     pub engines: Vec<String>,
     /// The vGPU device.
@@ -233,6 +235,7 @@ fn gather_with(
         fb_total_mib: total_kib >> 10,
         fb_used_mib: total_kib.saturating_sub(free_kib) >> 10,
         fb_free_mib: free_kib >> 10,
+        fb_used_kib: total_kib.saturating_sub(free_kib),
         engines: engines.engineList[..engines.engineCount.min(84) as usize]
             .iter()
             .map(|&e| engine_name(e))

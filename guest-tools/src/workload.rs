@@ -16,7 +16,7 @@ use zerocopy::IntoBytes;
 use crate::rmapi::{Buffer, MappedMemory, RmApiError, RmClient, Transport, TransportError};
 
 /// Where the workload's GPU memory lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MemoryMode {
     /// Video memory (`NV01_MEMORY_LOCAL_USER`), reached through a CPU mapping; over the vGPU
@@ -611,7 +611,7 @@ impl<'t> GpuContext<'t> {
 }
 
 /// What [`run`] did.
-#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct WorkloadReport {
     /// Rounds submitted.
     pub rounds: u64,

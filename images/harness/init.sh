@@ -8,6 +8,7 @@
 #   vgpu.runs=N                boots per VMM in the bench scenario (default 5)
 #   vgpu.timeout=SECS          limit of each inner run (default 120)
 #   vgpu.guest_append="..."    words appended to the test guest's command line
+#   vgpu.vmm_args="..."        extra vgpu-vmm arguments (e.g. "--vgpu type=sim-35c,gfid=1")
 #   vgpu.qemu_machine=M        QEMU's -M value for the baseline (default microvm)
 /bin/busybox --install -s /bin
 export PATH=/bin:/usr/bin
@@ -34,6 +35,7 @@ modprobe kvm_amd || finish false "modprobe kvm_amd failed"
 timeout=$(param vgpu.timeout)
 timeout=${timeout:-120}
 append=$(param vgpu.guest_append)
+vmm_args=$(param vgpu.vmm_args)
 vmm_cmdline="$(cat /etc/vgpu/vmm-cmdline) $append"
 qemu_cmdline="$(cat /etc/vgpu/qemu-cmdline) $append"
 qemu_machine=$(param vgpu.qemu_machine)
@@ -42,7 +44,7 @@ qemu_machine=${qemu_machine:-microvm}
 run_vgpu_vmm() {
     vgpu-guest timed-run --label "$1" --timeout "$timeout" -- \
         vgpu-vmm --kernel /guest/vmlinux --initrd /guest/initrd.cpio.gz \
-        --cmdline "$vmm_cmdline" --memory 256 --vcpus 1 --stats
+        --cmdline "$vmm_cmdline" --memory 256 --vcpus 1 --stats $vmm_args
 }
 
 run_qemu() {

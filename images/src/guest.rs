@@ -7,7 +7,7 @@ use crate::{cache, tools, Cache, Error};
 use std::path::PathBuf;
 
 /// Bumped when the image layout changes.
-const LAYOUT: u32 = 1;
+const LAYOUT: u32 = 2;
 
 /// Modules the test guest carries (their dependencies come along): the virtio PCI transport and
 /// the userspace PCI driver the vGPU driver binds through.
@@ -67,6 +67,9 @@ impl TestGuest {
             initramfs::new_staging(&root)?;
             initramfs::install_busybox(&root)?;
             tools::copy(&bins.guest, &root.join("init"))?;
+            // `vgpu-smi` is the agent binary under another name (it dispatches on argv[0]).
+            let smi = root.join("bin/vgpu-smi");
+            std::os::unix::fs::symlink("/init", &smi).map_err(|e| Error::io(&smi, e))?;
             let copied = initramfs::install_modules(&kernel, GUEST_MODULES, &root)?;
             crate::progress(&format!("test guest modules: {}", copied.len()));
             initramfs::pack(&root, &initrd, Compression::Gzip)

@@ -56,6 +56,9 @@ enum Cmd {
         /// Words appended to the test guest's kernel command line.
         #[arg(long)]
         guest_append: Option<String>,
+        /// Test-guest scenario (probe, vgpu); adds the VMM arguments it needs (vgpu: --vgpu).
+        #[arg(long, conflicts_with = "guest_append")]
+        guest_scenario: Option<String>,
         /// QEMU machine (-M) of the QEMU runs, e.g. `microvm,rtc=off`.
         #[arg(long, default_value = "microvm")]
         qemu_machine: String,
@@ -130,6 +133,7 @@ fn run() -> anyhow::Result<()> {
             scenario,
             vmm,
             guest_append,
+            guest_scenario,
             qemu_machine,
             timeout,
         } => {
@@ -144,6 +148,9 @@ fn run() -> anyhow::Result<()> {
                 .param("qemu_machine", &qemu_machine);
             if let Some(a) = guest_append {
                 run = run.param("guest_append", &a);
+            }
+            if let Some(s) = guest_scenario {
+                run = run.guest_scenario(&s);
             }
             run.timeout = Duration::from_secs(timeout);
             run.echo = true;

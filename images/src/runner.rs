@@ -16,6 +16,15 @@ use std::time::{Duration, Instant};
 /// Harness kernel command line before the scenario parameters.
 pub const HARNESS_CMDLINE: &str = "console=ttyS0 quiet panic=-1 reboot=t";
 
+/// The `vgpu-vmm` arguments a test-guest scenario needs: `vgpu` drives a vGPU, so its VMM
+/// attaches one (type `sim-35c`, GFID 1, the default 64 MiB window, polled completions).
+pub fn vmm_args_for(scenario: &str) -> &'static str {
+    match scenario {
+        "vgpu" => "--vgpu type=sim-35c,gfid=1",
+        _ => "",
+    }
+}
+
 /// One boot of the harness.
 #[derive(Debug, Clone)]
 pub struct HarnessRun {
@@ -65,6 +74,16 @@ impl HarnessRun {
             params: Vec::new(),
             timeout: Duration::from_secs(300),
             echo: false,
+        }
+    }
+
+    /// Runs the test guest's scenario `scenario` (appended to its command line as
+    /// `vgpu.scenario=`) with the VMM arguments that scenario needs ([`vmm_args_for`]).
+    pub fn guest_scenario(self, scenario: &str) -> Self {
+        let run = self.param("guest_append", &format!("vgpu.scenario={scenario}"));
+        match vmm_args_for(scenario) {
+            "" => run,
+            args => run.param("vmm_args", args),
         }
     }
 
@@ -298,6 +317,15 @@ mod tests {
         ]);
         assert!(!out.harness_ok());
         assert!(!outcome(&["Kernel panic"]).harness_ok());
+    }
+
+    #[test]
+    fn vgpu_scenario_attaches_a_vgpu() {
+        let run = HarnessRun::new("boot").guest_scenario("vgpu");
+        assert!(run.cmdline().ends_with(
+            "vgpu.guest_append=vgpu.scenario=vgpu vgpu.vmm_args=\"--vgpu type=sim-35c,gfid=1\""
+        ));
+        assert_eq!(vmm_args_for("probe"), "");
     }
 
     #[test]

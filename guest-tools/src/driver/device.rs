@@ -66,7 +66,7 @@ pub enum DriverError {
 }
 
 /// What the device reports about itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeviceInfo {
     /// GFID of this vGPU.
     pub gfid: u32,
@@ -79,7 +79,7 @@ pub struct DeviceInfo {
 }
 
 /// The device's counters (BAR0 registers 0x40..0x68).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeviceCounters {
     /// Accepted doorbells.
     pub doorbells: u64,

@@ -64,7 +64,8 @@ pub struct PciVgpu {
     pub driver: VgpuDriver,
     /// The function it drives.
     pub function: PciFunction,
-    _lock: File,
+    /// The lock on `resource0`; the device is this process's while it is held.
+    pub lock: File,
 }
 
 /// Opens the vGPU under `root`: enables memory decoding, takes an exclusive lock on its
@@ -110,6 +111,6 @@ pub fn open(root: &Path, setup: Setup) -> Result<PciVgpu, OpenError> {
     Ok(PciVgpu {
         driver,
         function,
-        _lock: lock,
+        lock,
     })
 }
