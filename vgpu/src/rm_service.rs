@@ -52,6 +52,7 @@ impl GuestMemory for WindowMemory<'_> {
 /// One vGPU's handle on a shared in-process RM core.
 pub struct RmService<B: Backend> {
     rm: Arc<Mutex<Rm<B>>>,
+    after_doorbell: Option<Box<dyn Fn() + Send>>,
 }
 
 impl<B: Backend> std::fmt::Debug for RmService<B> {
@@ -69,7 +70,18 @@ impl<B: Backend> RmService<B> {
         config: rm::core::VgpuConfig,
     ) -> Result<Self, RmError> {
         lock(&rm).create_vgpu(gfid, config)?;
-        Ok(Self { rm })
+        Ok(Self {
+            rm,
+            after_doorbell: None,
+        })
+    }
+
+    /// Runs `f` after every accepted doorbell, with the core unlocked (the sim host uses it to
+    /// bring the GPU's clock up to host time at once, so the work just submitted starts
+    /// without waiting for the driver thread's next tick).
+    pub fn on_doorbell(mut self, f: impl Fn() + Send + 'static) -> Self {
+        self.after_doorbell = Some(Box::new(f));
+        self
     }
 
     fn rm(&self) -> MutexGuard<'_, Rm<B>> {
@@ -162,8 +174,14 @@ impl<B: Backend + Send> EscapeService for RmService<B> {
     }
 
     fn doorbell(&mut self, gfid: Gfid, token: u32) -> Result<(), DoorbellError> {
-        match self.rm().doorbell(gfid, token) {
-            NvStatus::OK => Ok(()),
+        let status = self.rm().doorbell(gfid, token);
+        match status {
+            NvStatus::OK => {
+                if let Some(f) = &self.after_doorbell {
+                    f();
+                }
+                Ok(())
+            }
             NvStatus::ERR_INVALID_CHANNEL => Err(DoorbellError::NotOwned(token)),
             s => Err(DoorbellError::Backend(s.0)),
         }

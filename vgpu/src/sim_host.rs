@@ -3,13 +3,15 @@
 //!
 //! The sim executes GPU work only when its clock advances. A [`RealTimeDriver`] thread advances
 //! it every [`DRIVER_PERIOD`], so work a guest submits through the doorbell runs while the guest
-//! polls its semaphore, without any call from the guest. Lock order: the core's mutex, then the
-//! GPU's; the driver takes only the GPU's.
+//! polls its semaphore, without any call from the guest. Each accepted doorbell also brings the
+//! clock up to host time at once (in the doorbell's exit, after the core is unlocked), so short
+//! work completes before the guest's next instruction instead of at the next tick. Lock order:
+//! the core's mutex, then the GPU's; the driver and the doorbell catch-up take only the GPU's.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rm::backend::sim::driver::RealTimeDriver;
+use rm::backend::sim::driver::{RealTimeDriver, MAX_CATCH_UP_NS};
 use rm::backend::sim::{ClockMode, SimBackend, SimConfig};
 use rm::backend::GpuInfo;
 use rm::core::{Rm, RmError};
@@ -93,12 +95,18 @@ impl SimHost {
         window_size: u64,
         pci_slot: u8,
     ) -> Result<VgpuDevice, AttachError> {
-        let gpu = self.gpu_info();
+        let info = self.gpu_info();
+        let gpu = lock(&self.rm).backend().gpu();
         let service = RmService::attach(
             self.rm.clone(),
             gfid,
-            profile.rm_config(&gpu, gfid, pci_slot),
-        )?;
+            profile.rm_config(&info, gfid, pci_slot),
+        )?
+        .on_doorbell(move || {
+            gpu.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .sync_to_real_time(MAX_CATCH_UP_NS);
+        });
         VgpuDevice::new(VgpuConfig { gfid, window_size }, Box::new(service)).map_err(|e| {
             // The device never existed, so nothing will tear the vGPU down but us.
             let _ = lock(&self.rm).destroy_vgpu(gfid);

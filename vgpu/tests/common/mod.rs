@@ -7,7 +7,9 @@
 use std::sync::{Arc, Mutex};
 
 use rm::abi::alloc_params::*;
+use rm::abi::ctrl::*;
 use rm::abi::escape::Escape;
+use rm::abi::frontend::NvIoctlRegisterFd;
 use rm::abi::ioctl::IoctlRequest;
 use rm::abi::nvos::*;
 use rm::abi::{class, Handle, NvStatus};
@@ -441,5 +443,208 @@ pub fn build_channel(g: &mut Guest, ctl: i32) -> Tree {
         client,
         device,
         channel,
+    }
+}
+
+// ---- GPU memory in the window (OS descriptors) ------------------------------------------
+
+/// Window layout of the GPU memory (the queue and request areas of `common` sit below).
+pub const GPU_MEM: u64 = 0x4_0000;
+pub const GPU_MEM_SIZE: u64 = 0x4_0000;
+/// Offsets inside GPU_MEM.
+pub const RING: u64 = 0;
+pub const PUSHBUF: u64 = 0x1_0000;
+pub const SEMAPHORE: u64 = 0x2_0000;
+/// USERD: its own OS descriptor.
+pub const USERD_MEM: u64 = 0x9_0000;
+
+pub fn ok((s, h): (NvStatus, Handle)) -> Handle {
+    assert_eq!(s, NvStatus::OK);
+    h
+}
+
+/// `RM_ALLOC_MEMORY` of an OS descriptor over window bytes `offset..offset + size`.
+pub fn os_descriptor(
+    g: &mut Guest,
+    dev_fd: i32,
+    client: Handle,
+    device: Handle,
+    new: Handle,
+    offset: u64,
+    size: u64,
+) -> (i32, NvStatus, Handle) {
+    let p = Nvos02ParametersWithFd {
+        params: Nvos02Parameters {
+            hRoot: client,
+            hObjectParent: device,
+            hObjectNew: new,
+            hClass: class::NV01_MEMORY_SYSTEM_OS_DESCRIPTOR,
+            pMemory: offset,
+            limit: size.wrapping_sub(1),
+            ..Default::default()
+        },
+        fd: -1,
+        ..Default::default()
+    };
+    let (ret, out) = g.ioctl(dev_fd, Escape::RM_ALLOC_MEMORY, &p);
+    (ret, NvStatus(out.params.status), out.params.hObjectNew)
+}
+
+/// A channel whose GPFIFO ring, pushbuffer, semaphore (one OS descriptor at [`GPU_MEM`],
+/// mapped at `va`) and USERD (one at [`USERD_MEM`]) are window pages.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowChannel {
+    pub ctl: i32,
+    pub dev_fd: i32,
+    pub client: Handle,
+    pub device: Handle,
+    pub channel: Handle,
+    pub mem: Handle,
+    pub userd_mem: Handle,
+    /// GPU VA of [`GPU_MEM`].
+    pub va: u64,
+    /// The channel's work-submit token.
+    pub token: u32,
+}
+
+/// Builds client, device, VA space, TSG (scheduled), context share, the two OS descriptors, the
+/// channel (64 GPFIFO entries) and a compute object, all through the escape queue.
+pub fn window_channel(g: &mut Guest) -> WindowChannel {
+    let ctl = g.open_ctl();
+    let dev_fd = g.open_dev(0);
+    let (ret, _) = g.ioctl(
+        dev_fd,
+        Escape::REGISTER_FD,
+        &NvIoctlRegisterFd { ctl_fd: ctl },
+    );
+    assert_eq!(ret, 0);
+
+    let client = ok(g.alloc(ctl, 0, 0, 0, class::NV01_ROOT_CLIENT, &[]));
+    let device = ok(g.alloc(
+        ctl,
+        client,
+        client,
+        0x5c00_0001,
+        class::NV01_DEVICE_0,
+        Nv0080AllocParameters::default().as_bytes(),
+    ));
+    let vaspace = ok(g.alloc(
+        ctl,
+        client,
+        device,
+        0x5c00_0003,
+        class::FERMI_VASPACE_A,
+        NvVaspaceAllocationParameters::default().as_bytes(),
+    ));
+    let tsg = ok(g.alloc(
+        ctl,
+        client,
+        device,
+        0x5c00_0004,
+        class::KEPLER_CHANNEL_GROUP_A,
+        NvChannelGroupAllocationParameters {
+            hVASpace: vaspace,
+            engineType: NV2080_ENGINE_TYPE_GR0,
+            ..Default::default()
+        }
+        .as_bytes(),
+    ));
+    let ctxshare = ok(g.alloc(
+        ctl,
+        client,
+        tsg,
+        0x5c00_0005,
+        class::FERMI_CONTEXT_SHARE_A,
+        NvCtxshareAllocationParameters {
+            hVASpace: vaspace,
+            ..Default::default()
+        }
+        .as_bytes(),
+    ));
+
+    // The window pages become GPU memory: one descriptor for ring + pushbuffer + semaphore,
+    // one for USERD.
+    let (ret, s, mem) = os_descriptor(
+        g,
+        dev_fd,
+        client,
+        device,
+        0x5c00_0010,
+        GPU_MEM,
+        GPU_MEM_SIZE,
+    );
+    assert_eq!((ret, s), (0, NvStatus::OK));
+    let (_, s, userd_mem) = os_descriptor(g, dev_fd, client, device, 0, USERD_MEM, 0x1000);
+    assert_eq!(s, NvStatus::OK);
+
+    let (ret, out) = g.ioctl(
+        ctl,
+        Escape::RM_MAP_MEMORY_DMA,
+        &Nvos46Parameters {
+            hClient: client,
+            hDevice: device,
+            hDma: vaspace,
+            hMemory: mem,
+            length: GPU_MEM_SIZE,
+            ..Default::default()
+        },
+    );
+    assert_eq!((ret, NvStatus(out.status)), (0, NvStatus::OK));
+    let va = out.dmaOffset;
+
+    let mut ch_p = NvChannelAllocParams {
+        gpFifoOffset: va + RING,
+        gpFifoEntries: 64,
+        hContextShare: ctxshare,
+        hVASpace: vaspace,
+        ..Default::default()
+    };
+    ch_p.hUserdMemory[0] = userd_mem;
+    let channel = ok(g.alloc(
+        ctl,
+        client,
+        tsg,
+        0x5c00_0007,
+        class::HOPPER_CHANNEL_GPFIFO_A,
+        ch_p.as_bytes(),
+    ));
+    ok(g.alloc(
+        ctl,
+        client,
+        channel,
+        0x5c00_0008,
+        class::HOPPER_COMPUTE_A,
+        NvGrAllocationParameters::default().as_bytes(),
+    ));
+    let (s, _) = g.control(
+        ctl,
+        client,
+        tsg,
+        NVA06C_CTRL_CMD_GPFIFO_SCHEDULE,
+        &NvA06cCtrlGpfifoScheduleParams {
+            bEnable: 1,
+            ..Default::default()
+        },
+    );
+    assert_eq!(s, NvStatus::OK);
+    let (s, tok) = g.control(
+        ctl,
+        client,
+        channel,
+        NVC36F_CTRL_CMD_GPFIFO_GET_WORK_SUBMIT_TOKEN,
+        &NvC36fCtrlGpfifoGetWorkSubmitTokenParams::default(),
+    );
+    assert_eq!(s, NvStatus::OK);
+
+    WindowChannel {
+        ctl,
+        dev_fd,
+        client,
+        device,
+        channel,
+        mem,
+        userd_mem,
+        va,
+        token: tok.workSubmitToken,
     }
 }
