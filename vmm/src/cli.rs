@@ -19,8 +19,9 @@ Exit status:
   2   usage error (bad flag, bad value, missing file)
 
 Guest platform: COM1 at 0x3f8 (IRQ 4), PCI root bus with type-1 config access (0xCF8/0xCFC)
-and a host bridge at 00:00.0, ACPI (RSDP/XSDT/FADT/DSDT/MADT; power off through the FADT sleep
-registers at I/O 0x600), in-kernel LAPIC/IOAPIC/PIT, i8042, CMOS reading 0.
+and a host bridge at 00:00.0, ACPI (RSDP/XSDT/FADT/DSDT with a PCI _PRT/MADT; power off through
+the FADT sleep registers at I/O 0x600), in-kernel LAPIC/IOAPIC/PIT, i8042, CMOS reading 0; with
+--vgpu, the vGPU (10de:7f61, protocol in vgpu/PROTOCOL.md) at 00:01.0.
 The guest needs neither `pci=off` nor `acpi=off`; recommended command line:
   console=ttyS0 reboot=t panic=-1 quiet
 

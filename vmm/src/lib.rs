@@ -22,8 +22,11 @@
 //! * A PCI root bus with type-1 config access (0xCF8/0xCFC) and a host bridge at 00:00.0; more
 //!   functions are added through [`pci::PciFunction`] and [`pci::PciBus::add_function`].
 //! * ACPI: RSDP/XSDT/FADT (hardware-reduced, sleep control/status and reset registers at I/O
-//!   ports 0x600-0x602), DSDT (`_S5_`, `PCI0` host bridge with `_CRS`), MADT (one LAPIC per vCPU,
-//!   the IOAPIC).
+//!   ports 0x600-0x602), DSDT (`_S5_`, `PCI0` host bridge with `_CRS` and a `_PRT` routing every
+//!   slot's INTx to GSIs 16-23), MADT (one LAPIC per vCPU, the IOAPIC).
+//! * With `--vgpu`: the vGPU at 00:01.0 ([`devices::vgpu`]): BAR0 trapped, BAR2 a KVM slot over
+//!   the device's window that follows the BAR, polling or INTx, the RM core in-process over the
+//!   sim GPU on its real-time clock.
 //!
 //! The guest command line this platform wants: `console=ttyS0 reboot=t panic=-1 quiet`
 //! (no `pci=off`, no `acpi=off`). `poweroff -f` in the guest ends the VMM with 0; `reboot -f`

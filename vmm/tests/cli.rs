@@ -33,7 +33,12 @@ fn usage_errors_are_one_line_with_status_2() {
         &["--kernel", "/proc/self/exe", "--memory", "lots"],
         &["--kernel", "/proc/self/exe", "--vgpu", "type=h100-80c"],
         &["--kernel", "/proc/self/exe", "--vgpu", "gfid=0"],
-        &["--kernel", "/proc/self/exe", "--vgpu", "type=sim-35c,gfid=64"],
+        &[
+            "--kernel",
+            "/proc/self/exe",
+            "--vgpu",
+            "type=sim-35c,gfid=64",
+        ],
         &["--kernel", "/proc/self/exe", "--vgpu", "window=3M"],
         &[],
     ] {
