@@ -158,7 +158,9 @@ pub fn scenario() -> anyhow::Result<()> {
         let t = &s.transport;
         let mut ctx = GpuContext::create(t, TsgSettings::default(), MemoryMode::best(t))?;
         let (client, tsgs) = (ctx.objects().client, ctx.own_tsgs());
-        Record::Smi(Box::new(s.smi(ctx.client(), client, &tsgs)?)).emit();
+        let report = s.smi(ctx.client(), client, &tsgs)?;
+        print!("{}", report.to_text());
+        Record::Smi(Box::new(report)).emit();
         let ring = |tok: u32| t.driver().doorbell(tok);
         let limit = RunLimit {
             rounds: Some(200),
