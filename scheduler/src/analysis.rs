@@ -51,6 +51,34 @@ pub fn renormalise(window: &[f64], subset: &[usize]) -> Vec<f64> {
         .collect()
 }
 
+/// Each class's share of the engine time the classified tenants ran in `[from, to)`, from the
+/// log's slices clipped to that range (`classes`: tenant name to class index below `count`).
+/// All zero if none of them ran.
+pub fn class_shares(
+    log: &SchedLog,
+    from: Duration,
+    to: Duration,
+    classes: &HashMap<String, usize>,
+    count: usize,
+) -> Vec<f64> {
+    let (from, to) = (from.as_nanos() as u64, to.as_nanos() as u64);
+    let mut runs = vec![0.0; count];
+    for s in log.slices() {
+        let Some(&k) = classes.get(&s.tenant) else {
+            continue;
+        };
+        let (a, b) = (
+            s.timestamp_ns.max(from),
+            (s.timestamp_ns + s.time_run_ns).min(to),
+        );
+        runs[k] += b.saturating_sub(a) as f64;
+    }
+    let total: f64 = runs.iter().sum();
+    runs.iter()
+        .map(|r| if total > 0.0 { r / total } else { 0.0 })
+        .collect()
+}
+
 /// Time from `reload_at` to the start of the first window of length `window` from which on the
 /// shares over every window (slid in 1 ms steps, up to `horizon` after the reload) stay within
 /// `tolerance` of the targets: from that moment the new policy is what the GPU does.
@@ -133,6 +161,7 @@ mod tests {
     use crate::log::SliceRecord;
 
     const MS: Duration = Duration::from_millis(1);
+    const SEC: Duration = Duration::from_secs(1);
 
     #[test]
     fn shares_and_errors() {
@@ -190,5 +219,12 @@ mod tests {
         // The split changes at 100 ms, 50 ms after the reload; a window starting 1 ms early
         // is already within 2 points.
         assert!(d >= 45 * MS && d <= 50 * MS, "{d:?}");
+        // 3:1 before 100 ms, 1:1 after; clipped at both ends.
+        let s = class_shares(&log, 90 * MS, 102 * MS, &classes, 2);
+        assert!((s[0] - 8.0 / 12.0).abs() < 1e-9, "{s:?}");
+        assert_eq!(
+            class_shares(&log, 2 * SEC, 3 * SEC, &classes, 2),
+            [0.0, 0.0]
+        );
     }
 }

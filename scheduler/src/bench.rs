@@ -1,17 +1,21 @@
 //! The scheduler benchmark: tenants 2, 4, 8, 32; weights 1:1, 3:1, 1:2:3:4 (repeated over the
 //! tenants); always-busy and bursty loads. Per case: the largest share error of always-busy
 //! tenants over 1 s windows after the first second, aggregate throughput against one tenant
-//! alone on the same GPU in the same run, and the reload-to-effect time of a 3:1 -> 1:1 change.
+//! alone on the same GPU in the same run, and for a 3:1 -> 1:1 reload: the time until the split
+//! is the new one, the latency to the first decision under the new policy, and the split in the
+//! first balance period after it.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::analysis::{max_share_error, reload_effect_time, renormalise, window_shares};
+use crate::analysis::{
+    class_shares, max_share_error, reload_effect_time, renormalise, window_shares,
+};
 use crate::experiment::{run, Experiment, ExperimentError};
 use crate::mechanism::load::LoadPattern;
 use crate::policy_file::{Policy, Priority, Tenant, DEFAULT_BALANCE_PERIOD, DEFAULT_TIMESLICE};
-use crate::scheduler::Method;
+use crate::scheduler::{Method, ReloadLatency};
 use crate::testbed::Testbed;
 
 /// Weight patterns the benchmark uses, repeated over the tenants.
@@ -94,8 +98,21 @@ pub struct BenchRow {
     /// (work-conserving policies should serve bursty tenants fully while their demand is below
     /// their share). None for the busy mix.
     pub bursty_served: Option<f64>,
-    /// Reload-to-effect time of 3:1 -> 1:1 (same tenant count and method, all busy).
-    pub reload_effect: Option<Duration>,
+    /// The 3:1 -> 1:1 reload (same tenant count and method, all busy).
+    pub reload: ReloadMeasure,
+}
+
+/// What a 3:1 -> 1:1 reload did (see [`reload_case`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReloadMeasure {
+    /// From the reload until the weight-3 tenants' split stays at its new target (None: not
+    /// within 1 s).
+    pub effect: Option<Duration>,
+    /// From the reload to the first scheduling decision carried out under the new policy.
+    pub first_decision: Option<ReloadLatency>,
+    /// The weight-3 tenants' summed share of engine time in the first balance period after
+    /// the reload (target 0.5).
+    pub first_period_share: f64,
 }
 
 /// Benchmark settings.
@@ -188,7 +205,7 @@ pub fn run_bench<T: Testbed>(
                         max_error_pp: err * 100.0,
                         throughput: total / alone_work,
                         bursty_served,
-                        reload_effect: reload,
+                        reload,
                     };
                     progress(&row);
                     rows.push(row);
@@ -206,13 +223,15 @@ pub fn run_bench<T: Testbed>(
 /// resolved in a window holding only a few turns).
 /// With bursty tenants the 3:1 -> 1:1 change moves no always-busy share (the bursty tenants
 /// get their demand either way), so it is measured with busy tenants only. The reload happens
-/// at 2 s; the result counts from `measure_from` (2 s gives the reload-to-effect time).
+/// at 2 s; the effect time counts from `measure_from` (2 s gives the reload-to-effect time).
+/// Also measured: the latency to the first decision under the new policy, and the weight-3
+/// tenants' summed share in the first balance period after the reload.
 pub fn reload_case<T: Testbed>(
     make_gpu: &impl Fn() -> T,
     n: usize,
     method: Option<Method>,
     measure_from: Duration,
-) -> Result<Option<Duration>, ExperimentError> {
+) -> Result<ReloadMeasure, ExperimentError> {
     let before = weighted_policy(n, &[3, 1]);
     let after = weighted_policy(n, &[1, 1]);
     let reload_at = Duration::from_secs(2);
@@ -242,7 +261,7 @@ pub fn reload_case<T: Testbed>(
     let window = (after.balance_period * 2)
         .max(Duration::from_nanos(longest_turn * 20))
         .min(Duration::from_millis(1500));
-    Ok(reload_effect_time(
+    let effect = reload_effect_time(
         &out.log,
         measure_from,
         &classes,
@@ -250,19 +269,31 @@ pub fn reload_case<T: Testbed>(
         window,
         tolerance,
         Duration::from_secs(1),
-    ))
+    );
+    let first_period = class_shares(
+        &out.log,
+        reload_at,
+        reload_at + after.balance_period,
+        &classes,
+        2,
+    );
+    Ok(ReloadMeasure {
+        effect,
+        first_decision: out.reload_latencies.first().copied().flatten(),
+        first_period_share: first_period[0],
+    })
 }
 
 /// The rows as a Markdown table.
 pub fn markdown_table(rows: &[BenchRow]) -> String {
     let mut s = String::from(
-        "| tenants | weights | load | method | max share error (pp) | throughput vs one alone | bursty work served | reload 3:1->1:1 in effect after |\n\
-         | ---: | --- | --- | --- | ---: | ---: | ---: | ---: |\n",
+        "| tenants | weights | load | method | max share error (pp) | throughput vs one alone | bursty work served | reload 3:1->1:1 in effect after | first decision after reload (GPU / host time) | weight-3 share, 1st period after reload |\n\
+         | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for r in rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {:.3} | {:.1} % | {} | {} |",
+            "| {} | {} | {} | {} | {:.3} | {:.1} % | {} | {} | {} | {:.1} % |",
             r.tenants,
             r.weights,
             r.load.name(),
@@ -271,11 +302,18 @@ pub fn markdown_table(rows: &[BenchRow]) -> String {
             r.throughput * 100.0,
             r.bursty_served
                 .map_or("-".to_string(), |f| format!("{:.1} %", f * 100.0)),
-            r.reload_effect
+            r.reload
+                .effect
                 .map_or("not within 1 s".to_string(), |d| format!(
                     "{:.0} ms",
                     d.as_secs_f64() * 1e3
-                ))
+                )),
+            r.reload.first_decision.map_or("-".to_string(), |d| format!(
+                "{:.1} / {:.1} µs",
+                d.gpu.as_secs_f64() * 1e6,
+                d.host.as_secs_f64() * 1e6
+            )),
+            r.reload.first_period_share * 100.0
         );
     }
     s
@@ -306,9 +344,16 @@ mod tests {
             assert_eq!(r.bursty_served.is_some(), r.load == LoadMix::Bursty);
             assert!(r.bursty_served.is_none_or(|f| f > 0.97), "{r:?}");
             assert!(
-                r.reload_effect.is_some_and(|d| d <= DEFAULT_BALANCE_PERIOD),
+                r.reload.effect.is_some_and(|d| d <= DEFAULT_BALANCE_PERIOD),
                 "{r:?}"
             );
+            assert!(
+                r.reload
+                    .first_decision
+                    .is_some_and(|d| d.gpu < Duration::from_millis(1)),
+                "{r:?}"
+            );
+            assert!((r.reload.first_period_share - 0.5).abs() < 0.05, "{r:?}");
         }
         let table = markdown_table(&rows);
         assert_eq!(table.lines().count(), 8);
@@ -319,12 +364,14 @@ mod tests {
         let gpu = || FakeGpu::new(FakeGpu::gsp_levers(), FakeCosts::default());
         let at_reload = reload_case(&gpu, 2, None, Duration::from_secs(2))
             .unwrap()
+            .effect
             .unwrap();
         assert!(at_reload <= DEFAULT_BALANCE_PERIOD, "{at_reload:?}");
         // Measured from half a second before the reload, the old 3:1 split must show: the new
         // split cannot be found much before the reload itself.
         let early = reload_case(&gpu, 2, None, Duration::from_millis(1500))
             .unwrap()
+            .effect
             .unwrap();
         assert!(early >= Duration::from_millis(450), "{early:?}");
         assert!(

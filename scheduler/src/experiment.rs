@@ -10,7 +10,7 @@ use crate::mechanism::load::LoadPattern;
 use crate::policy::target_shares;
 use crate::policy_file::Policy;
 use crate::reload::{PolicyWatcher, ReloadOutcome};
-use crate::scheduler::{Method, SchedError, Scheduler};
+use crate::scheduler::{Method, ReloadLatency, SchedError, Scheduler};
 use crate::testbed::Testbed;
 
 /// What to run.
@@ -51,6 +51,9 @@ pub struct Outcome {
     pub targets: Vec<f64>,
     /// Time lost to gating switches.
     pub switch_time: Duration,
+    /// Per scripted reload, in order: time from the reload to the first decision carried out
+    /// under the new policy (None if the new policy was refused).
+    pub reload_latencies: Vec<Option<ReloadLatency>>,
     /// The scheduler log.
     pub log: SchedLog,
     /// One line describing the GPU model.
@@ -136,6 +139,7 @@ pub fn run<T: Testbed>(
     let mut reloads = exp.reloads.clone();
     reloads.sort_by_key(|r| r.0);
     let mut reloads = reloads.into_iter().peekable();
+    let mut reload_latencies = Vec::new();
     let start = sched.mechanism().now();
     let wall = Instant::now();
     let mut totals = vec![Duration::ZERO; n];
@@ -190,6 +194,7 @@ pub fn run<T: Testbed>(
             sched.apply_policy(p);
             // Let the reload take effect before anything else is sampled.
             sched.run_until(now + Duration::from_nanos(1))?;
+            reload_latencies.push(sched.reload_latency());
         }
         if now >= next_sample {
             accumulate(&sched, &mut totals, &mut last_seen);
@@ -231,6 +236,7 @@ pub fn run<T: Testbed>(
         method: sched.method(),
         targets,
         switch_time: sched.switch_time(),
+        reload_latencies,
         log: sched.log().clone(),
         gpu: describe,
     })
@@ -282,6 +288,11 @@ mod tests {
         );
         assert!(max_share_error(&w[2..], &[0.5, 0.5], None) < 0.005, "{w:?}");
         assert_eq!(out.targets, vec![0.5, 0.5]);
+        assert!(
+            matches!(out.reload_latencies[..], [Some(d)] if d.gpu < Duration::from_millis(1)),
+            "{:?}",
+            out.reload_latencies
+        );
         assert!(out.work.iter().all(|w| *w > Duration::from_millis(1400)));
     }
 

@@ -14,7 +14,7 @@
 //! Dropping the scheduler (or [`Scheduler::release`]) re-enables every channel it gated.
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::log::{
     Record, ReloadRecord, SchedLog, SliceRecord, StartRecord, TenantShare, WindowRecord,
@@ -104,6 +104,16 @@ pub const SWITCH_OVERHEAD_BUDGET: f64 = 0.025;
 /// Longest the timeslice method lets the GPU run between reading statistics.
 const TIMESLICE_CHUNK: Duration = Duration::from_millis(10);
 
+/// How long a reloaded policy took to make its first decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReloadLatency {
+    /// GPU time (the mechanism's clock): lever calls the switch-over made.
+    pub gpu: Duration,
+    /// Host time: the same calls plus the scheduler's own work (on a simulated GPU whose
+    /// levers take no GPU time, only this shows the cost).
+    pub host: Duration,
+}
+
 /// Drives a mechanism with a policy.
 pub struct Scheduler<M: Mechanism> {
     mech: M,
@@ -132,6 +142,11 @@ pub struct Scheduler<M: Mechanism> {
     busy: Vec<bool>,
     programmed: bool,
     pending: Option<Policy>,
+    /// GPU and host time the queued policy was handed over.
+    pending_since: Option<(Duration, Instant)>,
+    /// The policy that took over last: when it was handed over, until its first decision.
+    awaiting_decision: Option<(Duration, Instant)>,
+    reload_latency: Option<ReloadLatency>,
     log: SchedLog,
     released: bool,
 }
@@ -169,6 +184,9 @@ impl<M: Mechanism> Scheduler<M> {
             busy: vec![false; n],
             programmed: false,
             pending: None,
+            pending_since: None,
+            awaiting_decision: None,
+            reload_latency: None,
             log: SchedLog::default(),
             released: false,
         };
@@ -221,6 +239,24 @@ impl<M: Mechanism> Scheduler<M> {
     /// no channel is torn down and no group is preempted because of the reload.
     pub fn apply_policy(&mut self, policy: Policy) {
         self.pending = Some(policy);
+        self.pending_since = Some((self.mech.now(), Instant::now()));
+    }
+
+    /// For the last policy that took over: from [`apply_policy`](Self::apply_policy) to the
+    /// first decision carried out under it (gating: the chosen tenant's channels enabled;
+    /// timeslice: the new timeslices programmed). None before that decision.
+    pub fn reload_latency(&self) -> Option<ReloadLatency> {
+        self.reload_latency
+    }
+
+    /// Marks a decision carried out: the first under a new policy gives the reload latency.
+    fn decided(&mut self) {
+        if let Some((gpu, host)) = self.awaiting_decision.take() {
+            self.reload_latency = Some(ReloadLatency {
+                gpu: self.mech.now().saturating_sub(gpu),
+                host: host.elapsed(),
+            });
+        }
     }
 
     /// Records a reload attempt that failed; the policy in force stays.
@@ -335,6 +371,8 @@ impl<M: Mechanism> Scheduler<M> {
     }
 
     fn take_policy(&mut self, policy: Policy) -> Result<(), SchedError> {
+        let since = self.pending_since.take();
+        self.reload_latency = None;
         let method = match pick(self.mech.capabilities(), &policy, self.forced) {
             Ok(m) => m,
             Err(e) => {
@@ -359,6 +397,7 @@ impl<M: Mechanism> Scheduler<M> {
         self.tenant_total = vec![Duration::ZERO; n];
         self.window_run = vec![Duration::ZERO; n];
         self.busy = vec![false; n];
+        self.awaiting_decision = since;
         self.log.push(Record::Reload(ReloadRecord {
             timestamp_ns: nanos(self.mech.now()),
             applied: true,
@@ -474,6 +513,7 @@ impl<M: Mechanism> Scheduler<M> {
             self.current = next;
         }
         let t1 = self.mech.now();
+        self.decided();
         let switch = t1 - t0;
         self.switch_total += switch;
         self.window_switch += switch;
@@ -514,6 +554,7 @@ impl<M: Mechanism> Scheduler<M> {
         if !self.programmed {
             self.program_timeslices(&policy)?;
             self.programmed = true;
+            self.decided();
         }
         let t0 = self.mech.now();
         let window_end = self.window_start + policy.balance_period;
@@ -836,7 +877,14 @@ mod tests {
         s.run_for(SEC).unwrap();
         let before = s.mechanism().clone();
         s.apply_policy(policy(PolicyKind::Weighted, &[1, 1]));
+        assert_eq!(s.reload_latency(), None);
         s.run_for(100 * MS).unwrap();
+        // Release, restart (disable and preempt all), then the first enable: a few lever calls.
+        let latency = s
+            .reload_latency()
+            .expect("a decision under the new policy")
+            .gpu;
+        assert!(latency > Duration::ZERO && latency < MS, "{latency:?}");
         let t = s.tenant_run_times().to_vec();
         let share = t[0].as_secs_f64() / (t[0] + t[1]).as_secs_f64();
         assert!((share - 0.5).abs() < 0.03, "share {share}");
