@@ -158,7 +158,7 @@ pub fn reload_effect_time(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::SliceRecord;
+    use crate::log::slice;
 
     const MS: Duration = Duration::from_millis(1);
     const SEC: Duration = Duration::from_secs(1);
@@ -186,15 +186,7 @@ mod tests {
         let mut log = SchedLog::default();
         let mut t = 0u64;
         let mut push = |tenant: &str, d: u64, t: &mut u64| {
-            log.push(Record::Slice(SliceRecord {
-                timestamp_ns: *t,
-                tenant: tenant.into(),
-                runlist: 0,
-                time_run_ns: d,
-                time_run_total_ns: 0,
-                target_slice_ns: d,
-                cumulative_preemption_ns: 0,
-            }));
+            log.push(slice(*t, tenant, d));
             *t += d;
         };
         while t < 100_000_000 {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::analysis::{
     class_shares, max_share_error, reload_effect_time, renormalise, window_shares,
 };
-use crate::experiment::{run, Experiment, ExperimentError};
+use crate::experiment::{run, Experiment, ExperimentError, Outcome};
 use crate::mechanism::load::LoadPattern;
 use crate::policy_file::{Policy, Priority, Tenant, DEFAULT_BALANCE_PERIOD, DEFAULT_TIMESLICE};
 use crate::scheduler::{Method, ReloadLatency};
@@ -135,19 +135,14 @@ pub fn run_bench<T: Testbed>(
     let mut rows = Vec::new();
     for &method in &cfg.methods {
         // Baseline: one always-busy tenant alone.
-        let alone = run(
+        let alone = run_quietly(
             make_gpu(),
-            &Experiment {
-                policy: weighted_policy(1, &[1]),
-                loads: vec![LoadPattern::Busy],
-                duration: cfg.duration,
+            &Experiment::new(
+                weighted_policy(1, &[1]),
+                vec![LoadPattern::Busy],
+                cfg.duration,
                 method,
-                reloads: vec![],
-                sample_every: Duration::from_secs(1),
-                realtime: false,
-            },
-            None,
-            |_| {},
+            ),
         )?;
         let alone_work = alone.work[0].as_secs_f64();
         for &n in &cfg.tenant_counts {
@@ -156,19 +151,9 @@ pub fn run_bench<T: Testbed>(
                 for pattern in WEIGHT_PATTERNS {
                     let policy = weighted_policy(n, pattern);
                     let loads = load.loads(n);
-                    let out = run(
+                    let out = run_quietly(
                         make_gpu(),
-                        &Experiment {
-                            policy: policy.clone(),
-                            loads: loads.clone(),
-                            duration: cfg.duration,
-                            method,
-                            reloads: vec![],
-                            sample_every: Duration::from_secs(1),
-                            realtime: false,
-                        },
-                        None,
-                        |_| {},
+                        &Experiment::new(policy.clone(), loads.clone(), cfg.duration, method),
                     )?;
                     let busy: Vec<usize> =
                         (0..n).filter(|&i| loads[i] == LoadPattern::Busy).collect();
@@ -216,6 +201,11 @@ pub fn run_bench<T: Testbed>(
     Ok(rows)
 }
 
+/// Runs an experiment without a policy watcher or progress reports.
+fn run_quietly<T: Testbed>(gpu: T, exp: &Experiment) -> Result<Outcome, ExperimentError> {
+    run(gpu, exp, None, |_| {})
+}
+
 /// Runs 3:1 for 2 s with every tenant busy, reloads to 1:1, and measures from when on the
 /// weight-3 tenants' summed share over every window is within a quarter of the change
 /// (25 -> 6.25 points) of its new target (see [`reload_effect_time`]). The window is two
@@ -235,19 +225,17 @@ pub fn reload_case<T: Testbed>(
     let before = weighted_policy(n, &[3, 1]);
     let after = weighted_policy(n, &[1, 1]);
     let reload_at = Duration::from_secs(2);
-    let out = run(
+    let out = run_quietly(
         make_gpu(),
         &Experiment {
-            policy: before,
-            loads: vec![LoadPattern::Busy],
-            duration: reload_at + Duration::from_millis(2500),
-            method,
             reloads: vec![(reload_at, after.clone())],
-            sample_every: Duration::from_secs(1),
-            realtime: false,
+            ..Experiment::new(
+                before,
+                vec![LoadPattern::Busy],
+                reload_at + Duration::from_millis(2500),
+                method,
+            )
         },
-        None,
-        |_| {},
     )?;
     // Classes: tenants of weight 3 (even) and of weight 1 (odd); 75/25 before, 50/50 after.
     let classes: HashMap<String, usize> = (0..n).map(|i| (format!("t{i:02}"), i % 2)).collect();

@@ -32,6 +32,27 @@ pub struct Experiment {
     pub realtime: bool,
 }
 
+impl Experiment {
+    /// `policy` with `loads` for `duration` of GPU time, sampled every second, without reloads
+    /// or pacing.
+    pub fn new(
+        policy: Policy,
+        loads: Vec<LoadPattern>,
+        duration: Duration,
+        method: Option<Method>,
+    ) -> Self {
+        Self {
+            policy,
+            loads,
+            duration,
+            method,
+            reloads: vec![],
+            sample_every: Duration::from_secs(1),
+            realtime: false,
+        }
+    }
+}
+
 /// What happened.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -268,13 +289,8 @@ mod tests {
         let p31 = policy("policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1]\nweight = 3\n[[tenant]]\nname = \"b\"\ngfids = [2]\n");
         let p11 = policy("policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1]\n[[tenant]]\nname = \"b\"\ngfids = [2]\n");
         let exp = Experiment {
-            policy: p31,
-            loads: vec![LoadPattern::Busy],
-            duration: Duration::from_secs(4),
-            method: None,
             reloads: vec![(Duration::from_secs(2), p11)],
-            sample_every: Duration::from_secs(1),
-            realtime: false,
+            ..Experiment::new(p31, vec![LoadPattern::Busy], Duration::from_secs(4), None)
         };
         let gpu = FakeGpu::new(FakeGpu::gsp_levers(), FakeCosts::default());
         let mut ticks = 0;
@@ -299,15 +315,12 @@ mod tests {
     #[test]
     fn load_count_must_match() {
         let p = policy("policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1]\n[[tenant]]\nname = \"b\"\ngfids = [2]\n[[tenant]]\nname = \"c\"\ngfids = [3]\n");
-        let exp = Experiment {
-            policy: p,
-            loads: vec![LoadPattern::Busy, LoadPattern::Busy],
-            duration: Duration::from_secs(1),
-            method: None,
-            reloads: vec![],
-            sample_every: Duration::from_secs(1),
-            realtime: false,
-        };
+        let exp = Experiment::new(
+            p,
+            vec![LoadPattern::Busy, LoadPattern::Busy],
+            Duration::from_secs(1),
+            None,
+        );
         let gpu = FakeGpu::new(FakeGpu::gsp_levers(), FakeCosts::default());
         assert!(matches!(
             run(gpu, &exp, None, |_| {}),

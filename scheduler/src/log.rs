@@ -163,6 +163,20 @@ impl SchedLog {
     }
 }
 
+/// A slice record for tests: `tenant` ran `d` ns from `t` on runlist 0, on target.
+#[cfg(test)]
+pub(crate) fn slice(t: u64, tenant: &str, d: u64) -> Record {
+    Record::Slice(SliceRecord {
+        timestamp_ns: t,
+        tenant: tenant.into(),
+        runlist: 0,
+        time_run_ns: d,
+        time_run_total_ns: 0,
+        target_slice_ns: d,
+        cumulative_preemption_ns: 0,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

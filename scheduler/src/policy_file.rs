@@ -411,14 +411,15 @@ fn parse(text: &str, file: &str) -> Result<Policy, PolicyError> {
             None => 1.0,
             Some(s) => share_value(&loc, s, &who, "max_share")?,
         };
+        // Where a min_share problem is reported: the value, or the tenant if it sets none.
+        let min_span = t
+            .min_share
+            .as_ref()
+            .map(|s| s.span())
+            .unwrap_or(tspan.clone());
         if min_share > max_share {
-            let span = t
-                .min_share
-                .as_ref()
-                .map(|s| s.span())
-                .unwrap_or(tspan.clone());
             return Err(loc.err(
-                &span,
+                &min_span,
                 format!(
                     "{who}: min_share {}% is above max_share {}%",
                     pct(min_share),
@@ -433,13 +434,8 @@ fn parse(text: &str, file: &str) -> Result<Policy, PolicyError> {
         }
         min_sum += min_share;
         if min_sum > 1.0 + 1e-9 {
-            let span = t
-                .min_share
-                .as_ref()
-                .map(|s| s.span())
-                .unwrap_or(tspan.clone());
             return Err(loc.err(
-                &span,
+                &min_span,
                 format!(
                     "min_share over all tenants adds up to {}%, more than 100%",
                     pct(min_sum)
@@ -573,6 +569,19 @@ mod tests {
         (e.line().unwrap(), s)
     }
 
+    /// Asserts that `text` is refused with a message pointing at `line`; returns the message.
+    fn refused_at(text: &str, line: usize) -> String {
+        let (at, msg) = err(text);
+        assert_eq!(at, line, "{msg}");
+        msg
+    }
+
+    /// Asserts that `text` is refused at `line` with a message that says `says`.
+    fn refused(text: &str, line: usize, says: &str) {
+        let msg = refused_at(text, line);
+        assert!(msg.contains(says), "{msg}");
+    }
+
     #[test]
     fn full_file_parses() {
         let p = Policy::parse(
@@ -623,111 +632,120 @@ gfids = [2, 3]
 
     #[test]
     fn missing_tenant_name() {
-        let (line, msg) = err("policy = \"weighted\"\n\n[[tenant]]\ngfids = [1]\n");
-        assert_eq!(line, 3);
-        assert!(msg.contains("missing `name`"), "{msg}");
+        refused(
+            "policy = \"weighted\"\n\n[[tenant]]\ngfids = [1]\n",
+            3,
+            "missing `name`",
+        );
     }
 
     #[test]
     fn tenant_without_vgpus_or_gfids() {
-        let (line, msg) = err("policy = \"weighted\"\n[[tenant]]\nname = \"x\"\nweight = 2\n");
-        assert_eq!(line, 2);
-        assert!(msg.contains("owns nothing"), "{msg}");
+        refused(
+            "policy = \"weighted\"\n[[tenant]]\nname = \"x\"\nweight = 2\n",
+            2,
+            "owns nothing",
+        );
     }
 
     #[test]
     fn unknown_policy() {
-        let (line, msg) = err("# c\npolicy = \"fair\"\n");
-        assert_eq!(line, 2);
-        assert!(msg.contains("unknown policy `fair`"), "{msg}");
-        let (line, msg) = err("timeslice = \"1ms\"\n");
-        assert_eq!(line, 1);
-        assert!(msg.contains("missing `policy`"), "{msg}");
+        refused("# c\npolicy = \"fair\"\n", 2, "unknown policy `fair`");
+        refused("timeslice = \"1ms\"\n", 1, "missing `policy`");
     }
 
     #[test]
     fn min_shares_over_100_percent() {
-        let (line, msg) = err(
+        refused(
             "policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1]\nmin_share = 60\n\
              [[tenant]]\nname = \"b\"\ngfids = [2]\nmin_share = \"50%\"\n",
+            9,
+            "110%",
         );
-        assert_eq!(line, 9);
-        assert!(msg.contains("110%"), "{msg}");
     }
 
     #[test]
     fn duplicate_vgpu_and_gfid() {
-        let (line, msg) = err(&format!(
-            "policy = \"weighted\"\n[[tenant]]\nname = \"a\"\nvgpus = [\"{UUID_A}\"]\n\
-             [[tenant]]\nname = \"b\"\nvgpus = [\"{UUID_B}\",\n  \"{}\"]\n",
-            UUID_A.to_uppercase()
-        ));
-        assert_eq!(line, 8);
+        let msg = refused_at(
+            &format!(
+                "policy = \"weighted\"\n[[tenant]]\nname = \"a\"\nvgpus = [\"{UUID_A}\"]\n\
+                 [[tenant]]\nname = \"b\"\nvgpus = [\"{UUID_B}\",\n  \"{}\"]\n",
+                UUID_A.to_uppercase()
+            ),
+            8,
+        );
         assert!(
             msg.contains("duplicate vGPU") && msg.contains("line 4"),
             "{msg}"
         );
-        let (line, msg) = err("policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1, 1]\n");
-        assert_eq!(line, 4);
-        assert!(msg.contains("duplicate GFID 1"), "{msg}");
+        refused(
+            "policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1, 1]\n",
+            4,
+            "duplicate GFID 1",
+        );
     }
 
     #[test]
     fn bad_units() {
-        let (line, msg) = err("policy = \"weighted\"\ntimeslice = \"2 parsecs\"\n");
-        assert_eq!(line, 2);
-        assert!(msg.contains("unknown unit `parsecs`"), "{msg}");
-        let (line, msg) = err("policy = \"weighted\"\nbalance_period = \"100\"\n");
-        assert_eq!(line, 2);
-        assert!(msg.contains("not a duration"), "{msg}");
-        let (line, msg) = err(
-            "policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1]\nmin_share = \"ten\"\n",
+        refused(
+            "policy = \"weighted\"\ntimeslice = \"2 parsecs\"\n",
+            2,
+            "unknown unit `parsecs`",
         );
-        assert_eq!(line, 5);
-        assert!(msg.contains("not a share"), "{msg}");
+        refused(
+            "policy = \"weighted\"\nbalance_period = \"100\"\n",
+            2,
+            "not a duration",
+        );
+        refused(
+            "policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1]\nmin_share = \"ten\"\n",
+            5,
+            "not a share",
+        );
     }
 
     #[test]
     fn min_above_max_and_ranges() {
-        let (line, msg) = err(
-            "policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1]\nmax_share = 20\nmin_share = 30\n",
+        const TENANT_A: &str = "policy = \"weighted\"\n[[tenant]]\nname = \"a\"\n";
+        refused(
+            &format!("{TENANT_A}gfids = [1]\nmax_share = 20\nmin_share = 30\n"),
+            6,
+            "above max_share",
         );
-        assert_eq!(line, 6);
-        assert!(msg.contains("above max_share"), "{msg}");
-        let (line, _) =
-            err("policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1]\nweight = 0\n");
-        assert_eq!(line, 5);
-        let (line, _) = err("policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [0]\n");
-        assert_eq!(line, 4);
-        let (line, _) = err("policy = \"weighted\"\ntimeslice = \"10us\"\n");
-        assert_eq!(line, 2);
-        let (line, _) =
-            err("policy = \"weighted\"\ntimeslice = \"10ms\"\nbalance_period = \"5ms\"\n");
-        assert_eq!(line, 3);
-        let (line, _) =
-            err("policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1]\nmax_share = 101\n");
-        assert_eq!(line, 5);
-        let (line, _) = err(
-            "policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1]\npriority = \"urgent\"\n",
-        );
-        assert_eq!(line, 5);
-        let (line, _) = err(&format!(
-            "policy = \"weighted\"\n[[tenant]]\nname = \"a\"\nvgpus = [\"{UUID_A}\"]\n[[tenant]]\nname = \"a\"\ngfids = [1]\n"
-        ));
-        assert_eq!(line, 6);
-        let (line, _) =
-            err("policy = \"weighted\"\n[[tenant]]\nname = \"a\"\nvgpus = [\"nope\"]\n");
-        assert_eq!(line, 4);
+        for (text, line) in [
+            (format!("{TENANT_A}gfids = [1]\nweight = 0\n"), 5),
+            (format!("{TENANT_A}gfids = [0]\n"), 4),
+            (
+                "policy = \"weighted\"\ntimeslice = \"10us\"\n".to_string(),
+                2,
+            ),
+            (
+                "policy = \"weighted\"\ntimeslice = \"10ms\"\nbalance_period = \"5ms\"\n"
+                    .to_string(),
+                3,
+            ),
+            (format!("{TENANT_A}gfids = [1]\nmax_share = 101\n"), 5),
+            (format!("{TENANT_A}gfids = [1]\npriority = \"urgent\"\n"), 5),
+            (
+                format!(
+                    "{TENANT_A}vgpus = [\"{UUID_A}\"]\n[[tenant]]\nname = \"a\"\ngfids = [1]\n"
+                ),
+                6,
+            ),
+            (format!("{TENANT_A}vgpus = [\"nope\"]\n"), 4),
+        ] {
+            refused_at(&text, line);
+        }
     }
 
     #[test]
     fn unknown_fields_and_syntax_errors_have_lines() {
-        let (line, msg) =
-            err("policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1]\nwieght = 2\n");
-        assert_eq!(line, 5);
-        assert!(msg.contains("unknown field `wieght`"), "{msg}");
-        let (line, _) = err("policy = \"weighted\"\n\n[[tenant]\n");
-        assert_eq!(line, 3);
+        refused(
+            "policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1]\nwieght = 2\n",
+            5,
+            "unknown field `wieght`",
+        );
+        refused_at("policy = \"weighted\"\n\n[[tenant]\n", 3);
     }
 
     #[test]

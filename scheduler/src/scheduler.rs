@@ -734,6 +734,29 @@ mod tests {
         g
     }
 
+    /// A scheduler choosing its method for a `kind` policy with `weights` over a fake GPU with
+    /// `caps` and one group per load.
+    fn scheduler(
+        caps: Capabilities,
+        loads: &[LoadPattern],
+        kind: PolicyKind,
+        weights: &[u32],
+    ) -> Scheduler<FakeGpu> {
+        Scheduler::new(
+            gpu(caps, loads),
+            policy(kind, weights),
+            None,
+            HashMap::new(),
+        )
+        .unwrap()
+    }
+
+    /// A weighted policy over always-busy tenants on a GPU where only gating works.
+    fn gsp_busy(weights: &[u32]) -> Scheduler<FakeGpu> {
+        let loads = vec![LoadPattern::Busy; weights.len()];
+        scheduler(FakeGpu::gsp_levers(), &loads, PolicyKind::Weighted, weights)
+    }
+
     /// Runs `secs` one-second windows and returns each window's shares of used engine time.
     fn window_shares<M: Mechanism>(s: &mut Scheduler<M>, secs: usize) -> Vec<Vec<f64>> {
         let mut out = Vec::new();
@@ -788,17 +811,7 @@ mod tests {
 
     #[test]
     fn gating_holds_three_to_one_on_a_gsp_like_gpu() {
-        let g = gpu(
-            FakeGpu::gsp_levers(),
-            &[LoadPattern::Busy, LoadPattern::Busy],
-        );
-        let mut s = Scheduler::new(
-            g,
-            policy(PolicyKind::Weighted, &[3, 1]),
-            None,
-            HashMap::new(),
-        )
-        .unwrap();
+        let mut s = gsp_busy(&[3, 1]);
         assert_eq!(s.method(), Method::Gating);
         let w = window_shares(&mut s, 4);
         assert!(max_error(&w[1..], &[0.75, 0.25]) < 0.005, "{w:?}");
@@ -809,14 +822,12 @@ mod tests {
     #[test]
     fn timeslice_method_holds_weights_with_the_backends_round_robin() {
         let loads = [LoadPattern::Busy; 4];
-        let g = gpu(FakeGpu::all_levers(), &loads);
-        let mut s = Scheduler::new(
-            g,
-            policy(PolicyKind::Weighted, &[1, 2, 3, 4]),
-            None,
-            HashMap::new(),
-        )
-        .unwrap();
+        let mut s = scheduler(
+            FakeGpu::all_levers(),
+            &loads,
+            PolicyKind::Weighted,
+            &[1, 2, 3, 4],
+        );
         assert_eq!(s.method(), Method::Timeslice);
         let w = window_shares(&mut s, 4);
         assert!(max_error(&w[1..], &[0.1, 0.2, 0.3, 0.4]) < 0.005, "{w:?}");
@@ -824,17 +835,12 @@ mod tests {
 
     #[test]
     fn fixed_share_leaves_an_idle_tenants_slot_idle() {
-        let g = gpu(
+        let mut s = scheduler(
             FakeGpu::all_levers(),
             &[LoadPattern::Busy, LoadPattern::Idle],
+            PolicyKind::FixedShare,
+            &[1, 1],
         );
-        let mut s = Scheduler::new(
-            g,
-            policy(PolicyKind::FixedShare, &[1, 1]),
-            None,
-            HashMap::new(),
-        )
-        .unwrap();
         s.run_for(2 * SEC).unwrap();
         let ran = s.tenant_run_times()[0].as_secs_f64() / s.mechanism().now().as_secs_f64();
         assert!((ran - 0.5).abs() < 0.01, "ran {ran}");
@@ -846,14 +852,12 @@ mod tests {
             period: 100 * MS,
             work: 10 * MS,
         };
-        let g = gpu(FakeGpu::gsp_levers(), &[LoadPattern::Busy, bursty]);
-        let mut s = Scheduler::new(
-            g,
-            policy(PolicyKind::Weighted, &[1, 1]),
-            None,
-            HashMap::new(),
-        )
-        .unwrap();
+        let mut s = scheduler(
+            FakeGpu::gsp_levers(),
+            &[LoadPattern::Busy, bursty],
+            PolicyKind::Weighted,
+            &[1, 1],
+        );
         s.run_for(2 * SEC).unwrap();
         let t = s.tenant_run_times();
         // The bursty tenant gets all its work done (10 %), the busy one the rest.
@@ -863,17 +867,7 @@ mod tests {
 
     #[test]
     fn reload_takes_effect_within_a_balance_period_and_keeps_work() {
-        let g = gpu(
-            FakeGpu::gsp_levers(),
-            &[LoadPattern::Busy, LoadPattern::Busy],
-        );
-        let mut s = Scheduler::new(
-            g,
-            policy(PolicyKind::Weighted, &[3, 1]),
-            None,
-            HashMap::new(),
-        )
-        .unwrap();
+        let mut s = gsp_busy(&[3, 1]);
         s.run_for(SEC).unwrap();
         let before = s.mechanism().clone();
         s.apply_policy(policy(PolicyKind::Weighted, &[1, 1]));
@@ -901,17 +895,7 @@ mod tests {
 
     #[test]
     fn dropping_the_scheduler_re_enables_every_channel() {
-        let g = gpu(
-            FakeGpu::gsp_levers(),
-            &[LoadPattern::Busy, LoadPattern::Busy],
-        );
-        let mut s = Scheduler::new(
-            g,
-            policy(PolicyKind::Weighted, &[1, 1]),
-            None,
-            HashMap::new(),
-        )
-        .unwrap();
+        let mut s = gsp_busy(&[1, 1]);
         s.run_for(10 * MS).unwrap();
         let disabled = (0..2)
             .filter(|&t| !s.mechanism().is_enabled(GroupRef { runlist: 0, tsg: t }))
@@ -923,17 +907,7 @@ mod tests {
 
     #[test]
     fn log_records_slices_and_windows() {
-        let g = gpu(
-            FakeGpu::gsp_levers(),
-            &[LoadPattern::Busy, LoadPattern::Busy],
-        );
-        let mut s = Scheduler::new(
-            g,
-            policy(PolicyKind::Weighted, &[3, 1]),
-            None,
-            HashMap::new(),
-        )
-        .unwrap();
+        let mut s = gsp_busy(&[3, 1]);
         s.run_for(SEC).unwrap();
         let log = s.log();
         let windows: Vec<_> = log.windows().collect();

@@ -269,19 +269,7 @@ pub fn render_svg(log: &SchedLog, opts: TimelineOptions) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::{SliceRecord, StartRecord};
-
-    fn slice(t: u64, tenant: &str, d: u64) -> Record {
-        Record::Slice(SliceRecord {
-            timestamp_ns: t,
-            tenant: tenant.into(),
-            runlist: 0,
-            time_run_ns: d,
-            time_run_total_ns: 0,
-            target_slice_ns: d,
-            cumulative_preemption_ns: 0,
-        })
-    }
+    use crate::log::{slice, StartRecord};
 
     #[test]
     fn draws_rows_bars_axis_and_legend() {
