@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use crate::driver::Setup;
+use crate::driver::{Completion, Setup};
 use crate::report::Record;
 use crate::rmapi::RmClient;
 use crate::session::{self, Session};
-use crate::workload::{self, GpuContext, MemoryMode, RunLimit, TsgSettings};
+use crate::workload::{self, GpuContext, MemoryMode, RunLimit, TsgSettings, WorkloadReport};
 
 fn strs(args: &[OsString]) -> anyhow::Result<Vec<&str>> {
     args.iter()
@@ -22,14 +22,27 @@ fn num<T: std::str::FromStr>(v: Option<&&str>, flag: &str) -> anyhow::Result<T> 
         .with_context(|| format!("{flag} needs a number (see --help)"))
 }
 
-/// `vgpu-smi [--json]`.
+fn completion(v: Option<&&str>) -> anyhow::Result<Completion> {
+    v.context("--completion needs poll or irq")?
+        .parse()
+        .map_err(anyhow::Error::msg)
+}
+
+/// `vgpu-smi [--json] [--completion poll|irq]`.
 pub fn smi(args: &[OsString]) -> anyhow::Result<()> {
-    let json = match strs(args)?.as_slice() {
-        [] => false,
-        ["--json"] => true,
-        other => bail!("smi: unexpected arguments {other:?} (usage: vgpu-smi [--json])"),
-    };
-    let s = Session::open(Setup::Reset)?;
+    let args = strs(args)?;
+    let (mut json, mut mode) = (false, Completion::Poll);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match *a {
+            "--json" => json = true,
+            "--completion" => mode = completion(it.next())?,
+            other => bail!(
+                "smi: unexpected argument {other:?} (usage: vgpu-smi [--json] [--completion poll|irq])"
+            ),
+        }
+    }
+    let s = Session::open(Setup::Reset, mode)?;
     let r = s.smi_standalone()?;
     if json {
         println!("{}", serde_json::to_string_pretty(&r)?);
@@ -44,6 +57,7 @@ pub fn workload(args: &[OsString]) -> anyhow::Result<()> {
     let args = strs(args)?;
     let (mut rounds, mut seconds, mut batch, mut work_ns) = (None, 5.0f64, 8u32, 10_000u32);
     let (mut memory, mut progress, mut smi, mut json) = (None, false, false, false);
+    let mut mode = Completion::Poll;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match *a {
@@ -61,54 +75,90 @@ pub fn workload(args: &[OsString]) -> anyhow::Result<()> {
             "--progress" => progress = true,
             "--smi" => smi = true,
             "--json" => json = true,
+            "--completion" => mode = completion(it.next())?,
             other => bail!("workload: unknown option {other:?} (see --help)"),
         }
     }
     if !(seconds.is_finite() && seconds > 0.0) {
         bail!("--seconds must be positive");
     }
-    let s = Session::open(Setup::Reset)?;
-    let t = &s.transport;
-    let memory = memory.unwrap_or_else(|| MemoryMode::best(t));
-    let mut ctx = GpuContext::create(t, TsgSettings::default(), memory)?;
-    if smi {
-        let (client, tsgs) = (ctx.objects().client, ctx.own_tsgs());
-        let r = s.smi(ctx.client(), client, &tsgs)?;
-        print!("{}", r.to_text());
-    }
-    let ring = |tok: u32| t.driver().doorbell(tok);
+    let s = Session::open(Setup::Reset, mode)?;
     let limit = RunLimit {
         rounds,
         duration: Duration::from_secs_f64(seconds),
     };
+    let mut on_smi = |r: crate::smi::SmiReport| print!("{}", r.to_text());
     let mut on_round = |r: u64| {
         if progress {
             println!("progress: round {r}");
         }
     };
-    let report = workload::run(&mut ctx, limit, batch, work_ns, &ring, &mut on_round)?;
-    ctx.destroy()?;
+    let report = run_workload(
+        &s,
+        memory,
+        limit,
+        (batch, work_ns),
+        smi.then_some(&mut on_smi as &mut dyn FnMut(_)),
+        &mut on_round,
+    )?;
     if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
-        println!(
-            "workload: {} rounds, {} GPFIFO entries, {} semaphores checked, {} copies checked, \
-             {:.0} entries/s over {:.2} s ({:?} memory)",
-            report.rounds,
-            report.entries,
-            report.semaphores_checked,
-            report.copies_checked,
-            report.entries_per_sec,
-            report.seconds,
-            report.memory
-        );
+        println!("{}", workload_line(&report));
     }
     Ok(())
 }
 
+/// One line saying what a workload run did.
+pub fn workload_line(r: &WorkloadReport) -> String {
+    let irq = match r.completion {
+        Completion::Poll => String::new(),
+        Completion::Irq => format!(", escapes by interrupt: {}", r.interrupts),
+    };
+    format!(
+        "workload: {} rounds, {} GPFIFO entries, {} semaphores checked, {} copies checked, \
+         {:.0} entries/s over {:.2} s ({:?} memory{irq})",
+        r.rounds,
+        r.entries,
+        r.semaphores_checked,
+        r.copies_checked,
+        r.entries_per_sec,
+        r.seconds,
+        r.memory
+    )
+}
+
+/// Creates the workload's objects on `s` (memory: `memory`, or the best the vGPU offers), hands
+/// `on_smi` the vgpu-smi report with its channel groups, runs rounds of `(batch, work_ns)` until
+/// `limit`, and destroys the objects. The report says how escapes completed.
+pub fn run_workload(
+    s: &Session,
+    memory: Option<MemoryMode>,
+    limit: RunLimit,
+    (batch, work_ns): (u32, u32),
+    on_smi: Option<&mut dyn FnMut(crate::smi::SmiReport)>,
+    on_round: &mut dyn FnMut(u64),
+) -> anyhow::Result<WorkloadReport> {
+    let t = &s.transport;
+    let irq_before = t.driver().interrupts();
+    let memory = memory.unwrap_or_else(|| MemoryMode::best(t));
+    let mut ctx = GpuContext::create(t, TsgSettings::default(), memory)?;
+    if let Some(on_smi) = on_smi {
+        let (client, tsgs) = (ctx.objects().client, ctx.own_tsgs());
+        on_smi(s.smi(ctx.client(), client, &tsgs)?);
+    }
+    let ring = |tok: u32| t.driver().doorbell(tok);
+    let mut report = workload::run(&mut ctx, limit, batch, work_ns, &ring, on_round)?;
+    ctx.destroy()?;
+    let d = t.driver();
+    report.completion = d.completion();
+    report.interrupts = d.interrupts() - irq_before;
+    Ok(report)
+}
+
 /// `vgpu-guest hostile`: one result line per check; fails if any check failed.
 pub fn hostile() -> anyhow::Result<()> {
-    let s = Session::open(Setup::Reset)?;
+    let s = Session::open(Setup::Reset, Completion::Poll)?;
     let checks = crate::hostile::run(&s.transport)?;
     let failed = checks.iter().filter(|c| !c.ok).count();
     for c in checks {
@@ -120,24 +170,33 @@ pub fn hostile() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `vgpu-guest bench [--escapes N] [--rounds N]`.
+/// `vgpu-guest bench [--escapes N] [--rounds N] [--completion poll|irq]`.
 pub fn bench(args: &[OsString]) -> anyhow::Result<()> {
     let args = strs(args)?;
     let (mut escapes, mut rounds) = (2000usize, 500usize);
+    let mut mode = Completion::Poll;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match *a {
             "--escapes" => escapes = num(it.next(), "--escapes")?,
             "--rounds" => rounds = num(it.next(), "--rounds")?,
+            "--completion" => mode = completion(it.next())?,
             other => bail!("bench: unknown option {other:?} (see --help)"),
         }
     }
-    let s = Session::open(Setup::Reset)?;
-    eprintln!("bench: {escapes} escapes, {rounds} doorbell rounds");
-    let b = session::bench(&s.transport, escapes, rounds)?;
+    let s = Session::open(Setup::Reset, mode)?;
+    eprintln!(
+        "bench: {escapes} escapes ({} completion), {rounds} doorbell rounds",
+        mode.name()
+    );
+    let b = session::bench(&s, escapes, rounds)?;
     println!(
-        "escape round trip: p50 {:.1} us, p99 {:.1} us ({} samples)",
-        b.escape.p50_us, b.escape.p99_us, b.escape.n
+        "escape round trip: p50 {:.1} us, p99 {:.1} us ({} samples, {} completion, {} interrupts)",
+        b.escape.p50_us,
+        b.escape.p99_us,
+        b.escape.n,
+        b.completion.name(),
+        b.interrupts
     );
     println!(
         "doorbell to semaphore: p50 {:.1} us, p99 {:.1} us ({} rounds, {:?} memory)",
@@ -150,35 +209,67 @@ pub fn bench(args: &[OsString]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The `vgpu` scenario of the agent: every program once, each reporting a result line.
+/// The `vgpu` scenario of the agent: every program once with polled completion, each reporting
+/// a result line; a workload killed with SIGKILL and the device reset; then the bench and a
+/// short workload again with interrupt completion (the VMM must wire INTx).
 pub fn scenario() -> anyhow::Result<()> {
     {
-        let s = Session::open(Setup::Reset)?;
+        let s = Session::open(Setup::Reset, Completion::Poll)?;
         Record::Smi(Box::new(s.smi_standalone()?)).emit();
-        let t = &s.transport;
-        let mut ctx = GpuContext::create(t, TsgSettings::default(), MemoryMode::best(t))?;
-        let (client, tsgs) = (ctx.objects().client, ctx.own_tsgs());
-        let report = s.smi(ctx.client(), client, &tsgs)?;
-        print!("{}", report.to_text());
-        Record::Smi(Box::new(report)).emit();
-        let ring = |tok: u32| t.driver().doorbell(tok);
         let limit = RunLimit {
             rounds: Some(200),
             duration: Duration::from_secs(60),
         };
-        let report = workload::run(&mut ctx, limit, 8, 10_000, &ring, &mut |_| {})?;
-        ctx.destroy()?;
+        let mut on_smi = |r: crate::smi::SmiReport| {
+            print!("{}", r.to_text());
+            Record::Smi(Box::new(r)).emit();
+        };
+        let report = run_workload(&s, None, limit, (8, 10_000), Some(&mut on_smi), &mut |_| {})?;
         Record::Workload(report).emit();
+        let t = &s.transport;
         let checks = crate::hostile::run(t)?;
         for c in checks {
             Record::Hostile(c).emit();
         }
-        Record::Bench(session::bench(t, 1000, 200)?).emit();
+        Record::Bench(session::bench(&s, 1000, 200)?).emit();
         let mut c = RmClient::open(t)?;
         c.alloc_root()?;
         c.close()?;
     }
     let exe = std::env::current_exe().context("locating this binary")?;
     Record::KillCleanup(session::kill_and_reset(&exe, 20)?).emit();
+
+    let s = Session::open(Setup::Reset, Completion::Irq)?;
+    Record::Bench(session::bench(&s, 1000, 200)?).emit();
+    let limit = RunLimit {
+        rounds: Some(50),
+        duration: Duration::from_secs(60),
+    };
+    Record::Workload(run_workload(
+        &s,
+        None,
+        limit,
+        (8, 10_000),
+        None,
+        &mut |_| {},
+    )?)
+    .emit();
+    Ok(())
+}
+
+/// The `demo` scenario (what `cargo demo` shows): `vgpu-smi`, then the workload for
+/// `seconds`, both printed as text on the console and reported as result lines.
+pub fn demo(seconds: f64) -> anyhow::Result<()> {
+    let s = Session::open(Setup::Reset, Completion::Poll)?;
+    let smi = s.smi_standalone()?;
+    print!("{}", smi.to_text());
+    Record::Smi(Box::new(smi)).emit();
+    let limit = RunLimit {
+        rounds: None,
+        duration: Duration::from_secs_f64(seconds),
+    };
+    let report = run_workload(&s, None, limit, (8, 10_000), None, &mut |_| {})?;
+    println!("{}", workload_line(&report));
+    Record::Workload(report).emit();
     Ok(())
 }

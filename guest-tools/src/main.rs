@@ -19,13 +19,14 @@ USAGE:
                                      run COMMAND, relay its stdout as `LABEL| line` and stderr as
                                      `LABEL! line`, then print a timed_run result line with the
                                      time from spawn to its first VGPU-RESULT stdout line
-    vgpu-guest smi [--json]          vgpu-smi: GPU name, UUID, framebuffer, engines, vGPU
+    vgpu-guest smi [--json] [--completion poll|irq]
+                                     vgpu-smi: GPU name, UUID, framebuffer, engines, vGPU
                                      counters, in nvidia-smi -q style (also run as `vgpu-smi`)
     vgpu-guest workload [OPTIONS]    compute + copy TSGs, GPFIFO work with semaphore releases
                                      through the doorbell, every value checked; prints entries/s
     vgpu-guest hostile               send the vGPU malformed requests and foreign doorbells,
                                      check each is refused, then check it still serves
-    vgpu-guest bench [--escapes N] [--rounds N]
+    vgpu-guest bench [--escapes N] [--rounds N] [--completion poll|irq]
                                      escape round trip and doorbell-to-semaphore latency (p50/p99)
     vgpu-guest cmdline-param KEY     print the value of KEY=VALUE from /proc/cmdline (quotes
                                      removed; empty line when absent); for the harness init script
@@ -41,6 +42,16 @@ WORKLOAD OPTIONS:
     --progress          print `progress: round N` after every round
     --smi               print the vgpu-smi report with this process's channel groups first
     --json              print the results as one JSON object
+    --completion MODE   poll (default) or irq, for every command that drives the vGPU
+
+COMPLETION:
+    poll   spin on the escape queue's used ring (INTR_ENABLE = 0)
+    irq    bind the vGPU to uio_pci_generic (loaded if needed; `10de 7f61` > its new_id),
+           enable INTR_ENABLE.QUEUE, and sleep on /dev/uioN until the device's INTx for each
+           escape; acknowledge INTR_STATUS, then unmask by clearing Command.INTx_Disable in
+           the function's sysfs config file (uio_pci_generic masks it per interrupt). Needs the
+           VMM's `--vgpu ...,intr=intx`. Semaphores of GPU work are always polled in memory
+           (the device has no interrupt cause for them).
 
 The vGPU is found in /sys/bus/pci/devices (10de:7f61), its BARs mapped through resourceN; one
 process drives it at a time (a lock on resource0). Needs root.
@@ -53,7 +64,9 @@ Result lines are `VGPU-RESULT {json}`, one JSON object with a `record` tag each
 (agent, module, pci_function, scenario_end, timed_run, harness_start, harness_end).
 Scenarios: probe (default): boot time, load virtio_pci and uio_pci_generic, list PCI functions.
            vgpu: vgpu-smi, workload, hostile requests, bench, then a workload killed with
-           SIGKILL and the device reset (all against the vGPU, one result line each).
+           SIGKILL and the device reset (all against the vGPU, one result line each), then
+           bench and a 50-round workload with irq completion (needs intr=intx).
+           demo: vgpu-smi, then a 3 s workload, as text and result lines.
 ";
 
 fn main() {

@@ -18,15 +18,21 @@ pub const PROBE_MODULES: &[&str] = &["virtio_pci", "uio_pci_generic"];
 pub enum Scenario {
     /// Report boot time, load the guest's PCI driver modules, list PCI functions.
     Probe,
-    /// Drive the vGPU: smi, workload, hostile requests, bench, kill-and-reset.
+    /// Drive the vGPU: smi, workload, hostile requests, bench, kill-and-reset, then bench and
+    /// workload with interrupt completion.
     Vgpu,
+    /// Show the vGPU: `vgpu-smi`, then a short workload ([`DEMO_WORKLOAD_SECONDS`]).
+    Demo,
 }
+
+/// How long the demo scenario's workload runs.
+pub const DEMO_WORKLOAD_SECONDS: f64 = 3.0;
 
 /// Error from selecting or running a scenario.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     /// The command line named a scenario this agent does not know.
-    #[error("unknown scenario {0:?} (known: probe, vgpu)")]
+    #[error("unknown scenario {0:?} (known: probe, vgpu, demo)")]
     Unknown(String),
     /// A module could not be loaded.
     #[error(transparent)]
@@ -46,6 +52,7 @@ impl std::str::FromStr for Scenario {
         match s {
             "probe" => Ok(Scenario::Probe),
             "vgpu" => Ok(Scenario::Vgpu),
+            "demo" => Ok(Scenario::Demo),
             other => Err(ScenarioError::Unknown(other.to_string())),
         }
     }
@@ -57,6 +64,7 @@ impl Scenario {
         match self {
             Scenario::Probe => "probe",
             Scenario::Vgpu => "vgpu",
+            Scenario::Demo => "demo",
         }
     }
 
@@ -71,6 +79,7 @@ impl Scenario {
         match self {
             Scenario::Probe => probe(),
             Scenario::Vgpu => crate::cli::scenario().map_err(ScenarioError::Vgpu),
+            Scenario::Demo => crate::cli::demo(DEMO_WORKLOAD_SECONDS).map_err(ScenarioError::Vgpu),
         }
     }
 }
@@ -109,6 +118,10 @@ mod tests {
         assert_eq!(
             Scenario::from_cmdline("quiet vgpu.scenario=probe").unwrap(),
             Scenario::Probe
+        );
+        assert_eq!(
+            Scenario::from_cmdline("vgpu.scenario=demo quiet").unwrap(),
+            Scenario::Demo
         );
         assert!(matches!(
             Scenario::from_cmdline("vgpu.scenario=fly"),

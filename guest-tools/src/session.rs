@@ -2,7 +2,7 @@
 //! bench, and the kill-and-reset check.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,13 +13,17 @@ use rm::abi::ctrl::{Nv0080CtrlGpuGetNumSubdevicesParams, NV0080_CTRL_CMD_GPU_GET
 use serde::{Deserialize, Serialize};
 
 use crate::driver::sysfs::{self, PciVgpu};
-use crate::driver::Setup;
+use crate::driver::uio::{self, UIO_DRIVER};
+use crate::driver::{Completion, Setup};
+use crate::modules::ModuleIndex;
 use crate::rmapi::{RmClient, VgpuTransport};
 use crate::smi::{self, SmiReport};
 use crate::workload::{GpuContext, MemoryMode, OwnTsg, TsgSettings};
 
 /// Where PCI functions are listed.
 pub const SYSFS: &str = crate::pci::SYSFS_PCI_DEVICES;
+/// Present once `uio_pci_generic` is loaded.
+const UIO_DRIVERS: &str = "/sys/bus/pci/drivers/uio_pci_generic";
 
 /// The vGPU opened by this process: the transport, and the lock that keeps others off it.
 pub struct Session {
@@ -27,22 +31,40 @@ pub struct Session {
     pub transport: VgpuTransport,
     /// PCI address.
     pub bus_id: String,
+    uio_events: Option<PathBuf>,
     _lock: std::fs::File,
 }
 
 impl Session {
-    /// Opens the vGPU from sysfs.
-    pub fn open(setup: Setup) -> anyhow::Result<Session> {
+    /// Opens the vGPU from sysfs; with [`Completion::Irq`] loads `uio_pci_generic` if needed
+    /// and binds the vGPU to it.
+    pub fn open(setup: Setup, completion: Completion) -> anyhow::Result<Session> {
+        if completion == Completion::Irq && !Path::new(UIO_DRIVERS).is_dir() {
+            ModuleIndex::running()?
+                .load(UIO_DRIVER)
+                .with_context(|| format!("loading {UIO_DRIVER}"))?;
+        }
         let PciVgpu {
             driver,
             function,
             lock,
-        } = sysfs::open(Path::new(SYSFS), setup)?;
+            uio_events,
+        } = sysfs::open(Path::new(SYSFS), setup, completion)?;
         Ok(Session {
             transport: VgpuTransport::new(driver),
             bus_id: function.bdf,
+            uio_events,
             _lock: lock,
         })
+    }
+
+    /// Interrupts the guest kernel counted for the vGPU's uio device (None when polling).
+    pub fn uio_events(&self) -> anyhow::Result<Option<u64>> {
+        self.uio_events
+            .as_deref()
+            .map(uio::event_count)
+            .transpose()
+            .map_err(Into::into)
     }
 
     /// `vgpu-smi` with the given client's channel groups.
@@ -127,11 +149,19 @@ pub struct GuestBench {
     pub requests: u64,
     /// Doorbells the device accepted during the whole bench.
     pub doorbells: u64,
+    /// How the escapes completed.
+    pub completion: Completion,
+    /// Interrupts the driver waited for during the bench (0 when polling).
+    pub interrupts: u64,
+    /// Interrupts the guest kernel's uio device counted during the bench (None when polling).
+    pub uio_events: Option<u64>,
 }
 
-/// Runs `escapes` control round trips and `rounds` doorbell rounds.
-pub fn bench(t: &VgpuTransport, escapes: usize, rounds: usize) -> anyhow::Result<GuestBench> {
+/// Runs `escapes` control round trips and `rounds` doorbell rounds on `s`.
+pub fn bench(s: &Session, escapes: usize, rounds: usize) -> anyhow::Result<GuestBench> {
+    let t = &s.transport;
     let before = t.driver().counters();
+    let (irq_before, uio_before) = (t.driver().interrupts(), s.uio_events()?);
     let mut c = RmClient::open(t)?;
     let client = c.alloc_root()?;
     let device = c.alloc(
@@ -168,12 +198,17 @@ pub fn bench(t: &VgpuTransport, escapes: usize, rounds: usize) -> anyhow::Result
     }
     ctx.destroy()?;
     let after = t.driver().counters();
+    let uio_after = s.uio_events()?;
+    let d = t.driver();
     Ok(GuestBench {
         escape,
         doorbell_to_semaphore: Percentiles::of(&mut lat),
         memory,
         requests: after.requests - before.requests,
         doorbells: after.doorbells - before.doorbells,
+        completion: d.completion(),
+        interrupts: d.interrupts() - irq_before,
+        uio_events: uio_after.zip(uio_before).map(|(a, b)| a.saturating_sub(b)),
     })
 }
 
@@ -226,7 +261,7 @@ pub fn kill_and_reset(exe: &Path, rounds: u64) -> anyhow::Result<KillCleanup> {
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     let status = child.wait()?;
     use std::os::unix::process::ExitStatusExt;
-    let s = Session::open(Setup::Attach)?;
+    let s = Session::open(Setup::Attach, Completion::Poll)?;
     let after_kill = s.smi_standalone()?.fb_used_kib;
     s.transport.driver().reset()?;
     let after_reset = s.smi_standalone()?.fb_used_kib;

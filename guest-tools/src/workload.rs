@@ -629,6 +629,13 @@ pub struct WorkloadReport {
     pub memory: MemoryMode,
     /// Channel idles needed because semaphores had not landed after polling.
     pub idles: u64,
+    /// How the escapes completed (semaphores are always polled in memory); [`run`] cannot see
+    /// the transport's driver and reports `Poll`: the caller that owns the driver sets it.
+    #[serde(default)]
+    pub completion: crate::driver::Completion,
+    /// Interrupts the driver waited for during the run (set like `completion`).
+    #[serde(default)]
+    pub interrupts: u64,
 }
 
 /// How long [`run`] runs.
@@ -671,5 +678,7 @@ pub fn run(
         seconds,
         memory: ctx.mode(),
         idles: ctx.idles,
+        completion: crate::driver::Completion::Poll,
+        interrupts: 0,
     })
 }

@@ -45,6 +45,10 @@ fn guest_protocol_constants_match_the_device_model() {
         (gp::virtio::ISR, vp::virtio::ISR),
         (gp::virtio::DEVICE_CFG, vp::virtio::DEVICE_CFG),
         (gp::virtio::NOTIFY, vp::virtio::NOTIFY),
+        (gp::intr::QUEUE, vp::intr::QUEUE),
+        (gp::intr::CONFIG, vp::intr::CONFIG),
+        (gp::intr::ERROR, vp::intr::ERROR),
+        (gp::intr::ALL, vp::intr::ALL),
     ] {
         assert_eq!(a, b);
     }

@@ -16,11 +16,13 @@ use std::time::{Duration, Instant};
 /// Harness kernel command line before the scenario parameters.
 pub const HARNESS_CMDLINE: &str = "console=ttyS0 quiet panic=-1 reboot=t";
 
-/// The `vgpu-vmm` arguments a test-guest scenario needs: `vgpu` drives a vGPU, so its VMM
-/// attaches one (type `sim-35c`, GFID 1, the default 64 MiB window, polled completions).
+/// The `vgpu-vmm` arguments a test-guest scenario needs: `vgpu` and `demo` drive a vGPU, so
+/// their VMM attaches one (type `sim-35c`, GFID 1, the default 64 MiB window); `vgpu` also has
+/// a pass with interrupt completion, so its INTx is wired (`intr=intx`; polling works there too).
 pub fn vmm_args_for(scenario: &str) -> &'static str {
     match scenario {
-        "vgpu" => "--vgpu type=sim-35c,gfid=1",
+        "vgpu" => "--vgpu type=sim-35c,gfid=1,intr=intx",
+        "demo" => "--vgpu type=sim-35c,gfid=1",
         _ => "",
     }
 }
@@ -323,7 +325,7 @@ mod tests {
     fn vgpu_scenario_attaches_a_vgpu() {
         let run = HarnessRun::new("boot").guest_scenario("vgpu");
         assert!(run.cmdline().ends_with(
-            "vgpu.guest_append=vgpu.scenario=vgpu vgpu.vmm_args=\"--vgpu type=sim-35c,gfid=1\""
+            "vgpu.guest_append=vgpu.scenario=vgpu vgpu.vmm_args=\"--vgpu type=sim-35c,gfid=1,intr=intx\""
         ));
         assert_eq!(vmm_args_for("probe"), "");
     }

@@ -1,7 +1,10 @@
-//! One nested boot of a guest with a vGPU (sim backend): `vgpu-smi`, the workload, hostile
-//! requests, the guest-side bench, and a workload killed with SIGKILL followed by a device reset.
-//! Asserts the guest's result lines and the VMM's `--stats` (RM objects left for the GFID: 0).
+//! One nested boot of a guest with a vGPU (sim backend, INTx wired): `vgpu-smi`, the workload,
+//! hostile requests, the guest-side bench, a workload killed with SIGKILL followed by a device
+//! reset, all with polled completion; then the bench and a workload again with interrupt
+//! completion through `uio_pci_generic`. Asserts the guest's result lines and the VMM's
+//! `--stats` (RM objects left for the GFID: 0).
 
+use guest_tools::driver::Completion;
 use guest_tools::report::Record;
 use images::{Harness, HarnessRun, HarnessVariant};
 use std::time::Duration;
@@ -69,15 +72,32 @@ fn a_guest_drives_the_vgpu_survives_garbage_and_leaves_nothing_behind() {
         "vgpu-smi: the workload's channel groups are missing or wrong",
     );
 
-    let workload = records.iter().find_map(|r| match r {
-        Record::Workload(w) => Some(w),
-        _ => None,
-    });
+    let workloads: Vec<_> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Workload(w) => Some(w),
+            _ => None,
+        })
+        .collect();
     check(
-        workload.is_some_and(|w| {
-            w.rounds == 200 && w.semaphores_checked == 200 * 8 * 2 && w.entries_per_sec > 0.0
-        }),
+        workloads.len() == 2,
+        "expected a polled and an irq workload",
+    );
+    let (workload, irq_workload) = (workloads[0], workloads[1]);
+    check(
+        workload.completion == Completion::Poll
+            && workload.interrupts == 0
+            && workload.rounds == 200
+            && workload.semaphores_checked == 200 * 8 * 2
+            && workload.entries_per_sec > 0.0,
         "the workload did not check 200 rounds of semaphores",
+    );
+    check(
+        irq_workload.completion == Completion::Irq
+            && irq_workload.interrupts > 0
+            && irq_workload.rounds == 50
+            && irq_workload.semaphores_checked == 50 * 8 * 2,
+        "the irq workload did not complete its escapes by interrupt and check 50 rounds",
     );
 
     let hostile: Vec<_> = records
@@ -92,13 +112,37 @@ fn a_guest_drives_the_vgpu_survives_garbage_and_leaves_nothing_behind() {
         check(c.ok, &format!("hostile: {}: {}", c.name, c.detail));
     }
 
-    let bench = records.iter().find_map(|r| match r {
-        Record::Bench(b) => Some(b),
-        _ => None,
-    });
+    let benches: Vec<_> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Bench(b) => Some(b),
+            _ => None,
+        })
+        .collect();
+    check(benches.len() == 2, "expected a polled and an irq bench");
+    let (bench, irq_bench) = (benches[0], benches[1]);
     check(
-        bench.is_some_and(|b| b.escape.n == 1000 && b.doorbell_to_semaphore.n == 200),
-        "no guest bench",
+        bench.completion == Completion::Poll
+            && bench.interrupts == 0
+            && bench.uio_events.is_none()
+            && bench.escape.n == 1000
+            && bench.doorbell_to_semaphore.n == 200,
+        "no polled guest bench",
+    );
+    // Every escape of the irq bench (1000 controls plus the objects' set-up) waited for its
+    // own interrupt, and the guest kernel's uio handler counted them.
+    check(
+        irq_bench.completion == Completion::Irq
+            && irq_bench.escape.n == 1000
+            && irq_bench.interrupts >= 1000
+            && irq_bench.interrupts == irq_bench.requests
+            && irq_bench
+                .uio_events
+                .is_some_and(|n| n >= irq_bench.interrupts),
+        &format!(
+            "irq bench: interrupts {} for {} requests, uio events {:?}",
+            irq_bench.interrupts, irq_bench.requests, irq_bench.uio_events
+        ),
     );
 
     let kill = records.iter().find_map(|r| match r {
@@ -119,7 +163,8 @@ fn a_guest_drives_the_vgpu_survives_garbage_and_leaves_nothing_behind() {
         vgpu_stat(&guest.stderr, "doorbells_rejected").is_some_and(|n| n >= 2),
         "the VMM did not count the rejected doorbells",
     );
-    if let Some(b) = bench {
+    {
+        let b = bench;
         let requests = vgpu_stat(&guest.stderr, "requests").unwrap_or(0);
         let mmio: u64 = ["mmio_read", "mmio_write"]
             .iter()
@@ -139,6 +184,15 @@ fn a_guest_drives_the_vgpu_survives_garbage_and_leaves_nothing_behind() {
             b.doorbell_to_semaphore.p50_us,
             b.doorbell_to_semaphore.p99_us,
             mmio as f64 / requests.max(1) as f64
+        );
+        eprintln!(
+            "guest bench, irq completion: escape p50 {:.1} us p99 {:.1} us; {} interrupts for {} requests \
+             (uio events {:?})",
+            irq_bench.escape.p50_us,
+            irq_bench.escape.p99_us,
+            irq_bench.interrupts,
+            irq_bench.requests,
+            irq_bench.uio_events
         );
     }
 }

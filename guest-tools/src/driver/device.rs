@@ -1,11 +1,13 @@
 //! [`VgpuDriver`]: brings the vGPU up (identity check, virtio feature negotiation, queue in the
-//! window), carries requests over the escape queue, rings doorbells, and resets the device.
+//! window), carries requests over the escape queue (completing them by polling or by interrupt),
+//! rings doorbells, and resets the device.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::interrupt::{Completion, InterruptSource};
 use super::mmio::RegisterBar;
-use super::protocol::{self, features, op, reg, virtio, RequestHeader, ResponseFooter};
+use super::protocol::{self, features, intr, op, reg, virtio, RequestHeader, ResponseFooter};
 use super::queue::{layout, SplitQueue, UsedElem, QUEUE_SIZE};
 use super::window::{OutOfWindow, SharedWindow};
 use virtio::common;
@@ -63,6 +65,9 @@ pub enum DriverError {
     /// An access outside the window.
     #[error(transparent)]
     Window(#[from] OutOfWindow),
+    /// Waiting for or unmasking the interrupt failed.
+    #[error("interrupt: {0}")]
+    Interrupt(#[source] std::io::Error),
 }
 
 /// What the device reports about itself.
@@ -109,6 +114,8 @@ pub struct VgpuDriver {
     window: Arc<SharedWindow>,
     queue: SplitQueue,
     info: DeviceInfo,
+    irq: Option<Box<dyn InterruptSource>>,
+    interrupts: u64,
 }
 
 impl std::fmt::Debug for VgpuDriver {
@@ -116,6 +123,7 @@ impl std::fmt::Debug for VgpuDriver {
         f.debug_struct("VgpuDriver")
             .field("info", &self.info)
             .field("queue", &self.queue)
+            .field("completion", &self.completion())
             .finish_non_exhaustive()
     }
 }
@@ -157,7 +165,41 @@ impl VgpuDriver {
             window: Arc::new(window),
             queue,
             info,
+            irq: None,
+            interrupts: 0,
         })
+    }
+
+    /// Completes requests by interrupt from now on: acknowledges stale causes, unmasks `source`
+    /// and enables `INTR_ENABLE.QUEUE` (kept across [`Self::reset`]).
+    pub fn use_interrupts(&mut self, source: Box<dyn InterruptSource>) -> Result<(), DriverError> {
+        self.irq = Some(source);
+        self.arm_interrupts()
+    }
+
+    fn arm_interrupts(&mut self) -> Result<(), DriverError> {
+        let Some(irq) = self.irq.as_mut() else {
+            return Ok(());
+        };
+        self.bar0.write32(reg::INTR_ENABLE, 0);
+        self.bar0.write32(reg::INTR_STATUS, intr::ALL);
+        irq.unmask().map_err(DriverError::Interrupt)?;
+        self.bar0.write32(reg::INTR_ENABLE, intr::QUEUE);
+        Ok(())
+    }
+
+    /// How requests complete.
+    pub fn completion(&self) -> Completion {
+        if self.irq.is_some() {
+            Completion::Irq
+        } else {
+            Completion::Poll
+        }
+    }
+
+    /// Interrupts this driver waited for and handled.
+    pub fn interrupts(&self) -> u64 {
+        self.interrupts
     }
 
     fn common_write16(bar0: &dyn RegisterBar, off: u32, v: u16) {
@@ -272,8 +314,12 @@ impl VgpuDriver {
         self.bar0.write16(virtio::NOTIFY, 0);
     }
 
-    /// Polls the used ring until an entry arrives or `timeout` passes.
+    /// Waits for a used entry until `timeout` passes: by polling the used ring, or, with
+    /// interrupts in use, by sleeping until the device raises `QUEUE`.
     pub fn wait_used(&mut self, timeout: Duration) -> Result<UsedElem, DriverError> {
+        if self.irq.is_some() {
+            return self.wait_used_irq(timeout);
+        }
         let mut start = None;
         loop {
             if let Some(u) = self.queue.take_used(&self.window)? {
@@ -288,6 +334,33 @@ impl VgpuDriver {
                 return Err(DriverError::Timeout(timeout));
             }
             std::hint::spin_loop();
+        }
+    }
+
+    /// Sleeps on the interrupt, acknowledges `QUEUE` at the device, unmasks the line, then reaps;
+    /// a wake-up with nothing new in the used ring waits again.
+    fn wait_used_irq(&mut self, timeout: Duration) -> Result<UsedElem, DriverError> {
+        let start = Instant::now();
+        loop {
+            let left = timeout.saturating_sub(start.elapsed());
+            let irq = self.irq.as_mut().expect("checked by the caller");
+            if !irq.wait(left).map_err(DriverError::Interrupt)? {
+                // The line never came: the used ring tells whether the device answered anyway.
+                return match self.queue.take_used(&self.window)? {
+                    Some(u) => Ok(u),
+                    None => Err(DriverError::Timeout(timeout)),
+                };
+            }
+            self.interrupts += 1;
+            self.bar0.write32(reg::INTR_STATUS, intr::QUEUE);
+            irq.unmask().map_err(DriverError::Interrupt)?;
+            if let Some(u) = self.queue.take_used(&self.window)? {
+                return Ok(u);
+            }
+            let status = Self::status(self.bar0.as_ref());
+            if status & NEEDS_RESET != 0 {
+                return Err(DriverError::NeedsReset(status));
+            }
         }
     }
 
@@ -342,7 +415,7 @@ impl VgpuDriver {
     /// allocated through them) and sets the queue up again.
     pub fn reset(&mut self) -> Result<(), DriverError> {
         self.queue = Self::bring_up(self.bar0.as_ref(), &self.window)?;
-        Ok(())
+        self.arm_interrupts()
     }
 
     /// Resets the device and leaves it down (what the process's exit is on bare metal).

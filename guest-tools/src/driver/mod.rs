@@ -2,16 +2,20 @@
 //!
 //! It finds the vGPU in sysfs ([`sysfs`]), maps BAR0 and BAR2 through `resourceN` ([`mmio`]),
 //! keeps the escape virtqueue and every buffer in the host-visible window ([`window`],
-//! [`queue`]), notifies by MMIO and completes by polling ([`device`]). The protocol is
+//! [`queue`]), notifies by MMIO and completes by polling or, as an option, by waiting for the
+//! interrupt through `uio_pci_generic` ([`interrupt`], [`uio`]; [`device`]). The protocol is
 //! `vgpu/PROTOCOL.md` ([`protocol`]).
 
 pub mod device;
+pub mod interrupt;
 pub mod mmio;
 pub mod protocol;
 pub mod queue;
 pub mod sysfs;
+pub mod uio;
 pub mod window;
 
 pub use device::{DeviceCounters, DeviceInfo, DriverError, Setup, VgpuDriver};
+pub use interrupt::{Completion, InterruptSource};
 pub use mmio::{MappedFile, MmioBar, RegisterBar};
 pub use window::{SharedWindow, WindowAllocator};

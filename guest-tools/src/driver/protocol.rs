@@ -67,6 +67,18 @@ pub mod features {
     pub const WINDOW_MEMORY: u32 = 1 << 2;
 }
 
+/// `INTR_STATUS` / `INTR_ENABLE` bits.
+pub mod intr {
+    /// The device put entries in the used ring.
+    pub const QUEUE: u32 = 1 << 0;
+    /// The device needs a reset.
+    pub const CONFIG: u32 = 1 << 1;
+    /// An `ERROR_STATUS` bit was set.
+    pub const ERROR: u32 = 1 << 2;
+    /// All defined causes.
+    pub const ALL: u32 = QUEUE | CONFIG | ERROR;
+}
+
 /// `ERROR_STATUS` bits.
 pub mod error {
     /// A doorbell named a token that is not this vGPU's.

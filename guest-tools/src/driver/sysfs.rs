@@ -1,12 +1,15 @@
-//! Finding the vGPU in sysfs and mapping its BARs through `resourceN`.
+//! Finding the vGPU in sysfs, mapping its BARs through `resourceN`, and (for interrupt
+//! completion) binding it to `uio_pci_generic`.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use super::device::{DriverError, Setup, VgpuDriver};
+use super::interrupt::Completion;
 use super::mmio::{MapError, MappedFile, MmioBar};
 use super::protocol::{BAR0, BAR2, PCI_DEVICE_ID, PCI_VENDOR_ID};
+use super::uio::{self, UioError, UioInterrupt};
 use super::window::SharedWindow;
 use crate::pci::{self, PciError};
 use crate::report::PciFunction;
@@ -46,6 +49,9 @@ pub enum OpenError {
     /// The driver could not bring the device up.
     #[error(transparent)]
     Driver(#[from] DriverError),
+    /// The interrupt could not be set up.
+    #[error(transparent)]
+    Uio(#[from] UioError),
 }
 
 /// Finds the first vGPU function under `root` (normally `/sys/bus/pci/devices`).
@@ -66,13 +72,24 @@ pub struct PciVgpu {
     pub function: PciFunction,
     /// The lock on `resource0`; the device is this process's while it is held.
     pub lock: File,
+    /// With interrupt completion: the uio device's sysfs `event` count file.
+    pub uio_events: Option<PathBuf>,
 }
 
 /// Opens the vGPU under `root`: enables memory decoding, takes an exclusive lock on its
 /// `resource0` (released by the kernel when this process dies, however it dies), maps BAR0 and
-/// BAR2, and brings the driver up as `setup` says.
-pub fn open(root: &Path, setup: Setup) -> Result<PciVgpu, OpenError> {
+/// BAR2, and brings the driver up as `setup` says. With [`Completion::Irq`] the function is
+/// bound to `uio_pci_generic` first (the module must be loaded) and requests complete by
+/// waiting on its `/dev/uioN`.
+pub fn open(root: &Path, setup: Setup, completion: Completion) -> Result<PciVgpu, OpenError> {
     let function = find(root)?;
+    let irq = match completion {
+        Completion::Poll => None,
+        Completion::Irq => {
+            uio::bind(root, &function.bdf)?;
+            Some(UioInterrupt::open(root, &function.bdf, Path::new("/dev"))?)
+        }
+    };
     let dir = root.join(&function.bdf);
     let bar = |index: u8| {
         function
@@ -103,14 +120,19 @@ pub fn open(root: &Path, setup: Setup) -> Result<PciVgpu, OpenError> {
     }
     let regs = MappedFile::map(&res0, bar0 as usize)?;
     let window = MappedFile::map(&dir.join(format!("resource{BAR2}")), bar2 as usize)?;
-    let driver = VgpuDriver::new(
+    let mut driver = VgpuDriver::new(
         Box::new(MmioBar::new(regs)),
         SharedWindow::from_mapping(window),
         setup,
     )?;
+    let uio_events = irq.as_ref().map(UioInterrupt::event_path);
+    if let Some(irq) = irq {
+        driver.use_interrupts(Box::new(irq))?;
+    }
     Ok(PciVgpu {
         driver,
         function,
         lock,
+        uio_events,
     })
 }
