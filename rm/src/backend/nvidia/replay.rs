@@ -389,6 +389,21 @@ fn alloc(
     (out.hObjectNew, out.status)
 }
 
+/// Issues RM_CONTROL with `c` at `at`; returns the ioctl's value (it must succeed) and the
+/// structure as the forwarder left it.
+fn control_at(
+    fwd: &Forwarder<ScriptedDriver>,
+    mem: &mut SparseMemory,
+    at: u64,
+    c: &Nvos54Parameters,
+) -> (i32, Nvos54Parameters) {
+    mem.put(at, c.as_bytes());
+    let r = fwd
+        .ioctl(3, HostNode::Ctl, req(Escape::RM_CONTROL, 32), at, mem)
+        .unwrap();
+    (r, read_struct(&mem.get(at, 32)).unwrap())
+}
+
 fn control(
     fwd: &Forwarder<ScriptedDriver>,
     mem: &mut SparseMemory,
@@ -407,14 +422,31 @@ fn control(
         paramsSize: params.len() as u32,
         ..Default::default()
     };
-    mem.put(ARG, c.as_bytes());
-    assert_eq!(
-        fwd.ioctl(3, HostNode::Ctl, req(Escape::RM_CONTROL, 32), ARG, mem),
-        Ok(0)
-    );
-    read_struct::<Nvos54Parameters>(&mem.get(ARG, 32))
-        .unwrap()
-        .status
+    let (r, out) = control_at(fwd, mem, ARG, &c);
+    assert_eq!(r, 0);
+    out.status
+}
+
+/// Issues RM_FREE of `object`; returns the ioctl's value (it must succeed) and the status.
+fn free(
+    fwd: &Forwarder<ScriptedDriver>,
+    mem: &mut SparseMemory,
+    client: Handle,
+    parent: Handle,
+    object: Handle,
+) -> (i32, u32) {
+    let free = Nvos00Parameters {
+        hRoot: client,
+        hObjectParent: parent,
+        hObjectOld: object,
+        status: 0,
+    };
+    mem.put(ARG, free.as_bytes());
+    let r = fwd
+        .ioctl(3, HostNode::Ctl, req(Escape::RM_FREE, 16), ARG, mem)
+        .unwrap();
+    let out: Nvos00Parameters = read_struct(&mem.get(ARG, 16)).unwrap();
+    (r, out.status)
 }
 
 /// A tenant with a client, device, subdevice, a TSG and two channels; returns the handles.
@@ -527,46 +559,29 @@ fn foreign_clients_are_refused_before_the_driver() {
     };
     d.hClientList[..2].copy_from_slice(&[client, foreign]);
     d.hChannelList[..2].copy_from_slice(&[c0, 0x5C00_0001]);
-    assert_eq!(
+    let disable = |mem: &mut SparseMemory, d: &Nv2080CtrlFifoDisableChannelsParams| {
         control(
             &fwd,
-            &mut mem,
+            mem,
             client,
             sub,
             NV2080_CTRL_CMD_FIFO_DISABLE_CHANNELS,
-            d.as_bytes()
-        ),
+            d.as_bytes(),
+        )
+    };
+    assert_eq!(
+        disable(&mut mem, &d),
         NvStatus::ERR_INSUFFICIENT_PERMISSIONS.0
     );
     d.numChannels = 1;
     d.pRunlistPreemptEvent = 0x1234;
     assert_eq!(
-        control(
-            &fwd,
-            &mut mem,
-            client,
-            sub,
-            NV2080_CTRL_CMD_FIFO_DISABLE_CHANNELS,
-            d.as_bytes()
-        ),
+        disable(&mut mem, &d),
         NvStatus::ERR_INSUFFICIENT_PERMISSIONS.0
     );
-    let free = Nvos00Parameters {
-        hRoot: foreign,
-        hObjectParent: foreign,
-        hObjectOld: foreign,
-        status: 0,
-    };
-    mem.put(ARG, free.as_bytes());
     assert_eq!(
-        fwd.ioctl(3, HostNode::Ctl, req(Escape::RM_FREE, 16), ARG, &mut mem),
-        Ok(0)
-    );
-    assert_eq!(
-        read_struct::<Nvos00Parameters>(&mem.get(ARG, 16))
-            .unwrap()
-            .status,
-        NvStatus::ERR_INVALID_CLIENT.0
+        free(&fwd, &mut mem, foreign, foreign, foreign),
+        (0, NvStatus::ERR_INVALID_CLIENT.0)
     );
     assert_eq!(
         fwd.driver().calls.lock().unwrap().len(),
@@ -575,17 +590,7 @@ fn foreign_clients_are_refused_before_the_driver() {
     );
     assert_eq!(fwd.stats().refused, 5);
     d.pRunlistPreemptEvent = 0;
-    assert_eq!(
-        control(
-            &fwd,
-            &mut mem,
-            client,
-            sub,
-            NV2080_CTRL_CMD_FIFO_DISABLE_CHANNELS,
-            d.as_bytes()
-        ),
-        0
-    );
+    assert_eq!(disable(&mut mem, &d), 0);
 }
 
 #[test]
@@ -605,7 +610,7 @@ fn bad_sizes_and_pointers_get_the_drivers_answers() {
         ),
         NvStatus::ERR_INVALID_ARGUMENT.0
     );
-    let c = Nvos54Parameters {
+    let mut c = Nvos54Parameters {
         hClient: client,
         hObject: client,
         cmd: 0x201,
@@ -613,13 +618,8 @@ fn bad_sizes_and_pointers_get_the_drivers_answers() {
         paramsSize: 128,
         ..Default::default()
     };
-    mem.put(ARG, c.as_bytes());
-    fwd.ioctl(3, HostNode::Ctl, req(Escape::RM_CONTROL, 32), ARG, &mut mem)
-        .unwrap();
     assert_eq!(
-        read_struct::<Nvos54Parameters>(&mem.get(ARG, 32))
-            .unwrap()
-            .status,
+        control_at(&fwd, &mut mem, ARG, &c).1.status,
         NvStatus::ERR_INVALID_ARGUMENT.0
     );
     // A wrong struct size is -EINVAL, an unreadable struct -EFAULT.
@@ -634,24 +634,8 @@ fn bad_sizes_and_pointers_get_the_drivers_answers() {
     );
     // Params behind a faulting pointer.
     mem.limit = Some(0xF000_0000);
-    let c = Nvos54Parameters {
-        hClient: client,
-        hObject: client,
-        cmd: 0x201,
-        params: 0xFFFF_0000,
-        paramsSize: 128,
-        ..Default::default()
-    };
-    mem.put(0x100, c.as_bytes());
-    fwd.ioctl(
-        3,
-        HostNode::Ctl,
-        req(Escape::RM_CONTROL, 32),
-        0x100,
-        &mut mem,
-    )
-    .unwrap();
-    let out = read_struct::<Nvos54Parameters>(&mem.get(0x100, 32)).unwrap();
+    c.params = 0xFFFF_0000;
+    let (_, out) = control_at(&fwd, &mut mem, 0x100, &c);
     assert_eq!(
         (out.status, out.params),
         (NvStatus::ERR_INVALID_ADDRESS.0, 0xFFFF_0000)
@@ -697,26 +681,19 @@ fn xfer_is_unwrapped_checked_and_rewrapped() {
     let sent: NvIoctlXfer = read_struct(&last.2).unwrap();
     assert_eq!((sent.cmd, sent.size), (Escape::RM_CONTROL as u32, 32));
     assert_ne!(sent.ptr, 0x5000, "the driver reads the forwarder's copy");
-    let big = NvIoctlXfer {
-        cmd: Escape::RM_CONTROL as u32,
-        size: 16385,
-        ptr: 0x5000,
-    };
-    mem.put(ARG, big.as_bytes());
-    assert_eq!(
-        fwd.ioctl(3, HostNode::Ctl, xreq, ARG, &mut mem),
-        Err(EINVAL)
-    );
-    let nested = NvIoctlXfer {
-        cmd: Escape::IOCTL_XFER_CMD as u32,
-        size: 16,
-        ptr: 0x5000,
-    };
-    mem.put(ARG, nested.as_bytes());
-    assert_eq!(
-        fwd.ioctl(3, HostNode::Ctl, xreq, ARG, &mut mem),
-        Err(EINVAL)
-    );
+    // Too big, and nested.
+    for (cmd, size) in [(Escape::RM_CONTROL, 16385), (Escape::IOCTL_XFER_CMD, 16)] {
+        let bad = NvIoctlXfer {
+            cmd: cmd as u32,
+            size,
+            ptr: 0x5000,
+        };
+        mem.put(ARG, bad.as_bytes());
+        assert_eq!(
+            fwd.ioctl(3, HostNode::Ctl, xreq, ARG, &mut mem),
+            Err(EINVAL)
+        );
+    }
 }
 
 #[test]
@@ -727,15 +704,7 @@ fn free_and_close_forget_channels_and_notify() {
     let mut mem = SparseMemory::default();
     let (client, _, tsg, _) = tenant(&fwd, &mut mem);
     assert_eq!(rx.try_iter().count(), 2);
-    let free = Nvos00Parameters {
-        hRoot: client,
-        hObjectParent: client,
-        hObjectOld: tsg,
-        status: 0,
-    };
-    mem.put(ARG, free.as_bytes());
-    fwd.ioctl(3, HostNode::Ctl, req(Escape::RM_FREE, 16), ARG, &mut mem)
-        .unwrap();
+    free(&fwd, &mut mem, client, client, tsg);
     assert!(
         fwd.channels().is_empty(),
         "freeing the TSG frees its channels"
