@@ -27,7 +27,8 @@ struct Cli {
 enum Cmd {
     /// Build the test guest and the harness (with the QEMU layer) and print their paths.
     Build,
-    /// Boot the test guest under vgpu-vmm inside the harness; show its console and results.
+    /// Boot the test guest under vgpu-vmm with a vGPU inside the harness; run vgpu-smi and a
+    /// 3 s workload in it; summarise vgpu-smi, work done and the VMM's vGPU counters.
     Demo,
     /// Boot benchmark: N test-guest boots each under vgpu-vmm and QEMU microvm in one harness
     /// boot; prints medians of the time from VMM start to the agent's first line and the ratio.
@@ -56,7 +57,8 @@ enum Cmd {
         /// Words appended to the test guest's kernel command line.
         #[arg(long)]
         guest_append: Option<String>,
-        /// Test-guest scenario (probe, vgpu); adds the VMM arguments it needs (vgpu: --vgpu).
+        /// Test-guest scenario (probe, vgpu, demo); adds the VMM arguments it needs (vgpu, demo:
+        /// --vgpu).
         #[arg(long, conflicts_with = "guest_append")]
         guest_scenario: Option<String>,
         /// QEMU machine (-M) of the QEMU runs, e.g. `microvm,rtc=off`.
@@ -169,75 +171,100 @@ fn run() -> anyhow::Result<()> {
     }
 }
 
-/// The README demo: boot the test guest under vgpu-vmm in the harness, show the consoles live,
-/// then summarise what the guest agent reported.
+/// The value of `stats: vgpu0 NAME N` in the VMM's stderr.
+fn vgpu_stat(stderr: &[String], name: &str) -> Option<u64> {
+    let prefix = format!("stats: vgpu0 {name} ");
+    stderr
+        .iter()
+        .find_map(|l| l.trim().strip_prefix(&prefix)?.trim().parse().ok())
+}
+
+/// The README demo: boot the test guest under vgpu-vmm with a vGPU in the harness (consoles
+/// shown live), let its `demo` scenario run vgpu-smi and a short workload, then summarise what
+/// the guest reported and what the VMM counted.
 fn demo(cache: &Cache) -> anyhow::Result<()> {
     let h = Harness::ensure_in(cache, HarnessVariant::Vmm)?;
     eprintln!(
-        "[vgpu-image] booting the nested harness (QEMU TCG, then vgpu-vmm on its KVM); lines"
+        "[vgpu-image] booting the nested harness (QEMU TCG, then vgpu-vmm {} on its KVM);",
+        images::runner::vmm_args_for("demo")
     );
-    eprintln!("[vgpu-image] from the test guest are prefixed `guest|`, vgpu-vmm's stderr `guest!`");
-    let mut run = HarnessRun::new("boot").param("vmm", "vgpu-vmm");
+    eprintln!(
+        "[vgpu-image] lines from the test guest are prefixed `guest|`, vgpu-vmm's stderr `guest!`"
+    );
+    let mut run = HarnessRun::new("boot")
+        .param("vmm", "vgpu-vmm")
+        .guest_scenario("demo");
     run.echo = true;
     let out = run.run(&h)?;
     let runs = out.runs();
     let Some(guest) = runs.iter().find(|r| r.label == "guest") else {
         bail!("the harness ran no guest:\n{}", out.console_tail(30));
     };
-    println!("\nWhat the test guest's agent reported:");
+    let mut ok = false;
+    println!();
     for rec in &guest.records {
         match rec {
-            Record::Agent {
-                scenario,
-                boottime_ns,
-                ..
-            } => println!(
-                "  agent started: scenario {scenario}, guest kernel booted in {:.2} s",
+            Record::Agent { boottime_ns, .. } => println!(
+                "== test guest: Debian cloud kernel booted to the agent in {:.2} s",
                 *boottime_ns as f64 / 1e9
             ),
-            Record::Module {
-                name,
-                loaded,
-                error,
-            } => match error {
-                None => println!("  module {name}: loaded={loaded}"),
-                Some(e) => println!("  module {name}: {e}"),
-            },
-            Record::PciFunction(f) => println!(
-                "  PCI {} {:04x}:{:04x} class {:06x}, {} BAR(s)",
-                f.bdf,
-                f.vendor,
-                f.device,
-                f.class,
-                f.bars.len()
+            Record::Smi(smi) => {
+                println!("== vgpu-smi in the guest\n");
+                print!("{}", smi.to_text());
+                println!();
+            }
+            Record::Workload(w) => println!(
+                "== workload in the guest: {} rounds of {} GPFIFO entries per channel (compute + copy)\n   \
+                 {:.0} entries/s over {:.2} s, {} semaphores checked, {} copies checked, {:?} memory",
+                w.rounds,
+                w.entries / w.rounds.max(1) / 2,
+                w.entries_per_sec,
+                w.seconds,
+                w.semaphores_checked,
+                w.copies_checked,
+                w.memory
             ),
             Record::ScenarioEnd {
                 scenario,
-                ok,
+                ok: end_ok,
                 error,
-            } => println!(
-                "  scenario {scenario}: {}",
-                if *ok {
-                    "ok".to_string()
-                } else {
-                    format!("FAILED: {}", error.as_deref().unwrap_or("?"))
+            } => {
+                ok = *end_ok;
+                if !end_ok {
+                    println!(
+                        "== scenario {scenario} FAILED: {}",
+                        error.as_deref().unwrap_or("?")
+                    );
                 }
-            ),
-            other => println!("  {other:?}"),
+            }
+            _ => {}
         }
     }
+    let stat = |name| vgpu_stat(&guest.stderr, name).map_or("?".into(), |v| v.to_string());
+    println!(
+        "== vgpu-vmm's vGPU at exit: {} doorbells, {} escape requests ({} queue notifies, {} malformed), \
+         {} RM objects left for GFID 1",
+        stat("doorbells"),
+        stat("requests"),
+        stat("queue_notifies"),
+        stat("request_errors"),
+        stat("rm_objects")
+    );
     let Some(t) = &guest.timing else {
         bail!("no timing record for the guest:\n{}", out.console_tail(30));
     };
     println!(
-        "vgpu-vmm: exit status {:?}, first agent line {:.2} s after start, {} KVM exits; harness total {:.1} s",
+        "== vgpu-vmm: exit status {:?}, {} KVM exits, {:.1} s from start to power-off; harness total {:.1} s",
         t.exit_code,
-        t.first_result_us.unwrap_or(0) as f64 / 1e6,
         images::bench::exit_total(&guest.stderr).map_or("?".into(), |e| e.to_string()),
+        t.elapsed_us as f64 / 1e6,
         out.elapsed.as_secs_f64()
     );
-    if t.exit_code != Some(0) || !out.harness_ok() {
-        bail!("the demo guest did not power off cleanly");
+    if !ok || t.exit_code != Some(0) || !out.harness_ok() {
+        bail!("the demo guest did not finish its scenario and power off cleanly");
+    }
+    if vgpu_stat(&guest.stderr, "rm_objects") != Some(0) {
+        bail!("the RM core still holds objects of the demo guest's GFID");
     }
     Ok(())
 }
