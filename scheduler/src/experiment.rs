@@ -198,10 +198,17 @@ pub fn run<T: Testbed>(
                 std::thread::sleep(sleep);
             }
             if let Some(w) = watch.as_deref_mut() {
-                if let ReloadOutcome::Applied(_) = w.apply_to(&mut sched, |_, _| Ok(())) {
-                    // The scheduler restarts its totals when the queued policy takes over.
-                    accumulate(&sched, &mut totals, &mut last_seen);
-                    last_seen = vec![Duration::ZERO; n];
+                match w.apply_to(&mut sched, |_, _| Ok(())) {
+                    ReloadOutcome::Unchanged => {}
+                    ReloadOutcome::Applied(summary) => {
+                        eprintln!("policy reloaded: {summary}");
+                        // The scheduler restarts its totals when the queued policy takes over.
+                        accumulate(&sched, &mut totals, &mut last_seen);
+                        last_seen = vec![Duration::ZERO; n];
+                    }
+                    ReloadOutcome::Refused(why) => {
+                        eprintln!("policy reload refused, keeping the old policy: {why}")
+                    }
                 }
             }
         }
