@@ -63,9 +63,10 @@ TIMED-RUN OPTIONS:
 Result lines are `VGPU-RESULT {json}`, one JSON object with a `record` tag each
 (agent, module, pci_function, scenario_end, timed_run, harness_start, harness_end).
 Scenarios: probe (default): boot time, load virtio_pci and uio_pci_generic, list PCI functions.
-           vgpu: vgpu-smi, workload, hostile requests, bench, then a workload killed with
-           SIGKILL and the device reset (all against the vGPU, one result line each), then
-           bench and a 50-round workload with irq completion (needs intr=intx).
+           vgpu: what probe does, then vgpu-smi, workload, hostile requests, bench, then a
+           workload killed with SIGKILL and the device reset (all against the vGPU, one
+           result line each), then bench and a 50-round workload with irq completion (needs
+           intr=intx).
            demo: vgpu-smi, then a 3 s workload, as text and result lines.
 ";
 

@@ -18,8 +18,8 @@ pub const PROBE_MODULES: &[&str] = &["virtio_pci", "uio_pci_generic"];
 pub enum Scenario {
     /// Report boot time, load the guest's PCI driver modules, list PCI functions.
     Probe,
-    /// Drive the vGPU: smi, workload, hostile requests, bench, kill-and-reset, then bench and
-    /// workload with interrupt completion.
+    /// What `probe` does, then drive the vGPU: smi, workload, hostile requests, bench,
+    /// kill-and-reset, then bench and workload with interrupt completion.
     Vgpu,
     /// Show the vGPU: `vgpu-smi`, then a short workload ([`DEMO_WORKLOAD_SECONDS`]).
     Demo,
@@ -78,7 +78,10 @@ impl Scenario {
     pub fn run(self) -> Result<(), ScenarioError> {
         match self {
             Scenario::Probe => probe(),
-            Scenario::Vgpu => crate::cli::scenario().map_err(ScenarioError::Vgpu),
+            Scenario::Vgpu => {
+                probe()?;
+                crate::cli::scenario().map_err(ScenarioError::Vgpu)
+            }
             Scenario::Demo => crate::cli::demo(DEMO_WORKLOAD_SECONDS).map_err(ScenarioError::Vgpu),
         }
     }

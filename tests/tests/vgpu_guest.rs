@@ -1,4 +1,5 @@
-//! One nested boot of a guest with a vGPU (sim backend, INTx wired): `vgpu-smi`, the workload,
+//! One nested boot of a guest with a vGPU (sim backend, INTx wired): the boot itself (agent's
+//! first line, PCI functions, modules, clean power-off), then `vgpu-smi`, the workload,
 //! hostile requests, the guest-side bench, a workload killed with SIGKILL followed by a device
 //! reset, all with polled completion; then the bench and a workload again with interrupt
 //! completion through `uio_pci_generic`. Asserts the guest's result lines and the VMM's
@@ -9,6 +10,11 @@ use guest_tools::report::Record;
 use images::{Harness, HarnessRun, HarnessVariant};
 use std::time::Duration;
 use tests::failure_report;
+
+/// PCI base class 0x06 (bridge), subclass 0x00 (host bridge).
+const HOST_BRIDGE_CLASS: u32 = 0x0600;
+/// Class code of the vGPU: processing accelerator (0x12), subclass 0, prog-if 0.
+const VGPU_CLASS: u32 = 0x12_0000;
 
 /// The value of `stats: vgpu0 NAME N` in the VMM's stderr.
 fn vgpu_stat(stderr: &[String], name: &str) -> Option<u64> {
@@ -38,6 +44,56 @@ fn a_guest_drives_the_vgpu_survives_garbage_and_leaves_nothing_behind() {
     );
     let guest = guest.expect("checked: the harness relayed the guest");
     let records = &guest.records;
+
+    // The boot: the same checks as a guest without a vGPU would get.
+    let timing = guest.timing.as_ref();
+    check(
+        timing
+            .is_some_and(|t| !t.timed_out && t.exit_code == Some(0) && t.first_result_us.is_some()),
+        &format!("vgpu-vmm did not run the guest to a clean power-off: {timing:?}"),
+    );
+    check(
+        matches!(records.first(), Some(Record::Agent { boottime_ns, scenario, .. })
+            if *boottime_ns > 0 && scenario == "vgpu"),
+        "the agent's first line (boot time, scenario) is missing",
+    );
+    let functions: Vec<_> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::PciFunction(f) => Some(f),
+            _ => None,
+        })
+        .collect();
+    check(
+        functions
+            .iter()
+            .any(|f| f.bdf == "0000:00:00.0" && f.class >> 8 == HOST_BRIDGE_CLASS),
+        "no host bridge (class 0x0600xx) at 0000:00:00.0",
+    );
+    check(
+        functions.iter().any(|f| {
+            f.bdf == "0000:00:01.0"
+                && (f.vendor, f.device) == (0x10de, 0x7f61)
+                && f.class == VGPU_CLASS
+                && f.bars.len() >= 2
+        }),
+        "the vGPU (10de:7f61, class 0x120000, BAR0 and BAR2) is not at 0000:00:01.0",
+    );
+    for module in guest_tools::scenario::PROBE_MODULES {
+        check(
+            records
+                .iter()
+                .any(|r| matches!(r, Record::Module { name, loaded: true, .. } if name == module)),
+            &format!("module {module} was not loaded"),
+        );
+    }
+    check(
+        guest
+            .stderr
+            .iter()
+            .any(|l| l.starts_with("stats: exit total ")),
+        "vgpu-vmm --stats printed no exit total",
+    );
     check(
         matches!(records.last(), Some(Record::ScenarioEnd { ok: true, scenario, .. }) if scenario == "vgpu"),
         "the vgpu scenario did not end successfully",
