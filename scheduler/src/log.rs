@@ -120,6 +120,12 @@ impl SchedLog {
         self.records.push(record);
     }
 
+    /// Takes every record so far, leaving the log empty. Long-running users (the `vgpud`
+    /// daemon) drain the log regularly so it does not grow for the life of the process.
+    pub fn drain(&mut self) -> Vec<Record> {
+        std::mem::take(&mut self.records)
+    }
+
     /// Writes the log as JSON lines.
     pub fn write_jsonl(&self, mut out: impl Write) -> std::io::Result<()> {
         for r in &self.records {
@@ -180,6 +186,28 @@ pub(crate) fn slice(t: u64, tenant: &str, d: u64) -> Record {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drain_empties_the_log_and_keeps_order() {
+        let mut log = SchedLog::default();
+        for message in ["a", "b"] {
+            log.push(Record::Reload(ReloadRecord {
+                timestamp_ns: 1,
+                applied: false,
+                message: message.into(),
+            }));
+        }
+        let taken = log.drain();
+        assert!(log.records.is_empty());
+        let messages: Vec<_> = taken
+            .iter()
+            .map(|r| match r {
+                Record::Reload(r) => r.message.as_str(),
+                _ => "",
+            })
+            .collect();
+        assert_eq!(messages, ["a", "b"]);
+    }
 
     #[test]
     fn round_trips_through_json_lines() {

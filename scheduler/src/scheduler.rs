@@ -224,6 +224,13 @@ impl<M: Mechanism> Scheduler<M> {
         &self.log
     }
 
+    /// Takes the records logged so far (see [`SchedLog::drain`]).
+    pub fn take_log(&mut self) -> SchedLog {
+        SchedLog {
+            records: self.log.drain(),
+        }
+    }
+
     /// Engine time each tenant has had since the policy in force took effect.
     pub fn tenant_run_times(&self) -> &[Duration] {
         &self.tenant_total

@@ -12,7 +12,7 @@ use scheduler::policy_file::Policy;
 use scheduler::reload::{PolicyWatcher, ReloadOutcome};
 use scheduler::scheduler::{Method, Scheduler};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
@@ -55,6 +55,10 @@ struct Cli {
     /// Write statistics (JSON) here every second and at exit.
     #[arg(long, value_name = "PATH")]
     stats: Option<PathBuf>,
+    /// Append the scheduler log (JSON lines shaped like `nvidia-smi vgpu -sl`) to this file every
+    /// second; render it with `vgpu-sched log FILE --svg out.svg`. Without it the log is dropped.
+    #[arg(long, value_name = "PATH")]
+    log: Option<PathBuf>,
 }
 
 #[derive(serde::Serialize)]
@@ -127,6 +131,16 @@ fn run(cli: Cli) -> Result<()> {
     let mut sched = Scheduler::new(gate, policy, Some(Method::Gating), HashMap::new())?;
     let start = Instant::now();
     let mut last_stats = Instant::now();
+    let mut log_file = match &cli.log {
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("opening the scheduler log {}", path.display()))?,
+        ),
+        None => None,
+    };
     let write_stats = |sched: &Scheduler<ChannelGate<HostClient, RealClock>>| {
         let Some(path) = &cli.stats else { return };
         let m = sched.mechanism();
@@ -167,10 +181,12 @@ fn run(cli: Cli) -> Result<()> {
         }
         if last_stats.elapsed() >= Duration::from_secs(1) {
             write_stats(&sched);
+            flush_log(&mut sched, &mut log_file);
             last_stats = Instant::now();
         }
     }
     sched.release()?;
+    flush_log(&mut sched, &mut log_file);
     let all = registry.all_channels();
     let gate = sched.mechanism_mut();
     let _ = mdev::gate::ChannelSwitch::set_enabled(gate.switch_mut(), &all, true);
@@ -178,6 +194,20 @@ fn run(cli: Cli) -> Result<()> {
     let _ = std::fs::remove_file(&cli.socket);
     eprintln!("vgpud: stopped; re-enabled {} channel(s)", all.len());
     Ok(())
+}
+
+/// Moves the scheduler's records to the log file, if there is one, so memory stays bounded.
+fn flush_log<M: scheduler::mechanism::Mechanism>(
+    sched: &mut Scheduler<M>,
+    file: &mut Option<std::fs::File>,
+) {
+    let log = sched.take_log();
+    if let Some(f) = file {
+        let mut out = std::io::BufWriter::new(f);
+        if let Err(e) = log.write_jsonl(&mut out).and_then(|()| out.flush()) {
+            eprintln!("vgpud: writing the scheduler log: {e}");
+        }
+    }
 }
 
 fn accept(listener: UnixListener, registry: TenantRegistry) {
