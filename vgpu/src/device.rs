@@ -364,6 +364,9 @@ impl VgpuDevice {
             self.irq_level = level;
             if let Some(irq) = &self.irq {
                 irq.set_level(level);
+                if level {
+                    self.stats.bump(Counter::Interrupts);
+                }
             }
         }
     }

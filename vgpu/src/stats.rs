@@ -12,6 +12,7 @@ pub struct Stats {
     request_errors: AtomicU64,
     bar0_reads: AtomicU64,
     bar0_writes: AtomicU64,
+    interrupts: AtomicU64,
 }
 
 /// Which counter.
@@ -31,6 +32,8 @@ pub enum Counter {
     Bar0Reads,
     /// Trapped BAR0 writes (VM exits).
     Bar0Writes,
+    /// Interrupts raised: the line went from deasserted to asserted.
+    Interrupts,
 }
 
 impl Stats {
@@ -43,6 +46,7 @@ impl Stats {
             Counter::RequestErrors => &self.request_errors,
             Counter::Bar0Reads => &self.bar0_reads,
             Counter::Bar0Writes => &self.bar0_writes,
+            Counter::Interrupts => &self.interrupts,
         }
     }
 
@@ -66,6 +70,7 @@ impl Stats {
             request_errors: self.get(Counter::RequestErrors),
             bar0_reads: self.get(Counter::Bar0Reads),
             bar0_writes: self.get(Counter::Bar0Writes),
+            interrupts: self.get(Counter::Interrupts),
         }
     }
 }
@@ -87,4 +92,6 @@ pub struct StatsSnapshot {
     pub bar0_reads: u64,
     /// Trapped BAR0 writes.
     pub bar0_writes: u64,
+    /// Interrupts raised on the connected line.
+    pub interrupts: u64,
 }

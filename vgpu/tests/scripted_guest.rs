@@ -390,4 +390,5 @@ fn interrupt_line_follows_status_and_enable() {
     assert!(line.load(SeqCst));
     g.w32(reg::INTR_STATUS, intr::QUEUE);
     assert!(!line.load(SeqCst));
+    assert_eq!(g.dev.stats().snapshot().interrupts, 2, "two rising edges");
 }

@@ -534,7 +534,7 @@ pub fn attach(
 /// holds for its GFID, read before teardown) and `open_files`.
 pub fn stats_report(index: u32, s: &StatsSnapshot, rm_objects: usize, open_files: usize) -> String {
     let mut out = String::new();
-    let lines: [(&str, u64); 9] = [
+    let lines: [(&str, u64); 10] = [
         ("doorbells", s.doorbells),
         ("doorbells_rejected", s.doorbells_rejected),
         ("queue_notifies", s.queue_notifies),
@@ -542,6 +542,7 @@ pub fn stats_report(index: u32, s: &StatsSnapshot, rm_objects: usize, open_files
         ("request_errors", s.request_errors),
         ("bar0_reads", s.bar0_reads),
         ("bar0_writes", s.bar0_writes),
+        ("interrupts", s.interrupts),
         ("rm_objects", rm_objects as u64),
         ("open_files", open_files as u64),
     ];
@@ -798,12 +799,14 @@ mod tests {
         let s = StatsSnapshot {
             doorbells: 3,
             requests: 7,
+            interrupts: 2,
             ..Default::default()
         };
         let r = stats_report(0, &s, 5, 1);
         assert!(r.contains("stats: vgpu0 doorbells 3\n"));
+        assert!(r.contains("stats: vgpu0 interrupts 2\n"));
         assert!(r.contains("stats: vgpu0 requests 7\n"));
         assert!(r.contains("stats: vgpu0 rm_objects 5\n"));
-        assert_eq!(r.lines().count(), 9);
+        assert_eq!(r.lines().count(), 10);
     }
 }
