@@ -219,6 +219,10 @@ fn a_guest_drives_the_vgpu_survives_garbage_and_leaves_nothing_behind() {
         vgpu_stat(&guest.stderr, "doorbells_rejected").is_some_and(|n| n >= 2),
         "the VMM did not count the rejected doorbells",
     );
+    check(
+        vgpu_stat(&guest.stderr, "interrupts").is_some_and(|n| n >= irq_bench.interrupts),
+        "the VMM raised fewer INTx interrupts than the guest's irq bench waited for",
+    );
     {
         let b = bench;
         let requests = vgpu_stat(&guest.stderr, "requests").unwrap_or(0);
