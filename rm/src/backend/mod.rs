@@ -245,4 +245,21 @@ pub trait Backend {
         channel: Handle,
         timeout_us: u32,
     ) -> NvStatus;
+    /// Waits until every one of `channels` (of one client) is idle, all within one
+    /// `timeout_us` (0: the backend's default). The default waits for each in turn.
+    fn idle_channels(
+        &mut self,
+        gfid: Gfid,
+        client: Handle,
+        channels: &[Handle],
+        timeout_us: u32,
+    ) -> NvStatus {
+        for &ch in channels {
+            let s = self.idle_channel(gfid, client, ch, timeout_us);
+            if !s.is_ok() {
+                return s;
+            }
+        }
+        NvStatus::OK
+    }
 }

@@ -397,14 +397,7 @@ pub(super) fn idle_channels<B: Backend>(
         );
         return NvStatus::ERR_INVALID_CHANNEL;
     }
-    let host = client.host;
-    for ch in channels {
-        let s = backend.idle_channel(c.gfid, host, ch, p.timeout);
-        if !s.is_ok() {
-            return s;
-        }
-    }
-    NvStatus::OK
+    backend.idle_channels(c.gfid, client.host, &channels, p.timeout)
 }
 
 fn read_list(mem: &dyn GuestMemory, addr: u64, n: usize) -> Option<Vec<u32>> {

@@ -605,10 +605,12 @@ impl SimBackend {
             }
         }
         if p.bDisable != 0 && p.bOnlyDisableScheduling == 0 {
-            // Disabling takes effect at the next switch: preempt what is loaded now.
+            // Disabling takes effect at the next switch: preempt what is loaded now, all within
+            // one call's host work budget.
+            let limit = gpu.call_work_limit();
             for t in tsgs {
                 if gpu.resident_tsg(t.runlist).ok().flatten() == Some(t) {
-                    gpu.preempt_tsg_and_wait(t, DEFAULT_WAIT_US * 1000)
+                    gpu.preempt_tsg_and_wait_within(t, DEFAULT_WAIT_US * 1000, limit)
                         .map_err(|e| status_of(&e))?;
                 }
             }
@@ -964,7 +966,23 @@ impl Backend for SimBackend {
         channel: Handle,
         timeout_us: u32,
     ) -> NvStatus {
-        let ch = match self.channel_ref(gfid, client, channel) {
+        self.idle_channels(gfid, client, &[channel], timeout_us)
+    }
+
+    /// Waits for all of `channels` within one timeout and one call's host work budget, so a
+    /// guest's long timeout or long channel list cannot hold the host.
+    fn idle_channels(
+        &mut self,
+        gfid: Gfid,
+        client: Handle,
+        channels: &[Handle],
+        timeout_us: u32,
+    ) -> NvStatus {
+        let chans = match channels
+            .iter()
+            .map(|&h| self.channel_ref(gfid, client, h))
+            .collect::<Result<Vec<_>, _>>()
+        {
             Ok(c) => c,
             Err(s) => return s,
         };
@@ -974,18 +992,17 @@ impl Backend for SimBackend {
             u64::from(timeout_us)
         } * 1000;
         let mut gpu = self.lock();
-        let start = gpu.now_ns();
         let step = gpu.timing().sync_quantum_ns;
-        loop {
-            match gpu.channel_idle(ch) {
-                Ok(true) => return NvStatus::OK,
-                Ok(false) => {}
-                Err(e) => return status_of(&e),
-            }
-            if gpu.now_ns() - start >= timeout_ns {
-                return NvStatus::ERR_TIMEOUT;
-            }
-            gpu.advance(step);
+        let limit = gpu.call_work_limit();
+        let idle = gpu.wait_until(timeout_ns, step, limit, |g| {
+            chans
+                .iter()
+                .try_fold(true, |all, &c| Ok(all && g.channel_idle(c)?))
+        });
+        match idle {
+            Ok(true) => NvStatus::OK,
+            Ok(false) => NvStatus::ERR_TIMEOUT,
+            Err(e) => status_of(&e),
         }
     }
 }
@@ -1520,6 +1537,76 @@ mod tests {
             (0, 0, 0)
         );
         assert!(g.memory().is_empty());
+    }
+
+    /// Found by `tests/fuzz_sim.rs`: an idle with a guest-chosen timeout of hours on a channel
+    /// that never idles stepped the clock 10 µs at a time for all of it (hours of host CPU).
+    /// Now the wait ends at one call's host work budget, with `NV_ERR_TIMEOUT`.
+    #[test]
+    fn waits_are_bounded_by_the_host_work_budget() {
+        let mut b = SimBackend::new(SimConfig {
+            timing: super::super::timing::Timing {
+                work_budget_per_call: 10_000,
+                ..Default::default()
+            },
+            ..SimConfig::default()
+        });
+        let va = base(&mut b, 1, C1);
+        ok(tsg(&mut b, 1, C1, TSG, NV2080_ENGINE_TYPE_GR0));
+        ok(channel(&mut b, 1, C1, TSG, CH, va, 0).0);
+        let mut sched = NvA06cCtrlGpfifoScheduleParams {
+            bEnable: 1,
+            ..Default::default()
+        };
+        ok(ctrl(&mut b, 1, C1, TSG, NVA06C_CTRL_CMD_GPFIFO_SCHEDULE, &sched).0);
+        // An acquire of a value the semaphore never takes: the channel never idles.
+        let sem = va + 0x20000;
+        let words = [
+            inc_header(0, host::SEM_ADDR_LO, 4),
+            sem as u32,
+            (sem >> 32) as u32,
+            1,
+            0,
+            inc_header(0, host::SEM_EXECUTE, 1),
+            host::sem_op::ACQUIRE,
+        ];
+        ok(b.write_memory(1, C1, MEM, 0x10000, words.as_bytes()));
+        let entry = GpEntry::encode(va + 0x10000, words.len() as u32);
+        ok(b.write_memory(1, C1, MEM, 0x1000, &entry.to_le_bytes()));
+        ok(b.write_memory(1, C1, MEM, userd::GP_PUT, &1u32.to_le_bytes()));
+        let (_, tok) = ctrl(
+            &mut b,
+            1,
+            C1,
+            CH,
+            NVC36F_CTRL_CMD_GPFIFO_GET_WORK_SUBMIT_TOKEN,
+            &NvC36fCtrlGpfifoGetWorkSubmitTokenParams::default(),
+        );
+        ok(b.doorbell(1, tok.workSubmitToken));
+        let gpu = b.gpu();
+        let work = |g: &Arc<Mutex<SimGpu>>| g.lock().unwrap().host_work_units();
+        let w0 = work(&gpu);
+        assert_eq!(b.idle_channel(1, C1, CH, u32::MAX), NvStatus::ERR_TIMEOUT);
+        let spent = work(&gpu) - w0;
+        let runlists = gpu.lock().unwrap().runlist_count() as u64;
+        assert!(
+            spent <= 10_000 * (runlists + 1),
+            "idle spent {spent} units of host work"
+        );
+        // The same for a long channel list in one call.
+        let w0 = work(&gpu);
+        assert_eq!(
+            b.idle_channels(1, C1, &[CH; 64], u32::MAX),
+            NvStatus::ERR_TIMEOUT
+        );
+        assert!(work(&gpu) - w0 <= 10_000 * (runlists + 1));
+        // A preempt wait is bounded the same way, and a wait that can finish still does.
+        sched.bEnable = 0;
+        ok(ctrl(&mut b, 1, C1, TSG, NVA06C_CTRL_CMD_GPFIFO_SCHEDULE, &sched).0);
+        ok(b.write_memory(1, C1, MEM, 0x20000, &1u32.to_le_bytes()));
+        sched.bEnable = 1;
+        ok(ctrl(&mut b, 1, C1, TSG, NVA06C_CTRL_CMD_GPFIFO_SCHEDULE, &sched).0);
+        ok(b.idle_channel(1, C1, CH, u32::MAX));
     }
 
     #[test]

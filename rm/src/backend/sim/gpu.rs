@@ -150,6 +150,8 @@ pub struct SimGpu {
     vaspaces: BTreeMap<VaSpaceId, VaSpace>,
     next_vaspace: u32,
     runlists: Vec<RunlistScheduler>,
+    /// Lock-step windows run so far (each costs one pass over every runlist).
+    windows: u64,
 }
 
 impl SimGpu {
@@ -165,6 +167,7 @@ impl SimGpu {
             runlists: (0..=copies)
                 .map(|r| RunlistScheduler::new(EngineInfo::for_runlist(r)))
                 .collect(),
+            windows: 0,
         }
     }
 
@@ -214,9 +217,15 @@ impl SimGpu {
     /// they cannot affect each other. Host work is capped per call by
     /// `Timing::work_budget_per_call` per runlist.
     pub fn run_until(&mut self, t_ns: u64) {
+        self.run_until_within(t_ns, u64::MAX);
+    }
+
+    /// [`SimGpu::run_until`] that also stops at the end of the first lock-step window after
+    /// [`SimGpu::host_work_units`] reaches `work_limit`. Returns the GPU time reached.
+    pub fn run_until_within(&mut self, t_ns: u64, work_limit: u64) -> u64 {
         let mut now = self.now_ns();
         if t_ns <= now {
-            return;
+            return now;
         }
         for rl in &mut self.runlists {
             rl.refill_budget(self.timing.work_budget_per_call);
@@ -251,8 +260,58 @@ impl SimGpu {
                 rl.run(end, &mut w);
             }
             now = end;
+            self.windows += 1;
+            if now < t_ns && self.host_work_units() >= work_limit {
+                break;
+            }
         }
-        self.clock.set_now(t_ns);
+        self.clock.set_now(now);
+        now
+    }
+
+    /// Runs the GPU until `done` holds, for at most `timeout_ns` of GPU time and until
+    /// [`SimGpu::host_work_units`] reaches `work_limit`, whichever comes first; true if `done`
+    /// held. `done` is checked after steps that start at `first_step_ns` and grow with the time
+    /// waited (by 1/16 of it), so a long wait costs few checks and overshoots by at most
+    /// about 6 %; the work limit keeps a guest's wait from holding the host however long
+    /// the timeout it asked for.
+    pub fn wait_until(
+        &mut self,
+        timeout_ns: u64,
+        first_step_ns: u64,
+        work_limit: u64,
+        mut done: impl FnMut(&Self) -> Result<bool, SimError>,
+    ) -> Result<bool, SimError> {
+        let start = self.now_ns();
+        let deadline = start.saturating_add(timeout_ns);
+        loop {
+            if done(self)? {
+                return Ok(true);
+            }
+            let now = self.now_ns();
+            if now >= deadline || self.host_work_units() >= work_limit {
+                return Ok(false);
+            }
+            let step = first_step_ns.max((now - start) / 16).max(1);
+            self.run_until_within(now.saturating_add(step).min(deadline), work_limit);
+        }
+    }
+
+    /// The work limit of one RM call that starts now: [`Timing::work_budget_per_call`] more
+    /// units of host work.
+    pub fn call_work_limit(&self) -> u64 {
+        self.host_work_units()
+            .saturating_add(self.timing.work_budget_per_call)
+    }
+
+    /// Host work the GPU has done since it was created, in units of one method, one acquire
+    /// poll, 1 KiB of copied data or one lock-step window: what callers bound to keep a guest
+    /// from holding the host (see `Timing::work_budget_per_call`).
+    pub fn host_work_units(&self) -> u64 {
+        self.runlists
+            .iter()
+            .map(RunlistScheduler::work_done)
+            .fold(self.windows, u64::saturating_add)
     }
 
     /// Real-time mode: runs the GPU up to the host time elapsed since creation, at most
@@ -757,18 +816,32 @@ impl SimGpu {
     }
 
     /// Preempts a TSG and runs the GPU until the preemption completes (what `PREEMPT` with
-    /// bWait does), for at most `timeout_ns` of GPU time. Returns the GPU time it took.
+    /// bWait does), for at most `timeout_ns` of GPU time and one call's host work budget.
+    /// Returns the GPU time it took.
     pub fn preempt_tsg_and_wait(&mut self, t: TsgRef, timeout_ns: u64) -> Result<u64, SimError> {
+        let limit = self.call_work_limit();
+        self.preempt_tsg_and_wait_within(t, timeout_ns, limit)
+    }
+
+    /// [`SimGpu::preempt_tsg_and_wait`] bounded by an absolute host work limit (see
+    /// [`SimGpu::wait_until`]), for callers that preempt several TSGs in one call.
+    pub fn preempt_tsg_and_wait_within(
+        &mut self,
+        t: TsgRef,
+        timeout_ns: u64,
+        work_limit: u64,
+    ) -> Result<u64, SimError> {
         let start = self.now_ns();
         self.preempt_tsg(t)?;
         let step = self.timing.sync_quantum_ns.min(1_000);
-        while self.preempt_pending(t.runlist)? {
-            if self.now_ns() - start >= timeout_ns {
-                return Err(SimError::PreemptTimeout(t));
-            }
-            self.advance(step);
+        let runlist = t.runlist;
+        if self.wait_until(timeout_ns, step, work_limit, |g| {
+            Ok(!g.preempt_pending(runlist)?)
+        })? {
+            Ok(self.now_ns() - start)
+        } else {
+            Err(SimError::PreemptTimeout(t))
         }
-        Ok(self.now_ns() - start)
     }
 
     /// Reads `NV_RUNLIST_INTR_0` of a runlist.

@@ -98,6 +98,8 @@ pub(crate) struct RunlistScheduler {
     walk_pos: usize,
     pub now: u64,
     budget: u64,
+    /// Host work units spent so far (methods, acquire polls, 1 KiB copy chunks).
+    work_done: u64,
     pub stats: RunlistStats,
 }
 
@@ -123,6 +125,7 @@ impl RunlistScheduler {
             walk_pos: 0,
             now: 0,
             budget: 0,
+            work_done: 0,
             stats: RunlistStats::default(),
         }
     }
@@ -139,6 +142,16 @@ impl RunlistScheduler {
     /// Refills the host work budget (start of a `run_until` call).
     pub fn refill_budget(&mut self, budget: u64) {
         self.budget = budget;
+    }
+
+    /// Host work units this runlist has spent since it was created.
+    pub fn work_done(&self) -> u64 {
+        self.work_done
+    }
+
+    fn spend(&mut self, units: u64) {
+        self.budget = self.budget.saturating_sub(units);
+        self.work_done = self.work_done.saturating_add(units);
     }
 
     /// Submits a new runlist (`NV_RUNLIST_SUBMIT`). A malformed one raises BAD_TSG and is ignored.
@@ -589,7 +602,7 @@ impl RunlistScheduler {
                                 ch.stats.semaphore_releases += 1;
                             }
                         }
-                        self.budget = self.budget.saturating_sub(p.units);
+                        self.spend(p.units);
                         self.now += p.used_ns;
                         self.charge(tsgid, p.used_ns);
                         if let Some(t) = self.tsgs.get_mut(&tsgid) {
@@ -617,7 +630,7 @@ impl RunlistScheduler {
                             return;
                         }
                         let dt = timing.acquire_poll_ns.min(limit - self.now);
-                        self.budget -= 1;
+                        self.spend(1);
                         self.now += dt;
                         self.charge(tsgid, dt);
                         continue;
@@ -634,7 +647,7 @@ impl RunlistScheduler {
             let methods_before = ch.stats.methods;
             let outcome = pbdma::step(ch, &self.engine, &mut ctx);
             let methods = ch.stats.methods - methods_before;
-            self.budget = self.budget.saturating_sub(1);
+            self.spend(1);
             self.now += timing.method_ns;
             self.charge(tsgid, timing.method_ns);
             if let Some(t) = self.tsgs.get_mut(&tsgid) {
