@@ -1174,24 +1174,19 @@ impl World {
             return;
         };
         let (c, m, va) = (prog.client, prog.memory, prog.va);
+        // The prelude binds what the engine hosts: compute (GR only) on subchannel 1, copy on 4.
         let mut words = if prelude {
-            let (sub, obj) = if prog.graphics {
-                (1, class::HOPPER_COMPUTE_A)
-            } else {
-                (4, class::HOPPER_DMA_COPY_A)
-            };
-            vec![inc_header(sub, host::SET_OBJECT, 1), obj]
+            let mut w = vec![inc_header(4, host::SET_OBJECT, 1), class::HOPPER_DMA_COPY_A];
+            if prog.graphics {
+                w.extend([inc_header(1, host::SET_OBJECT, 1), class::HOPPER_COMPUTE_A]);
+            }
+            w
         } else {
             Vec::new()
         };
         for k in chunks {
-            // With the prelude the submission is meant to run: only work the engine has.
-            let foreign = match k {
-                Chunk::Compute(_) => !prog.graphics,
-                Chunk::Copy { .. } | Chunk::CopyRelease { .. } => prog.graphics,
-                _ => false,
-            };
-            if !(prelude && foreign) {
+            // With the prelude the submission is meant to run: no compute on a copy engine.
+            if !(prelude && !prog.graphics && matches!(k, Chunk::Compute(_))) {
                 encode(k, va, &mut words);
             }
         }

@@ -181,7 +181,7 @@ fn a_gpu_program_from_first_escape_to_last_free() {
         class::HOPPER_COMPUTE_A,
         NvGrAllocationParameters::default().as_bytes(),
     ));
-    // Copy objects live on channels of a copy-engine TSG.
+    // A copy-engine TSG with its own channel and copy object.
     let ce_p = NvChannelGroupAllocationParameters {
         hVASpace: vaspace,
         engineType: NV2080_ENGINE_TYPE_COPY0,
@@ -475,5 +475,69 @@ fn destroying_a_vgpu_frees_everything_it_owned_on_the_sim() {
     );
     assert_eq!(s, NvStatus::OK, "GFID 2 untouched");
     rm.destroy_vgpu(2).unwrap();
+    assert_eq!(rm.backend().object_count(), 0);
+}
+
+/// CUDA's pattern in the traces (`vecadd`, `spin`): a compute and a copy object on the same
+/// channel of a GR TSG. The real driver allows it (the GR engine's copy engine serves the
+/// class); the copy runs on that channel beside the compute work.
+#[test]
+fn a_gr_channel_hosts_compute_and_copy_objects_as_cuda_allocates_them() {
+    let mut rm = Rm::new(SimBackend::new(SimConfig::default()));
+    let mut g = Guest::new(&mut rm, GFID, 1 << 30);
+    let t = build_tree(&mut rm, &mut g);
+    let ok = |(s, h): (NvStatus, u32)| {
+        assert_eq!(s, NvStatus::OK);
+        h
+    };
+    let copy_on_gr = ok(g.alloc(
+        &mut rm,
+        t.client,
+        t.channel,
+        0x5c00_0020,
+        class::HOPPER_DMA_COPY_A,
+        Nvb0b5AllocationParameters::default().as_bytes(),
+    ));
+    // Naming a copy engine the GPU has is fine; naming GR as the copy engine is not.
+    ok(g.alloc(
+        &mut rm,
+        t.client,
+        t.channel,
+        0x5c00_0021,
+        class::HOPPER_DMA_COPY_A,
+        Nvb0b5AllocationParameters {
+            engineType: NV2080_ENGINE_TYPE_COPY0 + 1,
+            ..Default::default()
+        }
+        .as_bytes(),
+    ));
+    let (s, _) = g.alloc(
+        &mut rm,
+        t.client,
+        t.channel,
+        0x5c00_0022,
+        class::HOPPER_DMA_COPY_A,
+        Nvb0b5AllocationParameters {
+            engineType: NV2080_ENGINE_TYPE_GR0,
+            ..Default::default()
+        }
+        .as_bytes(),
+    );
+    assert_eq!(s, NvStatus::ERR_INVALID_ARGUMENT);
+    // A compute object still never goes on a copy engine's channel.
+    let (s, _) = g.alloc(
+        &mut rm,
+        t.client,
+        t.copy_channel,
+        0x5c00_0023,
+        class::HOPPER_COMPUTE_A,
+        NvGrAllocationParameters::default().as_bytes(),
+    );
+    assert_eq!(s, NvStatus::ERR_INVALID_CLASS);
+    assert_eq!(
+        g.free(&mut rm, t.client, t.channel, copy_on_gr),
+        NvStatus::OK
+    );
+    rm.destroy_vgpu(GFID).unwrap();
     assert_eq!(rm.backend().object_count(), 0);
 }

@@ -421,16 +421,28 @@ impl SimBackend {
     ) -> Result<SimObject, NvStatus> {
         let ch = self.channel_ref(req.gfid, req.client, req.parent)?;
         let kind = self.lock().engines()[ch.runlist as usize].kind;
+        let copy_engine = read_struct::<Nvb0b5AllocationParameters>(params).map(|p| p.engineType);
         match (req.class, kind) {
             (super::methods::HOPPER_COMPUTE_A, EngineKind::Graphics) => Ok(SimObject::EngineObject),
-            (super::methods::HOPPER_DMA_COPY_A, EngineKind::Copy(n)) => {
-                if let Some(p) = read_struct::<Nvb0b5AllocationParameters>(params) {
-                    if p.engineType != 0 && p.engineType != NV2080_ENGINE_TYPE_COPY0 + n {
-                        return Err(NvStatus::ERR_INVALID_ARGUMENT);
-                    }
+            // On a copy-engine channel the object is that engine's.
+            (super::methods::HOPPER_DMA_COPY_A, EngineKind::Copy(n)) => match copy_engine {
+                Some(et) if et != 0 && et != NV2080_ENGINE_TYPE_COPY0 + n => {
+                    Err(NvStatus::ERR_INVALID_ARGUMENT)
                 }
-                Ok(SimObject::EngineObject)
-            }
+                _ => Ok(SimObject::EngineObject),
+            },
+            // On a GR channel the GR engine's copy engine serves it; a named engine must be a
+            // copy engine the GPU has.
+            (super::methods::HOPPER_DMA_COPY_A, EngineKind::Graphics) => match copy_engine {
+                Some(et)
+                    if et != 0
+                        && (et < NV2080_ENGINE_TYPE_COPY0
+                            || self.lock().runlist_for_engine_type(et).is_none()) =>
+                {
+                    Err(NvStatus::ERR_INVALID_ARGUMENT)
+                }
+                _ => Ok(SimObject::EngineObject),
+            },
             _ => Err(NvStatus::ERR_INVALID_CLASS),
         }
     }
@@ -1242,6 +1254,8 @@ mod tests {
             &[0u8; 16],
         )
         .0);
+        // A GR channel hosts the copy class too (as CUDA uses it), with any copy engine the
+        // GPU has or none named; a compute object never goes on a copy-engine channel.
         assert_eq!(
             alloc(
                 &mut b,
@@ -1250,11 +1264,25 @@ mod tests {
                 CH,
                 COPY,
                 super::super::methods::HOPPER_DMA_COPY_A,
-                &[0u8; 8]
+                &Nvb0b5AllocationParameters {
+                    version: 0,
+                    engineType: NV2080_ENGINE_TYPE_GR0,
+                },
             )
             .0,
-            NvStatus::ERR_INVALID_CLASS
+            NvStatus::ERR_INVALID_ARGUMENT
         );
+        ok(alloc(
+            &mut b,
+            1,
+            C1,
+            CH,
+            COPY,
+            super::super::methods::HOPPER_DMA_COPY_A,
+            &[0u8; 8],
+        )
+        .0);
+        ok(b.free(1, C1, COPY));
         ok(tsg(&mut b, 1, C1, CE_TSG, NV2080_ENGINE_TYPE_COPY0));
         let (s, _) = channel(&mut b, 1, C1, CE_TSG, CE_CH, va, 0x200);
         ok(s);

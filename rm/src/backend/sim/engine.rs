@@ -48,7 +48,10 @@ impl EngineInfo {
                 runlist,
                 kind: EngineKind::Graphics,
                 nv2080_engine_type: NV2080_ENGINE_TYPE_GR0,
-                classes: vec![HOPPER_COMPUTE_A],
+                // GR channels also host the copy class: the GR engine's own copy engines
+                // (GRCE) serve it, as on the real GPU, where CUDA allocates a copy object on
+                // every compute channel.
+                classes: vec![HOPPER_COMPUTE_A, HOPPER_DMA_COPY_A],
             }
         } else {
             let n = runlist - 1;

@@ -2,8 +2,9 @@
 //! RAM, preempt register and hardware scheduler) per engine — plus the small FIFO layer RM
 //! keeps on top (TSG/channel id allocation, runlist rebuilds when TSG settings change).
 //!
-//! Topology (fixed): runlist 0 feeds GR0 (compute class `HOPPER_COMPUTE_A`); runlist 1 + n
-//! feeds COPYn (`HOPPER_DMA_COPY_A`), for `SimConfig::copy_engines` copy engines. Channel and
+//! Topology (fixed): runlist 0 feeds GR0 (compute class `HOPPER_COMPUTE_A`, and the copy class
+//! `HOPPER_DMA_COPY_A` through GR's own copy engine); runlist 1 + n feeds COPYn
+//! (`HOPPER_DMA_COPY_A`), for `SimConfig::copy_engines` copy engines. Channel and
 //! TSG ids are per runlist, as with Ampere+ per-runlist channel RAM.
 
 use std::collections::BTreeMap;

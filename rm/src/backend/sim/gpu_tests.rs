@@ -538,17 +538,54 @@ fn fill_through_the_copy_engine() {
     assert_eq!(ce.data(&gpu, 0x1000 + 999 * 4), 0xABCD_1234);
     assert_eq!(ce.data(&gpu, 0x1000 + 1000 * 4), 0);
     assert_eq!(ce.stats(&gpu).copy_bytes, 4000);
-    // The copy class cannot be bound on the GR runlist.
-    let mut gr = Client::new(&mut gpu, 0, 0);
-    gr.push(
+    // The compute class cannot be bound on a copy engine's runlist.
+    ce.push(
         &mut gpu,
-        &[inc_header(1, host::SET_OBJECT, 1), HOPPER_DMA_COPY_A],
+        &[inc_header(1, host::SET_OBJECT, 1), HOPPER_COMPUTE_A],
     );
     gpu.advance(10_000);
-    let f = gpu.channel_fault(gr.ch).unwrap().unwrap();
-    assert_eq!(f.kind, FaultKind::ClassNotOnEngine(HOPPER_DMA_COPY_A));
-    assert_eq!(f.rc_error, 13);
-    assert_ne!(gpu.chram_read(gr.ch).unwrap() & chram::ENG_FAULTED, 0);
+    let f = gpu.channel_fault(ce.ch).unwrap().unwrap();
+    assert_eq!(f.kind, FaultKind::ClassNotOnEngine(HOPPER_COMPUTE_A));
+    assert_ne!(gpu.chram_read(ce.ch).unwrap() & chram::ENG_FAULTED, 0);
+}
+
+/// GR channels host the copy class as well (the GR engine's copy engine, as CUDA uses it:
+/// compute on one subchannel, copies on another, in one channel).
+#[test]
+fn copy_class_runs_on_a_gr_channel_beside_compute() {
+    let mut gpu = gpu_with(simple_timing());
+    let mut gr = Client::new(&mut gpu, 0, 0);
+    let dst = VA + DATA_OFF + 0x1000;
+    gr.push(
+        &mut gpu,
+        &[
+            inc_header(1, host::SET_OBJECT, 1),
+            HOPPER_COMPUTE_A,
+            inc_header(4, host::SET_OBJECT, 1),
+            HOPPER_DMA_COPY_A,
+            inc_header(1, compute::SIM_WORK_NS_LO, 3),
+            5_000,
+            0,
+            0,
+            inc_header(4, copy::SET_REMAP_CONST_A, 3),
+            0x600D_C0DE,
+            0,
+            copy::REMAP_CONST_A | 3 << 16,
+            inc_header(4, copy::OFFSET_OUT_UPPER, 2),
+            (dst >> 32) as u32,
+            dst as u32,
+            inc_header(4, copy::LINE_LENGTH_IN, 1),
+            16,
+            inc_header(4, copy::LAUNCH_DMA, 1),
+            2 | copy::LAUNCH_SRC_PITCH | copy::LAUNCH_DST_PITCH | copy::LAUNCH_REMAP,
+        ],
+    );
+    gpu.advance(100_000);
+    assert_eq!(gpu.channel_fault(gr.ch).unwrap(), None);
+    assert_eq!(gr.data(&gpu, 0x1000), 0x600D_C0DE);
+    assert_eq!(gr.data(&gpu, 0x1000 + 15 * 4), 0x600D_C0DE);
+    let st = gr.stats(&gpu);
+    assert_eq!((st.compute_work_ns, st.copy_bytes), (5_000, 64));
 }
 
 #[test]

@@ -690,8 +690,8 @@ mod tests {
             (vec![inc_header(2, 0x300, 1), 0], |f| {
                 matches!(f, FaultKind::NoObject { subchannel: 2, .. })
             }),
-            (vec![inc_header(0, 0, 1), 0xC8B5], |f| {
-                *f == FaultKind::ClassNotOnEngine(0xC8B5)
+            (vec![inc_header(0, 0, 1), 0xC86F], |f| {
+                *f == FaultKind::ClassNotOnEngine(0xC86F)
             }),
             (vec![inc_header(0, host::SEM_EXECUTE, 1), 7], |f| {
                 matches!(f, FaultKind::InvalidSemaphore(7))
