@@ -1135,7 +1135,7 @@ impl World {
                 let len = (i64::from(info.size) + i64::from(*size)).clamp(0, 0x4000) as usize;
                 let mut b = bytes.clone();
                 b.resize(len, 0);
-                raw_control(rm, g_, client, object, info.cmd, &b);
+                g_.control_raw(rm, client, object, info.cmd, &mut b);
             }
         }
     }
@@ -1248,30 +1248,6 @@ fn pick(list: &mut [Program], p: u8) -> Option<&mut Program> {
     let n = list.len();
     list.get_mut(usize::from(p) % n.max(1))
         .filter(|p| !p.closed)
-}
-
-/// `RM_CONTROL` with raw param bytes of any size.
-fn raw_control(
-    rm: &mut Rm<SimBackend>,
-    g: &mut Guest,
-    client: Handle,
-    object: Handle,
-    cmd: u32,
-    bytes: &[u8],
-) {
-    const AT: u64 = GUEST_BASE + 0x8000;
-    use rm::core::GuestMemory;
-    g.mem.write(AT, bytes).unwrap();
-    let arg = Nvos54Parameters {
-        hClient: client,
-        hObject: object,
-        cmd,
-        params: if bytes.is_empty() { 0 } else { AT },
-        paramsSize: bytes.len() as u32,
-        ..Default::default()
-    };
-    let (ret, _) = g.escape(rm, g.ctl, Escape::RM_CONTROL, &arg);
-    assert!(ret <= 0);
 }
 
 /// Runs `ops` on a fresh world, checking the invariants after every step and the teardown at

@@ -16,6 +16,7 @@ use rm::abi::{class, NvStatus};
 use rm::backend::sim::methods::{compute, host};
 use rm::backend::sim::pushbuffer::{inc_header, GpEntry};
 use rm::backend::sim::{userd, SimBackend, SimConfig};
+use rm::core::testing;
 use rm::core::{Node, Rm};
 use zerocopy::IntoBytes;
 
@@ -68,23 +69,12 @@ fn a_gpu_program_from_first_escape_to_last_free() {
         assert_eq!(s, NvStatus::OK);
         h
     };
-    let client = g.client(&mut rm);
-    let device = ok(g.alloc(
-        &mut rm,
-        client,
-        client,
-        0x5c00_0002,
-        class::NV01_DEVICE_0,
-        Nv0080AllocParameters::default().as_bytes(),
-    ));
-    let subdevice = ok(g.alloc(
-        &mut rm,
-        client,
-        device,
-        0x5c00_0003,
-        class::NV20_SUBDEVICE_0,
-        &[0; 4],
-    ));
+    let base = testing::base(&mut Calls {
+        rm: &mut rm,
+        g: &mut g,
+    });
+    let (client, device, subdevice, vaspace) =
+        (base.client, base.device, base.subdevice, base.vaspace);
     let (s, name) = g.control(
         &mut rm,
         client,
@@ -94,14 +84,6 @@ fn a_gpu_program_from_first_escape_to_last_free() {
     );
     assert_eq!(s, NvStatus::OK);
     assert!(name.gpuNameString.starts_with(b"NVIDIA H200 (sim)\0"));
-    let vaspace = ok(g.alloc(
-        &mut rm,
-        client,
-        device,
-        0x5c00_0004,
-        class::FERMI_VASPACE_A,
-        NvVaspaceAllocationParameters::default().as_bytes(),
-    ));
     let mem_p = NvMemoryAllocationParams {
         size: MEM_SIZE,
         hVASpace: vaspace,
@@ -131,48 +113,28 @@ fn a_gpu_program_from_first_escape_to_last_free() {
     let va = m46.dmaOffset;
     assert_ne!(va, 0);
 
-    let tsg_p = NvChannelGroupAllocationParameters {
-        hVASpace: vaspace,
-        engineType: NV2080_ENGINE_TYPE_GR0,
-        ..Default::default()
-    };
-    let tsg = ok(g.alloc(
-        &mut rm,
-        client,
-        device,
-        0x5c00_0006,
-        class::KEPLER_CHANNEL_GROUP_A,
-        tsg_p.as_bytes(),
-    ));
-    let cs_p = NvCtxshareAllocationParameters {
-        hVASpace: vaspace,
-        ..Default::default()
-    };
-    let ctxshare = ok(g.alloc(
-        &mut rm,
-        client,
-        tsg,
-        0x5c00_0007,
-        class::FERMI_CONTEXT_SHARE_A,
-        cs_p.as_bytes(),
-    ));
     // USERD at offset 0 of the memory, the GPFIFO ring at +0x1000, pushbuffer at +0x10000.
-    let mut ch_p = NvChannelAllocParams {
-        gpFifoOffset: va + 0x1000,
-        gpFifoEntries: 64,
-        hContextShare: ctxshare,
-        hVASpace: vaspace,
-        ..Default::default()
+    let mut calls = Calls {
+        rm: &mut rm,
+        g: &mut g,
     };
-    ch_p.hUserdMemory[0] = mem;
-    let channel = ok(g.alloc(
-        &mut rm,
-        client,
+    let (tsg, ctxshare) = testing::channel_group(
+        &mut calls,
+        &base,
+        NV2080_ENGINE_TYPE_GR0,
+        0x5c00_0006,
+        0x5c00_0007,
+    );
+    let channel = testing::channel(
+        &mut calls,
+        &base,
         tsg,
+        ctxshare,
+        mem,
         0x5c00_0008,
-        class::HOPPER_CHANNEL_GPFIFO_A,
-        ch_p.as_bytes(),
-    ));
+        va + 0x1000,
+        64,
+    );
     let compute_obj = ok(g.alloc(
         &mut rm,
         client,
@@ -195,20 +157,19 @@ fn a_gpu_program_from_first_escape_to_last_free() {
         class::KEPLER_CHANNEL_GROUP_A,
         ce_p.as_bytes(),
     ));
-    let ce_ch = NvChannelAllocParams {
-        gpFifoOffset: va + 0x2000,
-        gpFifoEntries: 64,
-        hVASpace: vaspace,
-        ..Default::default()
-    };
-    let ce_channel = ok(g.alloc(
-        &mut rm,
-        client,
+    let ce_channel = testing::channel(
+        &mut Calls {
+            rm: &mut rm,
+            g: &mut g,
+        },
+        &base,
         ce_tsg,
+        0,
+        0,
         0x5c00_000d,
-        class::HOPPER_CHANNEL_GPFIFO_A,
-        ce_ch.as_bytes(),
-    ));
+        va + 0x2000,
+        64,
+    );
     let copy_obj = ok(g.alloc(
         &mut rm,
         client,

@@ -11,6 +11,8 @@ pub mod fd;
 pub mod guest_memory;
 pub mod handles;
 pub mod objects;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod vgpu;
 
 mod alloc;

@@ -10,6 +10,7 @@ use rm::abi::ioctl::IoctlRequest;
 use rm::abi::nvos::*;
 use rm::abi::{class, read_struct, Handle, NvStatus};
 use rm::backend::{AllocRequest, Backend, Gfid, GpuInfo};
+use rm::core::testing::{self, RmCalls};
 use rm::core::{FdId, GuestMemory, Node, Rm, VecGuestMemory, VgpuConfig};
 use std::collections::{BTreeMap, BTreeSet};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
@@ -376,21 +377,33 @@ impl Guest {
         cmd: u32,
         params: &T,
     ) -> (NvStatus, T) {
-        let bytes = params.as_bytes();
-        self.mem.write(PARAMS, bytes).unwrap();
+        let mut b = params.as_bytes().to_vec();
+        let s = self.control_raw(rm, client, object, cmd, &mut b);
+        (s, read_struct(&b).unwrap())
+    }
+
+    /// `RM_CONTROL` with param bytes of any size, in place.
+    pub fn control_raw<B: Backend>(
+        &mut self,
+        rm: &mut Rm<B>,
+        client: Handle,
+        object: Handle,
+        cmd: u32,
+        params: &mut [u8],
+    ) -> NvStatus {
+        self.mem.write(PARAMS, params).unwrap();
         let arg = Nvos54Parameters {
             hClient: client,
             hObject: object,
             cmd,
-            params: if bytes.is_empty() { 0 } else { PARAMS },
-            paramsSize: bytes.len() as u32,
+            params: if params.is_empty() { 0 } else { PARAMS },
+            paramsSize: params.len() as u32,
             ..Default::default()
         };
         let (ret, out) = self.escape(rm, self.ctl, Escape::RM_CONTROL, &arg);
         assert_eq!(ret, 0);
-        let mut b = vec![0u8; bytes.len()];
-        self.mem.read(PARAMS, &mut b).unwrap();
-        (NvStatus(out.status), read_struct(&b).unwrap())
+        self.mem.read(PARAMS, params).unwrap();
+        NvStatus(out.status)
     }
 
     /// `RM_FREE`.
@@ -413,6 +426,35 @@ impl Guest {
     }
 }
 
+/// A guest with the core it talks to, as the shared builders' [`RmCalls`].
+pub struct Calls<'a, B: Backend> {
+    pub rm: &'a mut Rm<B>,
+    pub g: &'a mut Guest,
+}
+
+impl<B: Backend> RmCalls for Calls<'_, B> {
+    fn alloc(
+        &mut self,
+        client: Handle,
+        parent: Handle,
+        new: Handle,
+        class_id: u32,
+        params: &[u8],
+    ) -> (NvStatus, Handle) {
+        self.g.alloc(self.rm, client, parent, new, class_id, params)
+    }
+
+    fn control_bytes(
+        &mut self,
+        client: Handle,
+        object: Handle,
+        cmd: u32,
+        params: &mut [u8],
+    ) -> NvStatus {
+        self.g.control_raw(self.rm, client, object, cmd, params)
+    }
+}
+
 /// Handles of a standard object tree.
 #[derive(Debug, Clone, Copy)]
 pub struct Tree {
@@ -430,144 +472,50 @@ pub struct Tree {
     pub copy: Handle,
 }
 
-/// Builds client, device, subdevice, VA space, a GR TSG with context share, USERD memory,
-/// channel and compute object, and a copy-engine TSG with a channel and copy object; asserts
-/// each alloc succeeds.
+/// Builds the shared channel tree (client, device, subdevice, VA space, a GR TSG with context
+/// share, USERD memory, channel) plus a compute object, and a copy-engine TSG with a channel
+/// and copy object; asserts each alloc succeeds.
 pub fn build_tree<B: Backend>(rm: &mut Rm<B>, g: &mut Guest) -> Tree {
-    let client = g.client(rm);
-    let ok = |(s, h): (NvStatus, Handle)| {
-        assert_eq!(s, NvStatus::OK);
-        h
-    };
-    let device = ok(g.alloc(
-        rm,
-        client,
-        client,
-        0x5c00_0001,
-        class::NV01_DEVICE_0,
-        Nv0080AllocParameters::default().as_bytes(),
-    ));
-    let subdevice = ok(g.alloc(
-        rm,
-        client,
-        device,
-        0x5c00_0002,
-        class::NV20_SUBDEVICE_0,
-        Nv2080AllocParameters::default().as_bytes(),
-    ));
-    let vaspace = ok(g.alloc(
-        rm,
-        client,
-        device,
-        0x5c00_0003,
-        class::FERMI_VASPACE_A,
-        NvVaspaceAllocationParameters::default().as_bytes(),
-    ));
-    let tsg_p = NvChannelGroupAllocationParameters {
-        hVASpace: vaspace,
-        engineType: NV2080_ENGINE_TYPE_GR0,
-        ..Default::default()
-    };
-    let tsg = ok(g.alloc(
-        rm,
-        client,
-        device,
-        0x5c00_0004,
-        class::KEPLER_CHANNEL_GROUP_A,
-        tsg_p.as_bytes(),
-    ));
-    let cs_p = NvCtxshareAllocationParameters {
-        hVASpace: vaspace,
-        ..Default::default()
-    };
-    let ctxshare = ok(g.alloc(
-        rm,
-        client,
-        tsg,
-        0x5c00_0005,
-        class::FERMI_CONTEXT_SHARE_A,
-        cs_p.as_bytes(),
-    ));
-    let mem_p = NvMemoryAllocationParams {
-        size: 0x1_0000,
-        ..Default::default()
-    };
-    let userd = ok(g.alloc(
-        rm,
-        client,
-        device,
-        0x5c00_0006,
-        class::NV01_MEMORY_LOCAL_USER,
-        mem_p.as_bytes(),
-    ));
-    let mut ch_p = NvChannelAllocParams {
-        gpFifoOffset: 0x1_0000_0000,
-        gpFifoEntries: 128,
-        hContextShare: ctxshare,
-        hVASpace: vaspace,
-        ..Default::default()
-    };
-    ch_p.hUserdMemory[0] = userd;
-    let channel = ok(g.alloc(
-        rm,
-        client,
-        tsg,
-        0x5c00_0007,
-        class::HOPPER_CHANNEL_GPFIFO_A,
-        ch_p.as_bytes(),
-    ));
-    let compute = ok(g.alloc(
-        rm,
-        client,
-        channel,
-        0x5c00_0008,
+    let mut c = Calls { rm, g };
+    let t = testing::channel_tree(&mut c);
+    let b = t.base;
+    let compute = c.alloc_ok(
+        b.client,
+        t.channel,
+        testing::COMPUTE,
         class::HOPPER_COMPUTE_A,
         NvGrAllocationParameters::default().as_bytes(),
-    ));
-    let ce_p = NvChannelGroupAllocationParameters {
-        hVASpace: vaspace,
-        engineType: NV2080_ENGINE_TYPE_COPY0,
-        ..Default::default()
-    };
-    let copy_tsg = ok(g.alloc(
-        rm,
-        client,
-        device,
+    );
+    let copy_tsg = c.alloc_ok(
+        b.client,
+        b.device,
         0x5c00_000a,
         class::KEPLER_CHANNEL_GROUP_A,
-        ce_p.as_bytes(),
-    ));
-    let ce_ch = NvChannelAllocParams {
-        gpFifoOffset: 0x1_0000_0000,
-        gpFifoEntries: 128,
-        hVASpace: vaspace,
-        ..Default::default()
-    };
-    let copy_channel = ok(g.alloc(
-        rm,
-        client,
-        copy_tsg,
-        0x5c00_000b,
-        class::HOPPER_CHANNEL_GPFIFO_A,
-        ce_ch.as_bytes(),
-    ));
-    let copy = ok(g.alloc(
-        rm,
-        client,
+        NvChannelGroupAllocationParameters {
+            hVASpace: b.vaspace,
+            engineType: NV2080_ENGINE_TYPE_COPY0,
+            ..Default::default()
+        }
+        .as_bytes(),
+    );
+    let copy_channel =
+        testing::channel(&mut c, &b, copy_tsg, 0, 0, 0x5c00_000b, 0x1_0000_0000, 128);
+    let copy = c.alloc_ok(
+        b.client,
         copy_channel,
         0x5c00_0009,
         class::HOPPER_DMA_COPY_A,
         Nvb0b5AllocationParameters::default().as_bytes(),
-    ));
+    );
     Tree {
-        client,
-        device,
-        subdevice,
-        vaspace,
-        tsg,
-        ctxshare,
-        userd,
-        channel,
+        client: b.client,
+        device: b.device,
+        subdevice: b.subdevice,
+        vaspace: b.vaspace,
+        tsg: t.tsg,
+        ctxshare: t.ctxshare,
+        userd: t.userd,
+        channel: t.channel,
         compute,
         copy_tsg,
         copy_channel,

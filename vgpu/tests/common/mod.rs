@@ -7,13 +7,13 @@
 use std::sync::{Arc, Mutex};
 
 use rm::abi::alloc_params::*;
-use rm::abi::ctrl::*;
 use rm::abi::escape::Escape;
 use rm::abi::frontend::NvIoctlRegisterFd;
 use rm::abi::ioctl::IoctlRequest;
 use rm::abi::nvos::*;
 use rm::abi::{class, Handle, NvStatus};
 use rm::backend::sim::{SimBackend, SimConfig};
+use rm::core::testing::{self, RmCalls};
 use rm::core::Rm;
 use vgpu::protocol::{node, op, reg, virtio, RequestHeader, ResponseFooter};
 use vgpu::transport::common;
@@ -323,26 +323,68 @@ impl Guest {
         cmd: u32,
         params: &T,
     ) -> (NvStatus, T) {
-        let bytes = params.as_bytes();
-        self.wwrite(PARAMS, bytes);
+        let mut b = params.as_bytes().to_vec();
+        let s = self.control_raw(file, client, object, cmd, &mut b);
+        (s, T::read_from_bytes(&b).unwrap())
+    }
+
+    /// `RM_CONTROL` with param bytes in place at [`PARAMS`].
+    pub fn control_raw(
+        &mut self,
+        file: i32,
+        client: Handle,
+        object: Handle,
+        cmd: u32,
+        params: &mut [u8],
+    ) -> NvStatus {
+        self.wwrite(PARAMS, params);
         let arg = Nvos54Parameters {
             hClient: client,
             hObject: object,
             cmd,
             params: PARAMS,
-            paramsSize: bytes.len() as u32,
+            paramsSize: params.len() as u32,
             ..Default::default()
         };
         let (ret, out) = self.ioctl(file, Escape::RM_CONTROL, &arg);
         assert_eq!(ret, 0);
-        let mut b = vec![0u8; bytes.len()];
-        self.wread(PARAMS, &mut b);
-        (NvStatus(out.status), T::read_from_bytes(&b).unwrap())
+        self.wread(PARAMS, params);
+        NvStatus(out.status)
     }
 
     /// A BAR0 doorbell write.
     pub fn ring(&mut self, token: u32) {
         self.w32(reg::DOORBELL, token);
+    }
+}
+
+/// A guest's ctl fd, as the shared builders' [`RmCalls`].
+pub struct Calls<'a> {
+    pub g: &'a mut Guest,
+    pub ctl: i32,
+}
+
+impl RmCalls for Calls<'_> {
+    fn alloc(
+        &mut self,
+        client: Handle,
+        parent: Handle,
+        new: Handle,
+        class_id: u32,
+        params: &[u8],
+    ) -> (NvStatus, Handle) {
+        self.g
+            .alloc(self.ctl, client, parent, new, class_id, params)
+    }
+
+    fn control_bytes(
+        &mut self,
+        client: Handle,
+        object: Handle,
+        cmd: u32,
+        params: &mut [u8],
+    ) -> NvStatus {
+        self.g.control_raw(self.ctl, client, object, cmd, params)
     }
 }
 
@@ -355,94 +397,13 @@ pub struct Tree {
 }
 
 /// Allocates client, device, subdevice, VA space, TSG, context share, USERD and a channel
-/// through the escape queue.
+/// through the escape queue (the shared [`testing::channel_tree`]).
 pub fn build_channel(g: &mut Guest, ctl: i32) -> Tree {
-    let ok = |(s, h): (NvStatus, Handle)| {
-        assert_eq!(s, NvStatus::OK);
-        h
-    };
-    let client = ok(g.alloc(ctl, 0, 0, 0, class::NV01_ROOT_CLIENT, &[]));
-    let device = ok(g.alloc(
-        ctl,
-        client,
-        client,
-        0x5c00_0001,
-        class::NV01_DEVICE_0,
-        Nv0080AllocParameters::default().as_bytes(),
-    ));
-    ok(g.alloc(
-        ctl,
-        client,
-        device,
-        0x5c00_0002,
-        class::NV20_SUBDEVICE_0,
-        Nv2080AllocParameters::default().as_bytes(),
-    ));
-    let vaspace = ok(g.alloc(
-        ctl,
-        client,
-        device,
-        0x5c00_0003,
-        class::FERMI_VASPACE_A,
-        NvVaspaceAllocationParameters::default().as_bytes(),
-    ));
-    let tsg_p = NvChannelGroupAllocationParameters {
-        hVASpace: vaspace,
-        engineType: NV2080_ENGINE_TYPE_GR0,
-        ..Default::default()
-    };
-    let tsg = ok(g.alloc(
-        ctl,
-        client,
-        device,
-        0x5c00_0004,
-        class::KEPLER_CHANNEL_GROUP_A,
-        tsg_p.as_bytes(),
-    ));
-    let cs_p = NvCtxshareAllocationParameters {
-        hVASpace: vaspace,
-        ..Default::default()
-    };
-    let ctxshare = ok(g.alloc(
-        ctl,
-        client,
-        tsg,
-        0x5c00_0005,
-        class::FERMI_CONTEXT_SHARE_A,
-        cs_p.as_bytes(),
-    ));
-    let mem_p = NvMemoryAllocationParams {
-        size: 0x1_0000,
-        ..Default::default()
-    };
-    let userd = ok(g.alloc(
-        ctl,
-        client,
-        device,
-        0x5c00_0006,
-        class::NV01_MEMORY_LOCAL_USER,
-        mem_p.as_bytes(),
-    ));
-    let mut ch_p = NvChannelAllocParams {
-        gpFifoOffset: 0x1_0000_0000,
-        gpFifoEntries: 128,
-        hContextShare: ctxshare,
-        hVASpace: vaspace,
-        ..Default::default()
-    };
-    ch_p.hUserdMemory[0] = userd;
-    let channel = ok(g.alloc(
-        ctl,
-        client,
-        tsg,
-        0x5c00_0007,
-        class::HOPPER_CHANNEL_GPFIFO_A,
-        ch_p.as_bytes(),
-    ));
+    let t = testing::channel_tree(&mut Calls { g, ctl });
     Tree {
-        client,
-        device,
-        channel,
+        client: t.base.client,
+        device: t.base.device,
+        channel: t.channel,
     }
 }
 
@@ -519,48 +480,15 @@ pub fn window_channel(g: &mut Guest) -> WindowChannel {
     );
     assert_eq!(ret, 0);
 
-    let client = ok(g.alloc(ctl, 0, 0, 0, class::NV01_ROOT_CLIENT, &[]));
-    let device = ok(g.alloc(
-        ctl,
-        client,
-        client,
-        0x5c00_0001,
-        class::NV01_DEVICE_0,
-        Nv0080AllocParameters::default().as_bytes(),
-    ));
-    let vaspace = ok(g.alloc(
-        ctl,
-        client,
-        device,
-        0x5c00_0003,
-        class::FERMI_VASPACE_A,
-        NvVaspaceAllocationParameters::default().as_bytes(),
-    ));
-    let tsg = ok(g.alloc(
-        ctl,
-        client,
-        device,
-        0x5c00_0004,
-        class::KEPLER_CHANNEL_GROUP_A,
-        NvChannelGroupAllocationParameters {
-            hVASpace: vaspace,
-            engineType: NV2080_ENGINE_TYPE_GR0,
-            ..Default::default()
-        }
-        .as_bytes(),
-    ));
-    let ctxshare = ok(g.alloc(
-        ctl,
-        client,
-        tsg,
-        0x5c00_0005,
-        class::FERMI_CONTEXT_SHARE_A,
-        NvCtxshareAllocationParameters {
-            hVASpace: vaspace,
-            ..Default::default()
-        }
-        .as_bytes(),
-    ));
+    let base = testing::base_with(&mut Calls { g, ctl }, false);
+    let (client, device, vaspace) = (base.client, base.device, base.vaspace);
+    let (tsg, ctxshare) = testing::channel_group(
+        &mut Calls { g, ctl },
+        &base,
+        NV2080_ENGINE_TYPE_GR0,
+        testing::TSG,
+        testing::CTXSHARE,
+    );
 
     // The window pages become GPU memory: one descriptor for ring + pushbuffer + semaphore,
     // one for USERD.
@@ -592,49 +520,25 @@ pub fn window_channel(g: &mut Guest) -> WindowChannel {
     assert_eq!((ret, NvStatus(out.status)), (0, NvStatus::OK));
     let va = out.dmaOffset;
 
-    let mut ch_p = NvChannelAllocParams {
-        gpFifoOffset: va + RING,
-        gpFifoEntries: 64,
-        hContextShare: ctxshare,
-        hVASpace: vaspace,
-        ..Default::default()
-    };
-    ch_p.hUserdMemory[0] = userd_mem;
-    let channel = ok(g.alloc(
-        ctl,
-        client,
+    let mut calls = Calls { g, ctl };
+    let channel = testing::channel(
+        &mut calls,
+        &base,
         tsg,
-        0x5c00_0007,
-        class::HOPPER_CHANNEL_GPFIFO_A,
-        ch_p.as_bytes(),
-    ));
-    ok(g.alloc(
-        ctl,
+        ctxshare,
+        userd_mem,
+        testing::CHANNEL,
+        va + RING,
+        64,
+    );
+    calls.alloc_ok(
         client,
         channel,
-        0x5c00_0008,
+        testing::COMPUTE,
         class::HOPPER_COMPUTE_A,
         NvGrAllocationParameters::default().as_bytes(),
-    ));
-    let (s, _) = g.control(
-        ctl,
-        client,
-        tsg,
-        NVA06C_CTRL_CMD_GPFIFO_SCHEDULE,
-        &NvA06cCtrlGpfifoScheduleParams {
-            bEnable: 1,
-            ..Default::default()
-        },
     );
-    assert_eq!(s, NvStatus::OK);
-    let (s, tok) = g.control(
-        ctl,
-        client,
-        channel,
-        NVC36F_CTRL_CMD_GPFIFO_GET_WORK_SUBMIT_TOKEN,
-        &NvC36fCtrlGpfifoGetWorkSubmitTokenParams::default(),
-    );
-    assert_eq!(s, NvStatus::OK);
+    let token = testing::schedule_and_token(&mut calls, client, tsg, channel);
 
     WindowChannel {
         ctl,
@@ -645,6 +549,6 @@ pub fn window_channel(g: &mut Guest) -> WindowChannel {
         mem,
         userd_mem,
         va,
-        token: tok.workSubmitToken,
+        token,
     }
 }
