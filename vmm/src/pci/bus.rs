@@ -240,6 +240,22 @@ impl PciBus {
             ((address >> 2) & 0x3f) as usize,
         ))
     }
+
+    /// What a CONFIG_DATA access of `len` bytes at port offset `offset` reaches: (bus, device,
+    /// function, register, byte in the register). `None` when the access is not inside
+    /// CONFIG_DATA or CONFIG_ADDRESS is not enabled.
+    fn data_target(
+        &self,
+        offset: PioAddressOffset,
+        len: usize,
+    ) -> Option<(u8, u8, u8, usize, usize)> {
+        let byte = usize::from(offset.checked_sub(CONFIG_DATA_OFFSET)?);
+        if byte + len > 4 {
+            return None;
+        }
+        let (bus, dev, func, reg) = Self::decode(lock(&self.state).config_address)?;
+        Some((bus, dev, func, reg, byte))
+    }
 }
 
 impl DevicePio for PciBus {
@@ -249,14 +265,7 @@ impl DevicePio for PciBus {
             data.copy_from_slice(&lock(&self.state).config_address.to_le_bytes());
             return;
         }
-        let Some(byte) = offset.checked_sub(CONFIG_DATA_OFFSET).map(usize::from) else {
-            return;
-        };
-        if byte + data.len() > 4 {
-            return;
-        }
-        let address = lock(&self.state).config_address;
-        if let Some((bus, dev, func, reg)) = Self::decode(address) {
+        if let Some((bus, dev, func, reg, byte)) = self.data_target(offset, data.len()) {
             let value = self.config_read(bus, dev, func, reg).to_le_bytes();
             data.copy_from_slice(&value[byte..byte + data.len()]);
         }
@@ -270,14 +279,7 @@ impl DevicePio for PciBus {
             return;
         }
         // Narrow writes to CONFIG_ADDRESS (Linux's type-2 probe pokes 0xCFB) are ignored.
-        let Some(byte) = offset.checked_sub(CONFIG_DATA_OFFSET).map(usize::from) else {
-            return;
-        };
-        if byte + data.len() > 4 {
-            return;
-        }
-        let address = lock(&self.state).config_address;
-        if let Some((bus, dev, func, reg)) = Self::decode(address) {
+        if let Some((bus, dev, func, reg, byte)) = self.data_target(offset, data.len()) {
             self.config_write(bus, dev, func, reg, byte, data);
         }
     }
