@@ -42,7 +42,7 @@ WORKLOAD OPTIONS:
     --progress          print `progress: round N` after every round
     --smi               print the vgpu-smi report with this process's channel groups first
     --json              print the results as one JSON object
-    --completion MODE   poll (default) or irq, for every command that drives the vGPU
+    --completion MODE   poll (default) or irq (smi and bench take it too; hostile always polls)
 
 COMPLETION:
     poll   spin on the escape queue's used ring (INTR_ENABLE = 0)
