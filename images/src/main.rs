@@ -57,8 +57,8 @@ enum Cmd {
         /// Words appended to the test guest's kernel command line.
         #[arg(long)]
         guest_append: Option<String>,
-        /// Test-guest scenario (probe, vgpu, demo); adds the VMM arguments it needs (vgpu, demo:
-        /// --vgpu).
+        /// Test-guest scenario (probe, vgpu, demo); adds the VMM arguments it needs (vgpu:
+        /// `--vgpu ...,intr=intx`; demo: `--vgpu`).
         #[arg(long, conflicts_with = "guest_append")]
         guest_scenario: Option<String>,
         /// QEMU machine (-M) of the QEMU runs, e.g. `microvm,rtc=off`.
