@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use common::*;
 use guest_tools::driver::protocol::{intr, reg};
-use guest_tools::driver::{Completion, DriverError, InterruptSource, RegisterBar, Setup};
+use guest_tools::driver::{
+    Completion, DriverError, InterruptSource, RegisterBar, Setup, VgpuDriver,
+};
 use guest_tools::rmapi::{RmClient, VgpuTransport};
 use vgpu::InterruptLine;
 
@@ -76,22 +78,32 @@ fn events(uio: &FakeUio) -> u64 {
     uio.0 .0.lock().unwrap().events
 }
 
-#[test]
-fn every_escape_completes_by_interrupt_and_the_line_ends_low() {
-    let rm = sim_rm();
-    let dev = sim_device(&rm, 3);
+/// vGPU `gfid` with its line on a fake uio, and a driver set up on it (still polling).
+fn device_with_uio(rm: &SimRm, gfid: u32) -> (SharedDevice, FakeUio, VgpuDriver) {
+    let dev = sim_device(rm, gfid);
     let uio = FakeUio::default();
     dev.lock()
         .unwrap()
         .set_interrupt_line(Box::new(uio.clone()));
-    let mut d = driver(&dev, Setup::Reset);
-    assert_eq!(d.completion(), Completion::Poll);
-    d.use_interrupts(Box::new(Reader {
+    let d = driver(&dev, Setup::Reset);
+    (dev, uio, d)
+}
+
+/// The driver's reader of `uio`; `unmask: false` never unmasks the line.
+fn reader(uio: &FakeUio, unmask: bool) -> Box<Reader> {
+    Box::new(Reader {
         uio: uio.clone(),
         seen: 0,
-        unmask: true,
-    }))
-    .unwrap();
+        unmask,
+    })
+}
+
+#[test]
+fn every_escape_completes_by_interrupt_and_the_line_ends_low() {
+    let rm = sim_rm();
+    let (dev, uio, mut d) = device_with_uio(&rm, 3);
+    assert_eq!(d.completion(), Completion::Poll);
+    d.use_interrupts(reader(&uio, true)).unwrap();
     assert_eq!(d.completion(), Completion::Irq);
     let requests_before = d.counters().requests;
     let t = VgpuTransport::new(d);
@@ -122,18 +134,8 @@ fn every_escape_completes_by_interrupt_and_the_line_ends_low() {
 #[test]
 fn a_reset_keeps_interrupts_armed() {
     let rm = sim_rm();
-    let dev = sim_device(&rm, 4);
-    let uio = FakeUio::default();
-    dev.lock()
-        .unwrap()
-        .set_interrupt_line(Box::new(uio.clone()));
-    let mut d = driver(&dev, Setup::Reset);
-    d.use_interrupts(Box::new(Reader {
-        uio: uio.clone(),
-        seen: 0,
-        unmask: true,
-    }))
-    .unwrap();
+    let (_dev, uio, mut d) = device_with_uio(&rm, 4);
+    d.use_interrupts(reader(&uio, true)).unwrap();
     d.reset().unwrap();
     let before = d.interrupts();
     let ctl = d.open_file(0, 0).unwrap().unwrap();
@@ -144,19 +146,9 @@ fn a_reset_keeps_interrupts_armed() {
 #[test]
 fn a_line_left_masked_is_a_timeout_not_a_hang() {
     let rm = sim_rm();
-    let dev = sim_device(&rm, 6);
-    let uio = FakeUio::default();
-    dev.lock()
-        .unwrap()
-        .set_interrupt_line(Box::new(uio.clone()));
-    let mut d = driver(&dev, Setup::Reset);
+    let (_dev, uio, mut d) = device_with_uio(&rm, 6);
     // A source that never unmasks: the first escape's interrupt masks the line for good.
-    d.use_interrupts(Box::new(Reader {
-        uio: uio.clone(),
-        seen: 0,
-        unmask: false,
-    }))
-    .unwrap();
+    d.use_interrupts(reader(&uio, false)).unwrap();
     d.open_file(0, 0).unwrap().unwrap();
     // The second escape is answered, but no interrupt comes; after the wait the driver still
     // finds the answer in the used ring instead of failing or hanging.
