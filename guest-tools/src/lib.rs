@@ -1,7 +1,7 @@
 //! Guest userspace for the vGPU project.
 //!
 //! * [`driver`]: the userspace vGPU driver (sysfs discovery, BAR mapping, escape virtqueue in the
-//!   host-visible window, doorbell);
+//!   host-visible window, doorbell, completion by polling or by INTx through `uio_pci_generic`);
 //! * [`rmapi`]: the RM client library with the bare-metal call shapes over a [`rmapi::Transport`];
 //! * [`smi`]: `vgpu-smi`, the device report;
 //! * [`workload`]: GPU work through TSGs, channels and the doorbell, with every semaphore checked;
