@@ -60,8 +60,9 @@ pub struct Args {
     /// At exit, print KVM exit counts to stderr, one `stats: exit <reason> <count>` line per
     /// reason, then `stats: exit total <count>` and `stats: run_ms <ms>`. With a vGPU also
     /// `stats: vgpu0 <counter> <n>` for doorbells, doorbells_rejected, queue_notifies,
-    /// requests, request_errors, bar0_reads, bar0_writes, interrupts, then rm_objects (objects the RM core
-    /// still holds for the vGPU's GFID when the guest ended, before teardown) and open_files.
+    /// requests, request_errors, bar0_reads, bar0_writes, interrupts, then rm_objects (objects
+    /// the RM core still holds for the vGPU's GFID when the guest ended, before teardown) and
+    /// open_files.
     #[arg(long)]
     pub stats: bool,
 
