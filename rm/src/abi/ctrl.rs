@@ -27,11 +27,15 @@ commands! {
     NV0000_CTRL_CMD_GPU_GET_ID_INFO_V2 = 0x0000_0205;
     NV0000_CTRL_CMD_GPU_GET_PROBED_IDS = 0x0000_0214;
     NV0000_CTRL_CMD_GPU_GET_PCI_INFO = 0x0000_021B;
+    NV0000_CTRL_CMD_GPU_GET_ACTIVE_DEVICE_IDS = 0x0000_0288;
+    NV0000_CTRL_CMD_SYNC_GPU_BOOST_GROUP_INFO = 0x0000_0A04;
     NV0000_CTRL_CMD_GPU_ATTACH_IDS = 0x0000_0215;
     NV0000_CTRL_CMD_GPU_DETACH_IDS = 0x0000_0216;
     NV0000_CTRL_CMD_CLIENT_GET_ADDR_SPACE_TYPE = 0x0000_0D01;
     NV0080_CTRL_CMD_GPU_GET_NUM_SUBDEVICES = 0x0080_0280;
     NV0080_CTRL_CMD_GPU_GET_CLASSLIST_V2 = 0x0080_0292;
+    NV0080_CTRL_CMD_HOST_GET_CAPS_V2 = 0x0080_1402;
+    NV0080_CTRL_CMD_FIFO_GET_CHANNELLIST = 0x0080_170D;
     NV2080_CTRL_CMD_GPU_GET_INFO_V2 = 0x2080_0102;
     NV2080_CTRL_CMD_GPU_GET_NAME_STRING = 0x2080_0110;
     NV2080_CTRL_CMD_GPU_GET_SHORT_NAME_STRING = 0x2080_0111;
@@ -504,3 +508,78 @@ abi_struct! {
     }
 }
 assert_layout!(NvC36fCtrlGpfifoGetWorkSubmitTokenParams, 4);
+
+/// `NV0000_CTRL_GPU_MAX_ACTIVE_DEVICES`.
+pub const NV0000_CTRL_GPU_MAX_ACTIVE_DEVICES: usize = 256;
+
+abi_struct! {
+    /// `NV0000_CTRL_GPU_ACTIVE_DEVICE`: a GPU, or one MIG compute instance of it.
+    pub struct Nv0000CtrlGpuActiveDevice {
+        /// GPU id.
+        pub gpuId: u32,
+        /// MIG GPU instance (`0xFFFFFFFF` when MIG is off).
+        pub gpuInstanceId: u32,
+        /// MIG compute instance (`0xFFFFFFFF` when MIG is off).
+        pub computeInstanceId: u32,
+    }
+}
+assert_layout!(Nv0000CtrlGpuActiveDevice, 12, gpuInstanceId @ 4, computeInstanceId @ 8);
+
+abi_struct! {
+    /// `NV0000_CTRL_GPU_GET_ACTIVE_DEVICE_IDS_PARAMS`.
+    pub struct Nv0000CtrlGpuGetActiveDeviceIdsParams {
+        /// Entries used, out.
+        pub numDevices: u32,
+        /// Devices, out.
+        pub devices: [Nv0000CtrlGpuActiveDevice; NV0000_CTRL_GPU_MAX_ACTIVE_DEVICES],
+    }
+}
+assert_layout!(Nv0000CtrlGpuGetActiveDeviceIdsParams, 3076, devices @ 4);
+
+/// `NV0000_CTRL_SYNC_GPU_BOOST_MAX_GROUPS`.
+pub const NV0000_SYNC_GPU_BOOST_MAX_GROUPS: usize = 16;
+/// `sizeof(NV0000_SYNC_GPU_BOOST_GROUP_CONFIG)` in 580.
+pub const NV0000_SYNC_GPU_BOOST_GROUP_CONFIG_SIZE: usize = 140;
+
+abi_struct! {
+    /// `NV0000_SYNC_GPU_BOOST_GROUP_INFO_PARAMS`: the sync-boost groups of the system. The core
+    /// only ever reports zero groups, so the group configs are kept opaque.
+    pub struct Nv0000SyncGpuBoostGroupInfoParams {
+        /// Groups, out.
+        pub groupCount: u32,
+        /// `NV0000_SYNC_GPU_BOOST_GROUP_CONFIG pBoostGroups[16]`, out (opaque).
+        pub pBoostGroups: [u8; NV0000_SYNC_GPU_BOOST_MAX_GROUPS * NV0000_SYNC_GPU_BOOST_GROUP_CONFIG_SIZE],
+    }
+}
+assert_layout!(Nv0000SyncGpuBoostGroupInfoParams, 2244, pBoostGroups @ 4);
+
+/// `NV0080_CTRL_HOST_CAPS_TBL_SIZE`.
+pub const NV0080_CTRL_HOST_CAPS_TBL_SIZE: usize = 3;
+
+abi_struct! {
+    /// `NV0080_CTRL_HOST_GET_CAPS_V2_PARAMS`: a bit table of host-interface (FIFO) caps.
+    pub struct Nv0080CtrlHostGetCapsV2Params {
+        /// Caps bits, out.
+        pub capsTbl: [u8; NV0080_CTRL_HOST_CAPS_TBL_SIZE],
+    }
+}
+assert_layout!(Nv0080CtrlHostGetCapsV2Params, 3);
+
+/// `NV0080_CTRL_FIFO_GET_CHANNELLIST_INVALID_CHANNEL`: the chid of a handle that is no channel.
+pub const NV0080_CTRL_FIFO_GET_CHANNELLIST_INVALID_CHANNEL: u32 = 0xFFFF_FFFF;
+
+abi_struct! {
+    /// `NV0080_CTRL_FIFO_GET_CHANNELLIST_PARAMS`: channel handles in, channel ids out, both in
+    /// guest arrays of `numChannels` `NvU32`s.
+    pub struct Nv0080CtrlFifoGetChannellistParams {
+        /// Entries in both lists.
+        pub numChannels: u32,
+        /// Padding.
+        pub _pad: u32,
+        /// Channel handles, in (PTR).
+        pub pChannelHandleList: u64,
+        /// Channel ids, out (PTR).
+        pub pChannelList: u64,
+    }
+}
+assert_layout!(Nv0080CtrlFifoGetChannellistParams, 24, pChannelHandleList @ 8, pChannelList @ 16);

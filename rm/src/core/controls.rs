@@ -93,7 +93,16 @@ pub struct ControlInfo {
 
 const HOST_STATE: &str = "physical-GPU state (ECC, InfoROM, PCIe, NVLink, power, clocks) a vGPU does not have and must not see";
 const PRIVATE: &str = "private control absent from the open 580 headers; layout unknown";
-const POINTERS: &str = "params embed guest pointers to lists this core does not bounce";
+const GR_INFO: &str = "every GR info index (SM, TPC and GPC counts, warp, register and cache limits) is GR hardware the sim does not model";
+const BAR_INFO: &str = "BAR sizes and CPU physical addresses belong to the VMM's virtual PCI device, which neither GpuInfo nor VgpuConfig carries";
+const BUS_INFO: &str =
+    "bus info indices (PCIe link, coherency, apertures) describe the physical bus";
+const VBIOS: &str = "VBIOS revision and OEM data of a physical board";
+const SIMULATION: &str = "the honest answer is a simulator type, which moves CUDA onto simulator paths; NONE would be false";
+const ENGINE_IDS: &str = "which physical engine a copy object on a GR channel runs on is not recorded by the core's engine objects";
+const FB_CAPS: &str = "FB capability bits (compression, page sizes, sysmem rendering) of physical memory the sim does not model";
+const SHORT_NAME: &str =
+    "GpuInfo declares no chip short name (adding one changes the vgpu crate's GpuInfo builders)";
 const GR_DETAIL: &str = "GR floorsweeping / context-switch detail the sim does not model";
 const OTHER_CLASS: &str = "issued on a class the core does not model";
 const MULTI_GPU: &str = "peer / multi-GPU / MIG / fabric features a single vGPU does not have";
@@ -127,9 +136,9 @@ table! {
     0x0000_021B, "NV0000_CTRL_CMD_GPU_GET_PCI_INFO", 12, Core(gpu_pci_info);
     0x0000_0279, "NV0000_CTRL_CMD_GPU_QUERY_DRAIN_STATE", 12, Rejected(HOST_STATE);
     0x0000_027B, "NV0000_CTRL_CMD_GPU_GET_MEMOP_ENABLE", 4, Rejected(HOST_STATE);
-    0x0000_0288, "NV0000_CTRL_CMD_GPU_GET_ACTIVE_DEVICE_IDS", 3076, Rejected(MULTI_GPU);
+    0x0000_0288, "NV0000_CTRL_CMD_GPU_GET_ACTIVE_DEVICE_IDS", 3076, Core(active_device_ids);
     0x0000_0289, "NV0000_CTRL_CMD_GPU_ASYNC_ATTACH_ID", 4, Rejected(HOST_STATE);
-    0x0000_0A04, "NV0000_CTRL_CMD_SYNC_GPU_BOOST_GROUP_INFO", 2244, Rejected(MULTI_GPU);
+    0x0000_0A04, "NV0000_CTRL_CMD_SYNC_GPU_BOOST_GROUP_INFO", 2244, Core(boost_group_info);
     0x0000_0B02, "NV0000_CTRL_CMD_GPUACCT_GET_ACCOUNTING_STATE", 12, Rejected(ACCOUNTING);
     0x0000_0D01, "NV0000_CTRL_CMD_CLIENT_GET_ADDR_SPACE_TYPE", 12, Core(addr_space_type);
     0x0000_0D04, "NV0000_CTRL_CMD_CLIENT_SET_INHERITED_SHARE_POLICY", 12, Rejected("object sharing between clients is not offered to guests");
@@ -137,15 +146,15 @@ table! {
     0x0080_0288, "NV0080_CTRL_CMD_GPU_QUERY_SW_STATE_PERSISTENCE", 4, Rejected(HOST_STATE);
     0x0080_0289, "NV0080_CTRL_CMD_GPU_GET_VIRTUALIZATION_MODE", 8, Rejected(VIRT_MODE);
     0x0080_0292, "NV0080_CTRL_CMD_GPU_GET_CLASSLIST_V2", 804, Core(classlist_v2);
-    0x0080_1307, "NV0080_CTRL_CMD_FB_GET_CAPS_V2", 3, Rejected(HOST_STATE);
-    0x0080_1402, "NV0080_CTRL_CMD_HOST_GET_CAPS_V2", 3, Rejected(HOST_STATE);
-    0x0080_170D, "NV0080_CTRL_CMD_FIFO_GET_CHANNELLIST", 24, Rejected(POINTERS);
+    0x0080_1307, "NV0080_CTRL_CMD_FB_GET_CAPS_V2", 3, Rejected(FB_CAPS);
+    0x0080_1402, "NV0080_CTRL_CMD_HOST_GET_CAPS_V2", 3, Core(host_caps_v2);
+    0x0080_170D, "NV0080_CTRL_CMD_FIFO_GET_CHANNELLIST", 24, Core(fifo_channel_list);
     0x0080_1909, "NV0080_CTRL_CMD_PERF_CUDA_LIMIT_SET_CONTROL", 1, Rejected(HOST_STATE);
     0x00DE_0001, "NV00DE_CTRL_CMD_REQUEST_DATA_POLL", 8, Rejected(OTHER_CLASS);
-    0x2080_0102, "NV2080_CTRL_CMD_GPU_GET_INFO_V2", 564, Rejected("GPU info indices describe silicon (ECID, netlist, SM) the sim does not model");
+    0x2080_0102, "NV2080_CTRL_CMD_GPU_GET_INFO_V2", 564, Core(gpu_info_v2);
     0x2080_0110, "NV2080_CTRL_CMD_GPU_GET_NAME_STRING", 132, Core(name_string);
-    0x2080_0111, "NV2080_CTRL_CMD_GPU_GET_SHORT_NAME_STRING", 64, Rejected("the backend reports no chip short name");
-    0x2080_0119, "NV2080_CTRL_CMD_GPU_GET_SIMULATION_INFO", 4, Rejected(HOST_STATE);
+    0x2080_0111, "NV2080_CTRL_CMD_GPU_GET_SHORT_NAME_STRING", 64, Rejected(SHORT_NAME);
+    0x2080_0119, "NV2080_CTRL_CMD_GPU_GET_SIMULATION_INFO", 4, Rejected(SIMULATION);
     0x2080_012F, "NV2080_CTRL_CMD_GPU_QUERY_ECC_STATUS", 1464, Rejected(HOST_STATE);
     0x2080_0131, "NV2080_CTRL_CMD_GPU_QUERY_COMPUTE_MODE_RULES", 4, Rejected(HOST_STATE);
     0x2080_0133, "NV2080_CTRL_CMD_GPU_QUERY_ECC_CONFIGURATION", 8, Rejected(HOST_STATE);
@@ -164,9 +173,9 @@ table! {
     0x2080_01A4, "NV2080_CTRL_CMD_GPU_GET_CHIP_DETAILS", 16, Rejected(HOST_STATE);
     0x2080_01B2, "NV2080_CTRL_CMD_GPU_GET_RECOVERY_ACTION", 4, Rejected(HOST_STATE);
     0x2080_0406, "NV2080_CTRL_CMD_TIMER_GET_GPU_CPU_TIME_CORRELATION_INFO", 264, Rejected("the sim's GPU clock is not correlated with a host CPU clock");
-    0x2080_0802, "NV2080_CTRL_CMD_BIOS_GET_INFO", 16, Rejected(POINTERS);
+    0x2080_0802, "NV2080_CTRL_CMD_BIOS_GET_INFO", 16, Rejected(VBIOS);
     0x2080_110B, "NV2080_CTRL_CMD_FIFO_DISABLE_CHANNELS", 536, Be(Some(disable_channels_prepare), Some(disable_channels_finish));
-    0x2080_1201, "NV2080_CTRL_CMD_GR_GET_INFO", 32, Rejected(POINTERS);
+    0x2080_1201, "NV2080_CTRL_CMD_GR_GET_INFO", 32, Rejected(GR_INFO);
     0x2080_1210, "NV2080_CTRL_CMD_GR_SET_CTXSW_PREEMPTION_MODE", 32, Rejected(GR_DETAIL);
     0x2080_1218, "NV2080_CTRL_CMD_GR_GET_CTX_BUFFER_SIZE", 16, Rejected(GR_DETAIL);
     0x2080_121B, "NV2080_CTRL_CMD_GR_GET_GLOBAL_SM_ORDER", 9240, Rejected(GR_DETAIL);
@@ -179,8 +188,8 @@ table! {
     0x2080_1357, "NV2080_CTRL_CMD_FB_QUERY_DRAM_ENCRYPTION_INFOROM_SUPPORT", 4, Rejected(HOST_STATE);
     0x2080_1701, "NV2080_CTRL_CMD_MC_GET_ARCH_INFO", 16, Core(arch_info);
     0x2080_1801, "NV2080_CTRL_CMD_BUS_GET_PCI_INFO", 16, Core(bus_pci_info);
-    0x2080_1802, "NV2080_CTRL_CMD_BUS_GET_INFO", 16, Rejected(POINTERS);
-    0x2080_1803, "NV2080_CTRL_CMD_BUS_GET_PCI_BAR_INFO", 200, Rejected(HOST_STATE);
+    0x2080_1802, "NV2080_CTRL_CMD_BUS_GET_INFO", 16, Rejected(BUS_INFO);
+    0x2080_1803, "NV2080_CTRL_CMD_BUS_GET_PCI_BAR_INFO", 200, Rejected(BAR_INFO);
     0x2080_1813, "NV2080_CTRL_CMD_BUS_GET_PEX_COUNTERS", 76, Rejected(HOST_STATE);
     0x2080_1819, "NV2080_CTRL_CMD_BUS_GET_PEX_UTIL_COUNTERS", 32, Rejected(HOST_STATE);
     0x2080_1823, "NV2080_CTRL_CMD_BUS_GET_INFO_V2", 420, Rejected(HOST_STATE);
@@ -232,7 +241,7 @@ table! {
     0x503C_0104, "NV503C_CTRL_CMD_REGISTER_VIDMEM", 32, Rejected(OTHER_CLASS);
     0x503C_0105, "NV503C_CTRL_CMD_UNREGISTER_VIDMEM", 4, Rejected(OTHER_CLASS);
     0x83DE_0309, "NV83DE_CTRL_CMD_DEBUG_SET_EXCEPTION_MASK", 4, Rejected(OTHER_CLASS);
-    0x906F_0101, "NV906F_CTRL_GET_CLASS_ENGINEID", 16, Rejected("class engine ids are host-engine internals the sim does not model");
+    0x906F_0101, "NV906F_CTRL_GET_CLASS_ENGINEID", 16, Rejected(ENGINE_IDS);
     0x90E6_0102, "NV90E6_CTRL_CMD_MASTER_GET_VIRTUAL_FUNCTION_ERROR_CONT_INTR_MASK", 8, Rejected(OTHER_CLASS);
     0x90E7_0113, "NV90E7_CTRL_CMD_BBX_GET_LAST_FLUSH_TIME", 16, Rejected(OTHER_CLASS);
     0xA06C_0101, "NVA06C_CTRL_CMD_GPFIFO_SCHEDULE", 3, Be(None, None);
@@ -581,6 +590,165 @@ fn gpu_pci_info(ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
     )
 }
 
+/// The vGPU as the one active device: no MIG, so no GPU or compute instance.
+fn active_device_ids(ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
+    let mut p = Nv0000CtrlGpuGetActiveDeviceIdsParams {
+        numDevices: 1,
+        ..Default::default()
+    };
+    p.devices[0] = Nv0000CtrlGpuActiveDevice {
+        gpuId: guest_gpu_id(ctx),
+        gpuInstanceId: NV0000_CTRL_GPU_INVALID_ID,
+        computeInstanceId: NV0000_CTRL_GPU_INVALID_ID,
+    };
+    put(&p, params)
+}
+
+/// A single vGPU is in no sync-boost group: zero groups.
+fn boost_group_info(_ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
+    put(&Nv0000SyncGpuBoostGroupInfoParams::default(), params)
+}
+
+/// Every host caps bit is a workaround flag for a bug of an older chip's host interface (semaphore
+/// acquire, duplicate completion, CPU write WARs); the sim's Hopper FIFO has none, as the H200
+/// itself reports: an all-zero table.
+fn host_caps_v2(_ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
+    put(&Nv0080CtrlHostGetCapsV2Params::default(), params)
+}
+
+/// Channel handles to channel ids, as `deviceCtrlCmdFifoGetChannelList` does: `numChannels`
+/// must be nonzero; both lists are guest arrays; a handle that is not one of the caller's
+/// channels gets `NV0080_CTRL_FIFO_GET_CHANNELLIST_INVALID_CHANNEL`. The id is the channel's id
+/// in its runlist (the low 16 bits of its work-submit token).
+fn fifo_channel_list(ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
+    let p: Nv0080CtrlFifoGetChannellistParams = match get(params) {
+        Ok(p) => p,
+        Err(s) => return s,
+    };
+    let n = p.numChannels as usize;
+    if n == 0
+        || n > RMAPI_PARAM_COPY_MAX_PARAMS_SIZE as usize / 4
+        || p.pChannelHandleList == 0
+        || p.pChannelList == 0
+    {
+        return NvStatus::ERR_INVALID_ARGUMENT;
+    }
+    let Some(handles) = read_list(ctx.mem, p.pChannelHandleList, n) else {
+        return NvStatus::ERR_INVALID_ADDRESS;
+    };
+    let Some(client) = ctx.vgpu.clients.get(&ctx.client) else {
+        return NvStatus::ERR_INVALID_CLIENT;
+    };
+    let chids: Vec<u8> = handles
+        .iter()
+        .flat_map(|&h| {
+            let chid = match client.get(h).map(|o| &o.kind) {
+                Some(ObjectKind::Channel(ch)) => ch
+                    .work_submit_token
+                    .map_or(NV0080_CTRL_FIFO_GET_CHANNELLIST_INVALID_CHANNEL, |t| {
+                        t & 0xFFFF
+                    }),
+                _ => NV0080_CTRL_FIFO_GET_CHANNELLIST_INVALID_CHANNEL,
+            };
+            chid.to_le_bytes()
+        })
+        .collect();
+    if ctx.mem.write(p.pChannelList, &chids).is_err() {
+        return NvStatus::ERR_INVALID_ADDRESS;
+    }
+    NvStatus::OK
+}
+
+/// `NV2080_CTRL_GPU_INFO_INDEX_*` values the sim answers, and the fields of an index word.
+mod gpu_info_index {
+    /// `_INDEX` field (23:0) of an entry's index word.
+    pub const INDEX_MASK: u32 = 0x00FF_FFFF;
+    /// `_GROUP_ID` field (30:24): the GPU of a multi-GPU group; a vGPU is group 0 only.
+    pub const GROUP_ID_SHIFT: u32 = 24;
+    /// `_GROUP_ID` width mask.
+    pub const GROUP_ID_MASK: u32 = 0x7F;
+    pub const SYSMEM_ACCESS: u32 = 0x1F;
+    pub const GEMINI_BOARD: u32 = 0x22;
+    pub const GLOBAL_POISON_FUSE_ENABLED: u32 = 0x27;
+    pub const NVSWITCH_PROXY_DETECTED: u32 = 0x28;
+    pub const GPU_SMC_MODE: u32 = 0x2A;
+    pub const GPU_FLA_CAPABILITY: u32 = 0x2D;
+    pub const GPU_ATS_CAPABILITY: u32 = 0x30;
+    pub const DISPLAY_ENABLED: u32 = 0x34;
+    pub const MOBILE_CONFIG_ENABLED: u32 = 0x35;
+    pub const GPU_PROFILING_CAPABILITY: u32 = 0x36;
+    pub const GPU_DEBUGGING_CAPABILITY: u32 = 0x37;
+    pub const GPU_LOCAL_EGM_CAPABILITY: u32 = 0x3A;
+    pub const GPU_SELF_HOSTED_CAPABILITY: u32 = 0x3B;
+    pub const CMP_SKU: u32 = 0x3C;
+    pub const DMABUF_CAPABILITY: u32 = 0x3D;
+    pub const IS_RESETLESS_MIG_SUPPORTED: u32 = 0x3F;
+}
+
+/// The value of one `GPU_GET_INFO_V2` index on the sim GPU, `None` when the sim cannot answer it
+/// honestly (ECID, netlist and minor revisions, SM version, per-runlist CHRAM and the indices
+/// this core cannot name; the driver answers `NV_ERR_NOT_SUPPORTED` for an index it cannot serve,
+/// as for the ECID indices without GSP).
+///
+/// Every answered index is a capability the sim does not have, so the value is the `_NO` /
+/// `_DISABLED` / `_UNSUPPORTED` one, except `SYSMEM_ACCESS`, which RM hard-codes to YES and the
+/// sim does (system memory objects): no MIG (SMC mode UNSUPPORTED, as a vGPU without MIG reports),
+/// no fabric, ATS, EGM, display, C2C self-hosting, poison containment or NVSwitch; no debugger or
+/// profiler classes (a vGPU reports DISABLED unless its profile enables them); no dma-buf (RM
+/// reports NO for any vGPU); one board, not a Gemini or mobile one, not a CMP SKU.
+fn gpu_info_value(index: u32) -> Option<u32> {
+    use gpu_info_index::*;
+    match index {
+        SYSMEM_ACCESS => Some(1),
+        GEMINI_BOARD
+        | GLOBAL_POISON_FUSE_ENABLED
+        | NVSWITCH_PROXY_DETECTED
+        | GPU_SMC_MODE
+        | GPU_FLA_CAPABILITY
+        | GPU_ATS_CAPABILITY
+        | DISPLAY_ENABLED
+        | MOBILE_CONFIG_ENABLED
+        | GPU_PROFILING_CAPABILITY
+        | GPU_DEBUGGING_CAPABILITY
+        | GPU_LOCAL_EGM_CAPABILITY
+        | GPU_SELF_HOSTED_CAPABILITY
+        | CMP_SKU
+        | DMABUF_CAPABILITY
+        | IS_RESETLESS_MIG_SUPPORTED => Some(0),
+        _ => None,
+    }
+}
+
+/// `GPU_GET_INFO_V2` with the driver's checks (`getGpuInfos`): list size 1..=MAX, every index
+/// below MAX and in group 0, else `NV_ERR_INVALID_ARGUMENT`; stops at the first index it cannot
+/// answer with `NV_ERR_NOT_SUPPORTED`.
+fn gpu_info_v2(_ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
+    use gpu_info_index::*;
+    let mut p: Nv2080CtrlGpuGetInfoV2Params = match get(params) {
+        Ok(p) => p,
+        Err(s) => return s,
+    };
+    let n = p.gpuInfoListSize as usize;
+    if n == 0 || n > NV2080_CTRL_GPU_INFO_MAX_LIST_SIZE {
+        return NvStatus::ERR_INVALID_ARGUMENT;
+    }
+    for e in p.gpuInfoList.iter_mut().take(n) {
+        let index = e.index & INDEX_MASK;
+        let group = (e.index >> GROUP_ID_SHIFT) & GROUP_ID_MASK;
+        if index as usize >= NV2080_CTRL_GPU_INFO_MAX_LIST_SIZE || group != 0 {
+            return NvStatus::ERR_INVALID_ARGUMENT;
+        }
+        match gpu_info_value(index) {
+            Some(v) => e.data = v,
+            None => {
+                tracing::debug!(index, "GPU info index the sim does not model");
+                return NvStatus::ERR_NOT_SUPPORTED;
+            }
+        }
+    }
+    put(&p, params)
+}
+
 fn addr_space_type(ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
     let mut p: Nv0000CtrlClientGetAddrSpaceTypeParams = match get(params) {
         Ok(p) => p,
@@ -709,6 +877,7 @@ mod fb_index {
     pub const TOTAL_RAM_SIZE: u32 = 0x08;
     pub const HEAP_SIZE: u32 = 0x09;
     pub const MAPPABLE_HEAP_SIZE: u32 = 0x0A;
+    pub const FB_TAX_SIZE_KB: u32 = 0x10;
     pub const HEAP_FREE: u32 = 0x16;
     pub const RAM_LOCATION: u32 = 0x17;
     pub const FB_IS_BROKEN: u32 = 0x18;
@@ -716,6 +885,31 @@ mod fb_index {
     pub const IS_ZERO_FB: u32 = 0x36;
 }
 
+/// The value of one `FB_GET_INFO_V2` index for a vGPU with `quota` bytes of which `free` are
+/// unallocated, `None` for indices the sim cannot answer honestly: memory geometry (bus width,
+/// RAM type, FBP/LTC/LTS counts and masks, L2 size), BAR1 and the physical FB's reservations.
+/// The sizes are the quota; the FB tax is 0 because nothing is carved out of a vGPU's quota; the
+/// FB is dedicated (RAM_LOCATION 0), not broken, not zero-sized.
+fn fb_info_value(index: u32, quota: u64, free: u64) -> Option<u32> {
+    let kib = |b: u64| u32::try_from(b >> 10).unwrap_or(u32::MAX);
+    Some(match index {
+        fb_index::RAM_SIZE
+        | fb_index::TOTAL_RAM_SIZE
+        | fb_index::HEAP_SIZE
+        | fb_index::MAPPABLE_HEAP_SIZE
+        | fb_index::USABLE_RAM_SIZE => kib(quota),
+        fb_index::HEAP_FREE => kib(free),
+        fb_index::FB_TAX_SIZE_KB
+        | fb_index::RAM_LOCATION
+        | fb_index::FB_IS_BROKEN
+        | fb_index::IS_ZERO_FB => 0,
+        _ => return None,
+    })
+}
+
+/// `FB_GET_INFO_V2`: list size at most MAX and every index below MAX, else
+/// `NV_ERR_INVALID_ARGUMENT`; stops at the first index the sim cannot answer with
+/// `NV_ERR_NOT_SUPPORTED`.
 fn fb_info_v2(ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
     let mut p: Nv2080CtrlFbGetInfoV2Params = match get(params) {
         Ok(p) => p,
@@ -724,22 +918,47 @@ fn fb_info_v2(ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
     if p.fbInfoListSize as usize > NV2080_CTRL_FB_INFO_MAX_LIST_SIZE {
         return NvStatus::ERR_INVALID_ARGUMENT;
     }
-    let kib = |b: u64| u32::try_from(b >> 10).unwrap_or(u32::MAX);
     let quota = ctx.vgpu.config.fb_quota;
     let free = quota.saturating_sub(ctx.vgpu.fb_used);
     for e in p.fbInfoList.iter_mut().take(p.fbInfoListSize as usize) {
-        e.data = match e.index {
-            fb_index::RAM_SIZE
-            | fb_index::TOTAL_RAM_SIZE
-            | fb_index::HEAP_SIZE
-            | fb_index::MAPPABLE_HEAP_SIZE
-            | fb_index::USABLE_RAM_SIZE => kib(quota),
-            fb_index::HEAP_FREE => kib(free),
-            fb_index::RAM_LOCATION | fb_index::FB_IS_BROKEN | fb_index::IS_ZERO_FB => 0,
-            _ => return NvStatus::ERR_INVALID_ARGUMENT,
-        };
+        if e.index as usize >= NV2080_CTRL_FB_INFO_MAX_LIST_SIZE {
+            return NvStatus::ERR_INVALID_ARGUMENT;
+        }
+        match fb_info_value(e.index, quota, free) {
+            Some(v) => e.data = v,
+            None => {
+                tracing::debug!(index = e.index, "FB info index the sim does not model");
+                return NvStatus::ERR_NOT_SUPPORTED;
+            }
+        }
     }
     put(&p, params)
+}
+
+/// For the info-list controls the core answers index by index (`GPU_GET_INFO_V2`,
+/// `FB_GET_INFO_V2`): the first index in `params` that the sim does not model, for which the
+/// control answers `NV_ERR_NOT_SUPPORTED`. `None` for other commands or when every index is
+/// answered.
+pub fn unmodelled_info_index(cmd: u32, params: &[u8]) -> Option<u32> {
+    let (n, list) = match cmd {
+        NV2080_CTRL_CMD_GPU_GET_INFO_V2 => {
+            let p: Nv2080CtrlGpuGetInfoV2Params = get(params).ok()?;
+            (p.gpuInfoListSize as usize, p.gpuInfoList.to_vec())
+        }
+        NV2080_CTRL_CMD_FB_GET_INFO_V2 => {
+            let p: Nv2080CtrlFbGetInfoV2Params = get(params).ok()?;
+            (p.fbInfoListSize as usize, p.fbInfoList.to_vec())
+        }
+        _ => return None,
+    };
+    let answered = |i: u32| match cmd {
+        NV2080_CTRL_CMD_GPU_GET_INFO_V2 => gpu_info_value(i & gpu_info_index::INDEX_MASK),
+        _ => fb_info_value(i, 0, 0),
+    };
+    list.iter()
+        .take(n)
+        .map(|e| e.index)
+        .find(|&i| answered(i).is_none())
 }
 
 fn arch_info(ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
