@@ -274,3 +274,42 @@ fn gpu_info_answers_what_the_sim_models_and_refuses_the_rest_like_rm() {
         );
     }
 }
+
+#[test]
+fn compute_mode_has_no_rules_and_the_timeslice_policy_is_the_default() {
+    let (mut rm, mut g, t) = setup();
+    let (s, p) = g.control(
+        &mut rm,
+        t.client,
+        t.subdevice,
+        NV2080_CTRL_CMD_GPU_QUERY_COMPUTE_MODE_RULES,
+        &Nv2080CtrlGpuQueryComputeModeRulesParams { rules: 0x55 },
+    );
+    assert_eq!(s, NvStatus::OK);
+    assert_eq!(p.rules, NV2080_CTRL_GPU_COMPUTE_MODE_RULES_NONE);
+
+    let mut junk = Nv2080CtrlGpuGetComputePolicyConfigParams {
+        numConfigs: 32,
+        ..Default::default()
+    };
+    junk.configList.iter_mut().for_each(|c| c.data = 3);
+    let (s, p) = g.control(
+        &mut rm,
+        t.client,
+        t.subdevice,
+        NV2080_CTRL_CMD_GPU_GET_COMPUTE_POLICY_CONFIG,
+        &junk,
+    );
+    assert_eq!(s, NvStatus::OK);
+    assert_eq!(p.numConfigs, 1);
+    assert_eq!(
+        p.configList[0],
+        Nv2080CtrlGpuComputePolicyConfig {
+            r#type: NV2080_CTRL_GPU_COMPUTE_POLICY_TIMESLICE,
+            data: NV2080_CTRL_CMD_GPU_COMPUTE_TIMESLICE_DEFAULT,
+        }
+    );
+    assert!(p.configList[1..]
+        .iter()
+        .all(|c| *c == Nv2080CtrlGpuComputePolicyConfig::default()));
+}

@@ -39,7 +39,9 @@ commands! {
     NV2080_CTRL_CMD_GPU_GET_INFO_V2 = 0x2080_0102;
     NV2080_CTRL_CMD_GPU_GET_NAME_STRING = 0x2080_0110;
     NV2080_CTRL_CMD_GPU_GET_SHORT_NAME_STRING = 0x2080_0111;
+    NV2080_CTRL_CMD_GPU_QUERY_COMPUTE_MODE_RULES = 0x2080_0131;
     NV2080_CTRL_CMD_GPU_GET_GID_INFO = 0x2080_014A;
+    NV2080_CTRL_CMD_GPU_GET_COMPUTE_POLICY_CONFIG = 0x2080_0195;
     NV2080_CTRL_CMD_GPU_GET_ENGINES_V2 = 0x2080_0170;
     NV2080_CTRL_CMD_FIFO_DISABLE_CHANNELS = 0x2080_110B;
     NV2080_CTRL_CMD_FB_GET_INFO_V2 = 0x2080_1303;
@@ -583,3 +585,44 @@ abi_struct! {
     }
 }
 assert_layout!(Nv0080CtrlFifoGetChannellistParams, 24, pChannelHandleList @ 8, pChannelList @ 16);
+
+/// `NV2080_CTRL_GPU_COMPUTE_MODE_RULES_NONE`: no restriction on compute contexts.
+pub const NV2080_CTRL_GPU_COMPUTE_MODE_RULES_NONE: u32 = 0;
+
+abi_struct! {
+    /// `NV2080_CTRL_GPU_QUERY_COMPUTE_MODE_RULES_PARAMS`.
+    pub struct Nv2080CtrlGpuQueryComputeModeRulesParams {
+        /// `NV2080_CTRL_GPU_COMPUTE_MODE_RULES_*`, out.
+        pub rules: u32,
+    }
+}
+assert_layout!(Nv2080CtrlGpuQueryComputeModeRulesParams, 4);
+
+/// `NV2080_CTRL_GPU_COMPUTE_POLICY_MAX`.
+pub const NV2080_CTRL_GPU_COMPUTE_POLICY_MAX: usize = 32;
+/// `NV2080_CTRL_GPU_COMPUTE_POLICY_TIMESLICE`: the compute timeslice policy.
+pub const NV2080_CTRL_GPU_COMPUTE_POLICY_TIMESLICE: u32 = 0;
+/// `NV2080_CTRL_CMD_GPU_COMPUTE_TIMESLICE_DEFAULT`: the driver's default timeslice.
+pub const NV2080_CTRL_CMD_GPU_COMPUTE_TIMESLICE_DEFAULT: u32 = 0;
+
+abi_struct! {
+    /// `NV2080_CTRL_GPU_COMPUTE_POLICY_CONFIG`: one policy and its value.
+    pub struct Nv2080CtrlGpuComputePolicyConfig {
+        /// `NV2080_CTRL_GPU_COMPUTE_POLICY_*`.
+        pub r#type: u32,
+        /// The value (`data.timeslice` for the timeslice policy).
+        pub data: u32,
+    }
+}
+assert_layout!(Nv2080CtrlGpuComputePolicyConfig, 8);
+
+abi_struct! {
+    /// `NV2080_CTRL_GPU_GET_COMPUTE_POLICY_CONFIG_PARAMS`: every compute policy and its value.
+    pub struct Nv2080CtrlGpuGetComputePolicyConfigParams {
+        /// Entries used, out.
+        pub numConfigs: u32,
+        /// Policies, out.
+        pub configList: [Nv2080CtrlGpuComputePolicyConfig; NV2080_CTRL_GPU_COMPUTE_POLICY_MAX],
+    }
+}
+assert_layout!(Nv2080CtrlGpuGetComputePolicyConfigParams, 260, configList @ 4);

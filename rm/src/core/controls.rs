@@ -156,7 +156,7 @@ table! {
     0x2080_0111, "NV2080_CTRL_CMD_GPU_GET_SHORT_NAME_STRING", 64, Rejected(SHORT_NAME);
     0x2080_0119, "NV2080_CTRL_CMD_GPU_GET_SIMULATION_INFO", 4, Rejected(SIMULATION);
     0x2080_012F, "NV2080_CTRL_CMD_GPU_QUERY_ECC_STATUS", 1464, Rejected(HOST_STATE);
-    0x2080_0131, "NV2080_CTRL_CMD_GPU_QUERY_COMPUTE_MODE_RULES", 4, Rejected(HOST_STATE);
+    0x2080_0131, "NV2080_CTRL_CMD_GPU_QUERY_COMPUTE_MODE_RULES", 4, Core(compute_mode_rules);
     0x2080_0133, "NV2080_CTRL_CMD_GPU_QUERY_ECC_CONFIGURATION", 8, Rejected(HOST_STATE);
     0x2080_013F, "NV2080_CTRL_CMD_GPU_GET_OEM_BOARD_INFO", 136, Rejected(HOST_STATE);
     0x2080_0145, "NV2080 private GPU control 0x45", 0, Rejected(PRIVATE);
@@ -168,7 +168,7 @@ table! {
     0x2080_0170, "NV2080_CTRL_CMD_GPU_GET_ENGINES_V2", 340, Core(engines_v2);
     0x2080_017B, "NV2080_CTRL_GPU_GET_NVFBC_SW_SESSION_STATS", 12, Rejected(ACCOUNTING);
     0x2080_018D, "NV2080_CTRL_CMD_GPU_GET_PIDS", 3812, Rejected(ACCOUNTING);
-    0x2080_0195, "NV2080_CTRL_CMD_GPU_GET_COMPUTE_POLICY_CONFIG", 260, Rejected(HOST_STATE);
+    0x2080_0195, "NV2080_CTRL_CMD_GPU_GET_COMPUTE_POLICY_CONFIG", 260, Core(compute_policy_config);
     0x2080_01A3, "NV2080_CTRL_CMD_GET_GPU_FABRIC_PROBE_INFO", 56, Rejected(MULTI_GPU);
     0x2080_01A4, "NV2080_CTRL_CMD_GPU_GET_CHIP_DETAILS", 16, Rejected(HOST_STATE);
     0x2080_01B2, "NV2080_CTRL_CMD_GPU_GET_RECOVERY_ACTION", 4, Rejected(HOST_STATE);
@@ -961,6 +961,31 @@ pub fn unmodelled_info_index(cmd: u32, params: &[u8]) -> Option<u32> {
         .find(|&i| answered(i).is_none())
 }
 
+/// The core lets a guest create any number of compute contexts, so no compute-mode rule
+/// (exclusive thread/process, prohibited) applies: `NONE`.
+fn compute_mode_rules(_ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
+    put(
+        &Nv2080CtrlGpuQueryComputeModeRulesParams {
+            rules: NV2080_CTRL_GPU_COMPUTE_MODE_RULES_NONE,
+        },
+        params,
+    )
+}
+
+/// The one compute policy, the timeslice: a guest cannot change it and new TSGs get RM's
+/// default timeslice, so `DEFAULT`. Inputs are ignored, as in RM.
+fn compute_policy_config(_ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
+    let mut p = Nv2080CtrlGpuGetComputePolicyConfigParams {
+        numConfigs: 1,
+        ..Default::default()
+    };
+    p.configList[0] = Nv2080CtrlGpuComputePolicyConfig {
+        r#type: NV2080_CTRL_GPU_COMPUTE_POLICY_TIMESLICE,
+        data: NV2080_CTRL_CMD_GPU_COMPUTE_TIMESLICE_DEFAULT,
+    };
+    put(&p, params)
+}
+
 fn arch_info(ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
     let p = Nv2080CtrlMcGetArchInfoParams {
         architecture: ctx.gpu.architecture,
@@ -1119,6 +1144,34 @@ mod tests {
                 core::mem::size_of::<Nv2080CtrlFifoDisableChannelsParams>(),
             ),
             (
+                NV0000_CTRL_CMD_GPU_GET_ACTIVE_DEVICE_IDS,
+                core::mem::size_of::<Nv0000CtrlGpuGetActiveDeviceIdsParams>(),
+            ),
+            (
+                NV0000_CTRL_CMD_SYNC_GPU_BOOST_GROUP_INFO,
+                core::mem::size_of::<Nv0000SyncGpuBoostGroupInfoParams>(),
+            ),
+            (
+                NV0080_CTRL_CMD_HOST_GET_CAPS_V2,
+                core::mem::size_of::<Nv0080CtrlHostGetCapsV2Params>(),
+            ),
+            (
+                NV0080_CTRL_CMD_FIFO_GET_CHANNELLIST,
+                core::mem::size_of::<Nv0080CtrlFifoGetChannellistParams>(),
+            ),
+            (
+                NV2080_CTRL_CMD_GPU_GET_INFO_V2,
+                core::mem::size_of::<Nv2080CtrlGpuGetInfoV2Params>(),
+            ),
+            (
+                NV2080_CTRL_CMD_GPU_QUERY_COMPUTE_MODE_RULES,
+                core::mem::size_of::<Nv2080CtrlGpuQueryComputeModeRulesParams>(),
+            ),
+            (
+                NV2080_CTRL_CMD_GPU_GET_COMPUTE_POLICY_CONFIG,
+                core::mem::size_of::<Nv2080CtrlGpuGetComputePolicyConfigParams>(),
+            ),
+            (
                 NVA06C_CTRL_CMD_PREEMPT,
                 core::mem::size_of::<NvA06cCtrlPreemptParams>(),
             ),
@@ -1165,6 +1218,36 @@ mod tests {
             NV0000_CTRL_CMD_GPU_GET_ATTACHED_IDS,
             class::NV01_ROOT_CLIENT
         ));
+    }
+
+    #[test]
+    fn unmodelled_info_indices_are_found_in_the_list_used() {
+        let mut p = Nv2080CtrlGpuGetInfoV2Params {
+            gpuInfoListSize: 2,
+            ..Default::default()
+        };
+        p.gpuInfoList[0].index = gpu_info_index::SYSMEM_ACCESS;
+        p.gpuInfoList[1].index = gpu_info_index::GPU_SMC_MODE;
+        p.gpuInfoList[2].index = 0x2C;
+        let cmd = NV2080_CTRL_CMD_GPU_GET_INFO_V2;
+        assert_eq!(unmodelled_info_index(cmd, p.as_bytes()), None);
+        p.gpuInfoListSize = 3;
+        assert_eq!(unmodelled_info_index(cmd, p.as_bytes()), Some(0x2C));
+
+        let mut f = Nv2080CtrlFbGetInfoV2Params {
+            fbInfoListSize: 1,
+            ..Default::default()
+        };
+        f.fbInfoList[0].index = fb_index::HEAP_FREE;
+        f.fbInfoList[1].index = 0x0B;
+        let cmd = NV2080_CTRL_CMD_FB_GET_INFO_V2;
+        assert_eq!(unmodelled_info_index(cmd, f.as_bytes()), None);
+        f.fbInfoListSize = 2;
+        assert_eq!(unmodelled_info_index(cmd, f.as_bytes()), Some(0x0B));
+        assert_eq!(
+            unmodelled_info_index(NV2080_CTRL_CMD_GPU_GET_NAME_STRING, f.as_bytes()),
+            None
+        );
     }
 
     #[test]
