@@ -313,3 +313,29 @@ fn compute_mode_has_no_rules_and_the_timeslice_policy_is_the_default() {
         .iter()
         .all(|c| *c == Nv2080CtrlGpuComputePolicyConfig::default()));
 }
+
+#[test]
+fn detach_accepts_its_own_gpu_and_detach_all_but_no_other_gpu() {
+    let (mut rm, mut g, t) = setup();
+    let ids = |first: u32| {
+        let mut p = Nv0000CtrlGpuDetachIdsParams {
+            gpuIds: [NV0000_CTRL_GPU_INVALID_ID; 32],
+        };
+        p.gpuIds[0] = first;
+        p
+    };
+    for (id, want) in [
+        (NV0000_CTRL_GPU_DETACH_ALL_ATTACHED_IDS, NvStatus::OK),
+        (0x600, NvStatus::OK),
+        (0x700, NvStatus::ERR_INVALID_ARGUMENT),
+    ] {
+        let (s, _) = g.control(
+            &mut rm,
+            t.client,
+            t.client,
+            NV0000_CTRL_CMD_GPU_DETACH_IDS,
+            &ids(id),
+        );
+        assert_eq!(s, want, "{id:#x}");
+    }
+}

@@ -152,16 +152,24 @@ fn sim_tree(rm: &mut Rm<SimBackend>, g: &mut Guest) -> HashMap<u32, Handle> {
     ])
 }
 
-#[test]
-fn vecadd_controls_are_answered_or_refused_as_the_table_says() {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/traces/vecadd.jsonl.gz");
+/// What a replay found: controls with no object here, outcomes by (control, outcome), and the
+/// controls answered otherwise than the table says.
+struct Replay {
+    total: usize,
+    skipped: usize,
+    outcomes: BTreeMap<(&'static str, &'static str), usize>,
+    failures: Vec<String>,
+}
+
+/// Replays the controls of `shared/traces/<name>.jsonl.gz`; `None` when the trace is absent.
+fn replay(name: &str) -> Option<Replay> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../../shared/traces/{name}.jsonl.gz"));
     if !path.exists() {
         eprintln!("skipping: no {}", path.display());
-        return;
+        return None;
     }
     let (controls, classes) = read_trace(&path);
-    assert!(controls.len() > 150, "the vecadd trace holds 197 controls");
 
     let mut rm = Rm::new(SimBackend::new(SimConfig::default()));
     let fb = rm.gpu_info().fb_bytes;
@@ -179,7 +187,7 @@ fn vecadd_controls_are_answered_or_refused_as_the_table_says() {
 
     let mut mem = SparseMemory::default();
     let req = IoctlRequest::encode(Escape::RM_CONTROL as u8, 32).unwrap();
-    let mut answered: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    let mut answered: BTreeMap<(&'static str, &'static str), usize> = BTreeMap::new();
     let mut skipped = 0;
     let mut failures = Vec::new();
     for c in &controls {
@@ -247,10 +255,22 @@ fn vecadd_controls_are_answered_or_refused_as_the_table_says() {
         };
         *answered.entry((info.name, outcome)).or_default() += 1;
     }
-    assert!(failures.is_empty(), "{failures:#?}");
-    eprintln!("{skipped} skipped; {answered:?}");
+    Some(Replay {
+        total: controls.len(),
+        skipped,
+        outcomes: answered,
+        failures,
+    })
+}
+
+#[test]
+fn vecadd_controls_are_answered_or_refused_as_the_table_says() {
+    let Some(r) = replay("vecadd") else { return };
+    assert!(r.total > 150, "the vecadd trace holds 197 controls");
+    assert!(r.failures.is_empty(), "{:#?}", r.failures);
+    eprintln!("{} skipped; {:?}", r.skipped, r.outcomes);
     // Nearly every control reached an object here, and what the core now answers was answered.
-    assert!(skipped < 20, "{skipped} of {} skipped", controls.len());
+    assert!(r.skipped < 20, "{} of {} skipped", r.skipped, r.total);
     for name in [
         "NV0000_CTRL_CMD_GPU_GET_ACTIVE_DEVICE_IDS",
         "NV0000_CTRL_CMD_SYNC_GPU_BOOST_GROUP_INFO",
@@ -264,8 +284,21 @@ fn vecadd_controls_are_answered_or_refused_as_the_table_says() {
         "NVC36F_CTRL_CMD_GPFIFO_GET_WORK_SUBMIT_TOKEN",
     ] {
         assert!(
-            answered.contains_key(&(name, "answered")),
-            "{name} not answered: {answered:#?}"
+            r.outcomes.contains_key(&(name, "answered")),
+            "{name} not answered: {:#?}",
+            r.outcomes
+        );
+    }
+}
+
+#[test]
+fn the_other_traces_controls_are_answered_or_refused_as_the_table_says() {
+    for name in ["spin", "smi", "smiq"] {
+        let Some(r) = replay(name) else { continue };
+        assert!(r.failures.is_empty(), "{name}: {:#?}", r.failures);
+        assert!(
+            r.outcomes.values().sum::<usize>() > 0,
+            "{name}: nothing replayed"
         );
     }
 }

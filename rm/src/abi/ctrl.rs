@@ -177,6 +177,9 @@ assert_layout!(Nv0000CtrlGpuGetPciInfoParams, 12, bus @ 8, slot @ 10);
 
 /// `NV0000_CTRL_GPU_ATTACH_ALL_PROBED_IDS`.
 pub const NV0000_CTRL_GPU_ATTACH_ALL_PROBED_IDS: u32 = 0x0000_FFFF;
+/// `NV0000_CTRL_GPU_DETACH_ALL_ATTACHED_IDS`: in a detach list, every attached GPU (nvidia-smi
+/// sends it).
+pub const NV0000_CTRL_GPU_DETACH_ALL_ATTACHED_IDS: u32 = 0x0000_FFFF;
 
 abi_struct! {
     /// `NV0000_CTRL_GPU_ATTACH_IDS_PARAMS`.

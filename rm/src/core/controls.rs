@@ -562,7 +562,7 @@ fn detach_ids(ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
         .gpuIds
         .iter()
         .take_while(|&&id| id != NV0000_CTRL_GPU_INVALID_ID)
-        .all(|&id| id == mine);
+        .all(|&id| id == mine || id == NV0000_CTRL_GPU_DETACH_ALL_ATTACHED_IDS);
     if ok {
         NvStatus::OK
     } else {
