@@ -339,3 +339,21 @@ fn detach_accepts_its_own_gpu_and_detach_all_but_no_other_gpu() {
         assert_eq!(s, want, "{id:#x}");
     }
 }
+
+#[test]
+fn id_info_reports_a_lone_gpu_board_that_cannot_do_sli() {
+    let (mut rm, mut g, t) = setup();
+    let (s, p) = g.control(
+        &mut rm,
+        t.client,
+        t.client,
+        NV0000_CTRL_CMD_GPU_GET_ID_INFO_V2,
+        &Nv0000CtrlGpuGetIdInfoV2Params {
+            gpuId: 0x600,
+            ..Default::default()
+        },
+    );
+    assert_eq!(s, NvStatus::OK);
+    // GPU_NOT_SUPPORTED | INVALID_GPU_COUNT; board id = GPU id; no NUMA node.
+    assert_eq!((p.sliStatus, p.boardId, p.numaId), (0x41, 0x600, -1));
+}

@@ -14,6 +14,7 @@ mod common;
 
 use common::*;
 use rm::abi::alloc_params::*;
+use rm::abi::ctrl::*;
 use rm::abi::escape::Escape;
 use rm::abi::ioctl::IoctlRequest;
 use rm::abi::nvos::Nvos54Parameters;
@@ -32,6 +33,22 @@ const GFID: u32 = 5;
 const TRACE_GPU_ID: u32 = 6;
 const ARG: u64 = 0x1000;
 const PAGE: u64 = 4096;
+
+/// Controls whose answer depends only on what the vGPU is configured to be (its GPU id) and on
+/// what the sim lacks (MIG, SLI, boost groups, host-interface bugs, compute-mode rules), so the
+/// sim must answer them byte for byte as the traced H200 did. (`GPU_GET_ID_INFO[_V2]` are not
+/// here: their `gpuFlags` IN_USE bit changes once the trace allocates a device, and this
+/// replay's tree exists from the start.)
+const EXACT: &[u32] = &[
+    NV0000_CTRL_CMD_GPU_GET_ATTACHED_IDS,
+    NV0000_CTRL_CMD_GPU_ATTACH_IDS,
+    NV0000_CTRL_CMD_GPU_GET_ACTIVE_DEVICE_IDS,
+    NV0000_CTRL_CMD_SYNC_GPU_BOOST_GROUP_INFO,
+    NV0080_CTRL_CMD_GPU_GET_NUM_SUBDEVICES,
+    NV0080_CTRL_CMD_HOST_GET_CAPS_V2,
+    NV2080_CTRL_CMD_GPU_QUERY_COMPUTE_MODE_RULES,
+    NV2080_CTRL_CMD_GPU_GET_COMPUTE_POLICY_CONFIG,
+];
 
 /// Guest memory where every address exists (zero until written), so the trace's recorded
 /// pointers (stack and heap addresses of the traced process) can be followed.
@@ -76,6 +93,7 @@ struct TracedControl {
     args: Nvos54Parameters,
     status: u32,
     params: Vec<u8>,
+    p_out: Vec<u8>,
 }
 
 /// The trace's controls in order, and the class of every object it allocated (clients too).
@@ -106,6 +124,7 @@ fn read_trace(path: &PathBuf) -> (Vec<TracedControl>, HashMap<Handle, u32>) {
                 args: read_struct(&hex(&r["in"])).unwrap(),
                 status: u32_at(&out, 28),
                 params: hex(&r["p_in"]),
+                p_out: hex(&r["p_out"]),
             }),
             _ => {}
         }
@@ -233,6 +252,16 @@ fn replay(name: &str) -> Option<Replay> {
         let mut out = [0u8; 32];
         mem.read(ARG, &mut out).unwrap();
         let status = NvStatus(read_struct::<Nvos54Parameters>(&out).unwrap().status);
+        if status == NvStatus::OK && EXACT.contains(&c.args.cmd) {
+            let mut got = vec![0u8; params.len()];
+            mem.read(addr, &mut got).unwrap();
+            if got != c.p_out {
+                failures.push(format!(
+                    "seq {} {}: answer differs from the real driver's",
+                    c.seq, info.name
+                ));
+            }
+        }
         let outcome = match (info.handling, status) {
             (Handling::Core(_) | Handling::Backend(..), NvStatus::OK) => "answered",
             (Handling::Rejected(_), NvStatus::ERR_NOT_SUPPORTED) => "rejected",

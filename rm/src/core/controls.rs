@@ -509,9 +509,14 @@ fn id_info(ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
         p.boardId,
         p.gpuInstance,
         p.numaId,
-    ) = (0, 0, 0, 0, 0, 0, -1);
+    ) = (0, 0, 0, SINGLE_GPU_SLI_STATUS, p.gpuId, 0, -1);
     put(&p, params)
 }
+
+/// `sliStatus` of a GPU that is alone and cannot do SLI: `NV0000_CTRL_SLI_STATUS_GPU_NOT_SUPPORTED
+/// | NV0000_CTRL_SLI_STATUS_INVALID_GPU_COUNT`, what the traced H200 reports. The board id of a
+/// single-GPU board is the GPU id, as there too.
+const SINGLE_GPU_SLI_STATUS: u32 = 0x40 | 0x01;
 
 fn id_info_v2(ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
     let p: Nv0000CtrlGpuGetIdInfoV2Params = match get(params) {
@@ -524,6 +529,8 @@ fn id_info_v2(ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
     put(
         &Nv0000CtrlGpuGetIdInfoV2Params {
             gpuId: p.gpuId,
+            sliStatus: SINGLE_GPU_SLI_STATUS,
+            boardId: p.gpuId,
             numaId: -1,
             ..Default::default()
         },
@@ -548,7 +555,6 @@ fn attach_ids(ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
             return NvStatus::ERR_INVALID_ARGUMENT;
         }
     }
-    p.failedId = NV0000_CTRL_GPU_INVALID_ID;
     put(&p, params)
 }
 
