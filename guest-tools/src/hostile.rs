@@ -8,7 +8,7 @@ use rm::abi::nvos::Nvos54Parameters;
 use rm::abi::{class, NvStatus};
 use serde::{Deserialize, Serialize};
 
-use crate::driver::protocol::{error, fault, op, RequestHeader, ResponseFooter};
+use crate::driver::protocol::{error, op, QueueFault, RequestHeader, ResponseFooter};
 use crate::driver::queue::{F_NEXT, F_WRITE};
 use crate::driver::{DriverError, VgpuDriver};
 use crate::rmapi::{RmClient, Transport, VgpuTransport};
@@ -138,7 +138,7 @@ pub fn run(t: &VgpuTransport) -> Result<Vec<Check>, DriverError> {
     let f = d.last_queue_fault();
     out.push(check(
         "descriptor loop",
-        len == Some(0) && f == fault::CHAIN_TOO_LONG,
+        len == Some(0) && f == QueueFault::ChainTooLong as u32,
         format!("used length {len:?}, fault {f}"),
     ));
 
@@ -156,7 +156,9 @@ pub fn run(t: &VgpuTransport) -> Result<Vec<Check>, DriverError> {
     let foot = ResponseFooter::from_bytes(&b);
     out.push(check(
         "request header outside the window",
-        len == Some(16) && foot.ret == -libc::EFAULT && foot.fault == fault::OUT_OF_WINDOW,
+        len == Some(16)
+            && foot.ret == -libc::EFAULT
+            && foot.fault == QueueFault::OutOfWindow as u32,
         format!(
             "used length {len:?}, ret {}, fault {}",
             foot.ret, foot.fault
@@ -174,7 +176,7 @@ pub fn run(t: &VgpuTransport) -> Result<Vec<Check>, DriverError> {
     let f = d.last_queue_fault();
     out.push(check(
         "footer of the wrong length",
-        len == Some(0) && f == fault::BAD_LENGTH,
+        len == Some(0) && f == QueueFault::BadLength as u32,
         format!("used length {len:?}, fault {f}"),
     ));
 
@@ -182,7 +184,7 @@ pub fn run(t: &VgpuTransport) -> Result<Vec<Check>, DriverError> {
     let f = d.last_queue_fault();
     out.push(check(
         "head index outside the descriptor table",
-        len.is_none() && f == fault::BAD_HEAD_INDEX,
+        len.is_none() && f == QueueFault::BadHeadIndex as u32,
         format!("used entry {len:?}, fault {f}"),
     ));
     let malformed = d.error_status() & error::MALFORMED_REQUEST != 0;

@@ -3,108 +3,11 @@
 mod common;
 
 use common::*;
-use guest_tools::driver::protocol as gp;
 use guest_tools::driver::{DriverError, Setup};
 use guest_tools::rmapi::{Node, RmClient, Transport, VgpuTransport};
 use rm::abi::alloc_params::Nv0080AllocParameters;
 use rm::abi::ctrl::*;
 use rm::abi::{class, NvStatus};
-use vgpu::protocol as vp;
-
-#[test]
-fn guest_protocol_constants_match_the_device_model() {
-    assert_eq!(gp::PCI_VENDOR_ID, vp::PCI_VENDOR_ID);
-    assert_eq!(gp::PCI_DEVICE_ID, vp::PCI_DEVICE_ID);
-    assert_eq!(gp::MAGIC, vp::MAGIC);
-    assert_eq!(gp::VERSION_MAJOR, u32::from(vp::PROTOCOL_VERSION_MAJOR));
-    assert_eq!(
-        (gp::BAR0, gp::BAR2, gp::BAR0_SIZE),
-        (vp::BAR0, vp::BAR2, vp::BAR0_SIZE)
-    );
-    use gp::reg as g;
-    use vp::reg as v;
-    for (a, b) in [
-        (g::MAGIC, v::MAGIC),
-        (g::VERSION, v::VERSION),
-        (g::GFID, v::GFID),
-        (g::FEATURES, v::FEATURES),
-        (g::WINDOW_SIZE_LO, v::WINDOW_SIZE_LO),
-        (g::WINDOW_SIZE_HI, v::WINDOW_SIZE_HI),
-        (g::INTR_STATUS, v::INTR_STATUS),
-        (g::INTR_ENABLE, v::INTR_ENABLE),
-        (g::ERROR_STATUS, v::ERROR_STATUS),
-        (g::LAST_REJECTED_TOKEN, v::LAST_REJECTED_TOKEN),
-        (g::LAST_QUEUE_FAULT, v::LAST_QUEUE_FAULT),
-        (g::DOORBELLS_LO, v::DOORBELLS_LO),
-        (g::DOORBELLS_REJECTED_LO, v::DOORBELLS_REJECTED_LO),
-        (g::QUEUE_NOTIFIES_LO, v::QUEUE_NOTIFIES_LO),
-        (g::REQUESTS_LO, v::REQUESTS_LO),
-        (g::REQUEST_ERRORS_LO, v::REQUEST_ERRORS_LO),
-        (g::DOORBELL, v::DOORBELL),
-        (gp::virtio::COMMON_CFG, vp::virtio::COMMON_CFG),
-        (gp::virtio::ISR, vp::virtio::ISR),
-        (gp::virtio::DEVICE_CFG, vp::virtio::DEVICE_CFG),
-        (gp::virtio::NOTIFY, vp::virtio::NOTIFY),
-        (gp::intr::QUEUE, vp::intr::QUEUE),
-        (gp::intr::CONFIG, vp::intr::CONFIG),
-        (gp::intr::ERROR, vp::intr::ERROR),
-        (gp::intr::ALL, vp::intr::ALL),
-    ] {
-        assert_eq!(a, b);
-    }
-    use gp::virtio::common as gc;
-    use vgpu::transport::common as vc;
-    for (a, b) in [
-        (gc::DEVICE_STATUS, vc::DEVICE_STATUS),
-        (gc::DRIVER_FEATURE_SELECT, vc::DRIVER_FEATURE_SELECT),
-        (gc::DRIVER_FEATURE, vc::DRIVER_FEATURE),
-        (gc::QUEUE_SELECT, vc::QUEUE_SELECT),
-        (gc::QUEUE_SIZE, vc::QUEUE_SIZE),
-        (gc::QUEUE_ENABLE, vc::QUEUE_ENABLE),
-        (gc::QUEUE_DESC, vc::QUEUE_DESC),
-        (gc::QUEUE_DRIVER, vc::QUEUE_DRIVER),
-        (gc::QUEUE_DEVICE, vc::QUEUE_DEVICE),
-    ] {
-        assert_eq!(a, b);
-    }
-    assert_eq!(
-        (
-            gp::op::OPEN,
-            gp::op::CLOSE,
-            gp::op::IOCTL,
-            gp::op::MAPPING_READ,
-            gp::op::MAPPING_WRITE
-        ),
-        (
-            vp::op::OPEN,
-            vp::op::CLOSE,
-            vp::op::IOCTL,
-            vp::op::MAPPING_READ,
-            vp::op::MAPPING_WRITE
-        )
-    );
-    assert_eq!(gp::MAX_MAPPING_COPY as u32, vp::MAX_MAPPING_COPY);
-    let h = gp::RequestHeader {
-        op: 3,
-        file: -2,
-        request: 0xc020_462a,
-        length: 7,
-        arg: 0x1234_5678_9abc,
-        offset: 42,
-    };
-    let back = vp::RequestHeader::from_bytes(&h.to_bytes());
-    assert_eq!(
-        (
-            back.op,
-            back.file,
-            back.request,
-            back.length,
-            back.arg,
-            back.offset
-        ),
-        (h.op, h.file, h.request, h.length, h.arg, h.offset)
-    );
-}
 
 #[test]
 fn a_client_allocates_queries_and_frees_through_the_queue() {

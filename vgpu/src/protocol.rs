@@ -157,6 +157,46 @@ pub mod virtio {
     /// Largest queue size the device accepts (the driver may pick any power of two below).
     pub const QUEUE_MAX_SIZE: u16 = 256;
 
+    /// Byte offsets inside `virtio_pci_common_cfg` (virtio 1.2, 4.1.4.3).
+    pub mod common {
+        /// le32, RW.
+        pub const DEVICE_FEATURE_SELECT: u32 = 0x00;
+        /// le32, RO.
+        pub const DEVICE_FEATURE: u32 = 0x04;
+        /// le32, RW.
+        pub const DRIVER_FEATURE_SELECT: u32 = 0x08;
+        /// le32, RW.
+        pub const DRIVER_FEATURE: u32 = 0x0c;
+        /// le16, RW (no MSI-X: reads back 0xffff).
+        pub const CONFIG_MSIX_VECTOR: u32 = 0x10;
+        /// le16, RO.
+        pub const NUM_QUEUES: u32 = 0x12;
+        /// u8, RW.
+        pub const DEVICE_STATUS: u32 = 0x14;
+        /// u8, RO.
+        pub const CONFIG_GENERATION: u32 = 0x15;
+        /// le16, RW.
+        pub const QUEUE_SELECT: u32 = 0x16;
+        /// le16, RW.
+        pub const QUEUE_SIZE: u32 = 0x18;
+        /// le16, RW (no MSI-X: reads back 0xffff).
+        pub const QUEUE_MSIX_VECTOR: u32 = 0x1a;
+        /// le16, RW.
+        pub const QUEUE_ENABLE: u32 = 0x1c;
+        /// le16, RO.
+        pub const QUEUE_NOTIFY_OFF: u32 = 0x1e;
+        /// le64, RW: descriptor table (window offset).
+        pub const QUEUE_DESC: u32 = 0x20;
+        /// le64, RW: available ring (window offset).
+        pub const QUEUE_DRIVER: u32 = 0x28;
+        /// le64, RW: used ring (window offset).
+        pub const QUEUE_DEVICE: u32 = 0x30;
+        /// le16, RO.
+        pub const QUEUE_NOTIFY_DATA: u32 = 0x38;
+        /// le16, RW (`VIRTIO_F_RING_RESET` is not offered: reads 0, writes ignored).
+        pub const QUEUE_RESET: u32 = 0x3a;
+    }
+
     /// `device_status` bits (virtio 1.2, 2.1).
     pub mod status {
         /// The guest found the device.

@@ -8,8 +8,8 @@ use common::*;
 use proptest::prelude::*;
 use rm::abi::class;
 use rm::abi::NvStatus;
+use vgpu::protocol::virtio::common as cc;
 use vgpu::protocol::{self, error, node, op, reg, virtio, QueueFault, RequestHeader};
-use vgpu::transport::common as cc;
 use vgpu::Counter;
 
 fn ready_guest() -> (SimRm, Guest, i32) {

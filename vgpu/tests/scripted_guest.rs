@@ -244,7 +244,7 @@ fn reset_closes_files_and_frees_objects_then_serves_again() {
         file: ctl,
         ..Default::default()
     });
-    g.common_write(vgpu::transport::common::DEVICE_STATUS, &[0]);
+    g.common_write(vgpu::protocol::virtio::common::DEVICE_STATUS, &[0]);
     assert_eq!(g.status(), 0);
     assert_eq!(g.dev.open_files(), 0);
     assert_eq!(rm.lock().unwrap().object_count(1), 0);

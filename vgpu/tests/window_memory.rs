@@ -161,7 +161,7 @@ fn gpu_work_runs_from_window_memory_and_signals_into_it() {
         },
     );
     assert_eq!((ret, NvStatus(out.status)), (0, NvStatus::OK));
-    g.common_write(vgpu::transport::common::DEVICE_STATUS, &[0]);
+    g.common_write(vgpu::protocol::virtio::common::DEVICE_STATUS, &[0]);
     assert_eq!(host.object_count(5), 0);
 }
 

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use super::interrupt::{Completion, InterruptSource};
 use super::mmio::RegisterBar;
-use super::protocol::{self, features, intr, op, reg, virtio, RequestHeader, ResponseFooter};
+use super::protocol::{
+    self, features, intr, op, reg, virtio, RequestHeader, ResponseFooter, PROTOCOL_VERSION_MAJOR,
+};
 use super::queue::{layout, SplitQueue, UsedElem, QUEUE_SIZE};
 use super::window::{OutOfWindow, SharedWindow};
 use virtio::common;
@@ -23,7 +25,7 @@ pub enum DriverError {
     #[error("BAR0 magic is {0:#010x}, not \"VGPU\"")]
     BadMagic(u32),
     /// The device speaks another major protocol version.
-    #[error("protocol version {0:#x} is not major version {major}", major = protocol::VERSION_MAJOR)]
+    #[error("protocol version {0:#x} is not major version {major}", major = PROTOCOL_VERSION_MAJOR)]
     Version(u32),
     /// The device has no escape queue.
     #[error("the device offers no escape queue (FEATURES {0:#x})")]
@@ -140,7 +142,7 @@ impl VgpuDriver {
             return Err(DriverError::BadMagic(magic));
         }
         let version = bar0.read32(reg::VERSION);
-        if version >> 16 != protocol::VERSION_MAJOR {
+        if version >> 16 != u32::from(PROTOCOL_VERSION_MAJOR) {
             return Err(DriverError::Version(version));
         }
         let features = bar0.read32(reg::FEATURES);
@@ -233,7 +235,7 @@ impl VgpuDriver {
         bar0.write32(virtio::COMMON_CFG + common::DRIVER_FEATURE_SELECT, 1);
         bar0.write32(
             virtio::COMMON_CFG + common::DRIVER_FEATURE,
-            virtio::F_VERSION_1_HI,
+            (virtio::F_VERSION_1 >> 32) as u32,
         );
         Self::set_status(bar0, ACKNOWLEDGE | DRIVER | FEATURES_OK);
         if Self::status(bar0) & FEATURES_OK == 0 {

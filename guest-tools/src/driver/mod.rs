@@ -9,11 +9,13 @@
 pub mod device;
 pub mod interrupt;
 pub mod mmio;
-pub mod protocol;
 pub mod queue;
 pub mod sysfs;
 pub mod uio;
 pub mod window;
+
+/// The guest-visible protocol, shared with the device model (`vgpu` without its `device` feature).
+pub use vgpu::protocol;
 
 pub use device::{DeviceCounters, DeviceInfo, DriverError, Setup, VgpuDriver};
 pub use interrupt::{Completion, InterruptSource};

@@ -132,7 +132,7 @@ impl Transport for VgpuTransport {
     }
 
     fn map(&self, fd: Fd, length: u64) -> Result<Box<dyn Mapping + '_>, TransportError> {
-        let staging = self.buffer(MAX_MAPPING_COPY.min(length.max(1) as usize), 64)?;
+        let staging = self.buffer((MAX_MAPPING_COPY as usize).min(length.max(1) as usize), 64)?;
         Ok(Box::new(CopyMapping {
             transport: self,
             fd,

@@ -15,8 +15,8 @@ use rm::abi::{class, Handle, NvStatus};
 use rm::backend::sim::{SimBackend, SimConfig};
 use rm::core::testing::{self, RmCalls};
 use rm::core::Rm;
+use vgpu::protocol::virtio::common;
 use vgpu::protocol::{node, op, reg, virtio, RequestHeader, ResponseFooter};
-use vgpu::transport::common;
 use vgpu::{RmService, VgpuConfig, VgpuDevice};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
