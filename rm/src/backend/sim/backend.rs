@@ -264,15 +264,38 @@ impl SimBackend {
         }
     }
 
+    /// Where `len` bytes at `offset` of what `h` reaches for the CPU lie: the memory and the
+    /// offset in it. `NV_ERR_INVALID_OFFSET` when the range runs past the end.
+    fn cpu_range(
+        &self,
+        gfid: Gfid,
+        client: Handle,
+        h: Handle,
+        offset: u64,
+        len: usize,
+    ) -> Result<(MemoryId, u64), NvStatus> {
+        let (id, base, size) = self.cpu_target(gfid, client, h)?;
+        if offset.checked_add(len as u64).is_none_or(|e| e > size) {
+            return Err(NvStatus::ERR_INVALID_OFFSET);
+        }
+        Ok((id, base + offset))
+    }
+
     fn runlist_for(&self, engine_type: u32) -> Result<u32, NvStatus> {
-        let et = if engine_type == 0 {
-            NV2080_ENGINE_TYPE_GR0
-        } else {
-            engine_type
-        };
         self.lock()
-            .runlist_for_engine_type(et)
+            .runlist_for_engine_type(engine_type_or_gr0(engine_type))
             .ok_or(NvStatus::ERR_INVALID_ARGUMENT)
+    }
+
+    /// Checks that `req.client` is a client of `req.gfid` and that `req.object` is a free handle.
+    fn check_new_handle(&self, req: &AllocRequest) -> Result<(), NvStatus> {
+        if self.owners.get(&req.client) != Some(&req.gfid) {
+            return Err(NvStatus::ERR_INVALID_CLIENT);
+        }
+        if self.objects.contains_key(&(req.client, req.object)) {
+            return Err(NvStatus::ERR_INSERT_DUPLICATE_NAME);
+        }
+        Ok(())
     }
 
     fn alloc_tsg(&mut self, req: &AllocRequest, params: &[u8]) -> Result<SimObject, NvStatus> {
@@ -489,12 +512,7 @@ impl SimBackend {
             }
             NVA06C_CTRL_CMD_BIND => {
                 let p: NvA06cCtrlBindParams = read_struct(params).ok_or(bad)?;
-                let et = if p.engineType == 0 {
-                    NV2080_ENGINE_TYPE_GR0
-                } else {
-                    p.engineType
-                };
-                match gpu.runlist_for_engine_type(et) {
+                match gpu.runlist_for_engine_type(engine_type_or_gr0(p.engineType)) {
                     Some(r) if r == tsg.runlist => Ok(()),
                     _ => Err(NvStatus::ERR_INVALID_ARGUMENT),
                 }
@@ -655,6 +673,26 @@ fn ok_or_status(r: Result<(), NvStatus>) -> NvStatus {
     r.err().unwrap_or(NvStatus::OK)
 }
 
+/// An engine type from the guest, where 0 means graphics (GR0), as in RM.
+fn engine_type_or_gr0(engine_type: u32) -> u32 {
+    if engine_type == 0 {
+        NV2080_ENGINE_TYPE_GR0
+    } else {
+        engine_type
+    }
+}
+
+/// The length a mapping of `length` bytes at `offset` of an object of `size` bytes covers
+/// (`length` 0: to the end), or `None` when that is empty or runs past the end.
+fn mapped_length(offset: u64, length: u64, size: u64) -> Option<u64> {
+    let length = if length == 0 {
+        size.saturating_sub(offset)
+    } else {
+        length
+    };
+    (length != 0 && offset.checked_add(length).is_some_and(|e| e <= size)).then_some(length)
+}
+
 impl Backend for SimBackend {
     fn gpu_info(&self) -> GpuInfo {
         self.info.clone()
@@ -674,11 +712,8 @@ impl Backend for SimBackend {
                 .insert((req.client, req.client), SimObject::Client);
             return NvStatus::OK;
         }
-        if self.owners.get(&req.client) != Some(&req.gfid) {
-            return NvStatus::ERR_INVALID_CLIENT;
-        }
-        if self.objects.contains_key(&(req.client, req.object)) {
-            return NvStatus::ERR_INSERT_DUPLICATE_NAME;
+        if let Err(s) = self.check_new_handle(req) {
+            return s;
         }
         if !self.objects.contains_key(&(req.client, req.parent)) {
             return NvStatus::ERR_INVALID_OBJECT_PARENT;
@@ -719,11 +754,8 @@ impl Backend for SimBackend {
     }
 
     fn alloc_os_descriptor(&mut self, req: &AllocRequest, pages: ExternalPages) -> NvStatus {
-        if self.owners.get(&req.client) != Some(&req.gfid) {
-            return NvStatus::ERR_INVALID_CLIENT;
-        }
-        if self.objects.contains_key(&(req.client, req.object)) {
-            return NvStatus::ERR_INSERT_DUPLICATE_NAME;
+        if let Err(s) = self.check_new_handle(req) {
+            return s;
         }
         if self.objects.get(&(req.client, req.parent)) != Some(&SimObject::Device) {
             return NvStatus::ERR_INVALID_OBJECT_PARENT;
@@ -806,12 +838,7 @@ impl Backend for SimBackend {
             },
             Err(s) => return s,
         };
-        let length = if params.length == 0 {
-            size.saturating_sub(params.offset)
-        } else {
-            params.length
-        };
-        if length == 0 || params.offset.checked_add(length).is_none_or(|e| e > size) {
+        if mapped_length(params.offset, params.length, size).is_none() {
             return NvStatus::ERR_INVALID_LIMIT;
         }
         let cookie = self.next_cookie << 32;
@@ -855,17 +882,10 @@ impl Backend for SimBackend {
             Ok(s) => s,
             Err(_) => return NvStatus::ERR_INVALID_OBJECT,
         };
-        let length = if params.length == 0 {
-            size.saturating_sub(params.offset)
-        } else {
-            params.length
+        let length = match mapped_length(params.offset, params.length, size) {
+            Some(l) if params.offset.is_multiple_of(PAGE_SIZE) => l,
+            _ => return NvStatus::ERR_INVALID_OFFSET,
         };
-        if !params.offset.is_multiple_of(PAGE_SIZE)
-            || length == 0
-            || params.offset.checked_add(length).is_none_or(|e| e > size)
-        {
-            return NvStatus::ERR_INVALID_OFFSET;
-        }
         let len = length.div_ceil(PAGE_SIZE) * PAGE_SIZE;
         let fixed = params.flags & NVOS46_FLAGS_DMA_OFFSET_FIXED != 0;
         let va = if fixed { params.dmaOffset } else { next_va };
@@ -915,17 +935,11 @@ impl Backend for SimBackend {
         offset: u64,
         buf: &mut [u8],
     ) -> NvStatus {
-        let (id, base, size) = match self.cpu_target(gfid, client, memory) {
-            Ok(t) => t,
+        let (id, at) = match self.cpu_range(gfid, client, memory, offset, buf.len()) {
+            Ok(r) => r,
             Err(s) => return s,
         };
-        if offset
-            .checked_add(buf.len() as u64)
-            .is_none_or(|e| e > size)
-        {
-            return NvStatus::ERR_INVALID_OFFSET;
-        }
-        match self.lock().memory().read(id, base + offset, buf) {
+        match self.lock().memory().read(id, at, buf) {
             Ok(()) => NvStatus::OK,
             Err(_) => NvStatus::ERR_INVALID_OFFSET,
         }
@@ -939,17 +953,11 @@ impl Backend for SimBackend {
         offset: u64,
         data: &[u8],
     ) -> NvStatus {
-        let (id, base, size) = match self.cpu_target(gfid, client, memory) {
-            Ok(t) => t,
+        let (id, at) = match self.cpu_range(gfid, client, memory, offset, data.len()) {
+            Ok(r) => r,
             Err(s) => return s,
         };
-        if offset
-            .checked_add(data.len() as u64)
-            .is_none_or(|e| e > size)
-        {
-            return NvStatus::ERR_INVALID_OFFSET;
-        }
-        match self.lock().memory_mut().write(id, base + offset, data) {
+        match self.lock().memory_mut().write(id, at, data) {
             Ok(()) => NvStatus::OK,
             Err(_) => NvStatus::ERR_INVALID_OFFSET,
         }
@@ -1021,7 +1029,9 @@ impl Backend for SimBackend {
 
 #[cfg(test)]
 mod tests {
-    use super::super::methods::host;
+    use super::super::methods::{
+        host, HOPPER_CHANNEL_GPFIFO_A, HOPPER_COMPUTE_A, HOPPER_DMA_COPY_A, HOPPER_USERMODE_A,
+    };
     use super::super::pushbuffer::{inc_header, GpEntry};
     use super::*;
     use crate::abi::alloc_params::{NvRootAllocParams, NvVaspaceAllocationParameters};
@@ -1183,15 +1193,7 @@ mod tests {
         };
         p.hUserdMemory[0] = MEM;
         p.userdOffset[0] = userd_off;
-        let (s, out) = alloc(
-            b,
-            gfid,
-            client,
-            tsg_h,
-            h,
-            super::super::methods::HOPPER_CHANNEL_GPFIFO_A,
-            &p,
-        );
+        let (s, out) = alloc(b, gfid, client, tsg_h, h, HOPPER_CHANNEL_GPFIFO_A, &p);
         (s, read_struct::<NvChannelAllocParams>(&out).unwrap().cid)
     }
 
@@ -1206,6 +1208,44 @@ mod tests {
         let mut bytes = p.as_bytes().to_vec();
         let s = b.control(gfid, client, obj, cmd, &mut bytes);
         (s, read_struct(&bytes).unwrap())
+    }
+
+    /// `NVA06C_CTRL_CMD_GPFIFO_SCHEDULE` on TSG `tsg_h`.
+    fn schedule(
+        b: &mut SimBackend,
+        gfid: Gfid,
+        client: Handle,
+        tsg_h: Handle,
+        on: bool,
+    ) -> NvStatus {
+        let p = NvA06cCtrlGpfifoScheduleParams {
+            bEnable: u8::from(on),
+            ..Default::default()
+        };
+        ctrl(b, gfid, client, tsg_h, NVA06C_CTRL_CMD_GPFIFO_SCHEDULE, &p).0
+    }
+
+    /// `NV2080_CTRL_CMD_FIFO_DISABLE_CHANNELS` on the subdevice of `client`.
+    fn disable_channels(
+        b: &mut SimBackend,
+        gfid: Gfid,
+        client: Handle,
+        p: &Nv2080CtrlFifoDisableChannelsParams,
+    ) -> NvStatus {
+        ctrl(
+            b,
+            gfid,
+            client,
+            SUB,
+            NV2080_CTRL_CMD_FIFO_DISABLE_CHANNELS,
+            p,
+        )
+        .0
+    }
+
+    /// Whether the channel's CHRAM entry has ENABLE set.
+    fn channel_enabled(b: &SimBackend, ch: ChannelRef) -> bool {
+        b.gpu().lock().unwrap().chram_read(ch).unwrap() & super::super::chram::ENABLE != 0
     }
 
     use zerocopy::FromBytes as FromBytesT;
@@ -1244,16 +1284,7 @@ mod tests {
         ));
         let (s, chid) = channel(&mut b, 1, C1, TSG, CH, va, 0);
         ok(s);
-        ok(alloc(
-            &mut b,
-            1,
-            C1,
-            CH,
-            COMPUTE,
-            super::super::methods::HOPPER_COMPUTE_A,
-            &[0u8; 16],
-        )
-        .0);
+        ok(alloc(&mut b, 1, C1, CH, COMPUTE, HOPPER_COMPUTE_A, &[0u8; 16]).0);
         // A GR channel hosts the copy class too (as CUDA uses it), with any copy engine the
         // GPU has or none named; a compute object never goes on a copy-engine channel.
         assert_eq!(
@@ -1263,7 +1294,7 @@ mod tests {
                 C1,
                 CH,
                 COPY,
-                super::super::methods::HOPPER_DMA_COPY_A,
+                HOPPER_DMA_COPY_A,
                 &Nvb0b5AllocationParameters {
                     version: 0,
                     engineType: NV2080_ENGINE_TYPE_GR0,
@@ -1272,16 +1303,7 @@ mod tests {
             .0,
             NvStatus::ERR_INVALID_ARGUMENT
         );
-        ok(alloc(
-            &mut b,
-            1,
-            C1,
-            CH,
-            COPY,
-            super::super::methods::HOPPER_DMA_COPY_A,
-            &[0u8; 8],
-        )
-        .0);
+        ok(alloc(&mut b, 1, C1, CH, COPY, HOPPER_DMA_COPY_A, &[0u8; 8]).0);
         ok(b.free(1, C1, COPY));
         ok(tsg(&mut b, 1, C1, CE_TSG, NV2080_ENGINE_TYPE_COPY0));
         let (s, _) = channel(&mut b, 1, C1, CE_TSG, CE_CH, va, 0x200);
@@ -1292,23 +1314,14 @@ mod tests {
             C1,
             CE_CH,
             COPY,
-            super::super::methods::HOPPER_DMA_COPY_A,
+            HOPPER_DMA_COPY_A,
             &Nvb0b5AllocationParameters {
                 version: 0,
                 engineType: NV2080_ENGINE_TYPE_COPY0,
             },
         )
         .0);
-        ok(alloc(
-            &mut b,
-            1,
-            C1,
-            SUB,
-            USERMODE,
-            super::super::methods::HOPPER_USERMODE_A,
-            &[0u8; 2],
-        )
-        .0);
+        ok(alloc(&mut b, 1, C1, SUB, USERMODE, HOPPER_USERMODE_A, &[0u8; 2]).0);
         let mut m = Nvos33Parameters {
             hClient: C1,
             hDevice: DEV,
@@ -1425,18 +1438,7 @@ mod tests {
             .tsgID,
             tsgid
         );
-        ok(ctrl(
-            &mut b,
-            1,
-            C1,
-            TSG,
-            NVA06C_CTRL_CMD_GPFIFO_SCHEDULE,
-            &NvA06cCtrlGpfifoScheduleParams {
-                bEnable: 1,
-                ..Default::default()
-            },
-        )
-        .0);
+        ok(schedule(&mut b, 1, C1, TSG, true));
         {
             let g = b.gpu();
             let g = g.lock().unwrap();
@@ -1452,7 +1454,7 @@ mod tests {
         let sem = va + 0x20000;
         let words = [
             inc_header(0, host::SET_OBJECT, 1),
-            super::super::methods::HOPPER_COMPUTE_A,
+            HOPPER_COMPUTE_A,
             inc_header(0, super::super::methods::compute::SIM_WORK_NS_LO, 3),
             50_000,
             0,
@@ -1582,11 +1584,7 @@ mod tests {
         let va = base(&mut b, 1, C1);
         ok(tsg(&mut b, 1, C1, TSG, NV2080_ENGINE_TYPE_GR0));
         ok(channel(&mut b, 1, C1, TSG, CH, va, 0).0);
-        let mut sched = NvA06cCtrlGpfifoScheduleParams {
-            bEnable: 1,
-            ..Default::default()
-        };
-        ok(ctrl(&mut b, 1, C1, TSG, NVA06C_CTRL_CMD_GPFIFO_SCHEDULE, &sched).0);
+        ok(schedule(&mut b, 1, C1, TSG, true));
         // An acquire of a value the semaphore never takes: the channel never idles.
         let sem = va + 0x20000;
         let words = [
@@ -1629,11 +1627,9 @@ mod tests {
         );
         assert!(work(&gpu) - w0 <= 10_000 * (runlists + 1));
         // A preempt wait is bounded the same way, and a wait that can finish still does.
-        sched.bEnable = 0;
-        ok(ctrl(&mut b, 1, C1, TSG, NVA06C_CTRL_CMD_GPFIFO_SCHEDULE, &sched).0);
+        ok(schedule(&mut b, 1, C1, TSG, false));
         ok(b.write_memory(1, C1, MEM, 0x20000, &1u32.to_le_bytes()));
-        sched.bEnable = 1;
-        ok(ctrl(&mut b, 1, C1, TSG, NVA06C_CTRL_CMD_GPFIFO_SCHEDULE, &sched).0);
+        ok(schedule(&mut b, 1, C1, TSG, true));
         ok(b.idle_channel(1, C1, CH, u32::MAX));
     }
 
@@ -1675,84 +1671,27 @@ mod tests {
         p.hClientList[0] = C1;
         p.hChannelList[0] = CH;
         assert_eq!(
-            ctrl(
-                &mut b,
-                2,
-                C2,
-                SUB,
-                NV2080_CTRL_CMD_FIFO_DISABLE_CHANNELS,
-                &p
-            )
-            .0,
+            disable_channels(&mut b, 2, C2, &p),
             NvStatus::ERR_INVALID_CLIENT
         );
         let ch = b.channel_of(C1, CH).unwrap();
-        ok(ctrl(
-            &mut b,
-            1,
-            C1,
-            TSG,
-            NVA06C_CTRL_CMD_GPFIFO_SCHEDULE,
-            &NvA06cCtrlGpfifoScheduleParams {
-                bEnable: 1,
-                ..Default::default()
-            },
-        )
-        .0);
-        assert_ne!(
-            b.gpu().lock().unwrap().chram_read(ch).unwrap() & super::super::chram::ENABLE,
-            0
-        );
+        ok(schedule(&mut b, 1, C1, TSG, true));
+        assert!(channel_enabled(&b, ch));
         // The owner can disable (and re-enable) its own channel.
         p.hClientList[0] = C1;
-        ok(ctrl(
-            &mut b,
-            1,
-            C1,
-            SUB,
-            NV2080_CTRL_CMD_FIFO_DISABLE_CHANNELS,
-            &p,
-        )
-        .0);
-        assert_eq!(
-            b.gpu().lock().unwrap().chram_read(ch).unwrap() & super::super::chram::ENABLE,
-            0
-        );
+        ok(disable_channels(&mut b, 1, C1, &p));
+        assert!(!channel_enabled(&b, ch));
         p.bDisable = 0;
-        ok(ctrl(
-            &mut b,
-            1,
-            C1,
-            SUB,
-            NV2080_CTRL_CMD_FIFO_DISABLE_CHANNELS,
-            &p,
-        )
-        .0);
+        ok(disable_channels(&mut b, 1, C1, &p));
         p.numChannels = 65;
         assert_eq!(
-            ctrl(
-                &mut b,
-                1,
-                C1,
-                SUB,
-                NV2080_CTRL_CMD_FIFO_DISABLE_CHANNELS,
-                &p
-            )
-            .0,
+            disable_channels(&mut b, 1, C1, &p),
             NvStatus::ERR_INVALID_ARGUMENT
         );
         p.numChannels = 1;
         p.pRunlistPreemptEvent = 0x1000;
         assert_eq!(
-            ctrl(
-                &mut b,
-                1,
-                C1,
-                SUB,
-                NV2080_CTRL_CMD_FIFO_DISABLE_CHANNELS,
-                &p
-            )
-            .0,
+            disable_channels(&mut b, 1, C1, &p),
             NvStatus::ERR_INSUFFICIENT_PERMISSIONS
         );
         // Freeing the client releases everything it still held.
@@ -1774,63 +1713,24 @@ mod tests {
             NvStatus::ERR_INVALID_ARGUMENT
         );
         ok(tsg(&mut b, 1, C1, TSG, 0));
+        let alloc_channel = |b: &mut SimBackend, p: &NvChannelAllocParams| {
+            alloc(b, 1, C1, TSG, CH, HOPPER_CHANNEL_GPFIFO_A, p).0
+        };
         let mut p = NvChannelAllocParams {
             gpFifoOffset: va + 0x1000,
             gpFifoEntries: 3,
             ..Default::default()
         };
         p.hUserdMemory[0] = MEM;
-        assert_eq!(
-            alloc(
-                &mut b,
-                1,
-                C1,
-                TSG,
-                CH,
-                super::super::methods::HOPPER_CHANNEL_GPFIFO_A,
-                &p
-            )
-            .0,
-            NvStatus::ERR_INVALID_ARGUMENT
-        );
+        assert_eq!(alloc_channel(&mut b, &p), NvStatus::ERR_INVALID_ARGUMENT);
         p.gpFifoEntries = 256;
         p.userdOffset[0] = (4 << 20) - 256;
-        assert_eq!(
-            alloc(
-                &mut b,
-                1,
-                C1,
-                TSG,
-                CH,
-                super::super::methods::HOPPER_CHANNEL_GPFIFO_A,
-                &p
-            )
-            .0,
-            NvStatus::ERR_INVALID_OFFSET
-        );
+        assert_eq!(alloc_channel(&mut b, &p), NvStatus::ERR_INVALID_OFFSET);
         p.userdOffset[0] = 0;
         p.hUserdMemory[0] = 0;
-        ok(alloc(
-            &mut b,
-            1,
-            C1,
-            TSG,
-            CH,
-            super::super::methods::HOPPER_CHANNEL_GPFIFO_A,
-            &p,
-        )
-        .0);
+        ok(alloc_channel(&mut b, &p));
         assert_eq!(
-            alloc(
-                &mut b,
-                1,
-                C1,
-                TSG,
-                CH,
-                super::super::methods::HOPPER_CHANNEL_GPFIFO_A,
-                &p
-            )
-            .0,
+            alloc_channel(&mut b, &p),
             NvStatus::ERR_INSERT_DUPLICATE_NAME
         );
         assert_eq!(
