@@ -3,16 +3,33 @@
 
 use super::dispatch::Caller;
 use super::fd::MmapContext;
-use super::objects::ObjectKind;
+use super::objects::{Client, ObjectKind};
+use super::vgpu::Vgpu;
 use super::Rm;
 use crate::abi::nvos::{
     Nvos33Parameters, Nvos34Parameters, Nvos46Parameters, Nvos47Parameters, Nvos56Parameters,
 };
-use crate::abi::NvStatus;
+use crate::abi::{Handle, NvStatus};
 use crate::backend::Backend;
 
 /// Most live mappings of one object, so a guest cannot grow host state without bound.
 const MAX_MAPPINGS_PER_OBJECT: usize = 1024;
+
+/// The backend and the caller's vGPU, or `None` when `c.gfid` has none.
+fn backend_and_vgpu<B: Backend>(rm: &mut Rm<B>, c: Caller) -> Option<(&mut B, &mut Vgpu)> {
+    let Rm { backend, vgpus, .. } = rm;
+    Some((backend, vgpus.get_mut(&c.gfid)?))
+}
+
+/// The backend and the caller's client `h` (of its vGPU, reachable from its fd), or `None`.
+fn backend_and_client<B: Backend>(
+    rm: &mut Rm<B>,
+    c: Caller,
+    h: Handle,
+) -> Option<(&mut B, &mut Client)> {
+    let (backend, vgpu) = backend_and_vgpu(rm, c)?;
+    Some((backend, vgpu.client_for_mut(c.fd, h)?))
+}
 
 /// `RM_MAP_MEMORY`: a memory or usermode object under `hDevice` (device or subdevice), range
 /// inside the object, and a mapping context on `fd` (an open fd of this guest without one).
@@ -22,8 +39,7 @@ pub(super) fn map_memory<B: Backend>(
     p: &mut Nvos33Parameters,
     fd: i32,
 ) -> NvStatus {
-    let Rm { backend, vgpus, .. } = rm;
-    let Some(vgpu) = vgpus.get_mut(&c.gfid) else {
+    let Some((backend, vgpu)) = backend_and_vgpu(rm, c) else {
         return NvStatus::ERR_INVALID_CLIENT;
     };
     let Some(client) = vgpu.client_for(c.fd, p.hClient) else {
@@ -90,8 +106,7 @@ pub(super) fn unmap_memory<B: Backend>(
     c: Caller,
     p: &mut Nvos34Parameters,
 ) -> NvStatus {
-    let Rm { backend, vgpus, .. } = rm;
-    let Some(vgpu) = vgpus.get_mut(&c.gfid) else {
+    let Some((backend, vgpu)) = backend_and_vgpu(rm, c) else {
         return NvStatus::ERR_INVALID_CLIENT;
     };
     let Some(client) = vgpu.client_for_mut(c.fd, p.hClient) else {
@@ -153,11 +168,7 @@ pub(super) fn map_memory_dma<B: Backend>(
     c: Caller,
     p: &mut Nvos46Parameters,
 ) -> NvStatus {
-    let Rm { backend, vgpus, .. } = rm;
-    let Some(vgpu) = vgpus.get_mut(&c.gfid) else {
-        return NvStatus::ERR_INVALID_CLIENT;
-    };
-    let Some(client) = vgpu.client_for_mut(c.fd, p.hClient) else {
+    let Some((backend, client)) = backend_and_client(rm, c, p.hClient) else {
         return NvStatus::ERR_INVALID_CLIENT;
     };
     if !matches!(
@@ -204,11 +215,7 @@ pub(super) fn unmap_memory_dma<B: Backend>(
     c: Caller,
     p: &mut Nvos47Parameters,
 ) -> NvStatus {
-    let Rm { backend, vgpus, .. } = rm;
-    let Some(vgpu) = vgpus.get_mut(&c.gfid) else {
-        return NvStatus::ERR_INVALID_CLIENT;
-    };
-    let Some(client) = vgpu.client_for_mut(c.fd, p.hClient) else {
+    let Some((backend, client)) = backend_and_client(rm, c, p.hClient) else {
         return NvStatus::ERR_INVALID_CLIENT;
     };
     let host = client.host;
