@@ -93,8 +93,7 @@ pub(super) fn rm_alloc_memory<B: Backend>(
         Some(Err(_)) => return NvStatus::ERR_INVALID_ADDRESS,
         Some(Ok(pages)) => pages,
     };
-    let Rm { backend, vgpus, .. } = rm;
-    let Some(vgpu) = vgpus.get_mut(&c.gfid) else {
+    let Some((backend, _, vgpu)) = rm.parts(c.gfid) else {
         return NvStatus::ERR_INVALID_CLIENT;
     };
     let Some(client) = vgpu.client_for_mut(c.fd, p.hRoot) else {
@@ -159,12 +158,7 @@ pub(super) fn rm_alloc<B: Backend>(
         a.class = class::NV01_ROOT_CLIENT;
         return alloc_client(rm, c, a, mem);
     }
-    let Rm {
-        backend,
-        gpu,
-        vgpus,
-    } = rm;
-    let Some(vgpu) = vgpus.get_mut(&c.gfid) else {
+    let Some((backend, gpu, vgpu)) = rm.parts(c.gfid) else {
         return NvStatus::ERR_INVALID_CLIENT;
     };
     let Some(client) = vgpu.client_for(c.fd, a.h_root) else {
@@ -297,8 +291,7 @@ fn alloc_client<B: Backend>(
     a: &mut AllocArgs,
     mem: &mut dyn GuestMemory,
 ) -> NvStatus {
-    let Rm { backend, vgpus, .. } = rm;
-    let Some(vgpu) = vgpus.get_mut(&c.gfid) else {
+    let Some((backend, _, vgpu)) = rm.parts(c.gfid) else {
         return NvStatus::ERR_INVALID_CLIENT;
     };
     let mut params = NvRootAllocParams::default();

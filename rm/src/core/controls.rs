@@ -297,12 +297,7 @@ pub(super) fn rm_control<B: Backend>(
     if p.paramsSize > RMAPI_PARAM_COPY_MAX_PARAMS_SIZE || ((p.params == 0) != (p.paramsSize == 0)) {
         return NvStatus::ERR_INVALID_ARGUMENT;
     }
-    let Rm {
-        backend,
-        gpu,
-        vgpus,
-    } = rm;
-    let Some(vgpu) = vgpus.get_mut(&c.gfid) else {
+    let Some((backend, gpu, vgpu)) = rm.parts(c.gfid) else {
         return NvStatus::ERR_INVALID_CLIENT;
     };
     let Some(client) = vgpu.client_for(c.fd, p.hClient) else {
@@ -371,10 +366,9 @@ pub(super) fn idle_channels<B: Backend>(
     mem: &mut dyn GuestMemory,
 ) -> NvStatus {
     const MAX_IDLE_CHANNELS: u32 = 64;
-    let Rm { backend, vgpus, .. } = rm;
-    let Some(client) = vgpus
-        .get(&c.gfid)
-        .and_then(|v| v.client_for(c.fd, p.hClient))
+    let Some((backend, client)) = rm
+        .parts(c.gfid)
+        .and_then(|(backend, _, v)| Some((backend, v.client_for(c.fd, p.hClient)?)))
     else {
         return NvStatus::ERR_INVALID_CLIENT;
     };

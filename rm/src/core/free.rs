@@ -57,8 +57,7 @@ impl<B: Backend> Rm<B> {
 
     /// Unmaps, frees in the backend and forgets one object.
     fn release_one(&mut self, gfid: Gfid, client: Handle, h: Handle) {
-        let Rm { backend, vgpus, .. } = self;
-        let Some(vgpu) = vgpus.get_mut(&gfid) else {
+        let Some((backend, _, vgpu)) = self.parts(gfid) else {
             return;
         };
         let Some(c) = vgpu.clients.get_mut(&client) else {

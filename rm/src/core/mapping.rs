@@ -17,8 +17,8 @@ const MAX_MAPPINGS_PER_OBJECT: usize = 1024;
 
 /// The backend and the caller's vGPU, or `None` when `c.gfid` has none.
 fn backend_and_vgpu<B: Backend>(rm: &mut Rm<B>, c: Caller) -> Option<(&mut B, &mut Vgpu)> {
-    let Rm { backend, vgpus, .. } = rm;
-    Some((backend, vgpus.get_mut(&c.gfid)?))
+    let (backend, _, vgpu) = rm.parts(c.gfid)?;
+    Some((backend, vgpu))
 }
 
 /// The backend and the caller's client `h` (of its vGPU, reachable from its fd), or `None`.

@@ -61,6 +61,17 @@ pub struct Rm<B: Backend> {
 }
 
 impl<B: Backend> Rm<B> {
+    /// The backend, the GPU's identity and the vGPU of `gfid`, borrowed together so a call can
+    /// change the vGPU's objects and the backend at once; `None` for an unknown GFID.
+    fn parts(&mut self, gfid: Gfid) -> Option<(&mut B, &GpuInfo, &mut Vgpu)> {
+        let Rm {
+            backend,
+            gpu,
+            vgpus,
+        } = self;
+        Some((backend, gpu, vgpus.get_mut(&gfid)?))
+    }
+
     /// A core driving `backend`, with no vGPUs yet.
     pub fn new(backend: B) -> Self {
         let gpu = backend.gpu_info();
