@@ -2,10 +2,12 @@
 # The H200 proof: unmodified CUDA programs through librmshim.so, then 2 and 3 spin tenants with
 # and without vgpud's channel gating, the interposer's cost per escape, and kill tests.
 # Usage (on the GPU machine, from the repository root):  scripts/h200/run.sh [ARTIFACTS]
+#   or, for the live policy reload case alone:            scripts/h200/run.sh reload [ARTIFACTS]
 # ARTIFACTS holds librmshim.so and vgpud (default .h200, made by scripts/h200/build.sh).
 # Results go to $OUT (default /tmp/h200-out): results.md (tables), log.txt, raw tick files.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
+[ "${1:-}" = reload ] && { shift; exec "$here/reload.sh" "$@"; }
 art=$(cd "${1:-$here/../../.h200}" && pwd)
 OUT=${OUT:-/tmp/h200-out}; mkdir -p "$OUT"
 W=/tmp/h200-work; rm -rf "$W"; mkdir -p "$W/ticks"
@@ -81,6 +83,9 @@ start_daemon "$here/policies/w1-1.toml" "$W/ticks/$case.vgpud.json"
 tenant a; tenant b; sleep 5; pkill_pid=$(pgrep -f "spin $SECS $ITERS $DEPTH b$"); date +%s.%N > "$W/ticks/$case.killed"; kill -KILL $pkill_pid
 sleep 2; cp "$W/vgpud.state" "$W/ticks/$case.state-after"
 wait $(jobs -p | grep -v "^$daemon_pid$") 2>/dev/null; stop_daemon
+
+log "live policy reload"
+"$here/reload.sh" "$art" | tee -a "$OUT/log.txt"
 
 log "analysis"
 python3 "$here/analyze.py" "$W" | tee "$OUT/results.md"
