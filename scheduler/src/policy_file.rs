@@ -161,7 +161,13 @@ impl fmt::Display for Policy {
             format_duration(self.timeslice),
             format_duration(self.balance_period),
             self.tenants.len()
-        )
+        )?;
+        // Name each tenant's weight so two reloads of the same shape can be told apart.
+        for (i, t) in self.tenants.iter().enumerate() {
+            let sep = if i == 0 { ": " } else { ", " };
+            write!(f, "{sep}{} weight {}", t.name, t.weight)?;
+        }
+        Ok(())
     }
 }
 
