@@ -107,10 +107,7 @@ impl Ledger {
     pub fn most_behind(&self, candidates: impl IntoIterator<Item = Slot>) -> Option<Slot> {
         let mut best: Option<(Slot, f64)> = None;
         for s in candidates {
-            let share = match s {
-                Slot::Tenant(i) => self.shares[i],
-                Slot::Spare => self.spare_share,
-            };
+            let share = self.share(s);
             if share <= 0.0 {
                 continue;
             }
@@ -122,10 +119,51 @@ impl Ledger {
         best.map(|(s, _)| s)
     }
 
+    /// Among `candidates` (each a slot and the slice it would get, in nanoseconds), the slot
+    /// whose turn is due first, as in EEVDF (Stoica and Abdel-Wahab, 1995): of the slots not
+    /// ahead of their share (credit ≥ 0, "eligible"), the one with the earliest virtual deadline,
+    /// that is the largest `(credit − slice) / share`: the one that would still be furthest
+    /// behind after its slice. Weighing the slice in matters when slices differ: choosing by
+    /// credit alone ([`Ledger::most_behind`]) lets every tenant with a long slice run once
+    /// before a large-share tenant with a short slice gets back in, so that tenant falls behind
+    /// by its share of all the others' slices together. With the deadline rule and shares that
+    /// add up to 1, no balance leaves (−slice, longest slice). Slots without a share are never
+    /// chosen; ties go to the earliest; when no candidate is eligible (balances clamped, time
+    /// handed to nobody) the one furthest behind wins.
+    pub fn most_due(&self, candidates: impl IntoIterator<Item = (Slot, f64)>) -> Option<Slot> {
+        /// Rounding slack of a balance in nanoseconds; below it a balance counts as zero.
+        const EPSILON: f64 = 1.0;
+        let mut best: Option<(Slot, f64)> = None;
+        let mut behind: Option<(Slot, f64)> = None;
+        for (s, slice) in candidates {
+            let share = self.share(s);
+            if share <= 0.0 {
+                continue;
+            }
+            let credit = self.credit(s);
+            let lag = credit / share;
+            if behind.is_none_or(|(_, b)| lag > b + 1e-3) {
+                behind = Some((s, lag));
+            }
+            let deadline = (credit - slice) / share;
+            if credit >= -EPSILON && best.is_none_or(|(_, b)| deadline > b + 1e-3) {
+                best = Some((s, deadline));
+            }
+        }
+        best.or(behind).map(|(s, _)| s)
+    }
+
     /// Forgets all balances (a new policy starts clean).
     pub fn reset(&mut self) {
         self.credit.iter_mut().for_each(|c| *c = 0.0);
         self.spare_credit = 0.0;
+    }
+
+    fn share(&self, slot: Slot) -> f64 {
+        match slot {
+            Slot::Tenant(i) => self.shares[i],
+            Slot::Spare => self.spare_share,
+        }
     }
 
     fn clamp(&mut self, i: usize) {
@@ -199,6 +237,22 @@ mod tests {
             None,
             "no share, never chosen"
         );
+    }
+
+    #[test]
+    fn most_due_weighs_in_the_slice() {
+        let mut l = Ledger::new(3, 100 * MS);
+        l.set_shares(&[0.7, 0.15, 0.15], 0.0);
+        // Tenant 1 ran 1.5 ms: tenant 0 is owed 1.05 ms, tenant 2 0.225 ms.
+        l.settle(&[(Slot::Tenant(1), 1500 * Duration::from_micros(1))]);
+        let (t0, t2) = (Slot::Tenant(0), Slot::Tenant(2));
+        // By credit per share tenant 2 (1.5 ms) is level with tenant 0 and listed first...
+        assert_eq!(l.most_behind([t2, t0]), Some(t2));
+        // ...but its 1.5 ms slice would take it far ahead, tenant 0's 0.5 ms would not.
+        assert_eq!(l.most_due([(t2, 1.5e6), (t0, 0.5e6)]), Some(t0));
+        // A slot ahead of its share is not eligible while another is.
+        assert_eq!(l.most_due([(Slot::Tenant(1), 0.0), (t2, 1.5e6)]), Some(t2));
+        assert_eq!(l.most_due([(Slot::Tenant(1), 0.0)]), Some(Slot::Tenant(1)));
     }
 
     #[test]

@@ -107,8 +107,9 @@ impl Planner {
 
     /// Who runs next and for how long.
     ///
-    /// The candidate furthest behind its share wins (see [`Ledger::most_behind`]); ties rotate
-    /// round robin. Under work-conserving
+    /// The candidate whose turn is due first wins: of those not ahead of their share, the one
+    /// that would still be furthest behind after its slice (see [`Ledger::most_due`]); ties
+    /// rotate round robin. Under work-conserving
     /// policies only busy tenants are candidates; otherwise every tenant with a share is, and an
     /// idle tenant winning means its slot passes unused.
     pub fn decide(&mut self) -> Decision {
@@ -117,12 +118,13 @@ impl Planner {
         let order = (0..n).map(|k| (self.cursor + k) % n);
         let candidates = order
             .filter(|&i| self.targets.tenants[i] > 0.0 && (!wc || self.busy[i]))
-            .map(Slot::Tenant)
-            .chain((self.targets.spare > 0.0).then_some(Slot::Spare));
-        match self.ledger.most_behind(candidates) {
+            .map(|i| (Slot::Tenant(i), self.slice_of(i)))
+            .chain((self.targets.spare > 0.0).then_some((Slot::Spare, self.policy.timeslice)))
+            .map(|(s, d)| (s, d.as_nanos() as f64));
+        match self.ledger.most_due(candidates) {
             Some(Slot::Tenant(i)) => {
                 self.cursor = (i + 1) % n.max(1);
-                let slice = self.policy.timeslice_of(i).max(self.min_slice);
+                let slice = self.slice_of(i);
                 let turn = if self.busy[i] {
                     Turn::Run(i)
                 } else {
@@ -162,6 +164,11 @@ impl Planner {
                 Duration::from_nanos(want.max(0.0) as u64)
             })
             .collect()
+    }
+
+    /// The slice tenant `i` gets when it wins a turn.
+    fn slice_of(&self, i: usize) -> Duration {
+        self.policy.timeslice_of(i).max(self.min_slice)
     }
 
     fn update(&mut self) {
