@@ -128,11 +128,19 @@ impl Ledger {
     /// before a large-share tenant with a short slice gets back in, so that tenant falls behind
     /// by its share of all the others' slices together. With the deadline rule and shares that
     /// add up to 1, no balance leaves (−slice, longest slice). Slots without a share are never
-    /// chosen; ties go to the earliest; when no candidate is eligible (balances clamped, time
-    /// handed to nobody) the one furthest behind wins.
+    /// chosen; when no candidate is eligible (balances clamped, time handed to nobody) the one
+    /// furthest behind wins.
+    ///
+    /// Balances less than a hundredth of a slice apart count as level and the tie goes to the
+    /// earliest candidate (the planner lists them in rotation order after the last runner).
+    /// Measured charges jitter by microseconds (switch tails, preemption granularity); compared
+    /// exactly, that jitter reorders equal tenants every round, and the drifting order bunches
+    /// tenants into long runs that skew every window shorter than a few rounds.
     pub fn most_due(&self, candidates: impl IntoIterator<Item = (Slot, f64)>) -> Option<Slot> {
         /// Rounding slack of a balance in nanoseconds; below it a balance counts as zero.
         const EPSILON: f64 = 1.0;
+        /// Fraction of a slice within which two balances count as level.
+        const TIE: f64 = 0.01;
         let mut best: Option<(Slot, f64)> = None;
         let mut behind: Option<(Slot, f64)> = None;
         for (s, slice) in candidates {
@@ -141,12 +149,13 @@ impl Ledger {
                 continue;
             }
             let credit = self.credit(s);
+            let tie = (TIE * slice).max(1e-3) / share;
             let lag = credit / share;
-            if behind.is_none_or(|(_, b)| lag > b + 1e-3) {
+            if behind.is_none_or(|(_, b)| lag > b + tie) {
                 behind = Some((s, lag));
             }
             let deadline = (credit - slice) / share;
-            if credit >= -EPSILON && best.is_none_or(|(_, b)| deadline > b + 1e-3) {
+            if credit >= -EPSILON && best.is_none_or(|(_, b)| deadline > b + tie) {
                 best = Some((s, deadline));
             }
         }
@@ -253,6 +262,27 @@ mod tests {
         // A slot ahead of its share is not eligible while another is.
         assert_eq!(l.most_due([(Slot::Tenant(1), 0.0), (t2, 1.5e6)]), Some(t2));
         assert_eq!(l.most_due([(Slot::Tenant(1), 0.0)]), Some(Slot::Tenant(1)));
+    }
+
+    #[test]
+    fn most_due_treats_jitter_as_a_tie() {
+        let mut l = Ledger::new(3, 100 * MS);
+        l.set_shares(&[1.0 / 3.0; 3], 0.0);
+        // Tenant 0 ran a little longer than 2 ms, tenant 1 a few microseconds less than tenant 2:
+        // both are slightly owed time.
+        let us = Duration::from_micros(1);
+        l.settle(&[
+            (Slot::Tenant(0), 2010 * us),
+            (Slot::Tenant(1), 1995 * us),
+            (Slot::Tenant(2), 2 * MS),
+        ]);
+        let c = |i| (Slot::Tenant(i), 2e6);
+        // 5 µs of 2 ms slices is jitter: the first listed wins, whichever it is.
+        assert_eq!(l.most_due([c(2), c(1)]), Some(Slot::Tenant(2)));
+        assert_eq!(l.most_due([c(1), c(2)]), Some(Slot::Tenant(1)));
+        // A real difference still counts.
+        l.settle(&[(Slot::Tenant(2), MS)]);
+        assert_eq!(l.most_due([c(2), c(1)]), Some(Slot::Tenant(1)));
     }
 
     #[test]
