@@ -104,6 +104,31 @@ fn bad_arguments_fail_with_one_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("unknown load `lazy`"), "{err}");
+    for (args, message) in [
+        (
+            &["simulate", "examples/weighted-3-1.toml", "--for", "0s"][..],
+            "--for must be longer than 0",
+        ),
+        (
+            &[
+                "simulate",
+                "examples/weighted-3-1.toml",
+                "--svg-span",
+                "0ms",
+            ][..],
+            "--svg-span must be longer than 0",
+        ),
+        (
+            &["log", "/dev/null", "--from", "2s", "--to", "1s"][..],
+            "--from must be before --to",
+        ),
+    ] {
+        let out = vgpu_sched(args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(message), "{err}");
+    }
     let help = vgpu_sched(&["simulate", "--help"]);
     let help = String::from_utf8_lossy(&help.stdout);
     for flag in [

@@ -204,6 +204,12 @@ fn check(paths: &[PathBuf]) -> Result<ExitCode> {
 }
 
 fn simulate(args: SimulateArgs) -> Result<ExitCode> {
+    if args.duration.is_zero() {
+        bail!("--for must be longer than 0");
+    }
+    if args.svg_span.is_zero() {
+        bail!("--svg-span must be longer than 0");
+    }
     let policy = Policy::load(&args.policy)?;
     let loads = LoadPattern::parse_list(&args.tenants).map_err(anyhow::Error::msg)?;
     let methods = args.method.methods();
@@ -340,6 +346,11 @@ fn render_log(
     from: Option<Duration>,
     to: Option<Duration>,
 ) -> Result<ExitCode> {
+    if let (Some(f), Some(t)) = (from, to) {
+        if f >= t {
+            bail!("--from must be before --to");
+        }
+    }
     let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let log =
         SchedLog::read_jsonl(BufReader::new(f)).with_context(|| path.display().to_string())?;
