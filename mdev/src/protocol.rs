@@ -4,14 +4,61 @@
 //! * `CHANNELS [<client>:<channel> ...]`: the tenant's full channel set, handles in hex.
 //!
 //! Everything is bounded: a line is at most [`MAX_LINE`] bytes and names at most
-//! [`MAX_CHANNELS`] channels.
+//! [`MAX_CHANNELS`] channels, and at most [`MAX_CONNECTIONS`] connections are served at once
+//! (each holds a [`ConnectionSlot`]).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use thiserror::Error;
 
 /// Longest line accepted.
 pub const MAX_LINE: usize = 64 * 1024;
 /// Most channels one tenant may register.
 pub const MAX_CHANNELS: usize = 4096;
+/// Most tenant connections served at once; the socket is open to every local user, so without
+/// a bound one process could make the daemon spawn threads until it fails.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// How long a new connection may take to send its `HELLO` before it is closed, so that silent
+/// connections cannot hold [`MAX_CONNECTIONS`] slots.
+pub const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Counts the connections being served, refusing more than a limit.
+#[derive(Debug, Clone)]
+pub struct ConnectionSlots {
+    live: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+/// One served connection; dropping it frees its slot.
+#[derive(Debug)]
+pub struct ConnectionSlot(Arc<AtomicUsize>);
+
+impl ConnectionSlots {
+    /// Slots for at most `limit` connections at once.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            live: Arc::default(),
+            limit,
+        }
+    }
+
+    /// A slot for a new connection, or `None` when `limit` connections are being served.
+    pub fn try_acquire(&self) -> Option<ConnectionSlot> {
+        self.live
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.limit).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| ConnectionSlot(Arc::clone(&self.live)))
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// A channel as `FIFO_DISABLE_CHANNELS` names it: (client, channel) handles.
 pub type ChannelPair = (u32, u32);
@@ -146,5 +193,18 @@ mod tests {
         );
         let many = format!("CHANNELS{}", " 1:1".repeat(MAX_CHANNELS + 1));
         assert_eq!(parse(&many), Err(ProtocolError::TooManyChannels));
+    }
+
+    #[test]
+    fn connection_slots_are_bounded_and_freed_on_drop() {
+        let slots = ConnectionSlots::new(2);
+        let a = slots.try_acquire().expect("first slot");
+        let b = slots.try_acquire().expect("second slot");
+        assert!(slots.try_acquire().is_none());
+        drop(a);
+        let c = slots.try_acquire().expect("a freed slot is reused");
+        assert!(slots.try_acquire().is_none());
+        drop((b, c));
+        assert!(slots.try_acquire().is_some());
     }
 }

@@ -210,27 +210,49 @@ fn flush_log<M: scheduler::mechanism::Mechanism>(
     }
 }
 
+/// Serves each tenant connection on a thread of its own, at most
+/// [`protocol::MAX_CONNECTIONS`] at once; a connection over the limit is closed at once.
 fn accept(listener: UnixListener, registry: TenantRegistry) {
+    let slots = protocol::ConnectionSlots::new(protocol::MAX_CONNECTIONS);
     for conn in listener.incoming() {
         match conn {
             Ok(stream) => {
+                let Some(slot) = slots.try_acquire() else {
+                    tracing::warn!(
+                        "refusing a tenant connection: {} already served",
+                        protocol::MAX_CONNECTIONS
+                    );
+                    continue;
+                };
                 let registry = registry.clone();
                 let _ = std::thread::Builder::new()
                     .name("tenant".into())
-                    .spawn(move || serve(stream, registry));
+                    .spawn(move || {
+                        let _slot = slot;
+                        serve(stream, registry)
+                    });
             }
             Err(e) => tracing::warn!("accept: {e}"),
         }
     }
 }
 
-/// One tenant connection: HELLO first, then channel sets, until end of file. When the tenant goes
+/// One tenant connection: HELLO first (within [`protocol::HELLO_TIMEOUT`]), then channel sets,
+/// until end of file. When the tenant goes
 /// the gate enables its channels again (if its process is gone they are gone too and this fails
 /// harmlessly) and forgets them.
 fn serve(stream: UnixStream, registry: TenantRegistry) {
+    if let Err(e) = stream.set_read_timeout(Some(protocol::HELLO_TIMEOUT)) {
+        tracing::warn!("tenant connection: {e}");
+        return;
+    }
     let mut reader = BufReader::new(stream);
     let id = match read_line(&mut reader).map(|l| protocol::parse(&l)) {
         Some(Ok(Message::Hello { name, pid })) => {
+            if let Err(e) = reader.get_ref().set_read_timeout(None) {
+                tracing::warn!("tenant connection: {e}");
+                return;
+            }
             eprintln!("vgpud: tenant {name} (pid {pid}) connected");
             registry.connect(&name, pid)
         }
