@@ -33,6 +33,14 @@ struct SparseMemory {
 }
 
 impl SparseMemory {
+    /// Faults an access reaching `limit` or past the end of the address space.
+    fn check(&self, addr: u64, len: usize) -> Result<(), GuestMemoryFault> {
+        match addr.checked_add(len as u64) {
+            Some(end) if self.limit.is_none_or(|l| end <= l) => Ok(()),
+            _ => Err(GuestMemoryFault { addr, len }),
+        }
+    }
+
     fn put(&mut self, addr: u64, data: &[u8]) {
         for (i, &b) in data.iter().enumerate() {
             self.bytes.insert(addr + i as u64, b);
@@ -48,29 +56,13 @@ impl SparseMemory {
 
 impl GuestMemory for SparseMemory {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), GuestMemoryFault> {
-        if self
-            .limit
-            .is_some_and(|l| addr.saturating_add(buf.len() as u64) > l)
-        {
-            return Err(GuestMemoryFault {
-                addr,
-                len: buf.len(),
-            });
-        }
+        self.check(addr, buf.len())?;
         buf.copy_from_slice(&self.get(addr, buf.len()));
         Ok(())
     }
 
     fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), GuestMemoryFault> {
-        if self
-            .limit
-            .is_some_and(|l| addr.saturating_add(data.len() as u64) > l)
-        {
-            return Err(GuestMemoryFault {
-                addr,
-                len: data.len(),
-            });
-        }
+        self.check(addr, data.len())?;
         self.put(addr, data);
         Ok(())
     }
@@ -759,4 +751,20 @@ fn uvm_and_unknown_nodes_pass_through_unchanged() {
     mem.put(ARG, &[0; 8]);
     assert_eq!(fwd.ioctl(5, HostNode::Uvm, 0x4b, ARG, &mut mem), Ok(0));
     assert_eq!(fwd.stats().uvm, 1);
+}
+
+#[test]
+fn sparse_memory_faults_past_limit_and_address_space_end() {
+    let mut m = SparseMemory {
+        limit: Some(0x2000),
+        ..SparseMemory::default()
+    };
+    m.write(0x1ffc, &[1, 2, 3, 4]).unwrap();
+    let mut b = [0u8; 4];
+    m.read(0x1ffc, &mut b).unwrap();
+    assert_eq!(b, [1, 2, 3, 4]);
+    assert!(m.read(0x1ffd, &mut b).is_err());
+    let mut unbounded = SparseMemory::default();
+    assert!(unbounded.write(u64::MAX - 1, &[0; 4]).is_err());
+    assert!(unbounded.read(u64::MAX, &mut b).is_err());
 }
