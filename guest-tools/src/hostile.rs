@@ -2,10 +2,10 @@
 //! chains, bad files and operations, and doorbells for channels it does not own. Each must get
 //! the error the protocol promises, and the device must keep serving good requests afterwards.
 
-use rm::abi::escape::Escape;
-use rm::abi::ioctl::IoctlRequest;
-use rm::abi::nvos::Nvos54Parameters;
-use rm::abi::{class, NvStatus};
+use rm_abi::escape::Escape;
+use rm_abi::ioctl::IoctlRequest;
+use rm_abi::nvos::Nvos54Parameters;
+use rm_abi::{class, NvStatus};
 use serde::{Deserialize, Serialize};
 
 use crate::driver::protocol::{error, op, QueueFault, RequestHeader, ResponseFooter};
@@ -91,7 +91,7 @@ pub fn run(t: &VgpuTransport) -> Result<Vec<Check>, DriverError> {
     let p = Nvos54Parameters {
         hClient: 0xc1d0_0001,
         hObject: 0xc1d0_0001,
-        cmd: rm::abi::ctrl::NV0000_CTRL_CMD_SYSTEM_GET_BUILD_VERSION,
+        cmd: rm_abi::ctrl::NV0000_CTRL_CMD_SYSTEM_GET_BUILD_VERSION,
         params: window + 0x1000,
         paramsSize: 40,
         ..Default::default()
@@ -238,13 +238,13 @@ pub fn run(t: &VgpuTransport) -> Result<Vec<Check>, DriverError> {
             client,
             client,
             class::NV01_DEVICE_0,
-            &mut rm::abi::alloc_params::Nv0080AllocParameters::default(),
+            &mut rm_abi::alloc_params::Nv0080AllocParameters::default(),
         )?;
-        let mut n = rm::abi::ctrl::Nv0080CtrlGpuGetNumSubdevicesParams::default();
+        let mut n = rm_abi::ctrl::Nv0080CtrlGpuGetNumSubdevicesParams::default();
         c.control(
             client,
             dev,
-            rm::abi::ctrl::NV0080_CTRL_CMD_GPU_GET_NUM_SUBDEVICES,
+            rm_abi::ctrl::NV0080_CTRL_CMD_GPU_GET_NUM_SUBDEVICES,
             &mut n,
         )?;
         c.free(client, client, client)?;

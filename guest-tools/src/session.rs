@@ -7,9 +7,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use rm::abi::alloc_params::Nv0080AllocParameters;
-use rm::abi::class;
-use rm::abi::ctrl::{Nv0080CtrlGpuGetNumSubdevicesParams, NV0080_CTRL_CMD_GPU_GET_NUM_SUBDEVICES};
+use rm_abi::alloc_params::Nv0080AllocParameters;
+use rm_abi::class;
+use rm_abi::ctrl::{Nv0080CtrlGpuGetNumSubdevicesParams, NV0080_CTRL_CMD_GPU_GET_NUM_SUBDEVICES};
 use serde::{Deserialize, Serialize};
 
 use crate::driver::sysfs::{self, PciVgpu};
@@ -33,6 +33,12 @@ pub struct Session {
     pub bus_id: String,
     uio_events: Option<PathBuf>,
     _lock: std::fs::File,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").finish_non_exhaustive()
+    }
 }
 
 impl Session {

@@ -2,11 +2,11 @@
 //! framebuffer, engines, architecture, PCI ids) plus the vGPU transport's own counters and the
 //! channel groups of the calling process.
 
-use rm::abi::alloc_params::{
+use rm_abi::alloc_params::{
     Nv0080AllocParameters, NV2080_ENGINE_TYPE_COPY0, NV2080_ENGINE_TYPE_GR0,
 };
-use rm::abi::ctrl::*;
-use rm::abi::{class, Handle, NvStatus};
+use rm_abi::ctrl::*;
+use rm_abi::{class, Handle, NvStatus};
 use serde::{Deserialize, Serialize};
 
 use crate::driver::{DeviceCounters, DeviceInfo};

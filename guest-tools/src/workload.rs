@@ -5,12 +5,12 @@
 
 use std::time::{Duration, Instant};
 
-use rm::abi::alloc_params::*;
-use rm::abi::ctrl::*;
-use rm::abi::{class, Handle};
-use rm::backend::sim::methods::{compute, copy, host};
-use rm::backend::sim::pushbuffer::{inc_header, GpEntry};
-use rm::backend::sim::userd;
+use rm_abi::alloc_params::*;
+use rm_abi::ctrl::*;
+use rm_abi::methods::{compute, copy, host};
+use rm_abi::pushbuffer::{inc_header, GpEntry};
+use rm_abi::userd;
+use rm_abi::{class, Handle};
 use zerocopy::IntoBytes;
 
 use crate::rmapi::{Buffer, MappedMemory, RmApiError, RmClient, Transport, TransportError};

@@ -5,9 +5,9 @@ mod common;
 use common::*;
 use guest_tools::driver::{DriverError, Setup};
 use guest_tools::rmapi::{Node, RmClient, Transport, VgpuTransport};
-use rm::abi::alloc_params::Nv0080AllocParameters;
-use rm::abi::ctrl::*;
-use rm::abi::{class, NvStatus};
+use rm_abi::alloc_params::Nv0080AllocParameters;
+use rm_abi::ctrl::*;
+use rm_abi::{class, NvStatus};
 
 #[test]
 fn a_client_allocates_queries_and_frees_through_the_queue() {
@@ -48,8 +48,8 @@ fn a_client_allocates_queries_and_frees_through_the_queue() {
     let err = c
         .escape(
             dev_fd,
-            rm::abi::escape::Escape::RM_FREE,
-            &mut rm::abi::nvos::Nvos00Parameters::default(),
+            rm_abi::escape::Escape::RM_FREE,
+            &mut rm_abi::nvos::Nvos00Parameters::default(),
         )
         .unwrap_err();
     assert_eq!(
@@ -183,7 +183,7 @@ fn smi_reports_the_vgpu_and_the_callers_channel_groups() {
         .unwrap();
     assert_eq!(r.product_name, "NVIDIA H200 (sim)");
     assert!(r.uuid.starts_with("GPU-"), "{}", r.uuid);
-    assert_eq!(r.driver_version, rm::abi::NV_VERSION_STRING);
+    assert_eq!(r.driver_version, rm_abi::NV_VERSION_STRING);
     assert_eq!(r.fb_total_mib, 1024);
     assert!(
         r.fb_free_mib < r.fb_total_mib,

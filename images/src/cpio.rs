@@ -22,6 +22,12 @@ pub struct CpioWriter<W: Write> {
     next_ino: u32,
 }
 
+impl<W: Write> std::fmt::Debug for CpioWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CpioWriter").finish_non_exhaustive()
+    }
+}
+
 impl<W: Write> CpioWriter<W> {
     /// Starts an archive on `out`.
     pub fn new(out: W) -> Self {

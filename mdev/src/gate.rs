@@ -10,8 +10,8 @@
 
 use crate::protocol::ChannelPair;
 use crate::tenants::TenantRegistry;
-use rm::backend::nvidia::forward::ControlError;
-use rm::backend::nvidia::{HostClient, NvDriver};
+use rm_nvidia::forward::ControlError;
+use rm_nvidia::{HostClient, NvDriver};
 use scheduler::mechanism::{Capabilities, GroupInfo, GroupRef, Mechanism, MechanismError};
 use scheduler::policy_file::{Policy, Priority};
 use std::collections::{BTreeSet, HashMap};
@@ -119,6 +119,12 @@ pub struct ChannelGate<S: ChannelSwitch, C: Clock> {
     pub disables: CallStats,
     /// Enable calls.
     pub enables: CallStats,
+}
+
+impl<S: ChannelSwitch, C: Clock> std::fmt::Debug for ChannelGate<S, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelGate").finish_non_exhaustive()
+    }
 }
 
 impl<S: ChannelSwitch, C: Clock> ChannelGate<S, C> {
@@ -359,7 +365,7 @@ pub(crate) mod testing {
             *self.clock.0.borrow_mut() += self.cost;
             self.calls.push((channels.len(), enabled));
             if channels.iter().any(|c| self.dead.contains(c)) {
-                return Err(ControlError::Status(rm::abi::NvStatus::ERR_INVALID_CLIENT));
+                return Err(ControlError::Status(rm_abi::NvStatus::ERR_INVALID_CLIENT));
             }
             for c in channels {
                 if enabled {

@@ -29,6 +29,15 @@ pub enum AnyGpu {
     Sim(Box<SimTestbed>),
 }
 
+impl std::fmt::Debug for AnyGpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AnyGpu::Fake(_) => "AnyGpu::Fake",
+            _ => "AnyGpu::Sim",
+        })
+    }
+}
+
 impl AnyGpu {
     /// A fresh GPU of `kind`.
     pub fn new(kind: GpuKind) -> Self {

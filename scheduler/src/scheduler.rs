@@ -151,6 +151,12 @@ pub struct Scheduler<M: Mechanism> {
     released: bool,
 }
 
+impl<M: Mechanism> std::fmt::Debug for Scheduler<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler").finish_non_exhaustive()
+    }
+}
+
 impl<M: Mechanism> Scheduler<M> {
     /// Starts scheduling `mech` under `policy`; `forced` overrides the method choice (still
     /// checked against the capabilities). vGPU UUIDs in the policy are resolved to GFIDs with

@@ -49,11 +49,11 @@ impl Testbed for FakeGpu {
 pub mod sim {
     use std::time::Duration;
 
-    use rm::backend::sim::memory::{Aperture, MemoryId};
-    use rm::backend::sim::methods::{compute, host, HOPPER_COMPUTE_A};
-    use rm::backend::sim::pushbuffer::{inc_header, GpEntry};
-    use rm::backend::sim::userd::{self, Userd};
-    use rm::backend::sim::{ChannelConfig, ChannelRef, SimConfig, SimGpu, TsgRef};
+    use rm_abi::methods::{compute, host, HOPPER_COMPUTE_A};
+    use rm_abi::pushbuffer::{inc_header, GpEntry};
+    use rm_sim::memory::{Aperture, MemoryId};
+    use rm_sim::userd::{self, Userd};
+    use rm_sim::{ChannelConfig, ChannelRef, SimConfig, SimGpu, TsgRef};
 
     use super::Testbed;
     use crate::mechanism::load::LoadPattern;
@@ -101,7 +101,7 @@ pub mod sim {
         ]
     }
 
-    fn sim_err(e: rm::backend::sim::SimError) -> MechanismError {
+    fn sim_err(e: rm_sim::SimError) -> MechanismError {
         MechanismError::Backend(e.to_string())
     }
 

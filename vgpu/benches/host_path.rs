@@ -1,6 +1,6 @@
 //! Host-side baseline of the guest's numbers: the same calls without a VM.
 //!
-//! * `rm::core::Rm::ioctl` directly (the baseline: RM core and sim, no transport);
+//! * `rm_core::Rm::ioctl` directly (the baseline: RM core and sim, no transport);
 //! * one escape through `VgpuDevice`: request header and argument in the window, descriptor
 //!   chain in the escape virtqueue, the notify write, the used ring (what a guest does, minus
 //!   the VM exits);
@@ -18,16 +18,16 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use rm::abi::alloc_params::Nv2080AllocParameters;
-use rm::abi::ctrl::{Nv2080CtrlGpuGetNameStringParams, NV2080_CTRL_CMD_GPU_GET_NAME_STRING};
-use rm::abi::escape::Escape;
-use rm::abi::ioctl::IoctlRequest;
-use rm::abi::nvos::Nvos54Parameters;
-use rm::abi::{class, NvStatus};
-use rm::backend::sim::methods::host;
-use rm::backend::sim::pushbuffer::{inc_header, GpEntry};
-use rm::backend::sim::userd;
-use rm::core::{GuestMemory, VecGuestMemory};
+use rm_abi::alloc_params::Nv2080AllocParameters;
+use rm_abi::ctrl::{Nv2080CtrlGpuGetNameStringParams, NV2080_CTRL_CMD_GPU_GET_NAME_STRING};
+use rm_abi::escape::Escape;
+use rm_abi::ioctl::IoctlRequest;
+use rm_abi::methods::host;
+use rm_abi::nvos::Nvos54Parameters;
+use rm_abi::pushbuffer::{inc_header, GpEntry};
+use rm_abi::userd;
+use rm_abi::{class, NvStatus};
+use rm_core::{GuestMemory, VecGuestMemory};
 use vgpu::protocol::{op, RequestHeader};
 use vgpu::{profile, SimHost};
 use zerocopy::IntoBytes;

@@ -71,6 +71,12 @@ pub struct RequestContext<'a> {
     pub files: &'a mut BTreeSet<FileId>,
 }
 
+impl<'a> std::fmt::Debug for RequestContext<'a> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestContext").finish_non_exhaustive()
+    }
+}
+
 /// The live escape queue (exists from `queue_enable` until reset).
 #[derive(Debug)]
 pub struct EscapeQueue {

@@ -4,7 +4,7 @@
 //! This table is the VMM's until the `mdev` crate owns vGPU types (with their instances and
 //! persistent definitions); then the VMM will take its type from there and this module goes.
 
-use rm::backend::GpuInfo;
+use rm_core::backend::GpuInfo;
 use thiserror::Error;
 
 /// One vGPU type.
@@ -85,15 +85,15 @@ impl Profile {
     /// The RM core's configuration of a vGPU of this type: the framebuffer quota (system
     /// memory the same), this type's name, and a UUID of its own derived from the physical
     /// GPU's and the GFID.
-    pub fn rm_config(&self, gpu: &GpuInfo, gfid: u32, pci_slot: u8) -> rm::core::VgpuConfig {
+    pub fn rm_config(&self, gpu: &GpuInfo, gfid: u32, pci_slot: u8) -> rm_core::VgpuConfig {
         let mut uuid = gpu.uuid;
         uuid[15] ^= gfid as u8;
         uuid[14] ^= 0x80;
-        rm::core::VgpuConfig {
+        rm_core::VgpuConfig {
             name: Some(self.gpu_name.clone()),
             uuid: Some(uuid),
             pci_slot,
-            ..rm::core::VgpuConfig::with_quota(self.fb_quota)
+            ..rm_core::VgpuConfig::with_quota(self.fb_quota)
         }
     }
 }
@@ -101,8 +101,8 @@ impl Profile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rm::backend::sim::{SimBackend, SimConfig};
-    use rm::backend::Backend;
+    use rm_core::backend::Backend;
+    use rm_sim::{SimBackend, SimConfig};
 
     fn gpu() -> GpuInfo {
         SimBackend::new(SimConfig::default()).gpu_info()

@@ -1,4 +1,4 @@
-//! [`EscapeService`] over the in-process RM core (`rm::core::Rm`).
+//! [`EscapeService`] over the in-process RM core (`rm_core::Rm`).
 //!
 //! Several vGPUs can share one core: each device holds an [`RmService`] over the same
 //! `Arc<Mutex<Rm<B>>>` and names its own GFID. The window reaches the core's dispatcher as its
@@ -6,9 +6,9 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rm::abi::NvStatus;
-use rm::backend::{Backend, ExternalPages};
-use rm::core::{GuestMemory, GuestMemoryFault, Node, Rm, RmError};
+use rm_abi::NvStatus;
+use rm_core::backend::{Backend, ExternalPages};
+use rm_core::{GuestMemory, GuestMemoryFault, Node, Rm, RmError};
 
 use crate::protocol::errno;
 use crate::service::{DoorbellError, EscapeService, FileError, FileId, FileNode, Gfid};
@@ -67,7 +67,7 @@ impl<B: Backend> RmService<B> {
     pub fn attach(
         rm: Arc<Mutex<Rm<B>>>,
         gfid: Gfid,
-        config: rm::core::VgpuConfig,
+        config: rm_core::VgpuConfig,
     ) -> Result<Self, RmError> {
         lock(&rm).create_vgpu(gfid, config)?;
         Ok(Self {

@@ -9,7 +9,7 @@ use thiserror::Error;
 
 use crate::window::HostWindow;
 
-pub use rm::backend::Gfid;
+pub use rm_core::backend::Gfid;
 
 /// A guest file id, as the service hands it out on open (the guest's "fd").
 pub type FileId = i32;

@@ -11,10 +11,10 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rm::backend::sim::driver::{RealTimeDriver, MAX_CATCH_UP_NS};
-use rm::backend::sim::{ClockMode, SimBackend, SimConfig};
-use rm::backend::GpuInfo;
-use rm::core::{Rm, RmError};
+use rm_core::backend::GpuInfo;
+use rm_core::{Rm, RmError};
+use rm_sim::driver::{RealTimeDriver, MAX_CATCH_UP_NS};
+use rm_sim::{ClockMode, SimBackend, SimConfig};
 use thiserror::Error;
 
 use crate::device::{DeviceError, VgpuConfig, VgpuDevice};

@@ -10,7 +10,7 @@ use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd};
 use std::sync::Arc;
 
-use rm::backend::{ExternalPages, PageSource};
+use rm_core::backend::{ExternalPages, PageSource};
 use thiserror::Error;
 use vm_memory::{Bytes, FileOffset, GuestAddress, GuestMemoryMmap, GuestRegionMmap, MmapRegion};
 

@@ -6,8 +6,8 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
-use rm::abi::class;
-use rm::abi::NvStatus;
+use rm_abi::class;
+use rm_abi::NvStatus;
 use vgpu::protocol::virtio::common as cc;
 use vgpu::protocol::{self, error, node, op, reg, virtio, QueueFault, RequestHeader};
 use vgpu::Counter;

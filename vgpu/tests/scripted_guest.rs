@@ -4,11 +4,11 @@
 mod common;
 
 use common::*;
-use rm::abi::ctrl::*;
-use rm::abi::escape::Escape;
-use rm::abi::frontend::*;
-use rm::abi::nvos::*;
-use rm::abi::{class, NvStatus, NV_VERSION_STRING};
+use rm_abi::ctrl::*;
+use rm_abi::escape::Escape;
+use rm_abi::frontend::*;
+use rm_abi::nvos::*;
+use rm_abi::{class, NvStatus, NV_VERSION_STRING};
 use vgpu::protocol::{self, error, intr, op, reg, RequestHeader};
 use vgpu::{Counter, InterruptLine};
 
@@ -136,7 +136,7 @@ fn argument_and_parameter_pointers_outside_the_window_fault() {
     let mut g = Guest::new(sim_device(&rm, 1));
     g.init();
     let ctl = g.open_ctl();
-    let request = rm::abi::ioctl::IoctlRequest::encode(Escape::RM_FREE as u8, 16).unwrap();
+    let request = rm_abi::ioctl::IoctlRequest::encode(Escape::RM_FREE as u8, 16).unwrap();
     for arg in [WINDOW, WINDOW - 8, u64::MAX - 4] {
         let r = g.submit(&RequestHeader {
             op: op::IOCTL,
@@ -282,7 +282,7 @@ fn mapping_copies_reach_the_mapped_memory() {
     g.init();
     let ctl = g.open_ctl();
     let t = build_channel(&mut g, ctl);
-    let mem_p = rm::abi::alloc_params::NvMemoryAllocationParams {
+    let mem_p = rm_abi::alloc_params::NvMemoryAllocationParams {
         size: 0x2000,
         ..Default::default()
     };

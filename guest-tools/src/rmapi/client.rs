@@ -2,11 +2,11 @@
 //! crate's ABI, request numbers `_IOWR('F', nr, size)`, embedded pointers to parameter buffers),
 //! over any [`Transport`].
 
-use rm::abi::escape::Escape;
-use rm::abi::frontend::{NvIoctlRegisterFd, NvIoctlRmApiVersion, NV_RM_API_VERSION_CMD_STRICT};
-use rm::abi::ioctl::IoctlRequest;
-use rm::abi::nvos::*;
-use rm::abi::{class, Handle, NvStatus, NV_VERSION_STRING};
+use rm_abi::escape::Escape;
+use rm_abi::frontend::{NvIoctlRegisterFd, NvIoctlRmApiVersion, NV_RM_API_VERSION_CMD_STRICT};
+use rm_abi::ioctl::IoctlRequest;
+use rm_abi::nvos::*;
+use rm_abi::{class, Handle, NvStatus, NV_VERSION_STRING};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use super::transport::{Buffer, Fd, Mapping, Node, Transport, TransportError};
@@ -85,6 +85,12 @@ pub struct MappedMemory<'t> {
     pub cookie: u64,
     /// The client, device and memory handles.
     pub handles: (Handle, Handle, Handle),
+}
+
+impl<'t> std::fmt::Debug for MappedMemory<'t> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MappedMemory").finish_non_exhaustive()
+    }
 }
 
 /// One process's connection to RM: a ctl file, scratch buffers, and handle allocation.

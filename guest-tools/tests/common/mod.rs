@@ -6,8 +6,8 @@
 use std::sync::{Arc, Mutex};
 
 use guest_tools::driver::{RegisterBar, Setup, SharedWindow, VgpuDriver};
-use rm::backend::sim::{SimBackend, SimConfig};
-use rm::core::Rm;
+use rm_core::Rm;
+use rm_sim::{SimBackend, SimConfig};
 use vgpu::{RmService, VgpuConfig, VgpuDevice};
 
 /// The shared RM core over the sim backend.
@@ -67,7 +67,7 @@ pub fn sim_rm() -> SimRm {
 /// A vGPU `gfid` on `rm` with a [`WINDOW`]-byte window.
 pub fn sim_device(rm: &SimRm, gfid: u32) -> SharedDevice {
     let svc =
-        RmService::attach(rm.clone(), gfid, rm::core::VgpuConfig::with_quota(1 << 30)).unwrap();
+        RmService::attach(rm.clone(), gfid, rm_core::VgpuConfig::with_quota(1 << 30)).unwrap();
     Arc::new(Mutex::new(
         VgpuDevice::new(
             VgpuConfig {

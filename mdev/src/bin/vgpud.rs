@@ -7,7 +7,7 @@ use mdev::enforce::tick;
 use mdev::gate::{policy_gfids, ChannelGate, RealClock};
 use mdev::protocol::{self, Message};
 use mdev::tenants::{load_pairs, TenantRegistry};
-use rm::backend::nvidia::HostClient;
+use rm_nvidia::HostClient;
 use scheduler::policy_file::Policy;
 use scheduler::reload::{PolicyWatcher, ReloadOutcome};
 use scheduler::scheduler::{Method, Scheduler};

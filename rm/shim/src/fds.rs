@@ -1,7 +1,7 @@
 //! Which fds are NVIDIA device files: found from `/proc/self/fd/N` on an fd's first ioctl and
 //! cached in a lock-free table until the fd is closed or replaced.
 
-use rm::backend::nvidia::HostNode;
+use rm_nvidia::HostNode;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// fds below this are cached; higher fds are looked up on every ioctl.

@@ -1,5 +1,5 @@
 //! `librmshim.so`: loaded with `LD_PRELOAD` into an unmodified process, it sends every ioctl on an
-//! NVIDIA device file through [`rm::backend::nvidia::Forwarder`] (decode, validate, sanitise,
+//! NVIDIA device file through [`rm_nvidia::Forwarder`] (decode, validate, sanitise,
 //! account, forward) and registers the process as a tenant of the `vgpud` gating daemon.
 //!
 //! Environment:
@@ -22,7 +22,7 @@ mod tenant;
 use fds::FdTable;
 use libc::{c_int, c_ulong, c_void};
 use memory::SelfMemory;
-use rm::backend::nvidia::{Forwarder, SyscallDriver};
+use rm_nvidia::{Forwarder, SyscallDriver};
 use std::sync::OnceLock;
 
 type IoctlFn = unsafe extern "C" fn(c_int, c_ulong, *mut c_void) -> c_int;

@@ -1,6 +1,6 @@
 //! The tenant's memory is this process's memory: the addresses in its escapes are plain pointers.
 
-use rm::core::{GuestMemory, GuestMemoryFault};
+use rm_core::{GuestMemory, GuestMemoryFault};
 
 /// Direct access to this process's memory. The lowest page faults (a NULL or near-NULL pointer is
 /// answered with the driver's error rather than a crash); any other bad pointer crashes only the

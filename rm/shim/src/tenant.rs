@@ -6,7 +6,7 @@
 //! `CHANNELS <client>:<channel> ...` (hex, the full set) whenever it changes. The daemon only
 //! listens; end of file on the socket means it is gone.
 
-use rm::backend::nvidia::{Forwarder, SyscallDriver};
+use rm_nvidia::{Forwarder, SyscallDriver};
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};

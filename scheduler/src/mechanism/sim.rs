@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use rm::backend::sim::memory::MemoryPool;
-use rm::backend::sim::userd;
-use rm::backend::sim::{InterleaveLevel, SimError, SimGpu, TsgRef};
+use rm_abi::userd;
+use rm_sim::memory::MemoryPool;
+use rm_sim::{InterleaveLevel, SimError, SimGpu, TsgRef};
 
 use super::{Capabilities, GroupInfo, GroupRef, Mechanism, MechanismError};
 use crate::policy_file::Priority;

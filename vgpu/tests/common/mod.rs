@@ -6,15 +6,15 @@
 
 use std::sync::{Arc, Mutex};
 
-use rm::abi::alloc_params::*;
-use rm::abi::escape::Escape;
-use rm::abi::frontend::NvIoctlRegisterFd;
-use rm::abi::ioctl::IoctlRequest;
-use rm::abi::nvos::*;
-use rm::abi::{class, Handle, NvStatus};
-use rm::backend::sim::{SimBackend, SimConfig};
-use rm::core::testing::{self, RmCalls};
-use rm::core::Rm;
+use rm_abi::alloc_params::*;
+use rm_abi::escape::Escape;
+use rm_abi::frontend::NvIoctlRegisterFd;
+use rm_abi::ioctl::IoctlRequest;
+use rm_abi::nvos::*;
+use rm_abi::{class, Handle, NvStatus};
+use rm_core::testing::{self, RmCalls};
+use rm_core::Rm;
+use rm_sim::{SimBackend, SimConfig};
 use vgpu::protocol::virtio::common;
 use vgpu::protocol::{node, op, reg, virtio, RequestHeader, ResponseFooter};
 use vgpu::{RmService, VgpuConfig, VgpuDevice};
@@ -53,7 +53,7 @@ pub fn sim_rm() -> SimRm {
 /// A vGPU `gfid` on `rm` with a 1 MiB window.
 pub fn sim_device(rm: &SimRm, gfid: u32) -> VgpuDevice {
     let svc =
-        RmService::attach(rm.clone(), gfid, rm::core::VgpuConfig::with_quota(1 << 30)).unwrap();
+        RmService::attach(rm.clone(), gfid, rm_core::VgpuConfig::with_quota(1 << 30)).unwrap();
     VgpuDevice::new(
         VgpuConfig {
             gfid,

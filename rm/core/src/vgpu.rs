@@ -1,0 +1,135 @@
+//! One vGPU's namespace: its fds, clients, framebuffer quota and live work-submit tokens.
+
+use super::fd::{FdId, FdTable};
+use super::handles;
+use super::objects::Client;
+use crate::backend::Gfid;
+use rm_abi::Handle;
+use std::collections::BTreeMap;
+
+/// How a vGPU is configured when it is created (from its mdev type).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VgpuConfig {
+    /// Bytes of video memory the guest may allocate.
+    pub fb_quota: u64,
+    /// Bytes of system memory the guest may have the GPU allocate for it.
+    pub sysmem_quota: u64,
+    /// Name reported by `GPU_GET_NAME_STRING` (None: the GPU's own name).
+    pub name: Option<String>,
+    /// UUID reported by `GPU_GET_GID_INFO` (None: the GPU's own UUID).
+    pub uuid: Option<[u8; 16]>,
+    /// RM GPU id the guest sees (card info, attached ids).
+    pub gpu_id: u32,
+    /// PCI bus of the vGPU as the guest sees it.
+    pub pci_bus: u8,
+    /// PCI slot of the vGPU as the guest sees it.
+    pub pci_slot: u8,
+}
+
+impl VgpuConfig {
+    /// A vGPU with `fb_quota` bytes of video memory (and as much system memory) at guest PCI
+    /// 00:06.0 (gpu id 0x600, as on the H200 host).
+    pub fn with_quota(fb_quota: u64) -> Self {
+        Self {
+            fb_quota,
+            sysmem_quota: fb_quota,
+            name: None,
+            uuid: None,
+            gpu_id: 0x600,
+            pci_bus: 0,
+            pci_slot: 6,
+        }
+    }
+}
+
+/// Most clients one vGPU may hold.
+pub const MAX_CLIENTS_PER_VGPU: usize = 1024;
+
+/// A vGPU's state in the core.
+#[derive(Debug)]
+pub struct Vgpu {
+    /// Its GFID.
+    pub gfid: Gfid,
+    /// Its configuration.
+    pub config: VgpuConfig,
+    /// Open guest fds.
+    pub fds: FdTable,
+    /// Clients by guest handle.
+    pub clients: BTreeMap<Handle, Client>,
+    /// Video memory allocated so far.
+    pub fb_used: u64,
+    /// System memory allocated so far.
+    pub sysmem_used: u64,
+    /// Live work-submit tokens -> (guest client, channel).
+    pub tokens: BTreeMap<u32, (Handle, Handle)>,
+    /// `NV_ESC_SYS_PARAMS` memory block size (set once).
+    pub memblock_size: u64,
+    next_client_index: u32,
+}
+
+impl Vgpu {
+    /// A fresh vGPU.
+    pub fn new(gfid: Gfid, config: VgpuConfig) -> Self {
+        Self {
+            gfid,
+            config,
+            fds: FdTable::default(),
+            clients: BTreeMap::new(),
+            fb_used: 0,
+            sysmem_used: 0,
+            tokens: BTreeMap::new(),
+            memblock_size: 0,
+            next_client_index: 1,
+        }
+    }
+
+    /// Picks the guest and host handles for a new client; `requested` (nonzero) is re-encoded
+    /// into the guest range as RM re-encodes user-requested client handles. `None` when the
+    /// handle is taken.
+    pub fn client_handles(&mut self, requested: Handle) -> Option<(Handle, Handle)> {
+        let index = if requested != 0 {
+            handles::client_index(requested)
+        } else {
+            let mut i = self.next_client_index;
+            for _ in 0..handles::CLIENT_RANGE {
+                if i != 0 && !self.clients.contains_key(&handles::guest_client_handle(i)) {
+                    break;
+                }
+                i = (i + 1) % handles::CLIENT_RANGE;
+            }
+            self.next_client_index = (i + 1) % handles::CLIENT_RANGE;
+            i
+        };
+        let guest = handles::guest_client_handle(index);
+        if self.clients.contains_key(&guest) {
+            return None;
+        }
+        Some((guest, handles::host_client_handle(self.gfid, index)))
+    }
+
+    /// The fd whose client context `fd` uses: its registered ctl fd, or itself.
+    pub fn client_context(&self, fd: FdId) -> FdId {
+        self.fds
+            .get(fd)
+            .and_then(|s| s.registered_ctl)
+            .unwrap_or(fd)
+    }
+
+    /// The client `h`, if the call through `fd` may use it (RM's `clientOSInfo` check: a client
+    /// is usable only through the fd that allocated it or device fds registered to that fd).
+    pub fn client_for(&self, fd: FdId, h: Handle) -> Option<&Client> {
+        let ctx = self.client_context(fd);
+        self.clients.get(&h).filter(|c| c.fd == ctx)
+    }
+
+    /// Mutable form of [`Vgpu::client_for`].
+    pub fn client_for_mut(&mut self, fd: FdId, h: Handle) -> Option<&mut Client> {
+        let ctx = self.client_context(fd);
+        self.clients.get_mut(&h).filter(|c| c.fd == ctx)
+    }
+
+    /// Objects held, clients included.
+    pub fn object_count(&self) -> usize {
+        self.clients.values().map(Client::len).sum()
+    }
+}

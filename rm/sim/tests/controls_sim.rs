@@ -1,0 +1,359 @@
+//! The controls the core answers for a simulated H200 beyond identity and FIFO scheduling
+//! (active device ids, sync-boost groups, host caps, channel list, GPU info), through the
+//! dispatcher on the sim backend: the answers, and the driver's errors on bad input.
+
+use rm_core::testing::fixtures as common;
+
+use common::*;
+use rm_abi::ctrl::*;
+use rm_abi::NvStatus;
+use rm_core::{GuestMemory, Rm};
+use rm_sim::{SimBackend, SimConfig};
+use zerocopy::FromZeros;
+
+const GFID: u32 = 3;
+
+fn setup() -> (Rm<SimBackend>, Guest, Tree) {
+    let mut rm = Rm::new(SimBackend::new(SimConfig::default()));
+    let mut g = Guest::new(&mut rm, GFID, 1 << 30);
+    let t = build_tree(&mut rm, &mut g);
+    (rm, g, t)
+}
+
+#[test]
+fn active_device_ids_name_the_vgpu_without_mig_instances() {
+    let (mut rm, mut g, t) = setup();
+    let (s, p) = g.control(
+        &mut rm,
+        t.client,
+        t.client,
+        NV0000_CTRL_CMD_GPU_GET_ACTIVE_DEVICE_IDS,
+        &Nv0000CtrlGpuGetActiveDeviceIdsParams::new_zeroed(),
+    );
+    assert_eq!(s, NvStatus::OK);
+    assert_eq!(p.numDevices, 1);
+    assert_eq!(p.devices[0].gpuId, 0x600, "the vGPU's configured gpu id");
+    assert_eq!(p.devices[0].gpuInstanceId, NV0000_CTRL_GPU_INVALID_ID);
+    assert_eq!(p.devices[0].computeInstanceId, NV0000_CTRL_GPU_INVALID_ID);
+    assert!(p.devices[1..]
+        .iter()
+        .all(|d| *d == Nv0000CtrlGpuActiveDevice::default()));
+}
+
+#[test]
+fn boost_groups_and_host_caps_are_empty_even_over_guest_garbage() {
+    let (mut rm, mut g, t) = setup();
+    let mut junk = Nv0000SyncGpuBoostGroupInfoParams {
+        groupCount: 7,
+        ..Default::default()
+    };
+    junk.pBoostGroups.fill(0xAB);
+    let (s, p) = g.control(
+        &mut rm,
+        t.client,
+        t.client,
+        NV0000_CTRL_CMD_SYNC_GPU_BOOST_GROUP_INFO,
+        &junk,
+    );
+    assert_eq!(s, NvStatus::OK);
+    assert_eq!(p, Nv0000SyncGpuBoostGroupInfoParams::default());
+
+    let (s, p) = g.control(
+        &mut rm,
+        t.client,
+        t.device,
+        NV0080_CTRL_CMD_HOST_GET_CAPS_V2,
+        &Nv0080CtrlHostGetCapsV2Params { capsTbl: [0xFF; 3] },
+    );
+    assert_eq!(s, NvStatus::OK);
+    assert_eq!(p.capsTbl, [0; 3]);
+    // A device control on the subdevice is not the device's.
+    let (s, _) = g.control(
+        &mut rm,
+        t.client,
+        t.subdevice,
+        NV0080_CTRL_CMD_HOST_GET_CAPS_V2,
+        &Nv0080CtrlHostGetCapsV2Params::default(),
+    );
+    assert_eq!(s, NvStatus::ERR_NOT_SUPPORTED);
+}
+
+const HANDLES: u64 = GUEST_BASE + 0x8_0000;
+const CHIDS: u64 = GUEST_BASE + 0x8_1000;
+
+fn channel_list(
+    rm: &mut Rm<SimBackend>,
+    g: &mut Guest,
+    t: &Tree,
+    handles: &[u32],
+    p: Nv0080CtrlFifoGetChannellistParams,
+) -> (NvStatus, Vec<u32>) {
+    let raw: Vec<u8> = handles.iter().flat_map(|h| h.to_le_bytes()).collect();
+    g.mem.write(HANDLES, &raw).unwrap();
+    g.mem.write(CHIDS, &vec![0x5A; raw.len()]).unwrap();
+    let (s, _) = g.control(
+        rm,
+        t.client,
+        t.device,
+        NV0080_CTRL_CMD_FIFO_GET_CHANNELLIST,
+        &p,
+    );
+    let mut out = vec![0u8; raw.len()];
+    g.mem.read(CHIDS, &mut out).unwrap();
+    let ids = out
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    (s, ids)
+}
+
+#[test]
+fn channel_list_maps_own_channels_to_their_ids_and_others_to_invalid() {
+    let (mut rm, mut g, t) = setup();
+    let (s, tok) = g.control(
+        &mut rm,
+        t.client,
+        t.channel,
+        NVC36F_CTRL_CMD_GPFIFO_GET_WORK_SUBMIT_TOKEN,
+        &NvC36fCtrlGpfifoGetWorkSubmitTokenParams::default(),
+    );
+    assert_eq!(s, NvStatus::OK);
+    let (s, copy_tok) = g.control(
+        &mut rm,
+        t.client,
+        t.copy_channel,
+        NVC36F_CTRL_CMD_GPFIFO_GET_WORK_SUBMIT_TOKEN,
+        &NvC36fCtrlGpfifoGetWorkSubmitTokenParams::default(),
+    );
+    assert_eq!(s, NvStatus::OK);
+
+    // A second client of the same guest, with its own tree under the same handles.
+    let other = build_tree(&mut rm, &mut g);
+    let handles = [t.channel, t.tsg, t.copy_channel, 0xdead_beef, 0];
+    let p = Nv0080CtrlFifoGetChannellistParams {
+        numChannels: handles.len() as u32,
+        pChannelHandleList: HANDLES,
+        pChannelList: CHIDS,
+        ..Default::default()
+    };
+    let (s, ids) = channel_list(&mut rm, &mut g, &t, &handles, p);
+    assert_eq!(s, NvStatus::OK);
+    let inv = NV0080_CTRL_FIFO_GET_CHANNELLIST_INVALID_CHANNEL;
+    assert_eq!(
+        ids,
+        [
+            tok.workSubmitToken & 0xFFFF,
+            inv,
+            copy_tok.workSubmitToken & 0xFFFF,
+            inv,
+            inv
+        ]
+    );
+    // The lookup is in the calling client: the other client's same handle is its own channel,
+    // with its own id.
+    let (s, ids) = channel_list(&mut rm, &mut g, &other, &[other.channel], {
+        let mut q = p;
+        q.numChannels = 1;
+        q
+    });
+    assert_eq!(s, NvStatus::OK);
+    assert_ne!(ids[0], inv);
+    assert_ne!(ids[0], tok.workSubmitToken & 0xFFFF);
+
+    // The driver's errors: no entries, NULL lists, lists outside guest memory.
+    for (bad, want) in [
+        (
+            Nv0080CtrlFifoGetChannellistParams {
+                numChannels: 0,
+                ..p
+            },
+            NvStatus::ERR_INVALID_ARGUMENT,
+        ),
+        (
+            Nv0080CtrlFifoGetChannellistParams {
+                pChannelHandleList: 0,
+                ..p
+            },
+            NvStatus::ERR_INVALID_ARGUMENT,
+        ),
+        (
+            Nv0080CtrlFifoGetChannellistParams {
+                numChannels: u32::MAX,
+                ..p
+            },
+            NvStatus::ERR_INVALID_ARGUMENT,
+        ),
+        (
+            Nv0080CtrlFifoGetChannellistParams {
+                pChannelHandleList: 0xffff_ffff_ffff_0000,
+                ..p
+            },
+            NvStatus::ERR_INVALID_ADDRESS,
+        ),
+        (
+            Nv0080CtrlFifoGetChannellistParams {
+                pChannelList: 0xffff_ffff_ffff_0000,
+                ..p
+            },
+            NvStatus::ERR_INVALID_ADDRESS,
+        ),
+    ] {
+        let (s, _) = g.control(
+            &mut rm,
+            t.client,
+            t.device,
+            NV0080_CTRL_CMD_FIFO_GET_CHANNELLIST,
+            &bad,
+        );
+        assert_eq!(s, want, "{bad:?}");
+    }
+}
+
+fn gpu_info(
+    rm: &mut Rm<SimBackend>,
+    g: &mut Guest,
+    t: &Tree,
+    indices: &[u32],
+    size: u32,
+) -> (NvStatus, Nv2080CtrlGpuGetInfoV2Params) {
+    let mut p = Nv2080CtrlGpuGetInfoV2Params {
+        gpuInfoListSize: size,
+        ..Default::default()
+    };
+    for (e, &i) in p.gpuInfoList.iter_mut().zip(indices) {
+        e.index = i;
+        e.data = 0xEEEE_EEEE;
+    }
+    g.control(
+        rm,
+        t.client,
+        t.subdevice,
+        NV2080_CTRL_CMD_GPU_GET_INFO_V2,
+        &p,
+    )
+}
+
+#[test]
+fn gpu_info_answers_what_the_sim_models_and_refuses_the_rest_like_rm() {
+    let (mut rm, mut g, t) = setup();
+    // SYSMEM_ACCESS yes; SMC (MIG) unsupported; debugging, dma-buf, self-hosted, EGM, FLA no.
+    let idx = [0x1F, 0x2A, 0x37, 0x3D, 0x3B, 0x3A, 0x2D, 0x22, 0x3C];
+    let (s, p) = gpu_info(&mut rm, &mut g, &t, &idx, idx.len() as u32);
+    assert_eq!(s, NvStatus::OK);
+    let data: Vec<u32> = p.gpuInfoList[..idx.len()].iter().map(|e| e.data).collect();
+    assert_eq!(data, [1, 0, 0, 0, 0, 0, 0, 0, 0]);
+    assert!(p.gpuInfoList[idx.len()..]
+        .iter()
+        .all(|e| e.index == 0 && e.data == 0));
+
+    // The driver's argument checks (`getGpuInfos`).
+    let max = NV2080_CTRL_GPU_INFO_MAX_LIST_SIZE as u32;
+    assert_eq!(
+        gpu_info(&mut rm, &mut g, &t, &[0x1F], 0).0,
+        NvStatus::ERR_INVALID_ARGUMENT
+    );
+    assert_eq!(
+        gpu_info(&mut rm, &mut g, &t, &[0x1F], max + 1).0,
+        NvStatus::ERR_INVALID_ARGUMENT
+    );
+    assert_eq!(
+        gpu_info(&mut rm, &mut g, &t, &[max], 1).0,
+        NvStatus::ERR_INVALID_ARGUMENT
+    );
+    assert_eq!(
+        gpu_info(&mut rm, &mut g, &t, &[0x1F | 1 << 24], 1).0,
+        NvStatus::ERR_INVALID_ARGUMENT,
+        "GPU group 1 does not exist"
+    );
+    // ECID (0x01), SM version (0x2C): silicon the sim does not model.
+    for i in [0x01, 0x2C] {
+        assert_eq!(
+            gpu_info(&mut rm, &mut g, &t, &[0x1F, i], 2).0,
+            NvStatus::ERR_NOT_SUPPORTED,
+            "{i:#x}"
+        );
+    }
+}
+
+#[test]
+fn compute_mode_has_no_rules_and_the_timeslice_policy_is_the_default() {
+    let (mut rm, mut g, t) = setup();
+    let (s, p) = g.control(
+        &mut rm,
+        t.client,
+        t.subdevice,
+        NV2080_CTRL_CMD_GPU_QUERY_COMPUTE_MODE_RULES,
+        &Nv2080CtrlGpuQueryComputeModeRulesParams { rules: 0x55 },
+    );
+    assert_eq!(s, NvStatus::OK);
+    assert_eq!(p.rules, NV2080_CTRL_GPU_COMPUTE_MODE_RULES_NONE);
+
+    let mut junk = Nv2080CtrlGpuGetComputePolicyConfigParams {
+        numConfigs: 32,
+        ..Default::default()
+    };
+    junk.configList.iter_mut().for_each(|c| c.data = 3);
+    let (s, p) = g.control(
+        &mut rm,
+        t.client,
+        t.subdevice,
+        NV2080_CTRL_CMD_GPU_GET_COMPUTE_POLICY_CONFIG,
+        &junk,
+    );
+    assert_eq!(s, NvStatus::OK);
+    assert_eq!(p.numConfigs, 1);
+    assert_eq!(
+        p.configList[0],
+        Nv2080CtrlGpuComputePolicyConfig {
+            r#type: NV2080_CTRL_GPU_COMPUTE_POLICY_TIMESLICE,
+            data: NV2080_CTRL_CMD_GPU_COMPUTE_TIMESLICE_DEFAULT,
+        }
+    );
+    assert!(p.configList[1..]
+        .iter()
+        .all(|c| *c == Nv2080CtrlGpuComputePolicyConfig::default()));
+}
+
+#[test]
+fn detach_accepts_its_own_gpu_and_detach_all_but_no_other_gpu() {
+    let (mut rm, mut g, t) = setup();
+    let ids = |first: u32| {
+        let mut p = Nv0000CtrlGpuDetachIdsParams {
+            gpuIds: [NV0000_CTRL_GPU_INVALID_ID; 32],
+        };
+        p.gpuIds[0] = first;
+        p
+    };
+    for (id, want) in [
+        (NV0000_CTRL_GPU_DETACH_ALL_ATTACHED_IDS, NvStatus::OK),
+        (0x600, NvStatus::OK),
+        (0x700, NvStatus::ERR_INVALID_ARGUMENT),
+    ] {
+        let (s, _) = g.control(
+            &mut rm,
+            t.client,
+            t.client,
+            NV0000_CTRL_CMD_GPU_DETACH_IDS,
+            &ids(id),
+        );
+        assert_eq!(s, want, "{id:#x}");
+    }
+}
+
+#[test]
+fn id_info_reports_a_lone_gpu_board_that_cannot_do_sli() {
+    let (mut rm, mut g, t) = setup();
+    let (s, p) = g.control(
+        &mut rm,
+        t.client,
+        t.client,
+        NV0000_CTRL_CMD_GPU_GET_ID_INFO_V2,
+        &Nv0000CtrlGpuGetIdInfoV2Params {
+            gpuId: 0x600,
+            ..Default::default()
+        },
+    );
+    assert_eq!(s, NvStatus::OK);
+    // GPU_NOT_SUPPORTED | INVALID_GPU_COUNT; board id = GPU id; no NUMA node.
+    assert_eq!((p.sliStatus, p.boardId, p.numaId), (0x41, 0x600, -1));
+}
