@@ -14,5 +14,8 @@
 
 pub mod enforce;
 pub mod gate;
+pub mod profile;
 pub mod protocol;
+pub mod rm_service;
+pub mod sim_host;
 pub mod tenants;

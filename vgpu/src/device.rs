@@ -16,7 +16,7 @@ use crate::escape_queue::{EscapeQueue, RequestContext};
 use crate::pci::{self, BarDecl, Capability, PciIdentity};
 use crate::protocol::{self, error, intr, reg, virtio, DeviceConfig, BAR0, BAR2};
 use crate::registers::{RegisterContext, RegisterFile, WriteEffect};
-use crate::service::{EscapeService, FileId, Gfid};
+use crate::service::{EscapeService, FdId, Gfid};
 use crate::stats::{Counter, Stats};
 use crate::transport::Transport;
 use crate::window::{HostWindow, WindowError};
@@ -62,7 +62,7 @@ pub struct VgpuDevice {
     registers: RegisterFile,
     transport: Transport,
     queue: Option<EscapeQueue>,
-    files: BTreeSet<FileId>,
+    files: BTreeSet<FdId>,
     service: Box<dyn EscapeService>,
     stats: Arc<Stats>,
     irq: Option<Box<dyn InterruptLine>>,

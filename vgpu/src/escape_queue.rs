@@ -19,7 +19,7 @@ use crate::protocol::{
     errno, node, op, QueueFault, RequestHeader, ResponseFooter, MAX_CHAIN_DESCRIPTORS,
     MAX_MAPPING_COPY,
 };
-use crate::service::{EscapeService, FileId, FileNode, Gfid};
+use crate::service::{EscapeService, FdId, Gfid, Node};
 use crate::transport::QueueConfig;
 use crate::window::HostWindow;
 
@@ -68,7 +68,7 @@ pub struct RequestContext<'a> {
     /// The window (all addresses in requests are window offsets).
     pub window: &'a HostWindow,
     /// Files this guest opened through the device (closed on reset).
-    pub files: &'a mut BTreeSet<FileId>,
+    pub files: &'a mut BTreeSet<FdId>,
 }
 
 impl<'a> std::fmt::Debug for RequestContext<'a> {
@@ -221,7 +221,7 @@ fn write_footer(window: &HostWindow, desc: Descriptor, resp: &ResponseFooter) ->
     }
 }
 
-fn reply(ret: i32, file: FileId) -> ResponseFooter {
+fn reply(ret: i32, file: FdId) -> ResponseFooter {
     ResponseFooter {
         ret,
         file,
@@ -264,8 +264,8 @@ fn run_request(h: &RequestHeader, ctx: &mut RequestContext<'_>) -> ResponseFoote
 
 fn open(h: &RequestHeader, ctx: &mut RequestContext<'_>) -> ResponseFooter {
     let node = match (h.request, u32::try_from(h.arg)) {
-        (node::CTL, _) if h.arg == 0 => FileNode::Ctl,
-        (node::DEVICE, Ok(minor)) => FileNode::Device(minor),
+        (node::CTL, _) if h.arg == 0 => Node::Ctl,
+        (node::DEVICE, Ok(minor)) => Node::Device(minor),
         _ => return reply(-errno::EINVAL, -1),
     };
     if ctx.files.len() >= MAX_OPEN_FILES {
@@ -293,18 +293,20 @@ fn mapping_copy(h: &RequestHeader, ctx: &mut RequestContext<'_>) -> ResponseFoot
     }
     let mut buf = vec![0u8; len];
     let ret = if h.op == op::MAPPING_READ {
-        let ret = ctx
+        match ctx
             .service
-            .read_mapping(ctx.gfid, h.file, h.offset, &mut buf);
-        if ret == 0 && ctx.window.write(h.arg, &buf).is_err() {
-            -errno::EFAULT
-        } else {
-            ret
+            .read_mapping(ctx.gfid, h.file, h.offset, &mut buf)
+        {
+            Ok(()) if ctx.window.write(h.arg, &buf).is_err() => -errno::EFAULT,
+            Ok(()) => 0,
+            Err(e) => e.ret(),
         }
     } else if ctx.window.read(h.arg, &mut buf).is_err() {
         -errno::EFAULT
     } else {
-        ctx.service.write_mapping(ctx.gfid, h.file, h.offset, &buf)
+        ctx.service
+            .write_mapping(ctx.gfid, h.file, h.offset, &buf)
+            .map_or_else(|e| e.ret(), |()| 0)
     };
     reply(ret, h.file)
 }

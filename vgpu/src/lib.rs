@@ -8,10 +8,9 @@
 //!   escape arguments and parameter buffers.
 //!
 //! The escape queue ([`escape_queue`]) carries the guest's NVIDIA driver calls to the RM core
-//! through the [`EscapeService`] trait ([`rm_service`] implements it over the `rm` crate).
-//! [`device::VgpuDevice`] ties the parts together and is all a VMM needs; the guest-visible
-//! protocol is in [`protocol`] and `PROTOCOL.md`. [`profile`] holds the vGPU types and
-//! [`sim_host`] the in-process RM core over the real-time sim GPU that a VMM attaches to.
+//! through the [`EscapeService`] trait (`vgpud` implements it over the RM core).
+//! [`device::VgpuDevice`] ties the parts together and is all a device server needs; the
+//! guest-visible protocol is in [`protocol`] and `PROTOCOL.md`.
 //!
 //! Everything but [`protocol`] is behind the default `device` feature: the guest driver depends
 //! on this crate without it, so guest and device share one definition of the protocol.
@@ -22,17 +21,11 @@ pub mod device;
 pub mod escape_queue;
 #[cfg(feature = "device")]
 pub mod pci;
-#[cfg(feature = "device")]
-pub mod profile;
 pub mod protocol;
 #[cfg(feature = "device")]
 pub mod registers;
 #[cfg(feature = "device")]
-pub mod rm_service;
-#[cfg(feature = "device")]
 pub mod service;
-#[cfg(feature = "device")]
-pub mod sim_host;
 #[cfg(feature = "device")]
 pub mod stats;
 #[cfg(feature = "device")]
@@ -45,13 +38,7 @@ pub use device::{DeviceError, InterruptLine, VgpuConfig, VgpuDevice};
 #[cfg(feature = "device")]
 pub use pci::{BarBacking, BarDecl, Capability, PciIdentity};
 #[cfg(feature = "device")]
-pub use profile::{Profile, UnknownProfile};
-#[cfg(feature = "device")]
-pub use rm_service::RmService;
-#[cfg(feature = "device")]
-pub use service::{DoorbellError, EscapeService, FileError, FileId, FileNode, Gfid};
-#[cfg(feature = "device")]
-pub use sim_host::{AttachError, SimHost};
+pub use service::{DoorbellError, Errno, EscapeService, FdId, Gfid, Node};
 #[cfg(feature = "device")]
 pub use stats::{Counter, Stats, StatsSnapshot};
 #[cfg(feature = "device")]

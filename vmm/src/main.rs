@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Parser;
 use std::sync::Arc;
 
-use vgpu::SimHost;
+use mdev::sim_host::SimHost;
 use vmm::cli::Args;
 use vmm::devices;
 use vmm::devices::vgpu::{stats_report, AttachedVgpu};

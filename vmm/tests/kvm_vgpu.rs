@@ -60,7 +60,7 @@ fn guest_moves_bar2_writes_the_window_without_exits_and_reads_bar0() {
 
     let sink = Sink::default();
     let vm = Vm::new(16, 1, ConsoleOutput::Writer(Box::new(sink.clone()))).unwrap();
-    let host = ::vgpu::SimHost::virtual_clock();
+    let host = mdev::sim_host::SimHost::virtual_clock();
     let spec: VgpuSpec = "type=sim-17c,gfid=7,window=1M".parse().unwrap();
     let attached = attach(vm.pci_bus(), vm.shared_vm_fd(), &host, &spec, 0).unwrap();
     assert_eq!(attached.pci_slot, 1);

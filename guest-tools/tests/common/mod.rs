@@ -6,9 +6,10 @@
 use std::sync::{Arc, Mutex};
 
 use guest_tools::driver::{RegisterBar, Setup, SharedWindow, VgpuDriver};
+use mdev::rm_service::RmService;
 use rm_core::Rm;
 use rm_sim::{SimBackend, SimConfig};
-use vgpu::{RmService, VgpuConfig, VgpuDevice};
+use vgpu::{VgpuConfig, VgpuDevice};
 
 /// The shared RM core over the sim backend.
 pub type SimRm = Arc<Mutex<Rm<SimBackend>>>;

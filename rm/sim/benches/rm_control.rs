@@ -3,7 +3,7 @@
 //! same control called on the sim backend directly (measured in this run) and the native
 //! `RM_CONTROL` round trip measured on the H200 (2.83 µs, `NVA06C_CTRL_CMD_GET_TIMESLICE`).
 //!
-//! Run: `cargo bench -p rm --bench rm_control`.
+//! Run: `cargo bench -p rm-sim --bench rm_control`.
 
 use rm_abi::alloc_params::*;
 use rm_abi::ctrl::*;

@@ -781,7 +781,7 @@ mod fuzz {
 
 /// Simulation speed: simulated seconds per host second with N busy TSGs, printed against the
 /// single-TSG baseline of the same run. Run with
-/// `cargo test -p rm --release --lib sim_speed -- --ignored --nocapture`.
+/// `cargo test -p rm-sim --release --lib sim_speed -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn sim_speed() {

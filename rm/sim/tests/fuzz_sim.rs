@@ -8,7 +8,7 @@
 //! * a step of GFID 2 changed neither GFID 1's object count nor its semaphore memory.
 //!
 //! At the end both vGPUs are destroyed and neither the core nor the sim holds anything.
-//! `PROPTEST_CASES=2000 cargo test -p rm --test fuzz_sim` runs it long; the `#[ignore]`d
+//! `PROPTEST_CASES=2000 cargo test -p rm-sim --test fuzz_sim` runs it long; the `#[ignore]`d
 //! `long_deterministic_run` drives the same steps from a fixed seed for many thousands of steps.
 
 use rm_core::testing::fixtures as common;
@@ -1326,7 +1326,7 @@ proptest! {
 
 /// The same steps from a fixed seed, many more of them (run with `--ignored`).
 #[test]
-#[ignore = "long run: cargo test -p rm --release --test fuzz_sim -- --ignored"]
+#[ignore = "long run: cargo test -p rm-sim --release --test fuzz_sim -- --ignored"]
 fn long_deterministic_run() {
     let mut runner = TestRunner::new_with_rng(
         Config::default(),

@@ -23,9 +23,10 @@ use std::sync::{Arc, Mutex};
 
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
+use mdev::sim_host::SimHost;
 use vgpu::pci::BarBacking;
 use vgpu::protocol::{BAR2, DEFAULT_WINDOW_SIZE, MAX_WINDOW_SIZE, MIN_WINDOW_SIZE};
-use vgpu::{InterruptLine, SimHost, StatsSnapshot, VgpuDevice};
+use vgpu::{InterruptLine, StatsSnapshot, VgpuDevice};
 
 use crate::acpi;
 use crate::pci::{BarKind, BarSpec, PciBus, PciConfig, PciError, PciFunction, PciHeader};
@@ -58,7 +59,7 @@ pub struct VgpuSpec {
 impl Default for VgpuSpec {
     fn default() -> Self {
         Self {
-            profile: vgpu::profile::DEFAULT_PROFILE.to_string(),
+            profile: mdev::profile::DEFAULT_PROFILE.to_string(),
             gfid: 1,
             window: DEFAULT_WINDOW_SIZE,
             intr: IntrMode::Poll,
@@ -93,10 +94,10 @@ impl FromStr for VgpuSpec {
                 .ok_or_else(|| format!("{item:?} is not key=value"))?;
             match key {
                 "type" => {
-                    if !vgpu::profile::names().contains(&value) {
+                    if !mdev::profile::names().contains(&value) {
                         return Err(format!(
                             "unknown vGPU type {value:?} (known: {})",
-                            vgpu::profile::names().join(", ")
+                            mdev::profile::names().join(", ")
                         ));
                     }
                     spec.profile = value.to_string();
@@ -328,10 +329,10 @@ impl std::fmt::Debug for VgpuPci {
 pub enum VgpuError {
     /// The vGPU type is unknown.
     #[error(transparent)]
-    Profile(#[from] vgpu::UnknownProfile),
+    Profile(#[from] mdev::profile::UnknownProfile),
     /// The RM core or the device refused.
     #[error("cannot create the vGPU")]
-    Attach(#[from] vgpu::AttachError),
+    Attach(#[from] mdev::sim_host::AttachError),
     /// The config space or the bus refused.
     #[error("cannot put the vGPU on the PCI bus")]
     Pci(#[from] PciError),
@@ -498,7 +499,7 @@ pub fn attach(
     index: u32,
 ) -> Result<AttachedVgpu, VgpuError> {
     let pci_slot = bus.next_free_slot().ok_or(PciError::BusFull)?;
-    let profile = vgpu::profile::resolve(&spec.profile, &host.gpu_info())?;
+    let profile = mdev::profile::resolve(&spec.profile, &host.gpu_info())?;
     let device = host.attach(&profile, spec.gfid, spec.window, pci_slot)?;
     let intx = (spec.intr == IntrMode::Intx).then(|| {
         let irq: Box<dyn IrqLevel> = Box::new(KvmIrq(vm_fd.clone()));
@@ -596,7 +597,7 @@ mod tests {
 
     fn rig(intx: bool) -> Rig {
         let host = SimHost::virtual_clock();
-        let p = vgpu::profile::resolve("sim-35c", &host.gpu_info()).unwrap();
+        let p = mdev::profile::resolve("sim-35c", &host.gpu_info()).unwrap();
         let dev = host.attach(&p, 1, 1 << 20, 1).unwrap();
         let slots = FakeSlots::default();
         let log = slots.0.clone();

@@ -6,6 +6,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use mdev::rm_service::RmService;
 use rm_abi::alloc_params::*;
 use rm_abi::escape::Escape;
 use rm_abi::frontend::NvIoctlRegisterFd;
@@ -17,7 +18,7 @@ use rm_core::Rm;
 use rm_sim::{SimBackend, SimConfig};
 use vgpu::protocol::virtio::common;
 use vgpu::protocol::{node, op, reg, virtio, RequestHeader, ResponseFooter};
-use vgpu::{RmService, VgpuConfig, VgpuDevice};
+use vgpu::{VgpuConfig, VgpuDevice};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 /// Descriptor table (window offset).

@@ -18,6 +18,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use mdev::profile;
+use mdev::sim_host::SimHost;
 use rm_abi::alloc_params::Nv2080AllocParameters;
 use rm_abi::ctrl::{Nv2080CtrlGpuGetNameStringParams, NV2080_CTRL_CMD_GPU_GET_NAME_STRING};
 use rm_abi::escape::Escape;
@@ -29,7 +31,6 @@ use rm_abi::userd;
 use rm_abi::{class, NvStatus};
 use rm_core::{GuestMemory, VecGuestMemory};
 use vgpu::protocol::{op, RequestHeader};
-use vgpu::{profile, SimHost};
 use zerocopy::IntoBytes;
 
 const GFID: u32 = 1;

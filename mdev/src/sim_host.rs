@@ -17,10 +17,10 @@ use rm_sim::driver::{RealTimeDriver, MAX_CATCH_UP_NS};
 use rm_sim::{ClockMode, SimBackend, SimConfig};
 use thiserror::Error;
 
-use crate::device::{DeviceError, VgpuConfig, VgpuDevice};
+use vgpu::{DeviceError, Gfid, VgpuConfig, VgpuDevice};
+
 use crate::profile::Profile;
 use crate::rm_service::RmService;
-use crate::service::Gfid;
 
 /// How often the driver thread moves the sim GPU's clock to host time.
 pub const DRIVER_PERIOD: Duration = Duration::from_micros(100);

@@ -8,6 +8,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use mdev::profile;
+use mdev::sim_host::SimHost;
 use rm_abi::alloc_params::*;
 use rm_abi::escape::Escape;
 use rm_abi::frontend::NvIoctlRegisterFd;
@@ -17,7 +19,6 @@ use rm_abi::pushbuffer::{inc_header, GpEntry};
 use rm_abi::userd;
 use rm_abi::{class, NvStatus};
 use vgpu::protocol::{features, reg};
-use vgpu::{profile, SimHost};
 use zerocopy::IntoBytes;
 
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {

@@ -10,9 +10,8 @@ use rm_abi::NvStatus;
 use rm_core::backend::{Backend, ExternalPages};
 use rm_core::{GuestMemory, GuestMemoryFault, Node, Rm, RmError};
 
-use crate::protocol::errno;
-use crate::service::{DoorbellError, EscapeService, FileError, FileId, FileNode, Gfid};
-use crate::window::HostWindow;
+use vgpu::window::HostWindow;
+use vgpu::{DoorbellError, Errno, EscapeService, FdId, Gfid};
 
 /// The window as the RM dispatcher's guest memory.
 struct WindowMemory<'a>(&'a HostWindow);
@@ -94,11 +93,13 @@ fn lock<B: Backend>(rm: &Mutex<Rm<B>>) -> MutexGuard<'_, Rm<B>> {
     rm.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn file_error(e: RmError) -> FileError {
+fn file_error(e: RmError) -> Errno {
     match e {
-        RmError::TooManyFds(_) => FileError::TooManyFiles,
-        RmError::NoSuchFd(..) => FileError::BadFile,
-        RmError::BadGfid(_) | RmError::GfidInUse(_) | RmError::NoSuchVgpu(_) => FileError::NoVgpu,
+        RmError::TooManyFds(_) => Errno::NoMem,
+        RmError::NoSuchFd(..)
+        | RmError::BadGfid(_)
+        | RmError::GfidInUse(_)
+        | RmError::NoSuchVgpu(_) => Errno::BadFd,
     }
 }
 
@@ -108,45 +109,41 @@ impl<B: Backend> RmService<B> {
     fn mapping_target(
         &self,
         gfid: Gfid,
-        file: FileId,
+        file: FdId,
         offset: u64,
         len: usize,
-    ) -> Result<(u32, u32, u64), i32> {
-        let ctx = self.rm().mmap_context(gfid, file).ok_or(-errno::EINVAL)?;
-        let end = offset.checked_add(len as u64).ok_or(-errno::EFAULT)?;
+    ) -> Result<(u32, u32, u64), Errno> {
+        let ctx = self.rm().mmap_context(gfid, file).ok_or(Errno::Inval)?;
+        let end = offset.checked_add(len as u64).ok_or(Errno::Fault)?;
         if end > ctx.length {
-            return Err(-errno::EFAULT);
+            return Err(Errno::Fault);
         }
-        let at = ctx.offset.checked_add(offset).ok_or(-errno::EFAULT)?;
+        let at = ctx.offset.checked_add(offset).ok_or(Errno::Fault)?;
         Ok((ctx.client, ctx.memory, at))
     }
 }
 
-fn mapping_ret(s: NvStatus) -> i32 {
+fn mapping_ret(s: NvStatus) -> Result<(), Errno> {
     if s == NvStatus::OK {
-        0
+        Ok(())
     } else {
-        -errno::EFAULT
+        Err(Errno::Fault)
     }
 }
 
 impl<B: Backend + Send> EscapeService for RmService<B> {
-    fn open(&mut self, gfid: Gfid, node: FileNode) -> Result<FileId, FileError> {
-        let node = match node {
-            FileNode::Ctl => Node::Ctl,
-            FileNode::Device(minor) => Node::Device(minor),
-        };
+    fn open(&mut self, gfid: Gfid, node: Node) -> Result<FdId, Errno> {
         self.rm().open(gfid, node).map_err(file_error)
     }
 
-    fn close(&mut self, gfid: Gfid, file: FileId) -> Result<(), FileError> {
+    fn close(&mut self, gfid: Gfid, file: FdId) -> Result<(), Errno> {
         self.rm().close(gfid, file).map_err(file_error)
     }
 
     fn ioctl(
         &mut self,
         gfid: Gfid,
-        file: FileId,
+        file: FdId,
         request: u32,
         arg: u64,
         window: &HostWindow,
@@ -155,22 +152,26 @@ impl<B: Backend + Send> EscapeService for RmService<B> {
             .ioctl(gfid, file, request, arg, &mut WindowMemory(window))
     }
 
-    fn read_mapping(&mut self, gfid: Gfid, file: FileId, offset: u64, buf: &mut [u8]) -> i32 {
-        match self.mapping_target(gfid, file, offset, buf.len()) {
-            Ok((client, memory, at)) => {
-                mapping_ret(self.rm().read_memory(gfid, client, memory, at, buf))
-            }
-            Err(ret) => ret,
-        }
+    fn read_mapping(
+        &mut self,
+        gfid: Gfid,
+        file: FdId,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<(), Errno> {
+        let (client, memory, at) = self.mapping_target(gfid, file, offset, buf.len())?;
+        mapping_ret(self.rm().read_memory(gfid, client, memory, at, buf))
     }
 
-    fn write_mapping(&mut self, gfid: Gfid, file: FileId, offset: u64, data: &[u8]) -> i32 {
-        match self.mapping_target(gfid, file, offset, data.len()) {
-            Ok((client, memory, at)) => {
-                mapping_ret(self.rm().write_memory(gfid, client, memory, at, data))
-            }
-            Err(ret) => ret,
-        }
+    fn write_mapping(
+        &mut self,
+        gfid: Gfid,
+        file: FdId,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), Errno> {
+        let (client, memory, at) = self.mapping_target(gfid, file, offset, data.len())?;
+        mapping_ret(self.rm().write_memory(gfid, client, memory, at, data))
     }
 
     fn doorbell(&mut self, gfid: Gfid, token: u32) -> Result<(), DoorbellError> {
