@@ -13,13 +13,14 @@ use thiserror::Error;
 use tracing::{debug, warn};
 
 use crate::escape_queue::{EscapeQueue, RequestContext};
-use crate::pci::{self, BarDecl, Capability, PciIdentity};
+use crate::pci::{self, BarDecl, Capability};
 use crate::protocol::{self, error, intr, reg, virtio, DeviceConfig, BAR0, BAR2};
 use crate::registers::{RegisterContext, RegisterFile, WriteEffect};
 use crate::service::{EscapeService, FdId, Gfid};
 use crate::stats::{Counter, Stats};
 use crate::transport::Transport;
 use crate::window::{HostWindow, WindowError};
+use ::pci::PciHeader;
 
 /// How to build a vGPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +104,7 @@ impl VgpuDevice {
     }
 
     /// PCI identity for the config space header.
-    pub fn identity(&self) -> PciIdentity {
+    pub fn identity(&self) -> PciHeader {
         pci::IDENTITY
     }
 

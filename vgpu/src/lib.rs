@@ -36,7 +36,7 @@ pub mod window;
 #[cfg(feature = "device")]
 pub use device::{DeviceError, InterruptLine, VgpuConfig, VgpuDevice};
 #[cfg(feature = "device")]
-pub use pci::{BarBacking, BarDecl, Capability, PciIdentity};
+pub use pci::{BarBacking, BarDecl, Capability};
 #[cfg(feature = "device")]
 pub use service::{DoorbellError, Errno, EscapeService, FdId, Gfid, Node};
 #[cfg(feature = "device")]

@@ -1,31 +1,12 @@
-//! How the vGPU presents itself on PCI: identity, BAR declarations and capability bytes, in a
-//! form the VMM's PCI layer can copy without this crate knowing that layer's types.
+//! How the vGPU presents itself on PCI: identity, BAR declarations and capability bytes, and
+//! the configuration space built from them ([`config_space`]).
+
+use ::pci::{BarKind, BarSpec, PciConfig, PciError, PciHeader};
 
 use crate::protocol::{self, virtio, BAR0, BAR0_SIZE, BAR2};
 
-/// The function's configuration-space identity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PciIdentity {
-    /// Vendor id.
-    pub vendor_id: u16,
-    /// Device id.
-    pub device_id: u16,
-    /// Base class.
-    pub class_code: u8,
-    /// Subclass.
-    pub subclass: u8,
-    /// Programming interface.
-    pub prog_if: u8,
-    /// Revision.
-    pub revision: u8,
-    /// Subsystem vendor id.
-    pub subsystem_vendor_id: u16,
-    /// Subsystem id.
-    pub subsystem_id: u16,
-}
-
 /// The vGPU's identity (see [`protocol::PCI_DEVICE_ID`] for why no guest driver binds it).
-pub const IDENTITY: PciIdentity = PciIdentity {
+pub const IDENTITY: PciHeader = PciHeader {
     vendor_id: protocol::PCI_VENDOR_ID,
     device_id: protocol::PCI_DEVICE_ID,
     class_code: protocol::PCI_CLASS,
@@ -159,6 +140,31 @@ pub fn capabilities(window_size: u64) -> Vec<Capability> {
         body,
     })
     .collect()
+}
+
+/// The vGPU's configuration space for a window of `window_size` bytes: identity, BARs (not yet
+/// placed), capabilities, and interrupt pin INTA when `intx`.
+pub fn config_space(window_size: u64, intx: bool) -> Result<PciConfig, PciError> {
+    let mut config = PciConfig::new(&IDENTITY);
+    for bar in bars(window_size) {
+        config.add_bar(BarSpec {
+            index: bar.index,
+            size: bar.size,
+            kind: if bar.is_64bit {
+                BarKind::Memory64
+            } else {
+                BarKind::Memory32
+            },
+            prefetchable: bar.prefetchable,
+        })?;
+    }
+    for cap in capabilities(window_size) {
+        config.add_capability(cap.id, &cap.body)?;
+    }
+    if intx {
+        config.set_interrupt_pin(1);
+    }
+    Ok(config)
 }
 
 #[cfg(test)]

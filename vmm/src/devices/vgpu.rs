@@ -29,7 +29,7 @@ use vgpu::protocol::{BAR2, DEFAULT_WINDOW_SIZE, MAX_WINDOW_SIZE, MIN_WINDOW_SIZE
 use vgpu::{InterruptLine, StatsSnapshot, VgpuDevice};
 
 use crate::acpi;
-use crate::pci::{BarKind, BarSpec, PciBus, PciConfig, PciError, PciFunction, PciHeader};
+use crate::pci::{PciBus, PciConfig, PciError, PciFunction};
 
 /// KVM memory slot of the first vGPU's window (RAM uses slots 0 and 1).
 pub const WINDOW_SLOT_BASE: u32 = 8;
@@ -348,44 +348,21 @@ impl VgpuPci {
         allowed: Vec<Range<u64>>,
         intx: Option<(Box<dyn IrqLevel>, u32)>,
     ) -> Result<Self, PciError> {
-        let id = device.identity();
-        let mut config = PciConfig::new(&PciHeader {
-            vendor_id: id.vendor_id,
-            device_id: id.device_id,
-            class_code: id.class_code,
-            subclass: id.subclass,
-            prog_if: id.prog_if,
-            revision: id.revision,
-            subsystem_vendor_id: id.subsystem_vendor_id,
-            subsystem_id: id.subsystem_id,
-        });
+        let config = vgpu::pci::config_space(device.window().size(), intx.is_some())?;
         let mut window_slot = None;
-        for bar in device.bars() {
-            config.add_bar(BarSpec {
-                index: bar.index,
-                size: bar.size,
-                kind: if bar.is_64bit {
-                    BarKind::Memory64
-                } else {
-                    BarKind::Memory32
-                },
-                prefetchable: bar.prefetchable,
-            })?;
-            if bar.backing == BarBacking::HostMemory {
-                let host = device.window().host_ptr() as u64;
-                // SAFETY: the window's mapping belongs to `device`, which `VgpuPci` owns and
-                // drops after the slot (field order).
-                window_slot =
-                    Some(unsafe { WindowSlot::new(slots, kvm_slot, host, bar.size, allowed) });
-                break;
-            }
-        }
-        for cap in device.capabilities() {
-            config.add_capability(cap.id, &cap.body)?;
+        if let Some(bar) = device
+            .bars()
+            .into_iter()
+            .find(|b| b.backing == BarBacking::HostMemory)
+        {
+            let host = device.window().host_ptr() as u64;
+            // SAFETY: the window's mapping belongs to `device`, which `VgpuPci` owns and drops
+            // after the slot (field order).
+            window_slot =
+                Some(unsafe { WindowSlot::new(slots, kvm_slot, host, bar.size, allowed) });
         }
         let mut device = device;
         let intx = intx.map(|(irq, gsi)| {
-            config.set_interrupt_pin(1);
             let intx = Arc::new(Intx {
                 irq,
                 gsi,

@@ -1,21 +1,32 @@
 //! A type-0 PCI configuration space: 256 bytes with per-bit write masks and BAR bookkeeping.
 
-use super::PciError;
+use crate::PciError;
 
 /// Register (dword) indices and bits of the type-0 header.
-mod reg {
+pub mod reg {
+    /// Vendor and device id.
     pub const ID: usize = 0;
+    /// Command (low half) and status (high half).
     pub const COMMAND_STATUS: usize = 1;
+    /// Class code, subclass, programming interface, revision.
     pub const CLASS_REVISION: usize = 2;
+    /// BIST, header type, latency timer, cache line size.
     pub const BIST_HEADER_LATENCY_CACHE: usize = 3;
+    /// The first BAR; BARs are dwords 4..=9.
     pub const BAR0: usize = 4;
+    /// Subsystem vendor id and subsystem id.
     pub const SUBSYSTEM: usize = 11;
+    /// Capabilities pointer.
     pub const CAPABILITIES: usize = 13;
+    /// Interrupt line and pin.
     pub const INTERRUPT: usize = 15;
+    /// Dwords in the configuration space.
     pub const COUNT: usize = 64;
     /// Command: I/O space, memory space, bus master, INTx disable.
     pub const COMMAND_WRITABLE: u32 = 0x0407;
+    /// Command: memory space decoding.
     pub const COMMAND_MEMORY: u32 = 1 << 1;
+    /// Command: INTx disable.
     pub const COMMAND_INTX_DISABLE: u32 = 1 << 10;
     /// Status: capabilities list present.
     pub const STATUS_CAP_LIST: u32 = 1 << 20;
@@ -51,6 +62,24 @@ pub struct PciHeader {
     pub subsystem_id: u16,
 }
 
+impl PciHeader {
+    /// The identity in the first 64 bytes of a configuration space (what a client of an
+    /// out-of-process device reads from it).
+    pub fn from_config_bytes(bytes: &[u8; 64]) -> Self {
+        let u16_at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]);
+        PciHeader {
+            vendor_id: u16_at(0),
+            device_id: u16_at(2),
+            revision: bytes[8],
+            prog_if: bytes[9],
+            subclass: bytes[10],
+            class_code: bytes[11],
+            subsystem_vendor_id: u16_at(0x2c),
+            subsystem_id: u16_at(0x2e),
+        }
+    }
+}
+
 /// Width of a memory BAR.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BarKind {
@@ -74,6 +103,20 @@ pub struct BarSpec {
 }
 
 impl BarSpec {
+    /// The BAR that a register's low bits (`reg & 0xf`, memory BARs only) and a size describe.
+    pub fn from_register(index: u8, register: u32, size: u64) -> Self {
+        BarSpec {
+            index,
+            size,
+            kind: if register & BAR_MEM_TYPE_64 != 0 {
+                BarKind::Memory64
+            } else {
+                BarKind::Memory32
+            },
+            prefetchable: register & BAR_MEM_PREFETCH != 0,
+        }
+    }
+
     /// The read-only low bits of the BAR register.
     fn flag_bits(&self) -> u32 {
         let kind = match self.kind {
@@ -201,6 +244,36 @@ impl PciConfig {
     /// Reads dword `reg`; out-of-range registers read as 0.
     pub fn read_dword(&self, reg: usize) -> u32 {
         self.regs.get(reg).copied().unwrap_or(0)
+    }
+
+    /// Reads `buf.len()` bytes at byte `offset` of the space (as a vfio-user config region
+    /// read); bytes past the end read as 0xff.
+    pub fn read_bytes(&self, offset: u64, buf: &mut [u8]) {
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = offset
+                .checked_add(i as u64)
+                .and_then(|o| usize::try_from(o).ok())
+                .filter(|&o| o < reg::COUNT * 4)
+                .map_or(0xff, |o| self.regs[o / 4].to_le_bytes()[o % 4]);
+        }
+    }
+
+    /// Writes `data` at byte `offset` of the space through the write masks, dword by dword
+    /// (as a vfio-user config region write); bytes past the end are ignored.
+    pub fn write_bytes(&mut self, offset: u64, data: &[u8]) {
+        let Ok(start) = usize::try_from(offset) else {
+            return;
+        };
+        let mut done = 0;
+        while done < data.len() {
+            let Some(at) = start.checked_add(done) else {
+                return;
+            };
+            let within = at % 4;
+            let n = (4 - within).min(data.len() - done);
+            self.write(at / 4, within, &data[done..done + n]);
+            done += n;
+        }
     }
 
     /// Writes `data` (1, 2 or 4 bytes) at byte `offset` of dword `reg`, through the write mask.
@@ -428,5 +501,37 @@ mod tests {
         assert_eq!(c.read_dword(0x40 / 4), 0xbbaa_4409);
         assert_eq!(c.read_dword(0x44 / 4) & 0xffff, 0x0005);
         assert!(c.add_capability(0x09, &[0; 200]).is_err());
+    }
+
+    #[test]
+    fn byte_access_matches_dword_access_and_stops_at_the_end() {
+        let mut c = PciConfig::new(&header());
+        c.add_bar(BarSpec {
+            index: 0,
+            size: 0x1000,
+            kind: BarKind::Memory32,
+            prefetchable: false,
+        })
+        .unwrap();
+        let mut b = [0u8; 64];
+        c.read_bytes(0, &mut b);
+        assert_eq!(PciHeader::from_config_bytes(&b), header());
+        // An unaligned write across the BAR dword goes through its mask.
+        c.write_bytes(0x11, &[0xff, 0xff, 0xff]);
+        assert_eq!(c.read_dword(reg::BAR0), 0xffff_f000);
+        let mut tail = [0u8; 4];
+        c.read_bytes(0xfe, &mut tail);
+        assert_eq!(&tail[2..], &[0xff, 0xff]);
+        c.write_bytes(u64::MAX, &[1, 2]);
+        c.read_bytes(u64::MAX - 1, &mut tail);
+        assert_eq!(tail, [0xff; 4]);
+    }
+
+    #[test]
+    fn bar_spec_from_register_reads_the_flag_bits() {
+        let b = BarSpec::from_register(2, 0b1100, 1 << 26);
+        assert_eq!(b.kind, BarKind::Memory64);
+        assert!(b.prefetchable);
+        assert_eq!(BarSpec::from_register(0, 0, 0x1000).kind, BarKind::Memory32);
     }
 }
