@@ -12,10 +12,15 @@
 //! * [`enforce`]: the daemon's loop, the scheduler over the gate in short ticks with policy
 //!   reload (SIGHUP, file change) between them.
 
+pub mod control;
+pub mod daemon;
 pub mod enforce;
 pub mod gate;
+pub mod instance;
+pub mod poller;
 pub mod profile;
 pub mod protocol;
 pub mod rm_service;
 pub mod sim_host;
 pub mod tenants;
+pub mod vfio_server;

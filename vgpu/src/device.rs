@@ -170,13 +170,41 @@ impl VgpuDevice {
         }
     }
 
+    /// Serves the queue if the driver made chains available: what a poller calls. Returns how
+    /// many requests it answered.
+    pub fn poll(&mut self) -> u32 {
+        let pending = self.transport.driver_ok()
+            && self.queue.as_ref().is_some_and(|q| q.pending(&self.window));
+        if pending {
+            self.process_queue()
+        } else {
+            0
+        }
+    }
+
+    /// Switches between polled service (the driver is told not to notify) and notified service.
+    /// Returns whether chains are waiting after notifications were turned back on; the caller
+    /// serves them with [`VgpuDevice::poll`].
+    pub fn set_polled(&mut self, polled: bool) -> bool {
+        match self.queue.as_mut() {
+            Some(q) => q.set_notifications(&self.window, !polled),
+            None => false,
+        }
+    }
+
+    /// Whether the escape queue is live (the driver enabled it and set DRIVER_OK).
+    pub fn queue_live(&self) -> bool {
+        self.transport.driver_ok() && self.queue.is_some()
+    }
+
     /// Serves the escape queue now (what a queue notify does; a polling thread may call it too).
-    pub fn process_queue(&mut self) {
+    /// Returns how many requests it answered.
+    pub fn process_queue(&mut self) -> u32 {
         if !self.transport.driver_ok() {
-            return;
+            return 0;
         }
         let Some(queue) = self.queue.as_mut() else {
-            return;
+            return 0;
         };
         let mut ctx = RequestContext {
             gfid: self.gfid,
@@ -201,12 +229,14 @@ impl VgpuDevice {
                     self.registers.set_bits(reg::INTR_STATUS, intr::QUEUE);
                     self.update_irq();
                 }
+                out.used
             }
             Err(e) => {
                 warn!(gfid = self.gfid, "{e}");
                 self.transport.set_needs_reset();
                 self.registers.set_bits(reg::INTR_STATUS, intr::CONFIG);
                 self.raise_error(error::QUEUE_BROKEN);
+                0
             }
         }
     }

@@ -116,6 +116,27 @@ impl EscapeQueue {
         Ok(Self { queue })
     }
 
+    /// Whether the driver has made chains available that are not served yet (a poller's check:
+    /// one load of the available index from the window).
+    pub fn pending(&self, window: &HostWindow) -> bool {
+        self.queue
+            .avail_idx(window.memory(), std::sync::atomic::Ordering::Acquire)
+            .is_ok_and(|idx| idx.0 != self.queue.next_avail())
+    }
+
+    /// Tells the driver whether to notify (`VIRTQ_USED_F_NO_NOTIFY` in the used ring's flags).
+    /// Turning notifications back on returns whether chains arrived meanwhile, which the caller
+    /// must then serve: a driver that saw the flag set did not notify for them.
+    pub fn set_notifications(&mut self, window: &HostWindow, on: bool) -> bool {
+        let mem = window.memory();
+        if on {
+            self.queue.enable_notification(mem).unwrap_or(true)
+        } else {
+            let _ = self.queue.disable_notification(mem);
+            false
+        }
+    }
+
     /// Serves every chain the driver has made available (at most four times the queue size per
     /// call, so a driver that keeps refilling cannot hold the vCPU forever).
     pub fn process(&mut self, ctx: &mut RequestContext<'_>) -> Result<ProcessOutcome, QueueBroken> {

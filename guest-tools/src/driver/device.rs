@@ -292,7 +292,9 @@ impl VgpuDriver {
     /// Sends one request and waits for its footer.
     pub fn request(&mut self, header: &RequestHeader) -> Result<ResponseFooter, DriverError> {
         let (head, footer_at) = self.queue.post(&self.window, header)?;
-        self.notify();
+        if self.queue.notify_wanted(&self.window)? {
+            self.notify();
+        }
         let used = self.wait_used(REQUEST_TIMEOUT)?;
         if used.id != u32::from(head) {
             return Err(DriverError::WrongCompletion {

@@ -27,6 +27,8 @@ pub const QUEUE_SIZE: u16 = 64;
 pub const F_NEXT: u16 = 1;
 /// `VRING_DESC_F_WRITE`.
 pub const F_WRITE: u16 = 2;
+/// `VIRTQ_USED_F_NO_NOTIFY`: the device is polling the available ring; do not notify.
+pub const USED_F_NO_NOTIFY: u16 = 1;
 
 /// One used-ring element.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +102,14 @@ impl SplitQueue {
     pub fn force_avail_idx(&mut self, window: &SharedWindow, idx: u16) -> Result<(), OutOfWindow> {
         self.avail_idx = idx;
         window.store16(layout::AVAIL + 2, idx)
+    }
+
+    /// Whether the device wants a notify for what was just published: not while it polls
+    /// (`VIRTQ_USED_F_NO_NOTIFY`). The fence orders the available-index store before the flag
+    /// load; a device that stops polling re-checks the ring after clearing the flag.
+    pub fn notify_wanted(&self, window: &SharedWindow) -> Result<bool, OutOfWindow> {
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        Ok(window.load16(layout::USED)? & USED_F_NO_NOTIFY == 0)
     }
 
     /// The next used element, if the device has produced one.

@@ -1,0 +1,358 @@
+//! vgpud's instances over vfio-user, with the guest-tools driver and RM client on the far side
+//! of a `vfio_user::Client` (the crate's own client, a peer we did not write): config space,
+//! trapped BAR0, the window mapped from the fd the server passes, polling, one VMM per socket,
+//! and the device reset that frees a departed VMM's objects.
+
+use std::os::fd::AsRawFd;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use guest_tools::driver::{RegisterBar, Setup, SharedWindow, VgpuDriver};
+use guest_tools::rmapi::{RmClient, VgpuTransport};
+use mdev::control::{Request, Response};
+use mdev::daemon::Daemon;
+use mdev::instance::StartMode;
+use mdev::poller::{PollConfig, Poller};
+use mdev::sim_host::SimHost;
+use rm_abi::alloc_params::Nv0080AllocParameters;
+use rm_abi::class;
+use rm_abi::ctrl::{Nv2080CtrlGpuGetNameStringParams, NV2080_CTRL_CMD_GPU_GET_NAME_STRING};
+use vfio_bindings::bindings::vfio::{VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX};
+use vfio_user::Client;
+
+const A: &str = "6f1d0c2a-5a8e-4c8b-9b1e-1b0f7c9e0001";
+const B: &str = "6f1d0c2a-5a8e-4c8b-9b1e-1b0f7c9e0002";
+
+struct Rig {
+    daemon: Daemon,
+    _dir: tempfile::TempDir,
+}
+
+fn rig(poll: bool) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let poller = Poller::spawn(poll.then(PollConfig::default)).unwrap();
+    let (mut daemon, skipped) = Daemon::new(
+        SimHost::real_time().unwrap(),
+        &dir.path().join("conf"),
+        &dir.path().join("run"),
+        4 << 20,
+        poller,
+        poll,
+    )
+    .unwrap();
+    assert!(skipped.is_empty());
+    for (uuid, gfid, tenant) in [(A, 1, "prod"), (B, 2, "batch")] {
+        let r = daemon.handle(Request::Define {
+            uuid: Some(uuid.into()),
+            mdev_type: "sim-35c".into(),
+            gfid: Some(gfid),
+            tenant: tenant.into(),
+            start: StartMode::Manual,
+        });
+        assert_eq!(r, Response::Ok(uuid.into()));
+    }
+    Rig { daemon, _dir: dir }
+}
+
+fn start(d: &mut Daemon, uuid: &str) -> String {
+    match d.handle(Request::Start { uuid: uuid.into() }) {
+        Response::Ok(path) => path,
+        other => panic!("start: {other:?}"),
+    }
+}
+
+/// BAR0 as socket messages through the crate's client.
+struct ClientBar(Mutex<Client>);
+
+impl ClientBar {
+    fn read(&self, off: u32, buf: &mut [u8]) {
+        self.0
+            .lock()
+            .unwrap()
+            .region_read(VFIO_PCI_BAR0_REGION_INDEX, u64::from(off), buf)
+            .unwrap();
+    }
+    fn write(&self, off: u32, data: &[u8]) {
+        self.0
+            .lock()
+            .unwrap()
+            .region_write(VFIO_PCI_BAR0_REGION_INDEX, u64::from(off), data)
+            .unwrap();
+    }
+}
+
+impl RegisterBar for ClientBar {
+    fn read8(&self, off: u32) -> u8 {
+        let mut b = [0u8; 1];
+        self.read(off, &mut b);
+        b[0]
+    }
+    fn read16(&self, off: u32) -> u16 {
+        let mut b = [0u8; 2];
+        self.read(off, &mut b);
+        u16::from_le_bytes(b)
+    }
+    fn read32(&self, off: u32) -> u32 {
+        let mut b = [0u8; 4];
+        self.read(off, &mut b);
+        u32::from_le_bytes(b)
+    }
+    fn write8(&self, off: u32, v: u8) {
+        self.write(off, &[v]);
+    }
+    fn write16(&self, off: u32, v: u16) {
+        self.write(off, &v.to_le_bytes());
+    }
+    fn write32(&self, off: u32, v: u32) {
+        self.write(off, &v.to_le_bytes());
+    }
+}
+
+/// The window mapped from the fd the server sent with region 2.
+struct Window {
+    base: *mut u8,
+    size: usize,
+}
+
+impl Drop for Window {
+    fn drop(&mut self) {
+        // SAFETY: `base..base + size` is the mapping made in `attach`.
+        unsafe { libc::munmap(self.base.cast(), self.size) };
+    }
+}
+
+/// A VMM's view of an instance: the client, its config space and the mapped window.
+fn attach(path: &str) -> (VgpuDriver, Window) {
+    let mut client = Client::new(std::path::Path::new(path)).unwrap();
+    let mut cfg = [0u8; 64];
+    client
+        .region_read(VFIO_PCI_CONFIG_REGION_INDEX, 0, &mut cfg)
+        .unwrap();
+    let id = pci::PciHeader::from_config_bytes(&cfg);
+    assert_eq!(id, vgpu::pci::IDENTITY);
+    let region = client.region(2).expect("BAR2 region");
+    let fo = region.file_offset.as_ref().expect("BAR2 comes with its fd");
+    let area = region.sparse_areas[0];
+    assert_eq!(area.size, region.size);
+    // SAFETY: a fresh shared mapping of the fd the server sent; unmapped by `Window`.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            area.size as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fo.file().as_raw_fd(),
+            (fo.start() + area.offset) as libc::off_t,
+        )
+    };
+    assert_ne!(base, libc::MAP_FAILED);
+    let window = Window {
+        base: base.cast(),
+        size: area.size as usize,
+    };
+    // SAFETY: the mapping lives in `window`, which the caller keeps longer than the driver.
+    let shared = unsafe { SharedWindow::from_raw(window.base, area.size) };
+    let driver = VgpuDriver::new(
+        Box::new(ClientBar(Mutex::new(client))),
+        shared,
+        Setup::Reset,
+    )
+    .unwrap();
+    (driver, window)
+}
+
+fn status(d: &mut Daemon) -> mdev::control::Status {
+    match d.handle(Request::Status) {
+        Response::Status(s) => s,
+        other => panic!("status: {other:?}"),
+    }
+}
+
+fn objects(d: &mut Daemon, gfid: u32) -> usize {
+    status(d)
+        .instances
+        .iter()
+        .find(|i| i.gfid == gfid)
+        .map_or(0, |i| i.objects)
+}
+
+fn name_query(c: &mut RmClient<'_>) -> String {
+    let client = c.alloc_root().unwrap();
+    let device = c
+        .alloc(
+            client,
+            client,
+            class::NV01_DEVICE_0,
+            &mut Nv0080AllocParameters::default(),
+        )
+        .unwrap();
+    let sub = c
+        .alloc(client, device, class::NV20_SUBDEVICE_0, &mut [0u8; 4])
+        .unwrap();
+    let mut name = Nv2080CtrlGpuGetNameStringParams::default();
+    c.control(client, sub, NV2080_CTRL_CMD_GPU_GET_NAME_STRING, &mut name)
+        .unwrap();
+    let end = name.gpuNameString.iter().position(|&b| b == 0).unwrap_or(0);
+    String::from_utf8_lossy(&name.gpuNameString[..end]).into_owned()
+}
+
+#[test]
+fn a_vmm_attaches_runs_escapes_and_its_departure_frees_everything() {
+    let mut r = rig(true);
+    let path = start(&mut r.daemon, A);
+    let (driver, window) = attach(&path);
+    assert_eq!(driver.info().gfid, 1);
+    let t = VgpuTransport::new(driver);
+    let mut c = RmClient::open(&t).unwrap();
+    assert!(name_query(&mut c).ends_with("sim-35c"));
+    assert_eq!(objects(&mut r.daemon, 1), 3);
+
+    // The window is shared: what the daemon's device wrote (the used ring) the mapping shows,
+    // and with the poller on, escapes need (almost) no notify.
+    for _ in 0..50 {
+        name_query(&mut c);
+    }
+    let s = status(&mut r.daemon);
+    let i = &s.instances[0];
+    assert!(i.attached);
+    assert!(i.escapes > 200, "{i:?}");
+    assert!(
+        i.notifies * 4 < i.escapes,
+        "polled queue still notified: {i:?}"
+    );
+    assert!(s.poller.served > 0);
+
+    // One VMM per socket.
+    let second = std::os::unix::net::UnixStream::connect(&path);
+    assert!(second.is_err(), "a second VMM could connect");
+    match r.daemon.handle(Request::Stop { uuid: A.into() }) {
+        Response::Error(e) => assert!(e.contains("attached"), "{e}"),
+        other => panic!("stop of an attached instance: {other:?}"),
+    }
+
+    // The VMM goes away without closing anything: the device resets and frees its objects.
+    drop(c);
+    drop(t);
+    drop(window);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while objects(&mut r.daemon, 1) != 0 || status(&mut r.daemon).instances[0].attached {
+        assert!(Instant::now() < deadline, "objects left after the VMM left");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    // The instance takes the next VMM, and once stopped it takes none.
+    let (driver, _w) = attach(&path);
+    let t = VgpuTransport::new(driver);
+    let mut c = RmClient::open(&t).unwrap();
+    name_query(&mut c);
+    drop(c);
+    drop(t);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while status(&mut r.daemon).instances[0].attached {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        r.daemon.handle(Request::Stop { uuid: A.into() }),
+        Response::Ok(format!("instance {A} stopped"))
+    );
+    assert!(std::os::unix::net::UnixStream::connect(&path).is_err());
+}
+
+#[test]
+fn two_instances_keep_their_namespaces_apart() {
+    let mut r = rig(false);
+    let pa = start(&mut r.daemon, A);
+    let pb = start(&mut r.daemon, B);
+    let (da, _wa) = attach(&pa);
+    let (db, _wb) = attach(&pb);
+    assert_eq!((da.info().gfid, db.info().gfid), (1, 2));
+    let ta = VgpuTransport::new(da);
+    let tb = VgpuTransport::new(db);
+    let mut ca = RmClient::open(&ta).unwrap();
+    let mut cb = RmClient::open(&tb).unwrap();
+    name_query(&mut ca);
+    assert_eq!(
+        (objects(&mut r.daemon, 1), objects(&mut r.daemon, 2)),
+        (3, 0)
+    );
+    name_query(&mut cb);
+    name_query(&mut cb);
+    assert_eq!(
+        (objects(&mut r.daemon, 1), objects(&mut r.daemon, 2)),
+        (3, 6)
+    );
+    // Without a poller every escape is notified.
+    let s = status(&mut r.daemon);
+    assert!(s.instances.iter().all(|i| i.notifies >= i.escapes), "{s:?}");
+}
+
+#[test]
+fn bad_requests_get_one_line_errors_and_change_nothing() {
+    let mut r = rig(false);
+    let before = r.daemon.handle(Request::List);
+    let bad = [
+        Request::Start {
+            uuid: "not-a-uuid".into(),
+        },
+        Request::Start {
+            uuid: "6f1d0c2a-5a8e-4c8b-9b1e-1b0f7c9e00ff".into(),
+        },
+        Request::Define {
+            uuid: Some(A.into()),
+            mdev_type: "sim-35c".into(),
+            gfid: Some(9),
+            tenant: "prod".into(),
+            start: StartMode::Manual,
+        },
+        Request::Define {
+            uuid: None,
+            mdev_type: "sim-35c".into(),
+            gfid: Some(2),
+            tenant: "prod".into(),
+            start: StartMode::Manual,
+        },
+        Request::Define {
+            uuid: None,
+            mdev_type: "sim-3000c".into(),
+            gfid: None,
+            tenant: "prod".into(),
+            start: StartMode::Manual,
+        },
+        Request::Undefine {
+            uuid: "6f1d0c2a-5a8e-4c8b-9b1e-1b0f7c9e00ff".into(),
+        },
+    ];
+    for req in bad {
+        match r.daemon.handle(req.clone()) {
+            Response::Error(e) => assert!(!e.contains('\n'), "{req:?}: {e}"),
+            other => panic!("{req:?} was accepted: {other:?}"),
+        }
+    }
+    assert_eq!(r.daemon.handle(Request::List), before);
+
+    // Capacity: the whole-GPU type does not fit next to a started quarter.
+    start(&mut r.daemon, A);
+    r.daemon.handle(Request::Modify {
+        uuid: B.into(),
+        mdev_type: Some("sim-141c".into()),
+        gfid: None,
+        tenant: None,
+        start: None,
+    });
+    match r.daemon.handle(Request::Start { uuid: B.into() }) {
+        Response::Error(e) => assert!(e.contains("no capacity"), "{e}"),
+        other => panic!("over capacity: {other:?}"),
+    }
+    match r.daemon.handle(Request::Types) {
+        Response::Types(t) => {
+            let full = t.iter().find(|t| t.name == "sim-141c").unwrap();
+            let quarter = t.iter().find(|t| t.name == "sim-35c").unwrap();
+            assert_eq!(
+                (full.available_instances, quarter.available_instances),
+                (0, 3)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
