@@ -16,6 +16,22 @@ use vm_memory::{Bytes, FileOffset, GuestAddress, GuestMemoryMmap, GuestRegionMma
 
 use crate::protocol::{MAX_WINDOW_SIZE, MIN_WINDOW_SIZE};
 
+/// Parses a window size as the command lines take it: bytes, hex (`0x...`), or a `K`/`M`/`G`
+/// suffix (`64M`). `None` when it does not parse or overflows.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let (digits, shift) = match s.as_bytes().last()? {
+        b'k' | b'K' => (&s[..s.len() - 1], 10),
+        b'm' | b'M' => (&s[..s.len() - 1], 20),
+        b'g' | b'G' => (&s[..s.len() - 1], 30),
+        _ => (s, 0),
+    };
+    let n = match digits.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok()?,
+        None => digits.parse().ok()?,
+    };
+    n.checked_mul(1 << shift)
+}
+
 /// Errors creating a window.
 #[derive(Debug, Error)]
 pub enum WindowError {

@@ -68,20 +68,6 @@ impl Default for VgpuSpec {
 }
 
 /// Parses a byte size: a number with an optional binary suffix K, M or G (`64M`, `0x100000`).
-fn parse_size(s: &str) -> Option<u64> {
-    let (digits, shift) = match s.as_bytes().last()? {
-        b'k' | b'K' => (&s[..s.len() - 1], 10),
-        b'm' | b'M' => (&s[..s.len() - 1], 20),
-        b'g' | b'G' => (&s[..s.len() - 1], 30),
-        _ => (s, 0),
-    };
-    let n = match digits.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16).ok()?,
-        None => digits.parse().ok()?,
-    };
-    n.checked_mul(1 << shift)
-}
-
 impl FromStr for VgpuSpec {
     type Err = String;
 
@@ -110,7 +96,7 @@ impl FromStr for VgpuSpec {
                         .ok_or_else(|| format!("gfid {value:?} is not in 1..=63"))?;
                 }
                 "window" => {
-                    spec.window = parse_size(value)
+                    spec.window = vgpu::window::parse_size(value)
                         .filter(|w| {
                             w.is_power_of_two() && (MIN_WINDOW_SIZE..=MAX_WINDOW_SIZE).contains(w)
                         })

@@ -1,8 +1,7 @@
-//! `vgpud`: the host daemon that registers tenants (processes running `librmshim.so`) and
-//! enforces the scheduler's policy file on a real NVIDIA GPU by gating each tenant's channels.
+//! `vgpud --backend nvidia`: registers tenants (processes running `librmshim.so`) and enforces
+//! the scheduler's policy file on a real NVIDIA GPU by gating each tenant's channels.
 
 use anyhow::{Context, Result};
-use clap::Parser;
 use mdev::enforce::tick;
 use mdev::gate::{policy_gfids, ChannelGate, RealClock};
 use mdev::protocol::{self, Message};
@@ -20,45 +19,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-#[derive(Parser)]
-#[command(
-    name = "vgpud",
-    version,
-    about = "Gates GPU tenants' channels to enforce a scheduling policy on a real NVIDIA GPU",
-    long_about = "Gates GPU tenants' channels to enforce a scheduling policy on a real NVIDIA GPU.\n\n\
-        Tenants are processes started with LD_PRELOAD=librmshim.so; they connect to --socket and \
-        name themselves with VGPU_TENANT. Each policy tenant's first GFID identifies it; tenants \
-        not in the policy are left alone. At start the daemon re-enables every channel listed in \
-        --state (what a previous instance may have left disabled); on SIGTERM or SIGINT it \
-        re-enables every channel it gated and exits.\n\n\
-        Policy reload: on SIGHUP, and when the content of --policy changes (checked every half \
-        balance period, at most every 50 ms), the file is read and validated again. A valid \
-        policy takes over at the scheduler's next decision, within one balance period; tenants' \
-        channels are not torn down and no work is lost (the new policy's shares count from the \
-        reload). A file that does not validate, or whose tenants lack GFIDs, is refused: the old \
-        policy stays in force and the daemon prints why (file:line) on stderr. Check a file \
-        first with `vgpu-sched check FILE`."
-)]
-struct Cli {
-    /// Scheduling policy file (TOML, see `vgpu-sched check`); reloaded on SIGHUP or change.
-    #[arg(long, value_name = "FILE")]
-    policy: PathBuf,
+/// What the nvidia backend's loop needs from the command line.
+#[derive(Debug)]
+pub struct NvidiaArgs {
+    /// Scheduling policy file.
+    pub policy: PathBuf,
     /// Unix socket tenants connect to.
-    #[arg(long, value_name = "PATH", default_value = "/run/vgpud.sock")]
-    socket: PathBuf,
-    /// File listing the channels of connected tenants (rewritten on every change).
-    #[arg(long, value_name = "PATH", default_value = "/run/vgpud.state")]
-    state: PathBuf,
-    /// GPU minor number (/dev/nvidiaN).
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    gpu: u32,
-    /// Write statistics (JSON) here every second and at exit.
-    #[arg(long, value_name = "PATH")]
-    stats: Option<PathBuf>,
-    /// Append the scheduler log (JSON lines shaped like `nvidia-smi vgpu -sl`) to this file every
-    /// second; render it with `vgpu-sched log FILE --svg out.svg`. Without it the log is dropped.
-    #[arg(long, value_name = "PATH")]
-    log: Option<PathBuf>,
+    pub socket: PathBuf,
+    /// File listing the channels of connected tenants.
+    pub state: PathBuf,
+    /// GPU minor number.
+    pub gpu: u32,
+    /// Statistics file.
+    pub stats: Option<PathBuf>,
+    /// Scheduler log file.
+    pub log: Option<PathBuf>,
 }
 
 #[derive(serde::Serialize)]
@@ -83,18 +58,8 @@ struct Stats {
     recovered_channels: usize,
 }
 
-fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
-    if let Err(e) = run(Cli::parse()) {
-        eprintln!("vgpud: {e:#}");
-        std::process::exit(1);
-    }
-}
-
-fn run(cli: Cli) -> Result<()> {
+/// Gates process tenants' channels on a real GPU by the policy until SIGTERM or SIGINT.
+pub fn run(cli: NvidiaArgs) -> Result<()> {
     let policy = Policy::load(&cli.policy)?;
     let gfids = policy_gfids(&policy).map_err(anyhow::Error::msg)?;
     let mut watcher = PolicyWatcher::new(&cli.policy).context("watching the policy file")?;

@@ -1,0 +1,124 @@
+//! `vgpud`: the host daemon that owns the GPU.
+//!
+//! With `--backend sim` (the default) it holds the RM core over the sim GPU and serves vGPU
+//! instances to VMMs over vfio-user (`vms`); with `--backend nvidia` it enforces the policy on a
+//! real GPU for host processes running `librmshim.so` (`nvidia`).
+
+mod nvidia;
+mod vms;
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// The GPU the daemon drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BackendKind {
+    /// The simulated Hopper GPU; serves vGPU instances to VMs over vfio-user.
+    Sim,
+    /// The host's NVIDIA GPU; gates the channels of `librmshim.so` process tenants.
+    Nvidia,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vgpud",
+    version,
+    about = "The vGPU host daemon: owns the GPU, serves vGPU instances to VMs over vfio-user, \
+        and enforces per-tenant scheduling policies",
+    long_about = "The vGPU host daemon: owns the GPU, serves vGPU instances to VMs over vfio-user, \
+        and enforces per-tenant scheduling policies.\n\n\
+        --backend sim (default): the RM core and the simulated H200 run in this process. \
+        Instances are defined and started with `vgpuctl` (definitions are JSON files in mdevctl's \
+        schema under --config-dir; `start: auto` ones start with the daemon). Each started \
+        instance is a vfio-user socket <run-dir>/<uuid>.sock that one VMM at a time attaches to \
+        (`vgpu-vmm --vgpu socket=PATH`, or QEMU's vfio-user-pci). A poller thread serves active \
+        escape queues from the shared window without VM exits (--no-poll turns it off). With \
+        --policy, every instance's channel groups are scheduled by the policy file: an instance \
+        belongs to the policy tenant its definition names, and a tenant's share is the sum of \
+        its instances'. The file is reloaded on SIGHUP and when it changes; an invalid file \
+        leaves the old policy in force.\n\n\
+        --backend nvidia: tenants are processes started with LD_PRELOAD=librmshim.so; they \
+        connect to --socket and name themselves with VGPU_TENANT. Each policy tenant's first \
+        GFID identifies it. At start the daemon re-enables every channel listed in --state; on \
+        SIGTERM or SIGINT it re-enables every channel it gated and exits.\n\n\
+        Check a policy file first with `vgpu-sched check FILE`."
+)]
+struct Cli {
+    /// Which GPU to drive.
+    #[arg(long, value_enum, default_value = "sim")]
+    backend: BackendKind,
+    /// Scheduling policy file (TOML, see `vgpu-sched check`); reloaded on SIGHUP or change.
+    /// Required with --backend nvidia.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// sim: where instance definitions live (`<dir>/vgpu-sim-0/<uuid>`).
+    #[arg(long, value_name = "DIR", default_value = "/etc/vgpud")]
+    config_dir: PathBuf,
+    /// sim: where the control socket (`vgpud.sock`) and the instances' sockets go.
+    #[arg(long, value_name = "DIR", default_value = "/run/vgpud")]
+    run_dir: PathBuf,
+    /// sim: size of each instance's window (BAR2): a power of two, 64K..16G.
+    #[arg(long, value_name = "SIZE", default_value = "64M")]
+    window: String,
+    /// sim: serve escape queues only when the guest notifies (no poller thread).
+    #[arg(long)]
+    no_poll: bool,
+    /// sim: serve Prometheus metrics on this address (loopback only unless an address is
+    /// given), e.g. 127.0.0.1:9400.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
+    /// nvidia: Unix socket tenants connect to.
+    #[arg(long, value_name = "PATH", default_value = "/run/vgpud.sock")]
+    socket: PathBuf,
+    /// nvidia: file listing the channels of connected tenants (rewritten on every change).
+    #[arg(long, value_name = "PATH", default_value = "/run/vgpud.state")]
+    state: PathBuf,
+    /// nvidia: GPU minor number (/dev/nvidiaN).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    gpu: u32,
+    /// Write statistics (JSON) here every second and at exit.
+    #[arg(long, value_name = "PATH")]
+    stats: Option<PathBuf>,
+    /// Append the scheduler log (JSON lines shaped like `nvidia-smi vgpu -sl`) to this file every
+    /// second; render it with `vgpu-sched log FILE --svg out.svg`.
+    #[arg(long, value_name = "PATH")]
+    log: Option<PathBuf>,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.backend {
+        BackendKind::Nvidia => match cli.policy {
+            Some(policy) => nvidia::run(nvidia::NvidiaArgs {
+                policy,
+                socket: cli.socket,
+                state: cli.state,
+                gpu: cli.gpu,
+                stats: cli.stats,
+                log: cli.log,
+            }),
+            None => Err(anyhow::anyhow!("--backend nvidia needs --policy FILE")),
+        },
+        BackendKind::Sim => vms::run(vms::VmArgs {
+            policy: cli.policy,
+            config_dir: cli.config_dir,
+            run_dir: cli.run_dir,
+            window: cli.window,
+            poll: !cli.no_poll,
+            metrics: cli.metrics,
+            log: cli.log,
+        }),
+    };
+    if let Err(e) = result {
+        eprintln!("vgpud: {e:#}");
+        std::process::exit(1);
+    }
+}
