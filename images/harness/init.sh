@@ -8,7 +8,11 @@
 #   vgpu.runs=N                boots per VMM in the bench scenario (default 5)
 #   vgpu.timeout=SECS          limit of each inner run (default 120)
 #   vgpu.guest_append="..."    words appended to the test guest's command line
-#   vgpu.vmm_args="..."        extra vgpu-vmm arguments (e.g. "--vgpu type=sim-35c,gfid=1")
+#   vgpu.vmm_args="..."        extra vgpu-vmm arguments
+#   vgpu.vgpu=TYPE             start vgpud, define and start one instance of TYPE (GFID 1, tenant
+#                              vm1) and attach it to the vgpu-vmm guest; after the run, print
+#                              `VGPUD-STATUS LABEL JSON` (vgpuctl status --json on one line)
+#   vgpu.vgpu_intr=poll|intx   the attached instance's interrupt wiring in vgpu-vmm (default poll)
 #   vgpu.qemu_machine=M        QEMU's -M value for the baseline (default microvm)
 /bin/busybox --install -s /bin
 export PATH=/bin:/usr/bin
@@ -41,6 +45,32 @@ qemu_cmdline="$(cat /etc/vgpu/qemu-cmdline) $append"
 qemu_machine=$(param vgpu.qemu_machine)
 qemu_machine=${qemu_machine:-microvm}
 
+# start_vgpud ARGS...: starts the daemon in the background and waits for its control socket.
+start_vgpud() {
+    mkdir -p /etc/vgpud /run/vgpud
+    vgpud --config-dir /etc/vgpud --run-dir /run/vgpud "$@" >/tmp/vgpud.log 2>&1 &
+    i=0
+    while [ ! -S /run/vgpud/vgpud.sock ]; do
+        i=$((i + 1))
+        if [ "$i" -gt 100 ]; then
+            sed 's/^/vgpud! /' /tmp/vgpud.log
+            finish false "vgpud did not open its control socket"
+        fi
+        sleep 0.1
+    done
+}
+
+# new_instance TYPE GFID TENANT: defines and starts an instance; prints its vfio-user socket.
+new_instance() {
+    uuid=$(vgpuctl define --type "$1" --gfid "$2" --tenant "$3") || return 1
+    vgpuctl start --uuid "$uuid"
+}
+
+# vgpud_status LABEL: the daemon's per-instance figures as one result line.
+vgpud_status() {
+    echo "VGPUD-STATUS $1 $(vgpuctl status --json | tr -d '\n')"
+}
+
 run_vgpu_vmm() {
     vgpu-guest timed-run --label "$1" --timeout "$timeout" -- \
         vgpu-vmm --kernel /guest/vmlinux --initrd /guest/initrd.cpio.gz \
@@ -55,6 +85,14 @@ run_qemu() {
         -kernel /guest/vmlinux -initrd /guest/initrd.cpio.gz -append "$qemu_cmdline"
 }
 
+vgpu_type=$(param vgpu.vgpu)
+if [ -n "$vgpu_type" ]; then
+    start_vgpud
+    sock=$(new_instance "$vgpu_type" 1 vm1) || finish false "vgpuctl could not start a $vgpu_type instance"
+    intr=$(param vgpu.vgpu_intr)
+    vmm_args="$vmm_args --vgpu socket=$sock${intr:+,intr=$intr}"
+fi
+
 case "$scenario" in
 boot)
     vmm=$(param vgpu.vmm)
@@ -63,6 +101,7 @@ boot)
     qemu) run_qemu guest ;;
     *) finish false "unknown vgpu.vmm" ;;
     esac
+    [ -n "$vgpu_type" ] && vgpud_status guest
     ;;
 bench)
     runs=$(param vgpu.runs)

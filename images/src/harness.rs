@@ -132,6 +132,8 @@ fn build_base(
     initramfs::install_busybox(root)?;
     write_file(&root.join("init"), INIT_SCRIPT.as_bytes(), 0o755)?;
     tools::copy(&bins.vmm, &root.join("bin/vgpu-vmm"))?;
+    tools::copy(&bins.vgpud, &root.join("bin/vgpud"))?;
+    tools::copy(&bins.vgpuctl, &root.join("bin/vgpuctl"))?;
     tools::copy(&bins.guest, &root.join("bin/vgpu-guest"))?;
     tools::copy(&guest.vmlinux, &root.join("guest/vmlinux"))?;
     tools::copy(&guest.initrd, &root.join("guest/initrd.cpio.gz"))?;

@@ -57,8 +57,8 @@ enum Cmd {
         /// Words appended to the test guest's kernel command line.
         #[arg(long)]
         guest_append: Option<String>,
-        /// Test-guest scenario (probe, vgpu, demo); adds the VMM arguments it needs (vgpu:
-        /// `--vgpu ...,intr=intx`; demo: `--vgpu`).
+        /// Test-guest scenario (probe, vgpu, demo); vgpu and demo start vgpud in the harness
+        /// and attach one sim-35c instance (vgpu with INTx wired).
         #[arg(long, conflicts_with = "guest_append")]
         guest_scenario: Option<String>,
         /// QEMU machine (-M) of the QEMU runs, e.g. `microvm,rtc=off`.
@@ -171,22 +171,13 @@ fn run() -> anyhow::Result<()> {
     }
 }
 
-/// The value of `stats: vgpu0 NAME N` in the VMM's stderr.
-fn vgpu_stat(stderr: &[String], name: &str) -> Option<u64> {
-    let prefix = format!("stats: vgpu0 {name} ");
-    stderr
-        .iter()
-        .find_map(|l| l.trim().strip_prefix(&prefix)?.trim().parse().ok())
-}
-
 /// The README demo: boot the test guest under vgpu-vmm with a vGPU in the harness (consoles
 /// shown live), let its `demo` scenario run vgpu-smi and a short workload, then summarise what
 /// the guest reported and what the VMM counted.
 fn demo(cache: &Cache) -> anyhow::Result<()> {
     let h = Harness::ensure_in(cache, HarnessVariant::Vmm)?;
     eprintln!(
-        "[vgpu-image] booting the nested harness (QEMU TCG, then vgpu-vmm {} on its KVM);",
-        images::runner::vmm_args_for("demo")
+        "[vgpu-image] booting the nested harness (QEMU TCG, then vgpud and vgpu-vmm with one vGPU on its KVM);"
     );
     eprintln!(
         "[vgpu-image] lines from the test guest are prefixed `guest|`, vgpu-vmm's stderr `guest!`"
@@ -240,16 +231,17 @@ fn demo(cache: &Cache) -> anyhow::Result<()> {
             _ => {}
         }
     }
-    let stat = |name| vgpu_stat(&guest.stderr, name).map_or("?".into(), |v| v.to_string());
-    println!(
-        "== vgpu-vmm's vGPU at exit: {} doorbells, {} escape requests ({} queue notifies, {} malformed), \
-         {} RM objects left for GFID 1",
-        stat("doorbells"),
-        stat("requests"),
-        stat("queue_notifies"),
-        stat("request_errors"),
-        stat("rm_objects")
-    );
+    let instance = out
+        .vgpud_status("guest")
+        .and_then(|s| s.instances.into_iter().next());
+    match &instance {
+        Some(i) => println!(
+            "== vgpud's instance after the VM: {} doorbells, {} escape requests ({} queue notifies, {} malformed), \
+             {} RM objects left for GFID {}",
+            i.doorbells, i.escapes, i.notifies, i.errors, i.objects, i.gfid
+        ),
+        None => println!("== vgpud reported no instance status"),
+    }
     let Some(t) = &guest.timing else {
         bail!("no timing record for the guest:\n{}", out.console_tail(30));
     };
@@ -263,7 +255,7 @@ fn demo(cache: &Cache) -> anyhow::Result<()> {
     if !ok || t.exit_code != Some(0) || !out.harness_ok() {
         bail!("the demo guest did not finish its scenario and power off cleanly");
     }
-    if vgpu_stat(&guest.stderr, "rm_objects") != Some(0) {
+    if instance.map(|i| i.objects) != Some(0) {
         bail!("the RM core still holds objects of the demo guest's GFID");
     }
     Ok(())

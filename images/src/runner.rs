@@ -16,14 +16,18 @@ use std::time::{Duration, Instant};
 /// Harness kernel command line before the scenario parameters.
 pub const HARNESS_CMDLINE: &str = "console=ttyS0 quiet panic=-1 reboot=t";
 
-/// The `vgpu-vmm` arguments a test-guest scenario needs: `vgpu` and `demo` drive a vGPU, so
-/// their VMM attaches one (type `sim-35c`, GFID 1, the default 64 MiB window); `vgpu` also has
-/// a pass with interrupt completion, so its INTx is wired (`intr=intx`; polling works there too).
-pub fn vmm_args_for(scenario: &str) -> &'static str {
+/// Prefix of the line the harness prints with `vgpuctl status --json` after a run.
+pub const VGPUD_STATUS_PREFIX: &str = "VGPUD-STATUS ";
+
+/// The harness parameters a test-guest scenario needs: `vgpu` and `demo` drive a vGPU, so the
+/// harness starts vgpud and attaches one `sim-35c` instance (GFID 1, the default 64 MiB
+/// window) to the guest's VMM; `vgpu` also has a pass with interrupt completion, so its INTx
+/// is wired (`intr=intx`; polling works there too).
+pub fn params_for(scenario: &str) -> &'static [(&'static str, &'static str)] {
     match scenario {
-        "vgpu" => "--vgpu type=sim-35c,gfid=1,intr=intx",
-        "demo" => "--vgpu type=sim-35c,gfid=1",
-        _ => "",
+        "vgpu" => &[("vgpu", "sim-35c"), ("vgpu_intr", "intx")],
+        "demo" => &[("vgpu", "sim-35c")],
+        _ => &[],
     }
 }
 
@@ -80,13 +84,13 @@ impl HarnessRun {
     }
 
     /// Runs the test guest's scenario `scenario` (appended to its command line as
-    /// `vgpu.scenario=`) with the VMM arguments that scenario needs ([`vmm_args_for`]).
+    /// `vgpu.scenario=`) with the harness parameters that scenario needs ([`params_for`]).
     pub fn guest_scenario(self, scenario: &str) -> Self {
-        let run = self.param("guest_append", &format!("vgpu.scenario={scenario}"));
-        match vmm_args_for(scenario) {
-            "" => run,
-            args => run.param("vmm_args", args),
+        let mut run = self.param("guest_append", &format!("vgpu.scenario={scenario}"));
+        for (k, v) in params_for(scenario) {
+            run = run.param(k, v);
         }
+        run
     }
 
     /// Adds a `vgpu.KEY=VALUE` harness parameter.
@@ -237,6 +241,15 @@ impl HarnessOutcome {
         runs
     }
 
+    /// What vgpud reported (`vgpuctl status --json`) after the run labelled `label`, if the
+    /// harness ran one.
+    pub fn vgpud_status(&self, label: &str) -> Option<mdev::control::Status> {
+        self.console.iter().find_map(|l| {
+            let rest = l.strip_prefix(VGPUD_STATUS_PREFIX)?.strip_prefix(label)?;
+            serde_json::from_str(rest.trim()).ok()
+        })
+    }
+
     /// The last `n` lines of the harness console, for failure reports.
     pub fn console_tail(&self, n: usize) -> String {
         tail_lines(&self.console, n)
@@ -325,9 +338,9 @@ mod tests {
     fn vgpu_scenario_attaches_a_vgpu() {
         let run = HarnessRun::new("boot").guest_scenario("vgpu");
         assert!(run.cmdline().ends_with(
-            "vgpu.guest_append=vgpu.scenario=vgpu vgpu.vmm_args=\"--vgpu type=sim-35c,gfid=1,intr=intx\""
+            "vgpu.guest_append=vgpu.scenario=vgpu vgpu.vgpu=sim-35c vgpu.vgpu_intr=intx"
         ));
-        assert_eq!(vmm_args_for("probe"), "");
+        assert!(params_for("probe").is_empty());
     }
 
     #[test]

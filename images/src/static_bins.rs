@@ -1,4 +1,4 @@
-//! The static `vgpu-vmm` and `vgpu-guest` binaries the images carry, built with cargo into a
+//! The static `vgpu-vmm`, `vgpud`, `vgpuctl` and `vgpu-guest` binaries the images carry, built with cargo into a
 //! target directory inside the cache (so the build never waits on the outer cargo's lock).
 
 use crate::{cache, Cache, Error};
@@ -15,17 +15,21 @@ const PT_INTERP: u32 = 3;
 pub struct StaticBins {
     /// The VMM.
     pub vmm: PathBuf,
+    /// The host daemon that serves vGPU instances.
+    pub vgpud: PathBuf,
+    /// The daemon's control CLI.
+    pub vgpuctl: PathBuf,
     /// The guest agent and harness helper.
     pub guest: PathBuf,
-    /// Fingerprint of both, for the stamps of images that embed them.
+    /// Fingerprint of all of them, for the stamps of images that embed them.
     pub key: String,
 }
 
 impl StaticBins {
-    /// Builds (incrementally) both binaries with the workspace's `static` profile.
+    /// Builds (incrementally) the binaries with the workspace's `static` profile.
     pub fn build(cache: &Cache) -> Result<StaticBins, Error> {
         let target_dir = cache.path("target");
-        crate::progress("cargo build --profile static -p vmm -p guest-tools (static, first build takes minutes)");
+        crate::progress("cargo build --profile static -p vmm -p mdev -p guest-tools (static, first build takes minutes)");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let status = Command::new(cargo)
             .args([
@@ -34,6 +38,8 @@ impl StaticBins {
                 "static",
                 "-p",
                 "vmm",
+                "-p",
+                "mdev",
                 "-p",
                 "guest-tools",
             ])
@@ -51,8 +57,10 @@ impl StaticBins {
         }
         let out = target_dir.join(TARGET).join("static");
         let vmm = out.join("vgpu-vmm");
+        let vgpud = out.join("vgpud");
+        let vgpuctl = out.join("vgpuctl");
         let guest = out.join("vgpu-guest");
-        for bin in [&vmm, &guest] {
+        for bin in [&vmm, &vgpud, &vgpuctl, &guest] {
             if is_dynamic(bin)? {
                 return Err(Error::Tool(format!(
                     "{} is dynamically linked; RUSTFLAGS +crt-static was not applied",
@@ -61,11 +69,19 @@ impl StaticBins {
             }
         }
         let key = format!(
-            "vmm {} guest {}",
+            "vmm {} vgpud {} vgpuctl {} guest {}",
             cache::fingerprint(&vmm)?,
+            cache::fingerprint(&vgpud)?,
+            cache::fingerprint(&vgpuctl)?,
             cache::fingerprint(&guest)?
         );
-        Ok(StaticBins { vmm, guest, key })
+        Ok(StaticBins {
+            vmm,
+            vgpud,
+            vgpuctl,
+            guest,
+            key,
+        })
     }
 }
 

@@ -117,6 +117,8 @@ pub struct InstanceStatus {
     pub doorbells: u64,
     /// Doorbells refused.
     pub doorbells_rejected: u64,
+    /// Interrupts raised (INTx asserted).
+    pub interrupts: u64,
     /// RM objects the GFID holds.
     pub objects: usize,
     /// The tenant's share under the policy (0..1), if the policy names it.

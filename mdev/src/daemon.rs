@@ -358,6 +358,7 @@ impl Daemon {
                     notifies: s.queue_notifies,
                     doorbells: s.doorbells,
                     doorbells_rejected: s.doorbells_rejected,
+                    interrupts: s.interrupts,
                     objects: self.host.object_count(gfid),
                     share_target: None,
                     share_achieved: None,

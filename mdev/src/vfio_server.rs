@@ -5,8 +5,8 @@
 //! window, mmap-able from the window's memfd (sent with the region's sparse-mmap capability), so
 //! the VMM maps it into the guest and guest and daemon share those pages with no copies; the
 //! configuration space (region 7) is the vGPU's [`PciConfig`]. INTx (irq index 0) is an eventfd
-//! the VMM hands over with `SET_IRQS`; the daemon writes it on each rising edge of the device's
-//! interrupt line. DMA maps of guest RAM are accepted and dropped unmapped: the device touches
+//! the VMM hands over with `SET_IRQS`; the daemon writes it on every change of the device's
+//! interrupt line and shows the line in Status.Interrupt, where the VMM reads the level. DMA maps of guest RAM are accepted and dropped unmapped: the device touches
 //! only its window.
 //!
 //! One VMM at a time: once the first client's first device access arrives, the listening
@@ -58,27 +58,30 @@ pub fn lock(device: &Mutex<VgpuDevice>) -> MutexGuard<'_, VgpuDevice> {
 }
 
 /// The INTx eventfd the VMM gave, shared by the backend (which sets it) and the device's
-/// interrupt line (which writes it).
+/// interrupt line (which writes it), and the line's level.
 #[derive(Debug, Default)]
 struct Intx {
     fd: Mutex<Option<File>>,
+    level: AtomicBool,
 }
 
-/// The device's interrupt line: a rising edge writes the INTx eventfd.
+/// The device's interrupt line: every change writes the INTx eventfd; the VMM reads the level
+/// from Status.Interrupt (level-triggered INTx, which an edge alone cannot carry).
 #[derive(Debug)]
 struct EventfdLine(Arc<Intx>);
 
 impl InterruptLine for EventfdLine {
     fn set_level(&self, asserted: bool) {
-        if !asserted {
-            return;
-        }
+        self.0.level.store(asserted, Ordering::SeqCst);
         let fd = self.0.fd.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(mut f) = fd.as_ref() {
             let _ = f.write_all(&1u64.to_ne_bytes());
         }
     }
 }
+
+/// Status bit 3 (Interrupt) of the config space: byte 6, bit 3.
+const STATUS_INTERRUPT_BYTE: u64 = 6;
 
 /// What an instance's server shares with the daemon.
 #[derive(Debug, Default)]
@@ -136,7 +139,13 @@ impl ServerBackend for Backend {
             return Ok(());
         }
         match region {
-            VFIO_PCI_CONFIG_REGION_INDEX => self.config.read_bytes(offset, data),
+            VFIO_PCI_CONFIG_REGION_INDEX => {
+                self.config.read_bytes(offset, data);
+                let at = STATUS_INTERRUPT_BYTE.wrapping_sub(offset);
+                if at < data.len() as u64 && self.intx.level.load(Ordering::SeqCst) {
+                    data[at as usize] |= 0x08;
+                }
+            }
             r if r == u32::from(BAR0) && inside(offset, data.len(), BAR0_SIZE) => {
                 lock(&self.device).bar_read(BAR0, offset, data)
             }

@@ -2,8 +2,9 @@
 //! first line, PCI functions, modules, clean power-off), then `vgpu-smi`, the workload,
 //! hostile requests, the guest-side bench, a workload killed with SIGKILL followed by a device
 //! reset, all with polled completion; then the bench and a workload again with interrupt
-//! completion through `uio_pci_generic`. Asserts the guest's result lines and the VMM's
-//! `--stats` (RM objects left for the GFID: 0).
+//! completion through `uio_pci_generic`. The vGPU is an instance of vgpud inside the harness,
+//! attached over vfio-user. Asserts the guest's result lines and vgpud's status after the VM
+//! (RM objects left for the GFID: 0).
 
 use guest_tools::driver::Completion;
 use guest_tools::report::Record;
@@ -15,14 +16,6 @@ use tests::failure_report;
 const HOST_BRIDGE_CLASS: u32 = 0x0600;
 /// Class code of the vGPU: processing accelerator (0x12), subclass 0, prog-if 0.
 const VGPU_CLASS: u32 = 0x12_0000;
-
-/// The value of `stats: vgpu0 NAME N` in the VMM's stderr.
-fn vgpu_stat(stderr: &[String], name: &str) -> Option<u64> {
-    let prefix = format!("stats: vgpu0 {name} ");
-    stderr
-        .iter()
-        .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
-}
 
 #[test]
 fn a_guest_drives_the_vgpu_survives_garbage_and_leaves_nothing_behind() {
@@ -211,21 +204,28 @@ fn a_guest_drives_the_vgpu_survives_garbage_and_leaves_nothing_behind() {
         }),
         "kill -9 then reset: the workload's memory was not left and then freed",
     );
+    let status = outcome.vgpud_status("guest");
+    let instance = status.as_ref().and_then(|s| s.instances.first());
     check(
-        vgpu_stat(&guest.stderr, "rm_objects") == Some(0),
-        "the VMM's --stats does not report 0 RM objects for the GFID",
+        instance.is_some(),
+        "vgpud reported no instance after the VM",
+    );
+    let instance = instance.expect("checked");
+    check(
+        instance.objects == 0 && instance.gfid == 1 && !instance.attached,
+        &format!("vgpud still holds objects of the departed VM: {instance:?}"),
     );
     check(
-        vgpu_stat(&guest.stderr, "doorbells_rejected").is_some_and(|n| n >= 2),
-        "the VMM did not count the rejected doorbells",
+        instance.doorbells_rejected >= 2,
+        "vgpud did not count the rejected doorbells",
     );
     check(
-        vgpu_stat(&guest.stderr, "interrupts").is_some_and(|n| n >= irq_bench.interrupts),
-        "the VMM raised fewer INTx interrupts than the guest's irq bench waited for",
+        instance.interrupts >= irq_bench.interrupts,
+        "vgpud raised fewer INTx interrupts than the guest's irq bench waited for",
     );
     {
         let b = bench;
-        let requests = vgpu_stat(&guest.stderr, "requests").unwrap_or(0);
+        let requests = instance.escapes;
         let mmio: u64 = ["mmio_read", "mmio_write"]
             .iter()
             .filter_map(|k| {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::devices::vgpu::VgpuSpec;
+use crate::devices::vfio_user::VgpuSpec;
 
 /// The command line the guest gets when `--cmdline` is not given.
 pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=t panic=-1 quiet";
@@ -21,7 +21,7 @@ Exit status:
 Guest platform: COM1 at 0x3f8 (IRQ 4), PCI root bus with type-1 config access (0xCF8/0xCFC)
 and a host bridge at 00:00.0, ACPI (RSDP/XSDT/FADT/DSDT with a PCI _PRT/MADT; power off through
 the FADT sleep registers at I/O 0x600), in-kernel LAPIC/IOAPIC/PIT, i8042, CMOS reading 0; with
---vgpu, the vGPU (10de:7f61, protocol in vgpu/PROTOCOL.md) at 00:01.0.
+--vgpu, each vGPU (10de:7f61, protocol in vgpu/PROTOCOL.md) at the next free slot from 00:01.0.
 The guest needs neither `pci=off` nor `acpi=off`; recommended command line:
   console=ttyS0 reboot=t panic=-1 quiet
 
@@ -58,22 +58,20 @@ pub struct Args {
     pub console_log: Option<PathBuf>,
 
     /// At exit, print KVM exit counts to stderr, one `stats: exit <reason> <count>` line per
-    /// reason, then `stats: exit total <count>` and `stats: run_ms <ms>`. With a vGPU also
-    /// `stats: vgpu0 <counter> <n>` for doorbells, doorbells_rejected, queue_notifies,
-    /// requests, request_errors, bar0_reads, bar0_writes, interrupts, then rm_objects (objects
-    /// the RM core still holds for the vGPU's GFID when the guest ended, before teardown) and
-    /// open_files.
+    /// reason, then `stats: exit total <count>` and `stats: run_ms <ms>`. With vGPUs also
+    /// `stats: vgpuN <counter> <n>` for bar_reads and bar_writes (trapped accesses, each a
+    /// socket round trip to vgpud), config_forwards and irq_changes; the device's own counters
+    /// and the RM objects are vgpud's (`vgpuctl status`).
     #[arg(long)]
     pub stats: bool,
 
-    /// Attach a vGPU: `type=NAME,gfid=N[,window=SIZE][,intr=poll|intx]`. Defaults: type
-    /// sim-35c, gfid 1, window 64M (a power of two from 64K to 16G, suffix K/M/G), intr poll.
-    /// Types (framebuffer = the sim H200's divided by the instances): sim-141c (1),
-    /// sim-70c (2), sim-35c (4), sim-17c (8). The vGPU is the first free PCI slot (00:01.0);
-    /// intx wires INTA through the DSDT's _PRT to GSI 16 + (slot + pin) % 8. The RM core
-    /// runs in this process over the sim GPU on its real-time clock.
+    /// Attach a vGPU instance served by vgpud: `socket=PATH[,intr=poll|intx]` (repeatable).
+    /// Define and start the instance first (`vgpuctl define ...; vgpuctl start -u UUID`
+    /// prints PATH). The window BAR is mapped from the fd vgpud sends (no exits); BAR0 accesses
+    /// go over the socket. intx wires INTA through the DSDT's _PRT to GSI 16 + (slot + pin) % 8;
+    /// poll (the default) leaves the pin at 0. One VMM per instance at a time.
     #[arg(long, value_name = "SPEC")]
-    pub vgpu: Option<VgpuSpec>,
+    pub vgpu: Vec<VgpuSpec>,
 }
 
 fn existing_file(s: &str) -> Result<PathBuf, String> {
@@ -123,8 +121,21 @@ mod tests {
         assert!(Args::try_parse_from(["vgpu-vmm", "--kernel", exe, "--memory", "8"]).is_err());
         assert!(Args::try_parse_from(["vgpu-vmm", "--kernel", "/"]).is_err());
         assert!(Args::try_parse_from(["vgpu-vmm"]).is_err());
-        let a = Args::try_parse_from(["vgpu-vmm", "--kernel", exe, "--vgpu", "gfid=3"]).unwrap();
-        assert_eq!(a.vgpu.unwrap().gfid, 3);
+        let a = Args::try_parse_from([
+            "vgpu-vmm",
+            "--kernel",
+            exe,
+            "--vgpu",
+            "socket=/a",
+            "--vgpu",
+            "socket=/b,intr=intx",
+        ])
+        .unwrap();
+        assert_eq!(a.vgpu.len(), 2);
+        assert_eq!(a.vgpu[1].socket, PathBuf::from("/b"));
         assert!(Args::try_parse_from(["vgpu-vmm", "--kernel", exe, "--vgpu", "type=x"]).is_err());
+        assert!(
+            Args::try_parse_from(["vgpu-vmm", "--kernel", exe, "--vgpu", "intr=intx"]).is_err()
+        );
     }
 }

@@ -9,10 +9,9 @@ use anyhow::Context;
 use clap::Parser;
 use std::sync::Arc;
 
-use mdev::sim_host::SimHost;
 use vmm::cli::Args;
 use vmm::devices;
-use vmm::devices::vgpu::{stats_report, AttachedVgpu};
+use vmm::devices::vfio_user::{stats_report, AttachedDevice};
 use vmm::exit::{GuestExit, STATUS_GUEST_DIED, STATUS_USAGE};
 use vmm::vm::{ConsoleOutput, Vm};
 
@@ -51,17 +50,13 @@ fn main() -> ExitCode {
     if args.stats {
         eprint!("{}", stats.report());
         eprintln!("stats: run_ms {}", started.elapsed().as_millis());
-        if let Some((host, v)) = &vgpu {
-            // Read before the device is dropped (which tears the vGPU down).
-            let f = v.function.lock().unwrap_or_else(|e| e.into_inner());
-            let snapshot = f.device().stats().snapshot();
-            let report = stats_report(
-                0,
-                &snapshot,
-                host.object_count(v.gfid),
-                f.device().open_files(),
-            );
-            eprint!("{report}");
+        for (i, v) in vgpu.iter().enumerate() {
+            let counters = v
+                .function
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .counters();
+            eprint!("{}", stats_report(i, &counters));
         }
     }
     drop(vgpu);
@@ -72,24 +67,20 @@ fn main() -> ExitCode {
     ExitCode::from(outcome.status() as u8)
 }
 
-/// The vGPU of a run: its RM host and the attached device (kept past the guest's end).
-type RunVgpu = Option<(SimHost, AttachedVgpu)>;
-
-fn run(args: &Args) -> anyhow::Result<(GuestExit, Arc<vmm::stats::ExitStats>, RunVgpu)> {
+fn run(
+    args: &Args,
+) -> anyhow::Result<(GuestExit, Arc<vmm::stats::ExitStats>, Vec<AttachedDevice>)> {
     let console = match &args.console_log {
         Some(path) => ConsoleOutput::File(path.clone()),
         None => ConsoleOutput::Stdout,
     };
     let mut vm = Vm::new(args.memory, args.vcpus, console).context("cannot build the VM")?;
-    let vgpu = match &args.vgpu {
-        Some(spec) => {
-            let host = SimHost::real_time().context("cannot start the sim GPU")?;
-            let v = devices::vgpu::attach(vm.pci_bus(), vm.shared_vm_fd(), &host, spec, 0)
-                .context("cannot attach the vGPU")?;
-            Some((host, v))
-        }
-        None => None,
-    };
+    let mut vgpu = Vec::new();
+    for (i, spec) in args.vgpu.iter().enumerate() {
+        let v = devices::vfio_user::attach(vm.pci_bus(), vm.shared_vm_fd(), spec, i as u32)
+            .with_context(|| format!("cannot attach vGPU {}", spec.socket.display()))?;
+        vgpu.push(v);
+    }
     vm.load_linux(&args.kernel, args.initrd.as_deref(), &args.cmdline)
         .context("cannot load the guest")?;
     let stats = vm.stats();

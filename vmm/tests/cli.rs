@@ -20,7 +20,7 @@ fn help_exits_zero_and_lists_the_exit_statuses() {
     assert_eq!(code, 0);
     assert!(stdout.contains("--console-log"));
     assert!(stdout.contains("81  triple fault"));
-    assert!(stdout.contains("--vgpu") && stdout.contains("sim-141c"));
+    assert!(stdout.contains("--vgpu") && stdout.contains("socket=PATH"));
 }
 
 #[test]
@@ -31,15 +31,10 @@ fn usage_errors_are_one_line_with_status_2() {
         &["--kernel", "/"],
         &["--kernel", "/proc/self/exe", "--vcpus", "65"],
         &["--kernel", "/proc/self/exe", "--memory", "lots"],
-        &["--kernel", "/proc/self/exe", "--vgpu", "type=h100-80c"],
-        &["--kernel", "/proc/self/exe", "--vgpu", "gfid=0"],
-        &[
-            "--kernel",
-            "/proc/self/exe",
-            "--vgpu",
-            "type=sim-35c,gfid=64",
-        ],
-        &["--kernel", "/proc/self/exe", "--vgpu", "window=3M"],
+        &["--kernel", "/proc/self/exe", "--vgpu", "type=sim-35c"],
+        &["--kernel", "/proc/self/exe", "--vgpu", "intr=intx"],
+        &["--kernel", "/proc/self/exe", "--vgpu", "socket=/s,intr=msi"],
+        &["--kernel", "/proc/self/exe", "--vgpu", "socket="],
         &[],
     ] {
         let (code, stdout, stderr) = vmm(args);
@@ -48,6 +43,23 @@ fn usage_errors_are_one_line_with_status_2() {
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
         assert!(stderr.starts_with("vgpu-vmm: error:"), "{stderr}");
     }
+}
+
+#[test]
+fn a_socket_nobody_serves_fails_with_one_line_and_status_1() {
+    let (code, _, stderr) = vmm(&[
+        "--kernel",
+        "/proc/self/exe",
+        "--vgpu",
+        "socket=/nonexistent/vgpu.sock",
+    ]);
+    if stderr.contains("/dev/kvm") {
+        eprintln!("skipped: /dev/kvm is not available");
+        return;
+    }
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("/nonexistent/vgpu.sock"), "{stderr}");
 }
 
 #[test]

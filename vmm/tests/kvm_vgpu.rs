@@ -1,12 +1,15 @@
 //! A tiny hand-written guest on a real KVM vCPU moves the vGPU's BAR2 through config space,
-//! stores into the window (no exit: the KVM slot moved with the BAR) and reads BAR0's MAGIC
-//! (one MMIO exit). Skips (with a message) where /dev/kvm is missing.
+//! stores into the window (no exit: the KVM slot of vgpud's window memfd moved with the BAR)
+//! and reads BAR0's MAGIC (one MMIO exit, one vfio-user round trip to an in-process vgpud).
+//! Skips (with a message) where /dev/kvm is missing.
+
+mod common;
 
 use std::sync::{Arc, Mutex};
 
 use vm_memory::{Bytes, GuestAddress};
 use vmm::cpu::regs;
-use vmm::devices::vgpu::{attach, VgpuSpec};
+use vmm::devices::vfio_user::{attach, VgpuSpec};
 use vmm::exit::GuestExit;
 use vmm::stats::ExitKind;
 use vmm::vm::{ConsoleOutput, Vm};
@@ -60,11 +63,11 @@ fn guest_moves_bar2_writes_the_window_without_exits_and_reads_bar0() {
 
     let sink = Sink::default();
     let vm = Vm::new(16, 1, ConsoleOutput::Writer(Box::new(sink.clone()))).unwrap();
-    let host = mdev::sim_host::SimHost::virtual_clock();
-    let spec: VgpuSpec = "type=sim-17c,gfid=7,window=1M".parse().unwrap();
-    let attached = attach(vm.pci_bus(), vm.shared_vm_fd(), &host, &spec, 0).unwrap();
+    let inst = common::instance(7, 1 << 20);
+    let spec: VgpuSpec = format!("socket={}", inst.socket).parse().unwrap();
+    let attached = attach(vm.pci_bus(), vm.shared_vm_fd(), &spec, 0).unwrap();
     assert_eq!(attached.pci_slot, 1);
-    let first = attached.function.lock().unwrap().window_gpa().unwrap();
+    let first = attached.function.lock().unwrap().mapped_at(2).unwrap();
     assert_ne!(first, u64::from(NEW_BAR2));
 
     let mem = vm.guest_memory();
@@ -79,9 +82,11 @@ fn guest_moves_bar2_writes_the_window_without_exits_and_reads_bar0() {
     assert_eq!(exit, GuestExit::PowerOff);
     assert_eq!(sink.0.lock().unwrap().clone(), vec![0x78, b'V']);
     let f = attached.function.lock().unwrap();
-    assert_eq!(f.window_gpa(), Some(u64::from(NEW_BAR2)));
+    assert_eq!(f.mapped_at(2), Some(u64::from(NEW_BAR2)));
+    let dev = common::device(&inst);
+    let dev = dev.lock().unwrap();
     let mut b = [0u8; 4];
-    f.device().window().read(0x100, &mut b).unwrap();
+    dev.window().read(0x100, &mut b).unwrap();
     assert_eq!(u32::from_le_bytes(b), 0x1234_5678);
     assert_eq!(
         stats.get(ExitKind::MmioWrite),
@@ -90,5 +95,11 @@ fn guest_moves_bar2_writes_the_window_without_exits_and_reads_bar0() {
         stats.report()
     );
     assert_eq!(stats.get(ExitKind::MmioRead), 1, "{}", stats.report());
-    assert_eq!(f.device().stats().snapshot().bar0_reads, 1);
+    assert_eq!(dev.stats().snapshot().bar0_reads, 1);
+    assert_eq!(
+        f.counters()
+            .bar_reads
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
 }

@@ -326,6 +326,17 @@ impl PciConfig {
         Ok(())
     }
 
+    /// Points the capability list at `offset` (the capabilities themselves live elsewhere: a
+    /// VMM forwards reads above the header to an out-of-process device). 0 clears the list.
+    pub fn set_capability_pointer(&mut self, offset: u8) {
+        self.set_byte(reg::CAPABILITIES * 4, offset);
+        if offset == 0 {
+            self.regs[reg::COMMAND_STATUS] &= !reg::STATUS_CAP_LIST;
+        } else {
+            self.regs[reg::COMMAND_STATUS] |= reg::STATUS_CAP_LIST;
+        }
+    }
+
     /// Sets the interrupt pin register (1 = INTA .. 4 = INTD; 0 = none).
     pub fn set_interrupt_pin(&mut self, pin: u8) {
         self.set_byte(reg::INTERRUPT * 4 + 1, pin);

@@ -1,10 +1,13 @@
-//! Platform devices on the PIO bus, and the vGPU on the PCI bus ([`vgpu`]).
+//! Platform devices on the PIO bus, and PCI functions served by vfio-user servers
+//! ([`vfio_user`], the vGPUs of `vgpud`).
 
 pub mod cmos;
 pub mod i8042;
+pub mod intx;
+pub mod memory_slot;
 pub mod serial;
 pub mod shutdown;
-pub mod vgpu;
+pub mod vfio_user;
 
 pub use cmos::Cmos;
 pub use i8042::I8042;
