@@ -9,7 +9,9 @@ use crate::driver::{Completion, Setup};
 use crate::report::Record;
 use crate::rmapi::RmClient;
 use crate::session::{self, Session};
-use crate::workload::{self, GpuContext, MemoryMode, RunLimit, TsgSettings, WorkloadReport};
+use crate::workload::{
+    self, GpuContext, MemoryMode, RunLimit, StreamConfig, TsgSettings, WorkloadReport,
+};
 
 fn strs(args: &[OsString]) -> anyhow::Result<Vec<&str>> {
     args.iter()
@@ -254,6 +256,38 @@ pub fn scenario() -> anyhow::Result<()> {
         &mut |_| {},
     )?)
     .emit();
+    Ok(())
+}
+
+/// The stream the `share` scenario runs: 2 ms units (20 methods of 0.1 ms), 31 in flight
+/// (62 ms of queued work at a whole GPU), refilled every 2 ms, reported in 100 ms buckets.
+pub fn share_stream(seconds: f64) -> StreamConfig {
+    StreamConfig {
+        duration: Duration::from_secs_f64(seconds),
+        depth: workload::MAX_STREAM_DEPTH,
+        items: 20,
+        bucket: Duration::from_millis(100),
+        refill_every: Duration::from_millis(2),
+    }
+}
+
+/// The `share` scenario: keeps the vGPU's compute engine loaded for `seconds` and reports the
+/// work it completed per 100 ms of GPU time (what several VMs sharing one GPU compare).
+pub fn share(seconds: f64) -> anyhow::Result<()> {
+    let s = Session::open(Setup::Reset, Completion::Poll)?;
+    let t = &s.transport;
+    let ctx = GpuContext::create(t, TsgSettings::default(), MemoryMode::best(t))?;
+    let ring = |tok: u32| t.driver().doorbell(tok);
+    let report = ctx.stream(share_stream(seconds), &ring, &mut |gpu_ns| {
+        Record::StreamStart { gpu_ns }.emit();
+    })?;
+    println!(
+        "stream: {} units of {:.1} ms in {:.1} s",
+        report.units,
+        report.unit_ns as f64 / 1e6,
+        report.seconds
+    );
+    Record::Stream(report).emit();
     Ok(())
 }
 

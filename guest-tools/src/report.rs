@@ -46,6 +46,13 @@ pub enum Record {
     Hostile(crate::hostile::Check),
     /// Guest-side latencies (see [`crate::session::GuestBench`]).
     Bench(crate::session::GuestBench),
+    /// The `share` scenario's stream completed its first unit (GPU time, ns).
+    StreamStart {
+        /// The first unit's semaphore timestamp.
+        gpu_ns: u64,
+    },
+    /// What the `share` scenario's stream completed, per bucket of GPU time.
+    Stream(crate::workload::StreamReport),
     /// A workload killed with SIGKILL and the device reset afterwards.
     KillCleanup(crate::session::KillCleanup),
     /// The scenario's end; the agent powers off right after this line.

@@ -23,7 +23,16 @@ pub enum Scenario {
     Vgpu,
     /// Show the vGPU: `vgpu-smi`, then a short workload ([`DEMO_WORKLOAD_SECONDS`]).
     Demo,
+    /// Keep the GPU loaded for `vgpu.stream_seconds=` (default [`SHARE_SECONDS`]) and report
+    /// the work done per 100 ms of GPU time: what VMs sharing one GPU compare.
+    Share,
 }
+
+/// How long the share scenario streams when the command line does not say.
+pub const SHARE_SECONDS: f64 = 12.0;
+
+/// Kernel parameter with the share scenario's duration, seconds.
+pub const STREAM_SECONDS_PARAM: &str = "vgpu.stream_seconds";
 
 /// How long the demo scenario's workload runs.
 pub const DEMO_WORKLOAD_SECONDS: f64 = 3.0;
@@ -32,7 +41,7 @@ pub const DEMO_WORKLOAD_SECONDS: f64 = 3.0;
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     /// The command line named a scenario this agent does not know.
-    #[error("unknown scenario {0:?} (known: probe, vgpu, demo)")]
+    #[error("unknown scenario {0:?} (known: probe, vgpu, demo, share)")]
     Unknown(String),
     /// A module could not be loaded.
     #[error(transparent)]
@@ -53,6 +62,7 @@ impl std::str::FromStr for Scenario {
             "probe" => Ok(Scenario::Probe),
             "vgpu" => Ok(Scenario::Vgpu),
             "demo" => Ok(Scenario::Demo),
+            "share" => Ok(Scenario::Share),
             other => Err(ScenarioError::Unknown(other.to_string())),
         }
     }
@@ -65,6 +75,7 @@ impl Scenario {
             Scenario::Probe => "probe",
             Scenario::Vgpu => "vgpu",
             Scenario::Demo => "demo",
+            Scenario::Share => "share",
         }
     }
 
@@ -83,6 +94,14 @@ impl Scenario {
                 crate::cli::scenario().map_err(ScenarioError::Vgpu)
             }
             Scenario::Demo => crate::cli::demo(DEMO_WORKLOAD_SECONDS).map_err(ScenarioError::Vgpu),
+            Scenario::Share => {
+                let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+                let seconds = crate::cmdline::param(&cmdline, STREAM_SECONDS_PARAM)
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .filter(|s| s.is_finite() && *s > 0.0)
+                    .unwrap_or(SHARE_SECONDS);
+                crate::cli::share(seconds).map_err(ScenarioError::Vgpu)
+            }
         }
     }
 }

@@ -159,6 +159,9 @@ pub struct GuestBench {
     pub completion: Completion,
     /// Interrupts the driver waited for during the bench (0 when polling).
     pub interrupts: u64,
+    /// Completions found without their interrupt during the bench (0 when polling).
+    #[serde(default)]
+    pub missed_interrupts: u64,
     /// Interrupts the guest kernel's uio device counted during the bench (None when polling).
     pub uio_events: Option<u64>,
 }
@@ -168,6 +171,7 @@ pub fn bench(s: &Session, escapes: usize, rounds: usize) -> anyhow::Result<Guest
     let t = &s.transport;
     let before = t.driver().counters();
     let (irq_before, uio_before) = (t.driver().interrupts(), s.uio_events()?);
+    let missed_before = t.driver().missed_interrupts();
     let mut c = RmClient::open(t)?;
     let client = c.alloc_root()?;
     let device = c.alloc(
@@ -214,6 +218,7 @@ pub fn bench(s: &Session, escapes: usize, rounds: usize) -> anyhow::Result<Guest
         doorbells: after.doorbells - before.doorbells,
         completion: d.completion(),
         interrupts: d.interrupts() - irq_before,
+        missed_interrupts: d.missed_interrupts() - missed_before,
         uio_events: uio_after.zip(uio_before).map(|(a, b)| a.saturating_sub(b)),
     })
 }

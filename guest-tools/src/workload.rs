@@ -93,7 +93,20 @@ mod at {
     pub const fn copy_dst(s: u32) -> u64 {
         0x4_0000 + super::COPY_BYTES as u64 * s as u64
     }
+    /// The stream's shared work segment.
+    pub const STREAM_WORK: u64 = 0x5_0000;
 }
+
+/// GPU work of one compute method of the stream; short, so the GPU can switch between tenants
+/// within a unit (the sim switches at method boundaries).
+pub const STREAM_ITEM_NS: u32 = 100_000;
+/// Most work items one stream unit carries (its segment stays under 2 KiB).
+pub const MAX_STREAM_ITEMS: u32 = 100;
+/// Most units the stream keeps in flight: each is two GPFIFO entries, and the ring must never
+/// fill.
+pub const MAX_STREAM_DEPTH: u32 = GPFIFO_ENTRIES / 2 - 1;
+/// How long the stream waits for any unit to complete before it gives up.
+const STREAM_STALL: Duration = Duration::from_secs(10);
 
 /// The channels, by index.
 const COMPUTE: usize = 0;
@@ -127,6 +140,9 @@ pub enum WorkloadError {
     /// Bad configuration.
     #[error("batch must be a power of two from 1 to {MAX_BATCH}, got {0}")]
     Batch(u32),
+    /// Bad stream configuration.
+    #[error("stream: {0}")]
+    Stream(String),
 }
 
 impl From<crate::rmapi::TransportError> for WorkloadError {
@@ -592,6 +608,141 @@ impl<'t> GpuContext<'t> {
         Ok(slots)
     }
 
+    /// Keeps the compute engine loaded for `cfg.duration`: units of `cfg.items` work methods
+    /// followed by a semaphore release with the GPU's timestamp, `cfg.depth` units in flight,
+    /// the queue refilled every `cfg.refill_every` (sleeping in between, so a guest leaves its
+    /// CPU to others). `on_first` gets the GPU time of the first completion. Waits for every
+    /// unit, checks every semaphore value, then frees the context. Needs a GPU whose clock runs
+    /// by itself (vgpud's real-time sim, a real GPU).
+    pub fn stream(
+        mut self,
+        cfg: StreamConfig,
+        doorbell: &dyn Fn(u32),
+        on_first: &mut dyn FnMut(u64),
+    ) -> Result<StreamReport, WorkloadError> {
+        if !(1..=MAX_STREAM_DEPTH).contains(&cfg.depth)
+            || !(1..=MAX_STREAM_ITEMS).contains(&cfg.items)
+            || cfg.bucket.is_zero()
+        {
+            return Err(WorkloadError::Stream(format!(
+                "depth 1..={MAX_STREAM_DEPTH}, items 1..={MAX_STREAM_ITEMS} and a bucket > 0, got {cfg:?}"
+            )));
+        }
+        let mut seg = vec![inc_header(0, host::SET_OBJECT, 1), class::HOPPER_COMPUTE_A];
+        for _ in 0..cfg.items {
+            seg.extend([
+                inc_header(0, compute::SIM_WORK_NS_LO, 3),
+                STREAM_ITEM_NS,
+                0,
+                0,
+            ]);
+        }
+        self.mapping().write(at::STREAM_WORK, seg.as_bytes())?;
+        let work_entry = GpEntry::encode(self.va + at::STREAM_WORK, seg.len() as u32);
+        let payload = |u: u64| 0x4000_0000 | ((u + 1) as u32 & 0x3fff_ffff);
+        let bucket_ns = cfg.bucket.as_nanos() as u64;
+        let start = Instant::now();
+        let base = self.gp_put[COMPUTE];
+        let pos = |u: u64| ((u64::from(base) + 2 * u) % u64::from(GPFIFO_ENTRIES)) as u32;
+        let (mut submitted, mut done) = (0u64, 0u64);
+        let mut buckets: Vec<StreamBucket> = Vec::new();
+        let (mut first, mut last) = (0u64, 0u64);
+        let mut progress = Instant::now();
+        loop {
+            let submitting = start.elapsed() < cfg.duration;
+            if submitting && submitted - done < u64::from(cfg.depth) {
+                let m = self.mapping();
+                while submitted - done < u64::from(cfg.depth) {
+                    let p = pos(submitted);
+                    let slot = (p + 1) % GPFIFO_ENTRIES;
+                    let sem = self.va + at::semaphore(COMPUTE, slot);
+                    let release = [
+                        inc_header(0, host::SEM_ADDR_LO, 4),
+                        sem as u32,
+                        (sem >> 32) as u32,
+                        payload(submitted),
+                        0,
+                        inc_header(0, host::SEM_EXECUTE, 1),
+                        host::sem_op::RELEASE | host::SEM_RELEASE_TIMESTAMP,
+                    ];
+                    m.write(at::pushbuffer(COMPUTE, slot), release.as_bytes())?;
+                    let sem_entry = GpEntry::encode(
+                        self.va + at::pushbuffer(COMPUTE, slot),
+                        release.len() as u32,
+                    );
+                    m.write(
+                        at::gpfifo(COMPUTE) + 8 * u64::from(p),
+                        &work_entry.to_le_bytes(),
+                    )?;
+                    m.write(
+                        at::gpfifo(COMPUTE) + 8 * u64::from(slot),
+                        &sem_entry.to_le_bytes(),
+                    )?;
+                    submitted += 1;
+                }
+                let put = pos(submitted);
+                m.write(at::userd(COMPUTE) + userd::GP_PUT, &put.to_le_bytes())?;
+                doorbell(self.objects.token[COMPUTE]);
+            }
+            while done < submitted {
+                let slot = (pos(done) + 1) % GPFIFO_ENTRIES;
+                let mut b = [0u8; 16];
+                self.mapping().read(at::semaphore(COMPUTE, slot), &mut b)?;
+                let got = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                if got != payload(done) {
+                    break;
+                }
+                let ts = u64::from_le_bytes(b[8..16].try_into().expect("8 bytes"));
+                if done == 0 {
+                    first = ts;
+                    on_first(ts);
+                }
+                last = ts;
+                let index = ts / bucket_ns;
+                match buckets.last_mut() {
+                    Some(bk) if bk.index == index => bk.units += 1,
+                    _ => buckets.push(StreamBucket { index, units: 1 }),
+                }
+                done += 1;
+                progress = Instant::now();
+            }
+            if !submitting && done == submitted {
+                break;
+            }
+            if progress.elapsed() > STREAM_STALL {
+                let slot = (pos(done) + 1) % GPFIFO_ENTRIES;
+                self.check_semaphores_at(slot, payload(done))?;
+            }
+            std::thread::sleep(cfg.refill_every);
+        }
+        self.gp_put[COMPUTE] = pos(submitted);
+        let seconds = start.elapsed().as_secs_f64();
+        self.destroy()?;
+        Ok(StreamReport {
+            units: done,
+            unit_ns: u64::from(cfg.items) * u64::from(STREAM_ITEM_NS),
+            bucket_ns,
+            buckets,
+            first_gpu_ns: first,
+            last_gpu_ns: last,
+            seconds,
+        })
+    }
+
+    /// Fails with the value found if the compute semaphore of `slot` does not hold `want`.
+    fn check_semaphores_at(&self, slot: u32, want: u32) -> Result<(), WorkloadError> {
+        let got = self.read_semaphores(COMPUTE, slot, 1)?[0];
+        if got == want {
+            return Ok(());
+        }
+        Err(WorkloadError::Semaphore {
+            channel: CHANNEL_NAMES[COMPUTE],
+            slot,
+            want,
+            got,
+        })
+    }
+
     /// Unmaps and frees everything, then closes the ctl file.
     pub fn destroy(mut self) -> Result<(), WorkloadError> {
         let window = match self.map.take() {
@@ -607,6 +758,63 @@ impl<'t> GpuContext<'t> {
         drop(window);
         self.client.close()?;
         Ok(())
+    }
+}
+
+/// How [`GpuContext::stream`] loads the compute engine.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StreamConfig {
+    /// How long to keep submitting.
+    pub duration: Duration,
+    /// Units kept in flight (1..=[`MAX_STREAM_DEPTH`]).
+    pub depth: u32,
+    /// Work items ([`STREAM_ITEM_NS`] each) per unit (1..=[`MAX_STREAM_ITEMS`]).
+    pub items: u32,
+    /// Width of the report's buckets, in GPU time.
+    pub bucket: Duration,
+    /// Host time between refills of the queue.
+    pub refill_every: Duration,
+}
+
+/// Units completed in one bucket of GPU time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StreamBucket {
+    /// GPU time at the bucket's start divided by the bucket width.
+    pub index: u64,
+    /// Units whose semaphore carries a timestamp in this bucket.
+    pub units: u32,
+}
+
+/// What [`GpuContext::stream`] did. Completion times are the GPU's own semaphore timestamps, so
+/// the buckets of two tenants of one GPU line up whatever their clocks say.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StreamReport {
+    /// Units completed (every semaphore value checked).
+    pub units: u64,
+    /// GPU work per unit, ns.
+    pub unit_ns: u64,
+    /// Bucket width, GPU ns.
+    pub bucket_ns: u64,
+    /// Completed units per bucket, in time order (empty buckets left out).
+    pub buckets: Vec<StreamBucket>,
+    /// GPU time of the first and last completion.
+    pub first_gpu_ns: u64,
+    /// See `first_gpu_ns`.
+    pub last_gpu_ns: u64,
+    /// Host wall time of the whole stream, s.
+    pub seconds: f64,
+}
+
+impl StreamReport {
+    /// GPU work (ns) completed in the buckets that lie wholly in GPU time `[from_ns, to_ns)`.
+    pub fn work_between(&self, from_ns: u64, to_ns: u64) -> u64 {
+        self.buckets
+            .iter()
+            .filter(|b| {
+                b.index * self.bucket_ns >= from_ns && (b.index + 1) * self.bucket_ns <= to_ns
+            })
+            .map(|b| u64::from(b.units) * self.unit_ns)
+            .sum()
     }
 }
 

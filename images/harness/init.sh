@@ -101,7 +101,10 @@ boot)
     qemu) run_qemu guest ;;
     *) finish false "unknown vgpu.vmm" ;;
     esac
-    [ -n "$vgpu_type" ] && vgpud_status guest
+    if [ -n "$vgpu_type" ]; then
+        vgpud_status guest
+        tail -n 20 /tmp/vgpud.log | sed 's/^/vgpud| /'
+    fi
     ;;
 bench)
     runs=$(param vgpu.runs)

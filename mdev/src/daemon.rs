@@ -18,6 +18,7 @@ use crate::poller::Poller;
 use crate::profile::{self, Profile};
 use crate::sim_host::SimHost;
 use crate::vfio_server::{lock, InstanceServer};
+use crate::vm_scheduler::VmScheduler;
 
 /// The PCI slot the RM core reports to guests (the VMM picks the real one; guests only print it).
 const GUEST_PCI_SLOT: u8 = 1;
@@ -36,6 +37,8 @@ pub struct Running {
 /// The daemon.
 #[derive(Debug)]
 pub struct Daemon {
+    /// First, so it drops first: its thread waits on the clock the host's thread moves.
+    scheduler: Option<VmScheduler>,
     host: SimHost,
     defs: Definitions,
     running: BTreeMap<Uuid, Running>,
@@ -44,7 +47,6 @@ pub struct Daemon {
     poller: Poller,
     poller_enabled: bool,
     started: Instant,
-    policy_summary: Option<String>,
 }
 
 impl Daemon {
@@ -71,7 +73,7 @@ impl Daemon {
                 poller,
                 poller_enabled,
                 started: Instant::now(),
-                policy_summary: None,
+                scheduler: None,
             },
             skipped,
         ))
@@ -92,9 +94,31 @@ impl Daemon {
         &self.defs
     }
 
-    /// Records the policy in force (for `status`).
-    pub fn set_policy_summary(&mut self, summary: String) {
-        self.policy_summary = Some(summary);
+    /// Hands the started instances' channel groups to `scheduler` from now on.
+    pub fn set_scheduler(&mut self, scheduler: VmScheduler) {
+        self.scheduler = Some(scheduler);
+        self.rebind();
+    }
+
+    /// The scheduler, if a policy runs.
+    pub fn scheduler(&self) -> Option<&VmScheduler> {
+        self.scheduler.as_ref()
+    }
+
+    /// Tells the scheduler which instances run and which tenant each names.
+    fn rebind(&self) {
+        let Some(s) = &self.scheduler else { return };
+        let bound = self
+            .running
+            .keys()
+            .filter_map(|u| self.defs.get(u))
+            .map(|d| scheduler::scheduler::BoundInstance {
+                uuid: d.uuid.to_string(),
+                gfid: d.gfid,
+                tenant: d.tenant.clone(),
+            })
+            .collect();
+        s.set_instances(bound);
     }
 
     /// Starts every `start: auto` instance; returns one line per failure.
@@ -105,9 +129,12 @@ impl Daemon {
             .filter(|d| d.start == StartMode::Auto)
             .map(|d| d.uuid)
             .collect();
-        auto.into_iter()
+        let failed = auto
+            .into_iter()
             .filter_map(|u| self.start(&u).err().map(|e| format!("instance {u}: {e}")))
-            .collect()
+            .collect();
+        self.rebind();
+        failed
     }
 
     /// Answers one control request.
@@ -136,6 +163,9 @@ impl Daemon {
                 .and_then(|u| self.start(&u)),
             Request::Stop { uuid } => self.stop(&uuid),
         };
+        if r.is_ok() {
+            self.rebind();
+        }
         match r {
             Ok(msg) => Response::Ok(msg),
             Err(e) => Response::Error(e),
@@ -336,11 +366,13 @@ impl Daemon {
     }
 
     fn status(&self) -> Status {
+        let view = self.scheduler.as_ref().map(|s| s.view());
         let instances = self
             .running
             .iter()
             .map(|(uuid, r)| {
                 let def = self.defs.get(uuid);
+                let share = def.and_then(|d| view.as_ref()?.share_of(&d.tenant));
                 let gfid = lock(&r.device).gfid();
                 let s = lock(&r.device).stats().snapshot();
                 InstanceStatus {
@@ -360,8 +392,8 @@ impl Daemon {
                     doorbells_rejected: s.doorbells_rejected,
                     interrupts: s.interrupts,
                     objects: self.host.object_count(gfid),
-                    share_target: None,
-                    share_achieved: None,
+                    share_target: share.map(|s| s.0),
+                    share_achieved: share.map(|s| s.1),
                 }
             })
             .collect();
@@ -369,7 +401,9 @@ impl Daemon {
         let cpu_s = ps.cpu_ns.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9;
         Status {
             gpu: self.host.gpu_info().name,
-            policy: self.policy_summary.clone(),
+            policy: view
+                .as_ref()
+                .map(|v| format!("{} (by {})", v.policy, v.method)),
             instances,
             poller: PollerStatus {
                 enabled: self.poller_enabled,

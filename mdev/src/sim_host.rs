@@ -81,6 +81,11 @@ impl SimHost {
         self.rm.clone()
     }
 
+    /// The sim GPU itself (the scheduler's levers act on it).
+    pub fn gpu(&self) -> Arc<Mutex<rm_sim::SimGpu>> {
+        lock(&self.rm).backend().gpu()
+    }
+
     /// What the sim reports about its GPU (vGPU types derive from it).
     pub fn gpu_info(&self) -> GpuInfo {
         lock(&self.rm).gpu_info().clone()

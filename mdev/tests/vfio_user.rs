@@ -3,11 +3,10 @@
 //! trapped BAR0, the window mapped from the fd the server passes, polling, one VMM per socket,
 //! and the device reset that frees a departed VMM's objects.
 
-use std::os::fd::AsRawFd;
-use std::sync::Mutex;
+mod vfio_client;
+
 use std::time::{Duration, Instant};
 
-use guest_tools::driver::{RegisterBar, Setup, SharedWindow, VgpuDriver};
 use guest_tools::rmapi::{RmClient, VgpuTransport};
 use mdev::control::{Request, Response};
 use mdev::daemon::Daemon;
@@ -17,8 +16,7 @@ use mdev::sim_host::SimHost;
 use rm_abi::alloc_params::Nv0080AllocParameters;
 use rm_abi::class;
 use rm_abi::ctrl::{Nv2080CtrlGpuGetNameStringParams, NV2080_CTRL_CMD_GPU_GET_NAME_STRING};
-use vfio_bindings::bindings::vfio::{VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX};
-use vfio_user::Client;
+use vfio_client::attach;
 
 const A: &str = "6f1d0c2a-5a8e-4c8b-9b1e-1b0f7c9e0001";
 const B: &str = "6f1d0c2a-5a8e-4c8b-9b1e-1b0f7c9e0002";
@@ -30,7 +28,13 @@ struct Rig {
 
 fn rig(poll: bool) -> Rig {
     let dir = tempfile::tempdir().unwrap();
-    let poller = Poller::spawn(poll.then(PollConfig::default)).unwrap();
+    // A long quiet period: a poller starved by a loaded machine must not fall back to
+    // notifications in the middle of what a test measures.
+    let config = PollConfig {
+        quiet: Duration::from_secs(10),
+        ..PollConfig::default()
+    };
+    let poller = Poller::spawn(poll.then_some(config)).unwrap();
     let (mut daemon, skipped) = Daemon::new(
         SimHost::real_time().unwrap(),
         &dir.path().join("conf"),
@@ -59,106 +63,6 @@ fn start(d: &mut Daemon, uuid: &str) -> String {
         Response::Ok(path) => path,
         other => panic!("start: {other:?}"),
     }
-}
-
-/// BAR0 as socket messages through the crate's client.
-struct ClientBar(Mutex<Client>);
-
-impl ClientBar {
-    fn read(&self, off: u32, buf: &mut [u8]) {
-        self.0
-            .lock()
-            .unwrap()
-            .region_read(VFIO_PCI_BAR0_REGION_INDEX, u64::from(off), buf)
-            .unwrap();
-    }
-    fn write(&self, off: u32, data: &[u8]) {
-        self.0
-            .lock()
-            .unwrap()
-            .region_write(VFIO_PCI_BAR0_REGION_INDEX, u64::from(off), data)
-            .unwrap();
-    }
-}
-
-impl RegisterBar for ClientBar {
-    fn read8(&self, off: u32) -> u8 {
-        let mut b = [0u8; 1];
-        self.read(off, &mut b);
-        b[0]
-    }
-    fn read16(&self, off: u32) -> u16 {
-        let mut b = [0u8; 2];
-        self.read(off, &mut b);
-        u16::from_le_bytes(b)
-    }
-    fn read32(&self, off: u32) -> u32 {
-        let mut b = [0u8; 4];
-        self.read(off, &mut b);
-        u32::from_le_bytes(b)
-    }
-    fn write8(&self, off: u32, v: u8) {
-        self.write(off, &[v]);
-    }
-    fn write16(&self, off: u32, v: u16) {
-        self.write(off, &v.to_le_bytes());
-    }
-    fn write32(&self, off: u32, v: u32) {
-        self.write(off, &v.to_le_bytes());
-    }
-}
-
-/// The window mapped from the fd the server sent with region 2.
-struct Window {
-    base: *mut u8,
-    size: usize,
-}
-
-impl Drop for Window {
-    fn drop(&mut self) {
-        // SAFETY: `base..base + size` is the mapping made in `attach`.
-        unsafe { libc::munmap(self.base.cast(), self.size) };
-    }
-}
-
-/// A VMM's view of an instance: the client, its config space and the mapped window.
-fn attach(path: &str) -> (VgpuDriver, Window) {
-    let mut client = Client::new(std::path::Path::new(path)).unwrap();
-    let mut cfg = [0u8; 64];
-    client
-        .region_read(VFIO_PCI_CONFIG_REGION_INDEX, 0, &mut cfg)
-        .unwrap();
-    let id = pci::PciHeader::from_config_bytes(&cfg);
-    assert_eq!(id, vgpu::pci::IDENTITY);
-    let region = client.region(2).expect("BAR2 region");
-    let fo = region.file_offset.as_ref().expect("BAR2 comes with its fd");
-    let area = region.sparse_areas[0];
-    assert_eq!(area.size, region.size);
-    // SAFETY: a fresh shared mapping of the fd the server sent; unmapped by `Window`.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            area.size as usize,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fo.file().as_raw_fd(),
-            (fo.start() + area.offset) as libc::off_t,
-        )
-    };
-    assert_ne!(base, libc::MAP_FAILED);
-    let window = Window {
-        base: base.cast(),
-        size: area.size as usize,
-    };
-    // SAFETY: the mapping lives in `window`, which the caller keeps longer than the driver.
-    let shared = unsafe { SharedWindow::from_raw(window.base, area.size) };
-    let driver = VgpuDriver::new(
-        Box::new(ClientBar(Mutex::new(client))),
-        shared,
-        Setup::Reset,
-    )
-    .unwrap();
-    (driver, window)
 }
 
 fn status(d: &mut Daemon) -> mdev::control::Status {
@@ -208,7 +112,12 @@ fn a_vmm_attaches_runs_escapes_and_its_departure_frees_everything() {
     assert_eq!(objects(&mut r.daemon, 1), 3);
 
     // The window is shared: what the daemon's device wrote (the used ring) the mapping shows,
-    // and with the poller on, escapes need (almost) no notify.
+    // and once the poller polls the queue, escapes need (almost) no notify.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status(&mut r.daemon).poller.polled == 0 {
+        assert!(Instant::now() < deadline, "the poller never took the queue");
+        std::thread::sleep(Duration::from_millis(1));
+    }
     for _ in 0..50 {
         name_query(&mut c);
     }

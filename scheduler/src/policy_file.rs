@@ -345,14 +345,6 @@ fn parse(text: &str, file: &str) -> Result<Policy, PolicyError> {
         names.insert(name_str.clone(), loc.line(&name.span()));
         let who = format!("tenant `{name_str}`");
 
-        if t.vgpus.as_ref().is_none_or(|v| v.is_empty())
-            && t.gfids.as_ref().is_none_or(|g| g.is_empty())
-        {
-            return Err(loc.err(
-                &tspan,
-                format!("{who} owns nothing: give `vgpus` (UUIDs) or `gfids`"),
-            ));
-        }
         let mut vgpus = Vec::new();
         for v in t.vgpus.iter().flatten() {
             let uuid = v.get_ref().trim().to_ascii_lowercase();
@@ -646,12 +638,13 @@ gfids = [2, 3]
     }
 
     #[test]
-    fn tenant_without_vgpus_or_gfids() {
-        refused(
+    fn tenant_without_vgpus_or_gfids_owns_what_binds_to_its_name() {
+        let p = Policy::parse(
             "policy = \"weighted\"\n[[tenant]]\nname = \"x\"\nweight = 2\n",
-            2,
-            "owns nothing",
-        );
+            "p.toml",
+        )
+        .unwrap();
+        assert!(p.tenants[0].vgpus.is_empty() && p.tenants[0].gfids.is_empty());
     }
 
     #[test]

@@ -114,6 +114,19 @@ pub struct ReloadLatency {
     pub host: Duration,
 }
 
+/// A vGPU instance a daemon serves. Its channel groups belong to the policy tenant that lists
+/// its UUID in `vgpus` or its GFID in `gfids`, or else to the tenant named `tenant`; an instance
+/// no tenant claims is not scheduled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundInstance {
+    /// Instance UUID (lower-case, hyphenated).
+    pub uuid: String,
+    /// Its GFID.
+    pub gfid: u32,
+    /// The policy tenant it names.
+    pub tenant: String,
+}
+
 /// Drives a mechanism with a policy.
 pub struct Scheduler<M: Mechanism> {
     mech: M,
@@ -121,6 +134,10 @@ pub struct Scheduler<M: Mechanism> {
     method: Method,
     forced: Option<Method>,
     vgpu_gfids: HashMap<String, u32>,
+    /// GFID -> tenant name, from [`BoundInstance`]s.
+    named: HashMap<u32, String>,
+    /// The last balance window closed.
+    last_window: Option<WindowRecord>,
     /// Per tenant, its channel groups.
     groups: Vec<Vec<GroupRef>>,
     runlists: Vec<u32>,
@@ -175,6 +192,8 @@ impl<M: Mechanism> Scheduler<M> {
             method,
             forced,
             vgpu_gfids,
+            named: HashMap::new(),
+            last_window: None,
             groups: vec![Vec::new(); n],
             runlists: Vec::new(),
             group_seen: HashMap::new(),
@@ -235,6 +254,29 @@ impl<M: Mechanism> Scheduler<M> {
         SchedLog {
             records: self.log.drain(),
         }
+    }
+
+    /// Replaces the instances the scheduler places (see [`BoundInstance`]); their channel
+    /// groups join or leave their tenants at the next balance window, or at once with
+    /// [`Scheduler::regroup`].
+    pub fn set_instances(&mut self, instances: &[BoundInstance]) {
+        self.vgpu_gfids = instances.iter().map(|i| (i.uuid.clone(), i.gfid)).collect();
+        self.named = instances
+            .iter()
+            .map(|i| (i.gfid, i.tenant.clone()))
+            .collect();
+    }
+
+    /// Closes the balance window early and finds every tenant's channel groups again: after
+    /// instances were bound or groups vanished (a guest freed them, a VM went away), so that no
+    /// lever is pulled on a group that is gone.
+    pub fn regroup(&mut self) -> Result<(), SchedError> {
+        self.close_window()
+    }
+
+    /// The shares of the last balance window closed.
+    pub fn last_window(&self) -> Option<&WindowRecord> {
+        self.last_window.as_ref()
     }
 
     /// Engine time each tenant has had since the policy in force took effect.
@@ -347,12 +389,19 @@ impl<M: Mechanism> Scheduler<M> {
         let mut groups = vec![Vec::new(); policy.tenants.len()];
         let mut runlists = BTreeSet::new();
         for info in infos {
-            let owner = policy.tenants.iter().position(|t| {
-                t.gfids.contains(&info.gfid)
-                    || t.vgpus
-                        .iter()
-                        .any(|u| self.vgpu_gfids.get(u) == Some(&info.gfid))
-            });
+            let owner = policy
+                .tenants
+                .iter()
+                .position(|t| {
+                    t.gfids.contains(&info.gfid)
+                        || t.vgpus
+                            .iter()
+                            .any(|u| self.vgpu_gfids.get(u) == Some(&info.gfid))
+                })
+                .or_else(|| {
+                    let name = self.named.get(&info.gfid)?;
+                    policy.tenants.iter().position(|t| &t.name == name)
+                });
             if let Some(i) = owner {
                 groups[i].push(info.group);
                 runlists.insert(info.group.runlist);
@@ -654,12 +703,14 @@ impl<M: Mechanism> Scheduler<M> {
             })
             .collect();
         if now > self.window_start {
-            self.log.push(Record::Window(WindowRecord {
+            let window = WindowRecord {
                 start_ns: nanos(self.window_start),
                 end_ns: nanos(now),
                 tenants,
                 switch_ns: nanos(self.window_switch),
-            }));
+            };
+            self.last_window = Some(window.clone());
+            self.log.push(Record::Window(window));
         }
         self.window_start = now;
         self.window_run.iter_mut().for_each(|d| *d = Duration::ZERO);
@@ -820,6 +871,36 @@ mod tests {
             Scheduler::new(g, weighted, Some(Method::Timeslice), HashMap::new()),
             Err(SchedError::MethodUnavailable { .. })
         ));
+    }
+
+    #[test]
+    fn instances_join_the_tenant_they_name_at_the_next_window() {
+        let text = "policy = \"weighted\"\n[[tenant]]\nname = \"a\"\nweight = 3\n\
+                    [[tenant]]\nname = \"b\"\nweight = 1\n";
+        let p = Policy::parse(text, "t.toml").unwrap();
+        let g = gpu(
+            FakeGpu::all_levers(),
+            &[LoadPattern::Busy, LoadPattern::Busy],
+        );
+        let mut s = Scheduler::new(g, p, None, HashMap::new()).unwrap();
+        s.run_for(SEC).unwrap();
+        // Nobody claims GFIDs 1 and 2 yet: no tenant ran.
+        assert!(s.tenant_run_times().iter().all(|d| d.is_zero()));
+        let bind = |uuid: &str, gfid, tenant: &str| BoundInstance {
+            uuid: uuid.into(),
+            gfid,
+            tenant: tenant.into(),
+        };
+        s.set_instances(&[
+            bind("00000000-0000-0000-0000-000000000001", 1, "a"),
+            bind("00000000-0000-0000-0000-000000000002", 2, "b"),
+        ]);
+        s.run_for(SEC).unwrap();
+        let w = window_shares(&mut s, 3);
+        assert!(max_error(&w, &[0.75, 0.25]) < 0.005, "{w:?}");
+        let last = s.last_window().expect("windows closed");
+        assert_eq!(last.tenants[0].tenant, "a");
+        assert!((last.tenants[0].target - 0.75).abs() < 1e-9);
     }
 
     #[test]

@@ -185,12 +185,16 @@ fn a_guest_drives_the_vgpu_survives_garbage_and_leaves_nothing_behind() {
             && irq_bench.escape.n == 1000
             && irq_bench.interrupts >= 1000
             && irq_bench.interrupts == irq_bench.requests
+            && irq_bench.missed_interrupts == 0
             && irq_bench
                 .uio_events
                 .is_some_and(|n| n >= irq_bench.interrupts),
         &format!(
-            "irq bench: interrupts {} for {} requests, uio events {:?}",
-            irq_bench.interrupts, irq_bench.requests, irq_bench.uio_events
+            "irq bench: interrupts {} for {} requests ({} found without one), uio events {:?}",
+            irq_bench.interrupts,
+            irq_bench.requests,
+            irq_bench.missed_interrupts,
+            irq_bench.uio_events
         ),
     );
 

@@ -227,3 +227,30 @@ fn intx_follows_the_servers_line_and_intx_disable() {
     wait_line(&r.irqs, false);
     assert_eq!(cfg_read(&r.bus, 1) & PciConfig::STATUS_INTERRUPT, 0);
 }
+
+#[test]
+fn unmasking_after_an_acknowledge_does_not_raise_the_gone_cause_again() {
+    let r = rig(true);
+    let w32 = |f: &Arc<Mutex<VfioUserPci>>, off: u32, v: u32| {
+        f.lock()
+            .unwrap()
+            .bar_write(0, u64::from(off), &v.to_le_bytes())
+    };
+    w32(&r.f, 0xffc, 1);
+    w32(&r.f, reg::INTR_ENABLE, protocol::intr::ERROR);
+    wait_line(&r.irqs, true);
+    // What uio_pci_generic and its user do: mask, acknowledge at the device, unmask at once,
+    // before this VMM's INTx thread may have seen the line drop.
+    let cmd = cfg_read(&r.bus, 1) & 0xffff;
+    cfg_write(&r.bus, 1, cmd | 1 << 10);
+    let masked = r.irqs.lock().unwrap().len();
+    w32(&r.f, reg::INTR_STATUS, protocol::intr::ALL);
+    cfg_write(&r.bus, 1, cmd);
+    assert_eq!(cfg_read(&r.bus, 1) & PciConfig::STATUS_INTERRUPT, 0);
+    std::thread::sleep(Duration::from_millis(50));
+    let after: Vec<_> = r.irqs.lock().unwrap()[masked..].to_vec();
+    assert!(
+        !after.contains(&(17, true)),
+        "the acknowledged cause was raised again: {after:?}"
+    );
+}

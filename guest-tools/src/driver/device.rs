@@ -17,6 +17,8 @@ use virtio::status::*;
 
 /// How long a request may stay unanswered before the driver gives up.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an interrupt-driven wait sleeps before it looks at the used ring itself.
+pub const IRQ_SLICE: Duration = Duration::from_millis(200);
 
 /// Errors of the driver.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +120,7 @@ pub struct VgpuDriver {
     info: DeviceInfo,
     irq: Option<Box<dyn InterruptSource>>,
     interrupts: u64,
+    missed_interrupts: u64,
 }
 
 impl std::fmt::Debug for VgpuDriver {
@@ -169,6 +172,7 @@ impl VgpuDriver {
             info,
             irq: None,
             interrupts: 0,
+            missed_interrupts: 0,
         })
     }
 
@@ -202,6 +206,12 @@ impl VgpuDriver {
     /// Interrupts this driver waited for and handled.
     pub fn interrupts(&self) -> u64 {
         self.interrupts
+    }
+
+    /// Completions the driver found in the used ring after [`IRQ_SLICE`] without their
+    /// interrupt (a lost interrupt costs one slice, not the request's whole timeout).
+    pub fn missed_interrupts(&self) -> u64 {
+        self.missed_interrupts
     }
 
     fn common_write16(bar0: &dyn RegisterBar, off: u32, v: u16) {
@@ -348,12 +358,19 @@ impl VgpuDriver {
         loop {
             let left = timeout.saturating_sub(start.elapsed());
             let irq = self.irq.as_mut().expect("checked by the caller");
-            if !irq.wait(left).map_err(DriverError::Interrupt)? {
-                // The line never came: the used ring tells whether the device answered anyway.
-                return match self.queue.take_used(&self.window)? {
-                    Some(u) => Ok(u),
-                    None => Err(DriverError::Timeout(timeout)),
-                };
+            if !irq
+                .wait(left.min(IRQ_SLICE))
+                .map_err(DriverError::Interrupt)?
+            {
+                // No line within the slice: the used ring tells whether the device answered.
+                if let Some(u) = self.queue.take_used(&self.window)? {
+                    self.missed_interrupts += 1;
+                    return Ok(u);
+                }
+                if start.elapsed() >= timeout {
+                    return Err(DriverError::Timeout(timeout));
+                }
+                continue;
             }
             self.interrupts += 1;
             self.bar0.write32(reg::INTR_STATUS, intr::QUEUE);

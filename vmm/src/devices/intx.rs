@@ -75,12 +75,56 @@ impl Intx {
     }
 
     fn update(&self) {
+        // The level is read under the lock: computed before it, a vCPU clearing INTx_Disable
+        // and the device raising its line at once could each drive a stale level, the last
+        // one low, and the interrupt would be lost.
+        let mut driven = self.driven.lock().unwrap_or_else(|e| e.into_inner());
         let level =
             self.device_level.load(Ordering::SeqCst) && !self.disabled.load(Ordering::SeqCst);
-        let mut driven = self.driven.lock().unwrap_or_else(|e| e.into_inner());
         if *driven != level {
             *driven = level;
             self.irq.set_level(self.gsi, level);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+
+    /// Records the level last driven.
+    struct Last(Arc<AtomicU32>);
+
+    impl IrqLevel for Last {
+        fn set_level(&self, _gsi: u32, level: bool) {
+            // A syscall, as KVM_IRQ_LINE is: the other thread runs into the lock meanwhile.
+            std::thread::yield_now();
+            self.0.store(u32::from(level), Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn the_driven_level_follows_line_and_disable_from_two_threads() {
+        for _ in 0..300 {
+            let last = Arc::new(AtomicU32::new(0));
+            let intx = Arc::new(Intx::new(Box::new(Last(last.clone())), 11));
+            intx.set_disabled(true);
+            let (a, b) = (intx.clone(), intx.clone());
+            // A vCPU unmasking while the device raises its line: both end enabled and high.
+            let t1 = std::thread::spawn(move || {
+                for i in 0..100 {
+                    a.set_disabled(i % 2 == 0);
+                }
+            });
+            let t2 = std::thread::spawn(move || {
+                for i in 0..101 {
+                    b.set_device_level(i % 2 == 0);
+                }
+            });
+            t1.join().unwrap();
+            t2.join().unwrap();
+            assert_eq!(last.load(Ordering::SeqCst), 1, "the interrupt was lost");
         }
     }
 }

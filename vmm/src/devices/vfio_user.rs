@@ -205,6 +205,14 @@ impl std::fmt::Debug for VfioUserPci {
 }
 
 /// Reads `buf.len()` bytes of the server's config space; all-ones if the server is gone.
+/// The server's INTx line: Status.Interrupt (byte 6, bit 3 of its config space); None when the
+/// server no longer answers (its config reads as all-ones).
+fn server_line(client: &Mutex<Client>) -> Option<bool> {
+    let mut status = [0u8; 1];
+    server_config_read(client, 6, &mut status);
+    (status[0] != 0xff).then_some(status[0] & 0x08 != 0)
+}
+
 fn server_config_read(client: &Mutex<Client>, offset: u64, buf: &mut [u8]) {
     if lock(client)
         .region_read(VFIO_PCI_CONFIG_REGION_INDEX, offset, buf)
@@ -323,8 +331,26 @@ impl VfioUserPci {
             m.slot.place(wanted);
         }
         if let Some(intx) = &self.intx {
-            intx.set_disabled(self.config.intx_disabled());
+            let disabled = self.config.intx_disabled();
+            if !disabled {
+                // Unmasking a line this VMM still believes high: the guest has likely just
+                // acknowledged the cause with a BAR0 write the INTx thread has not seen yet.
+                self.fresh_line(intx);
+            }
+            intx.set_disabled(disabled);
         }
+    }
+
+    /// The server's line now (Status.Interrupt), when this VMM's copy says it is high: the
+    /// copy may lag a BAR0 write that lowered it, and asserting on a stale high re-raises an
+    /// interrupt whose cause is gone, again on every unmask. One round trip per interrupt.
+    fn fresh_line(&self, intx: &Intx) -> bool {
+        if !intx.device_level() {
+            return false;
+        }
+        let level = server_line(&self.client).unwrap_or(false);
+        intx.set_device_level(level);
+        level
     }
 }
 
@@ -352,16 +378,13 @@ fn wire_intx(
         .name(format!("intx-{gsi}"))
         .spawn(move || {
             while efd.read().is_ok() {
-                let mut status = [0u8; 1];
-                // Status bit 3 (Interrupt) is byte 6, bit 3 of the config space.
-                server_config_read(&client, 6, &mut status);
-                if status[0] == 0xff {
-                    // The server is gone: drop the line and stop.
+                let Some(level) = server_line(&client) else {
+                    tracing::warn!(gsi, "INTx: the server's config space is gone; line dropped");
                     line.set_device_level(false);
                     return;
-                }
+                };
                 counters.irq_changes.fetch_add(1, Ordering::Relaxed);
-                line.set_device_level(status[0] & 0x08 != 0);
+                line.set_device_level(level);
             }
         })
         .map_err(|e| AttachError::Device(format!("INTx thread: {e}")))?;
@@ -388,7 +411,7 @@ impl PciFunction for VfioUserPci {
         }
         let v = self.config.read_dword(reg);
         match &self.intx {
-            Some(i) if reg == PciConfig::COMMAND_STATUS && i.device_level() => {
+            Some(i) if reg == PciConfig::COMMAND_STATUS && self.fresh_line(i) => {
                 v | PciConfig::STATUS_INTERRUPT
             }
             _ => v,

@@ -64,8 +64,9 @@ struct Cli {
     /// sim: serve escape queues only when the guest notifies (no poller thread).
     #[arg(long)]
     no_poll: bool,
-    /// sim: serve Prometheus metrics on this address (loopback only unless an address is
-    /// given), e.g. 127.0.0.1:9400.
+    /// sim: serve `vgpuctl status`'s per-instance figures as Prometheus metrics at
+    /// http://ADDR/metrics: HOST:PORT, :PORT (loopback) or HOST (port 9464). Give a
+    /// non-loopback HOST only on a trusted network: the endpoint has no authentication.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<String>,
     /// nvidia: Unix socket tenants connect to.
@@ -77,7 +78,7 @@ struct Cli {
     /// nvidia: GPU minor number (/dev/nvidiaN).
     #[arg(long, value_name = "N", default_value_t = 0)]
     gpu: u32,
-    /// Write statistics (JSON) here every second and at exit.
+    /// nvidia: write statistics (JSON) here every second and at exit.
     #[arg(long, value_name = "PATH")]
     stats: Option<PathBuf>,
     /// Append the scheduler log (JSON lines shaped like `nvidia-smi vgpu -sl`) to this file every

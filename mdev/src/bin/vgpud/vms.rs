@@ -12,8 +12,10 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use mdev::control::{Request, Response, MAX_LINE};
 use mdev::daemon::Daemon;
+use mdev::metrics::MetricsServer;
 use mdev::poller::{PollConfig, Poller};
 use mdev::sim_host::SimHost;
+use mdev::vm_scheduler::VmScheduler;
 
 /// Control connections served at once; more are closed at once.
 const MAX_CONTROL_CONNECTIONS: usize = 16;
@@ -57,9 +59,14 @@ pub fn run(args: VmArgs) -> Result<()> {
                 args.window
             )
         })?;
-    if args.policy.is_some() || args.metrics.is_some() || args.log.is_some() {
-        bail!("--policy, --metrics and --log are not supported with --backend sim yet");
+    if args.log.is_some() && args.policy.is_none() {
+        bail!("--log records the scheduler's decisions: it needs --policy FILE");
     }
+    let metrics_addr = args
+        .metrics
+        .as_deref()
+        .map(mdev::metrics::parse_addr)
+        .transpose()?;
     let host = SimHost::real_time().context("starting the sim GPU")?;
     let poller =
         Poller::spawn(args.poll.then(PollConfig::default)).context("starting the poller")?;
@@ -75,6 +82,35 @@ pub fn run(args: VmArgs) -> Result<()> {
         eprintln!("vgpud: skipping a definition: {e}");
     }
     let daemon = Arc::new(Mutex::new(daemon));
+    if let Some(policy) = &args.policy {
+        let gpu = lock(&daemon).host().gpu();
+        let sched = VmScheduler::start(gpu, policy, args.log.as_deref())
+            .with_context(|| format!("starting the scheduler with {}", policy.display()))?;
+        eprintln!(
+            "vgpud: scheduling by {} ({})",
+            policy.display(),
+            sched.view().policy
+        );
+        lock(&daemon).set_scheduler(sched);
+    }
+    let _metrics = match metrics_addr {
+        Some(addr) => {
+            let d = daemon.clone();
+            let m = MetricsServer::start(addr, move || match lock(&d).handle(Request::Status) {
+                Response::Status(s) => s,
+                _ => unreachable!("status always answers with a status"),
+            })?;
+            if !m.addr().ip().is_loopback() {
+                eprintln!(
+                    "vgpud: warning: metrics are served beyond this host on {}",
+                    m.addr()
+                );
+            }
+            eprintln!("vgpud: metrics on http://{}/metrics", m.addr());
+            Some(m)
+        }
+        None => None,
+    };
     for e in lock(&daemon).start_auto() {
         eprintln!("vgpud: {e}");
     }
