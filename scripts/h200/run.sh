@@ -42,7 +42,7 @@ for i in 1 2 3; do "$W/escbench" native; shim "$W/escbench" shim; done 2>&1 | te
 
 # run_case NAME POLICY|none TENANTS... : tenants start together, SECS seconds each.
 daemon_pid=
-start_daemon() { "$VGPUD" --policy "$1" --socket "$W/vgpud.sock" --state "$W/vgpud.state" --stats "$2" 2>> "$OUT/vgpud.log" & daemon_pid=$!; sleep 0.5; }
+start_daemon() { "$VGPUD" --backend nvidia --policy "$1" --socket "$W/vgpud.sock" --state "$W/vgpud.state" --stats "$2" 2>> "$OUT/vgpud.log" & daemon_pid=$!; sleep 0.5; }
 stop_daemon() { [ -n "$daemon_pid" ] && kill -TERM "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null; daemon_pid=; }
 tenant() { VGPUD_SOCKET=$W/vgpud.sock VGPU_TENANT=$1 LD_PRELOAD=$SHIM "$W/spin" "$SECS" "$ITERS" "$DEPTH" "$1" > "$W/ticks/$case-$1.ticks" 2>> "$OUT/tenants.log" & }
 run_case() {

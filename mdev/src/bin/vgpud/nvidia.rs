@@ -120,7 +120,7 @@ pub fn run(cli: NvidiaArgs) -> Result<()> {
                 .zip(sched.tenant_run_times())
                 .map(|(t, d)| TenantStats {
                     name: t.name.clone(),
-                    gfid: t.gfids[0],
+                    gfid: t.gfids.first().copied().unwrap_or(0),
                     run_s: d.as_secs_f64(),
                 })
                 .collect(),
