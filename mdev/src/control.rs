@@ -153,6 +153,10 @@ pub struct Status {
     pub instances: Vec<InstanceStatus>,
     /// The poller.
     pub poller: PollerStatus,
+    /// The GPU's clock now (what guests' semaphore timestamps count), so that an operator's
+    /// action can be placed on the guests' time line.
+    #[serde(default)]
+    pub gpu_time_ns: u64,
 }
 
 /// What `vgpud` answers.

@@ -412,6 +412,12 @@ impl Daemon {
                 cpu_s,
                 cpu_percent: 100.0 * cpu_s / self.started.elapsed().as_secs_f64().max(1e-9),
             },
+            gpu_time_ns: self
+                .host
+                .gpu()
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .now_ns(),
         }
     }
 }

@@ -272,6 +272,7 @@ mod tests {
                 cpu_s: 0.5,
                 cpu_percent: 1.0,
             },
+            gpu_time_ns: 0,
         }
     }
 
