@@ -96,6 +96,14 @@ pub fn run(spec: &TimedRunSpec) -> Result<TimedRun, TimedRunError> {
             Ok(Event::Closed) => open_streams -= 1,
             Err(mpsc::RecvTimeoutError::Timeout) if !timed_out => {
                 timed_out = true;
+                for line in thread_states(child.id()) {
+                    let _ = writeln!(
+                        out,
+                        "{}",
+                        Relayed::format(&spec.label, Stream::Stderr, &line)
+                    );
+                }
+                let _ = out.flush();
                 let _ = child.kill();
             }
             Err(_) => break,
@@ -104,14 +112,28 @@ pub fn run(spec: &TimedRunSpec) -> Result<TimedRun, TimedRunError> {
     if !timed_out && Instant::now() > deadline {
         timed_out = true;
     }
+    // A child stuck in the kernel may outlive SIGKILL: give up on it after the drain time
+    // rather than hang the caller (the record then has neither exit code nor signal).
+    let mut killed_at = None;
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break Some(status),
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
             Ok(None) => {
                 timed_out = true;
-                let _ = child.kill();
-                break child.wait().ok();
+                let since = *killed_at.get_or_insert_with(|| {
+                    let _ = child.kill();
+                    Instant::now()
+                });
+                if since.elapsed() > DRAIN_AFTER_KILL {
+                    let _ = writeln!(
+                        out,
+                        "{}",
+                        Relayed::format(&spec.label, Stream::Stderr, "did not exit after SIGKILL")
+                    );
+                    break None;
+                }
+                std::thread::sleep(Duration::from_millis(5));
             }
             Err(_) => break None,
         }
@@ -126,6 +148,36 @@ pub fn run(spec: &TimedRunSpec) -> Result<TimedRun, TimedRunError> {
         first_result_us: first_result.map(|d| d.as_micros() as u64),
         elapsed_us: elapsed.as_micros() as u64,
     })
+}
+
+/// One line per thread of process `pid` (name, state, kernel wait channel), printed when it
+/// is killed at its timeout: what a hung VMM was doing.
+fn thread_states(pid: u32) -> Vec<String> {
+    let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut lines: Vec<String> = tasks
+        .filter_map(|t| t.ok())
+        .map(|t| {
+            let dir = t.path();
+            let stat = read(dir.join("stat"));
+            // `pid (comm) S ...`: the state follows the last parenthesis.
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .unwrap_or("?")
+                .to_string();
+            format!(
+                "timeout: thread {} {:?} state {state} wchan {}",
+                t.file_name().to_string_lossy(),
+                read(dir.join("comm")).trim(),
+                read(dir.join("wchan")).trim()
+            )
+        })
+        .collect();
+    lines.sort();
+    lines
 }
 
 fn spawn_reader(pipe: impl Read + Send + 'static, stream: Stream, tx: mpsc::Sender<Event>) {
@@ -189,6 +241,22 @@ mod tests {
         assert!(r.timed_out);
         assert_eq!(r.signal, Some(libc::SIGKILL));
         assert_eq!(r.first_result_us, None);
+    }
+
+    #[test]
+    fn thread_states_name_every_thread_of_a_process() {
+        let child = std::thread::Builder::new()
+            .name("sleeper".into())
+            .spawn(|| std::thread::sleep(Duration::from_secs(2)))
+            .unwrap();
+        let lines = thread_states(std::process::id());
+        assert!(lines.len() >= 2, "{lines:?}");
+        assert!(
+            lines.iter().any(|l| l.contains("\"sleeper\" state S")),
+            "{lines:?}"
+        );
+        assert!(thread_states(u32::MAX).is_empty());
+        child.join().unwrap();
     }
 
     #[test]

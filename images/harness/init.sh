@@ -14,6 +14,8 @@
 #                              `VGPUD-STATUS LABEL JSON` (vgpuctl status --json on one line)
 #   vgpu.vgpu_intr=poll|intx   the attached instance's interrupt wiring in vgpu-vmm (default poll)
 #   vgpu.qemu_machine=M        QEMU's -M value for the baseline (default microvm)
+#   vgpu.monitor=SECS          every SECS seconds print a `mon| ` line per thread of vgpud and
+#                              vgpu-vmm (state, kernel wait channel): what a hung run was doing
 /bin/busybox --install -s /bin
 export PATH=/bin:/usr/bin
 mount -t proc proc /proc
@@ -92,6 +94,20 @@ if [ -n "$vgpu_type" ]; then
     intr=$(param vgpu.vgpu_intr)
     vmm_args="$vmm_args --vgpu socket=$sock${intr:+,intr=$intr}"
 fi
+
+# monitor SECS: the background loop behind vgpu.monitor.
+monitor() {
+    while sleep "$1"; do
+        echo "mon| up $(cut -d' ' -f1 /proc/uptime) s, load $(cut -d' ' -f1-3 /proc/loadavg)"
+        for pid in $(pidof vgpud vgpu-vmm); do
+            for t in /proc/$pid/task/*; do
+                echo "mon| $(cat $t/comm) $(cut -d')' -f2 $t/stat | cut -d' ' -f2) $(cat $t/wchan)"
+            done
+        done
+    done
+}
+mon_secs=$(param vgpu.monitor)
+[ -n "$mon_secs" ] && monitor "$mon_secs" &
 
 case "$scenario" in
 boot)

@@ -5,6 +5,8 @@
 //! * the **nested harness** ([`Harness`]): Debian's generic kernel and an initramfs with the
 //!   `kvm-amd` modules, the static `vgpu-vmm`, the test guest and an init script that runs one
 //!   scenario and powers off; optionally QEMU as a baseline VMM ([`HarnessVariant::WithQemu`]);
+//! * **QEMU 11** ([`Qemu`]): Debian forky's `qemu-system-x86` unpacked into the cache (without
+//!   root), which boots the test guest directly under TCG and has a vfio-user client;
 //! * the **runner** ([`runner`]): boots the harness under QEMU TCG (which gives its kernel a real
 //!   KVM with nested SVM, see the architecture notes) and collects the result lines.
 //!
@@ -19,6 +21,7 @@ pub mod guest;
 pub mod harness;
 pub mod initramfs;
 pub mod kernel;
+pub mod qemu;
 pub mod runner;
 pub mod static_bins;
 pub mod tools;
@@ -26,6 +29,7 @@ pub mod tools;
 pub use cache::Cache;
 pub use guest::TestGuest;
 pub use harness::{Harness, HarnessVariant};
+pub use qemu::Qemu;
 pub use runner::{GuestRun, HarnessOutcome, HarnessRun};
 
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use guest_tools::report::Record;
 use images::bench::{BootBench, Vmm};
-use images::{Cache, Harness, HarnessRun, HarnessVariant};
+use images::{Cache, Harness, HarnessRun, HarnessVariant, Qemu};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -68,6 +68,13 @@ enum Cmd {
         #[arg(long, default_value_t = 300)]
         timeout: u64,
     },
+    /// Fetch QEMU 11 from Debian forky into the cache (no root, private apt lists) and print
+    /// its version and the command prefix that runs it.
+    Qemu {
+        /// Fetch forky's package lists again first (picks up newer versions).
+        #[arg(long)]
+        refresh: bool,
+    },
 }
 
 fn main() {
@@ -93,6 +100,23 @@ fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Demo => demo(&cache),
+        Cmd::Qemu { refresh } => {
+            if refresh {
+                Qemu::refresh_lists(&cache)?;
+            }
+            let qemu = Qemu::ensure(&cache)?;
+            let bytes: u64 = qemu.debs().iter().map(|d| d.size).sum();
+            println!("version:  {}", qemu.version()?);
+            println!(
+                "packages: {} from {}, {:.1} MB",
+                qemu.debs().len(),
+                images::qemu::SUITE,
+                bytes as f64 / 1e6
+            );
+            println!("root:     {}", qemu.root().display());
+            println!("command:  {}", images::tools::describe(&qemu.command()));
+            Ok(())
+        }
         Cmd::Bench {
             runs,
             write_docs,

@@ -57,6 +57,10 @@ pub struct HarnessOutcome {
     pub elapsed: Duration,
 }
 
+/// `VGPU_HARNESS_ECHO=1` echoes every harness console line to stderr as it arrives (what a
+/// developer watching a slow nested test wants).
+pub const ECHO_ENV: &str = "VGPU_HARNESS_ECHO";
+
 /// The console and results of one VMM run inside the harness.
 #[derive(Debug, Clone, Default)]
 pub struct GuestRun {
@@ -79,7 +83,7 @@ impl HarnessRun {
             scenario: scenario.to_string(),
             params: Vec::new(),
             timeout: Duration::from_secs(300),
-            echo: false,
+            echo: std::env::var_os(ECHO_ENV).is_some_and(|v| v == "1"),
         }
     }
 

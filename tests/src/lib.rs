@@ -1,4 +1,8 @@
-//! Helpers for the integration tests that boot guests in the nested-KVM harness.
+//! Helpers for the integration tests that boot guests: in the nested-KVM harness, and under
+//! QEMU 11.1 ([`qemu_vm`]) attached to a `vgpud` on this host ([`vgpud`]).
+
+pub mod qemu_vm;
+pub mod vgpud;
 
 use images::{GuestRun, HarnessOutcome};
 

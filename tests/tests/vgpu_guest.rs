@@ -23,6 +23,7 @@ fn a_guest_drives_the_vgpu_survives_garbage_and_leaves_nothing_behind() {
     let mut run = HarnessRun::new("boot")
         .param("vmm", "vgpu-vmm")
         .param("timeout", "400")
+        .param("monitor", "30")
         .guest_scenario("vgpu");
     run.timeout = Duration::from_secs(480);
     let outcome = run.run(&harness).expect("booting the harness");
@@ -178,12 +179,12 @@ fn a_guest_drives_the_vgpu_survives_garbage_and_leaves_nothing_behind() {
             && bench.doorbell_to_semaphore.n == 200,
         "no polled guest bench",
     );
-    // Every escape of the irq bench (1000 controls plus the objects' set-up) waited for its
+    // Every escape of the irq bench (300 controls plus the objects' set-up) waited for its
     // own interrupt, and the guest kernel's uio handler counted them.
     check(
         irq_bench.completion == Completion::Irq
-            && irq_bench.escape.n == 1000
-            && irq_bench.interrupts >= 1000
+            && irq_bench.escape.n == 300
+            && irq_bench.interrupts >= 300
             && irq_bench.interrupts == irq_bench.requests
             && irq_bench.missed_interrupts == 0
             && irq_bench

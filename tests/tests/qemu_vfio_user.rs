@@ -1,0 +1,150 @@
+//! QEMU 11.1's own vfio-user client (`-device vfio-user-pci`) attached to vgpud's instances on
+//! this host: a VMM this project did not write drives the vGPU (`vgpu-smi` and the workload
+//! in the guest), an instance serves the next VM after the first powers off, and two VMs
+//! share one GPU by the policy file, 3:1 and then 1:1 after a reload while both run.
+//!
+//! The shares' oracle is the policy's arithmetic and the guests' own semaphore timestamps:
+//! each guest counts the work it completed per 100 ms of GPU time.
+
+use std::time::Duration;
+
+use guest_tools::report::Record;
+use guest_tools::workload::StreamReport;
+use tests::qemu_vm::{Kit, QemuVm, VmOutcome};
+use tests::vgpud::Vgpud;
+
+const SEC: u64 = 1_000_000_000;
+/// A VM's whole run, boot to power-off (about 6 s alone under TCG).
+const VM_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn policy(prod: u32, batch: u32) -> String {
+    format!(
+        "policy = \"weighted\"\n[[tenant]]\nname = \"prod\"\nweight = {prod}\n\
+         [[tenant]]\nname = \"batch\"\nweight = {batch}\n"
+    )
+}
+
+/// Asserts that the VM ran its scenario to a clean power-off.
+fn assert_clean(vm: &VmOutcome, daemon: &Vgpud, what: &str) {
+    let ended = vm
+        .records
+        .iter()
+        .any(|r| matches!(r, Record::ScenarioEnd { ok: true, .. }));
+    assert!(
+        ended && vm.exit.is_some_and(|e| e.success()),
+        "{what}: no clean scenario end (exit {:?})\n--- console ---\n{}\n--- vgpud ---\n{}",
+        vm.exit,
+        vm.tail(40),
+        daemon.log()
+    );
+}
+
+#[test]
+fn qemu_drives_a_vgpud_instance_and_the_instance_serves_the_next_vm() {
+    let kit = Kit::ensure();
+    let daemon = Vgpud::start(&kit.bins, None);
+    let socket = daemon.new_instance("sim-35c", 7, "solo");
+    for round in 1..=2u64 {
+        let vm = QemuVm::boot(&kit, "vgpu.scenario=demo", &[&socket]).finish(VM_TIMEOUT);
+        assert_clean(&vm, &daemon, &format!("VM {round}"));
+        let smi = vm.records.iter().find_map(|r| match r {
+            Record::Smi(s) => Some(s),
+            _ => None,
+        });
+        let smi = smi.unwrap_or_else(|| panic!("no vgpu-smi record\n{}", vm.tail(40)));
+        // The guest read its GFID and framebuffer through RM controls: those of the instance
+        // vgpuctl defined (a quarter of the sim H200's 143771 MiB).
+        assert_eq!(smi.vgpu.gfid, 7);
+        assert_eq!(smi.fb_total_mib, 143_771 / 4);
+        let workload = vm.records.iter().find_map(|r| match r {
+            Record::Workload(w) => Some(w),
+            _ => None,
+        });
+        let w = workload.unwrap_or_else(|| panic!("no workload record\n{}", vm.tail(40)));
+        assert!(
+            w.entries > 0 && w.semaphores_checked == w.entries && w.copies_checked > 0,
+            "{w:?}"
+        );
+        let status = daemon.status();
+        let i = &status.instances[0];
+        assert!(
+            !i.attached && i.sessions == round && i.objects == 0 && i.errors == 0,
+            "after VM {round}: {i:?}"
+        );
+    }
+}
+
+/// Prod's share of the work both VMs completed in each whole second of GPU time in
+/// `[from, to)`.
+fn shares(prod: &StreamReport, batch: &StreamReport, from: u64, to: u64) -> Vec<f64> {
+    let mut out = Vec::new();
+    let mut t = from.div_ceil(SEC / 10) * (SEC / 10);
+    while t + SEC <= to {
+        let (a, b) = (
+            prod.work_between(t, t + SEC),
+            batch.work_between(t, t + SEC),
+        );
+        out.push(a as f64 / (a + b).max(1) as f64);
+        t += SEC;
+    }
+    out
+}
+
+#[test]
+fn two_qemu_vms_split_the_gpu_by_policy_and_follow_a_reload() {
+    let kit = Kit::ensure();
+    let daemon = Vgpud::start(&kit.bins, Some(&policy(3, 1)));
+    let sockets = [
+        daemon.new_instance("sim-35c", 1, "prod"),
+        daemon.new_instance("sim-35c", 2, "batch"),
+    ];
+    let append = "vgpu.scenario=share vgpu.stream_seconds=9";
+    let vms: Vec<QemuVm> = sockets
+        .iter()
+        .map(|s| QemuVm::boot(&kit, append, &[s]))
+        .collect();
+    let mut started = Vec::new();
+    for vm in &vms {
+        let at = vm.wait_for(VM_TIMEOUT, |r| match r {
+            Record::StreamStart { gpu_ns } => Some(*gpu_ns),
+            _ => None,
+        });
+        started.push(at.unwrap_or_else(|| panic!("a stream did not start\n{}", daemon.log())));
+    }
+    let both = started.iter().copied().max().unwrap_or_default();
+    std::thread::sleep(Duration::from_secs(3));
+    let written = daemon.status().gpu_time_ns;
+    daemon.set_policy(&policy(1, 1));
+    let reloaded = daemon.status().gpu_time_ns;
+
+    let outcomes: Vec<VmOutcome> = vms.into_iter().map(|vm| vm.finish(VM_TIMEOUT)).collect();
+    let mut streams = Vec::new();
+    for (vm, name) in outcomes.iter().zip(["prod", "batch"]) {
+        assert_clean(vm, &daemon, name);
+        let stream = vm.records.iter().find_map(|r| match r {
+            Record::Stream(s) => Some(s.clone()),
+            _ => None,
+        });
+        streams.push(stream.unwrap_or_else(|| panic!("{name}: no stream record")));
+    }
+    let (prod, batch) = (&streams[0], &streams[1]);
+    let end = prod.last_gpu_ns.min(batch.last_gpu_ns);
+    let before = shares(prod, batch, both + SEC / 5, written);
+    let after = shares(prod, batch, reloaded + SEC, end);
+    eprintln!("prod's share: 3:1 {before:.3?}, after the reload to 1:1 {after:.3?}");
+    assert!(
+        before.len() >= 2 && after.len() >= 2,
+        "{before:?} {after:?}"
+    );
+    for s in &before {
+        assert!((s - 0.75).abs() <= 0.03, "3:1 gave {before:?}");
+    }
+    for s in &after {
+        assert!((s - 0.5).abs() <= 0.03, "1:1 gave {after:?}");
+    }
+    let status = daemon.status();
+    assert!(status.policy.is_some_and(|p| p.contains("prod weight 1")));
+    for i in &status.instances {
+        assert!(!i.attached && i.objects == 0, "{i:?}");
+    }
+}
