@@ -8,6 +8,7 @@
 use crate::guest::{TestGuest, GUEST_CMDLINE};
 use crate::initramfs::{self, Compression};
 use crate::kernel::{Flavour, Kernel};
+use crate::qemu::Qemu;
 use crate::static_bins::StaticBins;
 use crate::{cache, tools, Cache, Error};
 use std::path::{Path, PathBuf};
@@ -61,6 +62,12 @@ pub struct Harness {
     pub guest: TestGuest,
     /// The static binaries inside it.
     pub bins: StaticBins,
+    /// The outer emulator (L0): QEMU 11.1 rather than Debian 12's 7.2. Under 7.2 the whole
+    /// harness kernel froze now and then (its own shell loop stopped) while a nested guest
+    /// took interrupts; 7.2's TCG is known to miss an interrupt that becomes deliverable
+    /// right after `sti` when the translation block goes on (reported to QEMU in 2023), the
+    /// suspected cause.
+    pub outer: Qemu,
 }
 
 impl Harness {
@@ -76,6 +83,7 @@ impl Harness {
         let bins = StaticBins::build(cache)?;
         let guest = TestGuest::ensure_in(cache, &bins)?;
         let kernel = Kernel::ensure(cache, Flavour::Generic)?;
+        let outer = Qemu::ensure_locked(cache)?;
         let busybox = initramfs::busybox_path()?;
         let key = format!(
             "layout {LAYOUT}; {}; {}; guest {}; busybox {}; init {}; cmdline {VMM_GUEST_CMDLINE}",
@@ -117,6 +125,7 @@ impl Harness {
             variant,
             guest,
             bins,
+            outer,
         })
     }
 }

@@ -118,7 +118,7 @@ impl HarnessRun {
 
     /// The QEMU command that boots `harness` for this run.
     pub fn command(&self, harness: &Harness) -> Command {
-        let mut cmd = Command::new("qemu-system-x86_64");
+        let mut cmd = harness.outer.command();
         // The `pc` machine, not microvm: microvm has no HPET or PM timer, and on a loaded host
         // the harness kernel's TSC calibration then fails and it hangs early in boot.
         cmd.args([

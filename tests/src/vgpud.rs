@@ -109,6 +109,19 @@ impl Vgpud {
         serde_json::from_str(&json).unwrap_or_else(|e| panic!("vgpuctl status: {e}: {json}"))
     }
 
+    /// Polls `status` until `done` holds (the daemon notices a VM's departure when it reads
+    /// the closed socket, a moment after QEMU exits); the last status either way.
+    pub fn status_when(&self, timeout: Duration, done: impl Fn(&Status) -> bool) -> Status {
+        let start = Instant::now();
+        loop {
+            let status = self.status();
+            if done(&status) || start.elapsed() > timeout {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The daemon's output so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("vgpud.log")).unwrap_or_default()
