@@ -22,9 +22,11 @@ pub mod harness;
 pub mod initramfs;
 pub mod kernel;
 pub mod qemu;
+pub mod qemu_vm;
 pub mod runner;
 pub mod static_bins;
 pub mod tools;
+pub mod vgpud;
 
 pub use cache::Cache;
 pub use guest::TestGuest;

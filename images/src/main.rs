@@ -28,8 +28,17 @@ enum Cmd {
     /// Build the test guest and the harness (with the QEMU layer) and print their paths.
     Build,
     /// Boot the test guest under vgpu-vmm with a vGPU inside the harness; run vgpu-smi and a
-    /// 3 s workload in it; summarise vgpu-smi, work done and the VMM's vGPU counters.
-    Demo,
+    /// 3 s workload in it; summarise vgpu-smi, work done and the VMM's vGPU counters. Then two
+    /// VMs (QEMU 11.1 on this host) share one vgpud under a 3:1 policy that is replaced by 1:1
+    /// while they run: each VM's work per second of GPU time and its share.
+    Demo {
+        /// Only the two-VM part.
+        #[arg(long)]
+        share_only: bool,
+        /// How long each VM of the two-VM part streams work, seconds.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(6..=120))]
+        seconds: u64,
+    },
     /// Boot benchmark: N test-guest boots each under vgpu-vmm and QEMU microvm in one harness
     /// boot; prints medians of the time from VMM start to the agent's first line and the ratio.
     Bench {
@@ -99,7 +108,15 @@ fn run() -> anyhow::Result<()> {
             println!("harness initrd:     {}", h.initrd.display());
             Ok(())
         }
-        Cmd::Demo => demo(&cache),
+        Cmd::Demo {
+            share_only,
+            seconds,
+        } => {
+            if !share_only {
+                demo(&cache)?;
+            }
+            share_demo(&cache, seconds)
+        }
         Cmd::Qemu { refresh } => {
             if refresh {
                 Qemu::refresh_lists(&cache)?;
@@ -282,5 +299,98 @@ fn demo(cache: &Cache) -> anyhow::Result<()> {
     if instance.map(|i| i.objects) != Some(0) {
         bail!("the RM core still holds objects of the demo guest's GFID");
     }
+    Ok(())
+}
+
+fn share_policy(prod: u32, batch: u32) -> String {
+    format!(
+        "policy = \"weighted\"\n[[tenant]]\nname = \"prod\"\nweight = {prod}\n\
+         [[tenant]]\nname = \"batch\"\nweight = {batch}\n"
+    )
+}
+
+/// The two-VM part of the demo: one vgpud, two instances, two QEMU guests streaming work,
+/// the policy replaced halfway; a table of each second of GPU time from the guests' own
+/// semaphore timestamps.
+fn share_demo(cache: &Cache, seconds: u64) -> anyhow::Result<()> {
+    use images::qemu_vm::{Kit, QemuVm};
+    use images::vgpud::Vgpud;
+    const SEC: u64 = 1_000_000_000;
+    let wait = Duration::from_secs(120);
+
+    let kit = Kit::ensure(cache)?;
+    println!("\n== two VMs, one GPU: vgpud (sim H200) under policy prod:batch = 3:1, one sim-35c");
+    println!("   instance per VM, QEMU 11.1 guests attached over vfio-user, each streaming work");
+    let daemon = Vgpud::start(&kit.bins, Some(&share_policy(3, 1)))?;
+    let append = format!("vgpu.scenario=share vgpu.stream_seconds={seconds}");
+    let mut vms = Vec::new();
+    for (gfid, tenant) in [(1, "prod"), (2, "batch")] {
+        let socket = daemon.new_instance("sim-35c", gfid, tenant)?;
+        println!("   {tenant}: GFID {gfid}, {}", socket.display());
+        vms.push(QemuVm::boot(&kit, &append, &[&socket])?);
+    }
+    let mut both = 0;
+    for vm in &vms {
+        let at = vm.wait_for(wait, |r| match r {
+            Record::StreamStart { gpu_ns } => Some(*gpu_ns),
+            _ => None,
+        });
+        both = both.max(at.context("a VM did not start streaming")?);
+    }
+    std::thread::sleep(Duration::from_secs(seconds / 2 - 1));
+    println!(
+        "\n== vgpuctl status under 3:1\n{}",
+        daemon.vgpuctl(&["status"])?
+    );
+    let written = daemon.status()?.gpu_time_ns;
+    daemon.set_policy(&share_policy(1, 1))?;
+    std::thread::sleep(Duration::from_secs(2));
+    println!(
+        "\n== vgpuctl status 2 s after the policy file was replaced by 1:1\n{}",
+        daemon.vgpuctl(&["status"])?
+    );
+    let mut streams = Vec::new();
+    for (vm, name) in vms.into_iter().zip(["prod", "batch"]) {
+        let out = vm.finish(wait);
+        let stream = out.records.iter().find_map(|r| match r {
+            Record::Stream(s) => Some(s.clone()),
+            _ => None,
+        });
+        streams
+            .push(stream.with_context(|| format!("{name}: no stream report\n{}", out.tail(20)))?);
+    }
+    let (prod, batch) = (&streams[0], &streams[1]);
+    println!(
+        "\n== work completed per second of GPU time (GPU-seconds, from each guest's semaphores)"
+    );
+    println!("   GPU time        prod    batch   prod's share   policy");
+    let end = prod.last_gpu_ns.min(batch.last_gpu_ns);
+    let mut t = both.div_ceil(SEC) * SEC;
+    while t + SEC <= end {
+        let (a, b) = (
+            prod.work_between(t, t + SEC),
+            batch.work_between(t, t + SEC),
+        );
+        let policy = if t + SEC <= written {
+            "3:1"
+        } else if t >= written {
+            "1:1"
+        } else {
+            "3:1 -> 1:1"
+        };
+        println!(
+            "   {:>5.1}-{:<5.1} s  {:.3}   {:.3}   {:>5.1} %        {policy}",
+            t as f64 / 1e9,
+            (t + SEC) as f64 / 1e9,
+            a as f64 / 1e9,
+            b as f64 / 1e9,
+            100.0 * a as f64 / (a + b).max(1) as f64
+        );
+        t += SEC;
+    }
+    println!(
+        "   (the policy file was replaced at GPU time {:.2} s)",
+        written as f64 / 1e9
+    );
     Ok(())
 }

@@ -1,8 +1,5 @@
-//! Helpers for the integration tests that boot guests: in the nested-KVM harness, and under
-//! QEMU 11.1 ([`qemu_vm`]) attached to a `vgpud` on this host ([`vgpud`]).
-
-pub mod qemu_vm;
-pub mod vgpud;
+//! Helpers for the integration tests that boot guests in the nested-KVM harness (the QEMU
+//! tests use `images::qemu_vm` and `images::vgpud` directly).
 
 use images::{GuestRun, HarnessOutcome};
 

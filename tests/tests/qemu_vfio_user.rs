@@ -10,14 +10,19 @@ use std::time::Duration;
 
 use guest_tools::report::Record;
 use guest_tools::workload::StreamReport;
-use tests::qemu_vm::{Kit, QemuVm, VmOutcome};
-use tests::vgpud::Vgpud;
+use images::qemu_vm::{Kit, QemuVm, VmOutcome};
+use images::vgpud::Vgpud;
+use images::Cache;
 
 const SEC: u64 = 1_000_000_000;
 /// A VM's whole run, boot to power-off (about 6 s alone under TCG).
 const VM_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long vgpud may take to notice that a VM is gone.
 const DEPARTURE: Duration = Duration::from_secs(10);
+
+fn kit() -> Kit {
+    Kit::ensure(&Cache::from_env().expect("the image cache")).expect("building the images")
+}
 
 fn policy(prod: u32, batch: u32) -> String {
     format!(
@@ -43,11 +48,13 @@ fn assert_clean(vm: &VmOutcome, daemon: &Vgpud, what: &str) {
 
 #[test]
 fn qemu_drives_a_vgpud_instance_and_the_instance_serves_the_next_vm() {
-    let kit = Kit::ensure();
-    let daemon = Vgpud::start(&kit.bins, None);
-    let socket = daemon.new_instance("sim-35c", 7, "solo");
+    let kit = kit();
+    let daemon = Vgpud::start(&kit.bins, None).expect("starting vgpud");
+    let socket = daemon.new_instance("sim-35c", 7, "solo").unwrap();
     for round in 1..=2u64 {
-        let vm = QemuVm::boot(&kit, "vgpu.scenario=demo", &[&socket]).finish(VM_TIMEOUT);
+        let vm = QemuVm::boot(&kit, "vgpu.scenario=demo", &[&socket])
+            .unwrap()
+            .finish(VM_TIMEOUT);
         assert_clean(&vm, &daemon, &format!("VM {round}"));
         let smi = vm.records.iter().find_map(|r| match r {
             Record::Smi(s) => Some(s),
@@ -67,7 +74,9 @@ fn qemu_drives_a_vgpud_instance_and_the_instance_serves_the_next_vm() {
             w.entries > 0 && w.semaphores_checked == w.entries && w.copies_checked > 0,
             "{w:?}"
         );
-        let status = daemon.status_when(DEPARTURE, |s| s.instances.iter().all(|i| !i.attached));
+        let status = daemon
+            .status_when(DEPARTURE, |s| s.instances.iter().all(|i| !i.attached))
+            .unwrap();
         let i = &status.instances[0];
         assert!(
             !i.attached && i.sessions == round && i.objects == 0 && i.errors == 0,
@@ -94,18 +103,18 @@ fn shares(prod: &StreamReport, batch: &StreamReport, from: u64, to: u64) -> Vec<
 
 #[test]
 fn two_qemu_vms_split_the_gpu_by_policy_and_follow_a_reload() {
-    let kit = Kit::ensure();
-    let daemon = Vgpud::start(&kit.bins, Some(&policy(3, 1)));
+    let kit = kit();
+    let daemon = Vgpud::start(&kit.bins, Some(&policy(3, 1))).expect("starting vgpud");
     let sockets = [
-        daemon.new_instance("sim-35c", 1, "prod"),
-        daemon.new_instance("sim-35c", 2, "batch"),
+        daemon.new_instance("sim-35c", 1, "prod").unwrap(),
+        daemon.new_instance("sim-35c", 2, "batch").unwrap(),
     ];
     // Long enough that both streams overlap by several seconds after the reload even when a
     // loaded host boots one VM seconds after the other.
     let append = "vgpu.scenario=share vgpu.stream_seconds=12";
     let vms: Vec<QemuVm> = sockets
         .iter()
-        .map(|s| QemuVm::boot(&kit, append, &[s]))
+        .map(|s| QemuVm::boot(&kit, append, &[s]).unwrap())
         .collect();
     let mut started = Vec::new();
     for vm in &vms {
@@ -117,9 +126,9 @@ fn two_qemu_vms_split_the_gpu_by_policy_and_follow_a_reload() {
     }
     let both = started.iter().copied().max().unwrap_or_default();
     std::thread::sleep(Duration::from_secs(3));
-    let written = daemon.status().gpu_time_ns;
-    daemon.set_policy(&policy(1, 1));
-    let reloaded = daemon.status().gpu_time_ns;
+    let written = daemon.status().unwrap().gpu_time_ns;
+    daemon.set_policy(&policy(1, 1)).unwrap();
+    let reloaded = daemon.status().unwrap().gpu_time_ns;
 
     let outcomes: Vec<VmOutcome> = vms.into_iter().map(|vm| vm.finish(VM_TIMEOUT)).collect();
     let mut streams = Vec::new();
@@ -146,7 +155,9 @@ fn two_qemu_vms_split_the_gpu_by_policy_and_follow_a_reload() {
     for s in &after {
         assert!((s - 0.5).abs() <= 0.03, "1:1 gave {after:?}");
     }
-    let status = daemon.status_when(DEPARTURE, |s| s.instances.iter().all(|i| !i.attached));
+    let status = daemon
+        .status_when(DEPARTURE, |s| s.instances.iter().all(|i| !i.attached))
+        .unwrap();
     assert!(status.policy.is_some_and(|p| p.contains("prod weight 1")));
     for i in &status.instances {
         assert!(!i.attached && i.objects == 0, "{i:?}");

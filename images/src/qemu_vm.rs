@@ -8,14 +8,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use guest_tools::report::Record;
-use images::static_bins::StaticBins;
-use images::{guest::GUEST_CMDLINE, Cache, Qemu, TestGuest};
+
+use crate::guest::GUEST_CMDLINE;
+use crate::static_bins::StaticBins;
+use crate::{Cache, Error, Qemu, TestGuest};
 
 /// Guest RAM of each VM, MiB.
 const MEMORY_MIB: u32 = 256;
 
 #[derive(Debug)]
-/// What the QEMU tests need: the static binaries (vgpud, vgpuctl), the test guest, QEMU.
+/// What VMs under QEMU need: the static binaries (vgpud, vgpuctl), the test guest, QEMU.
 pub struct Kit {
     /// vgpud and vgpuctl.
     pub bins: StaticBins,
@@ -26,14 +28,13 @@ pub struct Kit {
 }
 
 impl Kit {
-    /// Builds (or finds in the image cache) everything.
-    pub fn ensure() -> Kit {
-        let cache = Cache::from_env().expect("the image cache");
-        let _lock = cache.lock().expect("the image cache's lock");
-        let bins = StaticBins::build(&cache).expect("building the static binaries");
-        let guest = TestGuest::ensure_in(&cache, &bins).expect("building the test guest");
-        let qemu = Qemu::ensure_locked(&cache).expect("fetching QEMU 11.1");
-        Kit { bins, guest, qemu }
+    /// Builds (or finds in `cache`) everything.
+    pub fn ensure(cache: &Cache) -> Result<Kit, Error> {
+        let _lock = cache.lock()?;
+        let bins = StaticBins::build(cache)?;
+        let guest = TestGuest::ensure_in(cache, &bins)?;
+        let qemu = Qemu::ensure_locked(cache)?;
+        Ok(Kit { bins, guest, qemu })
     }
 }
 
@@ -66,7 +67,7 @@ pub struct QemuVm {
 impl QemuVm {
     /// Boots the test guest with `append` added to its command line and one
     /// `vfio-user-pci` device per socket.
-    pub fn boot(kit: &Kit, append: &str, sockets: &[&Path]) -> QemuVm {
+    pub fn boot(kit: &Kit, append: &str, sockets: &[&Path]) -> Result<QemuVm, Error> {
         let mut cmd = kit.qemu.command();
         // vfio-user's client passes guest RAM to the server as fds, so RAM must be a shared
         // memfd (vgpud maps none of it: the vGPU works only in its own window).
@@ -96,29 +97,35 @@ impl QemuVm {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("starting QEMU");
+            .map_err(|e| Error::io(kit.qemu.root(), e))?;
         let console = Arc::new(Mutex::new(Vec::new()));
         for pipe in [
-            Box::new(child.stdout.take().expect("piped")) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().expect("piped")),
-        ] {
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
             let console = console.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines() {
                     let Ok(line) = line else { break };
-                    console
-                        .lock()
-                        .unwrap()
-                        .push(line.trim_end_matches('\r').to_string());
+                    lock(&console).push(line.trim_end_matches('\r').to_string());
                 }
             });
         }
-        QemuVm { child, console }
+        Ok(QemuVm { child, console })
     }
 
     /// The result lines so far.
     pub fn records(&self) -> Vec<Record> {
-        parse(&self.console.lock().unwrap())
+        parse(&lock(&self.console))
     }
 
     /// Waits until the guest printed a record `wanted` picks, for at most `timeout`.
@@ -152,7 +159,7 @@ impl QemuVm {
         };
         // The readers finish once the pipes close (after the kill in drop at the latest).
         std::thread::sleep(Duration::from_millis(100));
-        let console = self.console.lock().unwrap().clone();
+        let console = lock(&self.console).clone();
         VmOutcome {
             records: parse(&console),
             console,
@@ -166,6 +173,10 @@ impl Drop for QemuVm {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn lock(console: &Mutex<Vec<String>>) -> std::sync::MutexGuard<'_, Vec<String>> {
+    console.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn parse(lines: &[String]) -> Vec<Record> {

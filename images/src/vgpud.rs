@@ -1,12 +1,15 @@
-//! `vgpud` as a user runs it: the static daemon binary with its own config and run
-//! directories (and policy file), instances defined and started with `vgpuctl`.
+//! `vgpud` on this host as a user runs it: the static daemon binary with its own config and
+//! run directories (and policy file), instances defined and started with `vgpuctl`. The QEMU
+//! tests and the two-VM demo drive it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use images::static_bins::StaticBins;
 use mdev::control::Status;
+
+use crate::static_bins::StaticBins;
+use crate::Error;
 
 /// How long the daemon may take to open its control socket.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -22,8 +25,9 @@ pub struct Vgpud {
 impl Vgpud {
     /// Starts the daemon from `bins`, with `policy` (TOML) as its policy file if given, and
     /// waits for its control socket.
-    pub fn start(bins: &StaticBins, policy: Option<&str>) -> Vgpud {
-        let dir = tempfile::tempdir().expect("a temporary directory");
+    pub fn start(bins: &StaticBins, policy: Option<&str>) -> Result<Vgpud, Error> {
+        let tmp = std::env::temp_dir();
+        let dir = tempfile::tempdir().map_err(|e| Error::io(&tmp, e))?;
         let mut cmd = Command::new(&bins.vgpud);
         cmd.arg("--config-dir")
             .arg(dir.path().join("conf"))
@@ -31,16 +35,18 @@ impl Vgpud {
             .arg(dir.path().join("run"));
         if let Some(text) = policy {
             let path = dir.path().join("policy.toml");
-            std::fs::write(&path, text).expect("writing the policy");
+            std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
             cmd.arg("--policy").arg(path);
         }
-        let log = std::fs::File::create(dir.path().join("vgpud.log")).expect("the daemon's log");
+        let log_path = dir.path().join("vgpud.log");
+        let log = std::fs::File::create(&log_path).map_err(|e| Error::io(&log_path, e))?;
+        let log2 = log.try_clone().map_err(|e| Error::io(&log_path, e))?;
         let child = cmd
             .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("the daemon's log"))
+            .stdout(log2)
             .stderr(log)
             .spawn()
-            .expect("starting vgpud");
+            .map_err(|e| Error::io(&bins.vgpud, e))?;
         let mut daemon = Vgpud {
             child,
             vgpuctl: bins.vgpuctl.clone(),
@@ -49,16 +55,20 @@ impl Vgpud {
         let started = Instant::now();
         while !daemon.run_dir().join("vgpud.sock").exists() {
             if let Ok(Some(status)) = daemon.child.try_wait() {
-                panic!("vgpud exited ({status}):\n{}", daemon.log());
+                return Err(Error::Run(format!(
+                    "vgpud exited ({status}):\n{}",
+                    daemon.log()
+                )));
             }
-            assert!(
-                started.elapsed() < START_TIMEOUT,
-                "vgpud opened no control socket in {START_TIMEOUT:?}:\n{}",
-                daemon.log()
-            );
+            if started.elapsed() > START_TIMEOUT {
+                return Err(Error::Run(format!(
+                    "vgpud opened no control socket in {START_TIMEOUT:?}:\n{}",
+                    daemon.log()
+                )));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
-        daemon
+        Ok(daemon)
     }
 
     /// The daemon's run directory (its sockets).
@@ -68,55 +78,59 @@ impl Vgpud {
 
     /// Replaces the policy file's content at once (a rename, as editors save), which the
     /// daemon reloads.
-    pub fn set_policy(&self, text: &str) {
+    pub fn set_policy(&self, text: &str) -> Result<(), Error> {
         let new = self.dir.path().join("policy.toml.new");
-        std::fs::write(&new, text).expect("writing the policy");
-        std::fs::rename(&new, self.dir.path().join("policy.toml")).expect("replacing the policy");
+        std::fs::write(&new, text).map_err(|e| Error::io(&new, e))?;
+        std::fs::rename(&new, self.dir.path().join("policy.toml")).map_err(|e| Error::io(&new, e))
     }
 
-    /// Runs `vgpuctl ARGS` against this daemon: its stdout, or its stderr as the error.
-    pub fn vgpuctl(&self, args: &[&str]) -> Result<String, String> {
+    /// Runs `vgpuctl ARGS` against this daemon: its stdout; its stderr in the error.
+    pub fn vgpuctl(&self, args: &[&str]) -> Result<String, Error> {
         let out = Command::new(&self.vgpuctl)
             .arg("--run-dir")
             .arg(self.run_dir())
             .args(args)
             .output()
-            .expect("running vgpuctl");
+            .map_err(|e| Error::io(&self.vgpuctl, e))?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
         } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+            Err(Error::Tool(format!(
+                "vgpuctl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
         }
     }
 
     /// Defines and starts an instance; its vfio-user socket.
-    pub fn new_instance(&self, vgpu_type: &str, gfid: u32, tenant: &str) -> PathBuf {
+    pub fn new_instance(&self, vgpu_type: &str, gfid: u32, tenant: &str) -> Result<PathBuf, Error> {
         let gfid = gfid.to_string();
-        let uuid = self
-            .vgpuctl(&[
-                "define", "--type", vgpu_type, "--gfid", &gfid, "--tenant", tenant,
-            ])
-            .expect("vgpuctl define");
-        let socket = self
-            .vgpuctl(&["start", "--uuid", &uuid])
-            .expect("vgpuctl start");
-        PathBuf::from(socket)
+        let args = [
+            "define", "--type", vgpu_type, "--gfid", &gfid, "--tenant", tenant,
+        ];
+        let uuid = self.vgpuctl(&args)?;
+        Ok(PathBuf::from(self.vgpuctl(&["start", "--uuid", &uuid])?))
     }
 
     /// `vgpuctl status --json`.
-    pub fn status(&self) -> Status {
-        let json = self.vgpuctl(&["status", "--json"]).expect("vgpuctl status");
-        serde_json::from_str(&json).unwrap_or_else(|e| panic!("vgpuctl status: {e}: {json}"))
+    pub fn status(&self) -> Result<Status, Error> {
+        let json = self.vgpuctl(&["status", "--json"])?;
+        serde_json::from_str(&json).map_err(|e| Error::Tool(format!("vgpuctl status: {e}: {json}")))
     }
 
     /// Polls `status` until `done` holds (the daemon notices a VM's departure when it reads
     /// the closed socket, a moment after QEMU exits); the last status either way.
-    pub fn status_when(&self, timeout: Duration, done: impl Fn(&Status) -> bool) -> Status {
+    pub fn status_when(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&Status) -> bool,
+    ) -> Result<Status, Error> {
         let start = Instant::now();
         loop {
-            let status = self.status();
+            let status = self.status()?;
             if done(&status) || start.elapsed() > timeout {
-                return status;
+                return Ok(status);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
