@@ -249,7 +249,17 @@ mod tests {
             .name("sleeper".into())
             .spawn(|| std::thread::sleep(Duration::from_secs(2)))
             .unwrap();
-        let lines = thread_states(std::process::id());
+        // The thread names itself and falls asleep a moment after `spawn` returns.
+        let start = std::time::Instant::now();
+        let lines = loop {
+            let lines = thread_states(std::process::id());
+            if lines.iter().any(|l| l.contains("\"sleeper\" state S"))
+                || start.elapsed() > Duration::from_secs(1)
+            {
+                break lines;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
         assert!(lines.len() >= 2, "{lines:?}");
         assert!(
             lines.iter().any(|l| l.contains("\"sleeper\" state S")),
