@@ -6,7 +6,9 @@
 //!   `kvm-amd` modules, the static `vgpu-vmm`, the test guest and an init script that runs one
 //!   scenario and powers off; optionally QEMU as a baseline VMM ([`HarnessVariant::WithQemu`]);
 //! * **QEMU 11** ([`Qemu`]): Debian forky's `qemu-system-x86` unpacked into the cache (without
-//!   root), which boots the test guest directly under TCG and has a vfio-user client;
+//!   root): the harness's outer emulator, and a second VMM with a vfio-user client that boots
+//!   the test guest directly under TCG ([`qemu_vm`]) against a `vgpud` on this host
+//!   ([`vgpud`]);
 //! * the **runner** ([`runner`]): boots the harness under QEMU TCG (which gives its kernel a real
 //!   KVM with nested SVM, see the architecture notes) and collects the result lines.
 //!
