@@ -818,6 +818,30 @@ impl StreamReport {
     }
 }
 
+/// What two streams completed side by side: for each whole `width` of GPU time in
+/// `[from_ns, to_ns)`, windows starting on `a`'s first bucket boundary at or after `from_ns`,
+/// the window's start and each stream's work in it (ns). What shares between VMs are read from.
+pub fn paired_work(
+    a: &StreamReport,
+    b: &StreamReport,
+    from_ns: u64,
+    to_ns: u64,
+    width: u64,
+) -> Vec<(u64, u64, u64)> {
+    let bucket = a.bucket_ns.max(1);
+    let mut out = Vec::new();
+    let mut t = from_ns.div_ceil(bucket) * bucket;
+    while width > 0 && t + width <= to_ns {
+        out.push((
+            t,
+            a.work_between(t, t + width),
+            b.work_between(t, t + width),
+        ));
+        t += width;
+    }
+    out
+}
+
 /// What [`run`] did.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct WorkloadReport {
@@ -889,4 +913,44 @@ pub fn run(
         completion: crate::driver::Completion::Poll,
         interrupts: 0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stream of 1 ms units in 100 ms buckets, `units[i]` in bucket `first + i`.
+    fn stream(first: u64, units: &[u32]) -> StreamReport {
+        StreamReport {
+            units: units.iter().map(|&u| u64::from(u)).sum(),
+            unit_ns: 1_000_000,
+            bucket_ns: 100_000_000,
+            buckets: (0..)
+                .zip(units)
+                .map(|(i, &u)| StreamBucket {
+                    index: first + i,
+                    units: u,
+                })
+                .collect(),
+            first_gpu_ns: first * 100_000_000,
+            last_gpu_ns: (first + units.len() as u64) * 100_000_000,
+            seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn paired_work_counts_whole_windows_from_the_next_bucket_boundary() {
+        let a = stream(10, &[75; 25]);
+        let b = stream(10, &[25; 25]);
+        // From 1.05 s: windows start at 1.1 s and 1.6 s; a third would end past 2.3 s.
+        let w = paired_work(&a, &b, 1_050_000_000, 2_300_000_000, 500_000_000);
+        assert_eq!(
+            w,
+            vec![
+                (1_100_000_000, 5 * 75_000_000, 5 * 25_000_000),
+                (1_600_000_000, 5 * 75_000_000, 5 * 25_000_000),
+            ]
+        );
+        assert!(paired_work(&a, &b, 0, 3_000_000_000, 0).is_empty());
+    }
 }

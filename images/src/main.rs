@@ -365,12 +365,8 @@ fn share_demo(cache: &Cache, seconds: u64) -> anyhow::Result<()> {
     );
     println!("   GPU time        prod    batch   prod's share   policy");
     let end = prod.last_gpu_ns.min(batch.last_gpu_ns);
-    let mut t = both.div_ceil(SEC) * SEC;
-    while t + SEC <= end {
-        let (a, b) = (
-            prod.work_between(t, t + SEC),
-            batch.work_between(t, t + SEC),
-        );
+    let from = both.div_ceil(SEC) * SEC;
+    for (t, a, b) in guest_tools::workload::paired_work(prod, batch, from, end, SEC) {
         let policy = if t + SEC <= written {
             "3:1"
         } else if t >= written {
@@ -386,7 +382,6 @@ fn share_demo(cache: &Cache, seconds: u64) -> anyhow::Result<()> {
             b as f64 / 1e9,
             100.0 * a as f64 / (a + b).max(1) as f64
         );
-        t += SEC;
     }
     println!(
         "   (the policy file was replaced at GPU time {:.2} s)",

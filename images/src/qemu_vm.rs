@@ -62,6 +62,7 @@ impl VmOutcome {
 pub struct QemuVm {
     child: Child,
     console: Arc<Mutex<Vec<String>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl QemuVm {
@@ -99,6 +100,7 @@ impl QemuVm {
             .spawn()
             .map_err(|e| Error::io(kit.qemu.root(), e))?;
         let console = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
         for pipe in [
             child
                 .stdout
@@ -113,14 +115,18 @@ impl QemuVm {
         .flatten()
         {
             let console = console.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines() {
                     let Ok(line) = line else { break };
                     lock(&console).push(line.trim_end_matches('\r').to_string());
                 }
-            });
+            }));
         }
-        Ok(QemuVm { child, console })
+        Ok(QemuVm {
+            child,
+            console,
+            readers,
+        })
     }
 
     /// The result lines so far.
@@ -157,8 +163,14 @@ impl QemuVm {
                 _ => break None,
             }
         };
-        // The readers finish once the pipes close (after the kill in drop at the latest).
-        std::thread::sleep(Duration::from_millis(100));
+        if exit.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        // QEMU is gone, so its pipes are closed: the readers have read everything.
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
         let console = lock(&self.console).clone();
         VmOutcome {
             records: parse(&console),

@@ -3,19 +3,20 @@
 //! per second of GPU time from its own semaphores' timestamps; 3:1 splits it 75/25, and a
 //! reload to 1:1 while both run splits it 50/50 within one second.
 
+mod daemon_rig;
 mod vfio_client;
 
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use daemon_rig::{define, sim_daemon, start};
 use guest_tools::rmapi::VgpuTransport;
-use guest_tools::workload::{GpuContext, MemoryMode, StreamConfig, StreamReport, TsgSettings};
+use guest_tools::workload::{
+    paired_work, GpuContext, MemoryMode, StreamConfig, StreamReport, TsgSettings,
+};
 use mdev::control::{Request, Response};
-use mdev::daemon::Daemon;
-use mdev::instance::StartMode;
-use mdev::poller::{PollConfig, Poller};
-use mdev::sim_host::SimHost;
+use mdev::poller::PollConfig;
 use mdev::vm_scheduler::VmScheduler;
 
 const A: &str = "6f1d0c2a-5a8e-4c8b-9b1e-1b0f7c9e0101";
@@ -52,29 +53,10 @@ fn guest(path: String, seconds: f64, started: mpsc::Sender<u64>) -> StreamReport
 
 /// Prod's share of the work both completed in each whole second of GPU time in `[from, to)`.
 fn shares(a: &StreamReport, b: &StreamReport, from: u64, to: u64) -> Vec<f64> {
-    let mut out = Vec::new();
-    let mut t = from.div_ceil(SEC / 10) * (SEC / 10);
-    while t + SEC <= to {
-        let (wa, wb) = (a.work_between(t, t + SEC), b.work_between(t, t + SEC));
-        out.push(wa as f64 / (wa + wb).max(1) as f64);
-        t += SEC;
-    }
-    out
-}
-
-fn start(d: &mut Daemon, uuid: &str, tenant: &str, gfid: u32) -> String {
-    let r = d.handle(Request::Define {
-        uuid: Some(uuid.into()),
-        mdev_type: "sim-35c".into(),
-        gfid: Some(gfid),
-        tenant: tenant.into(),
-        start: StartMode::Manual,
-    });
-    assert_eq!(r, Response::Ok(uuid.into()));
-    match d.handle(Request::Start { uuid: uuid.into() }) {
-        Response::Ok(path) => path,
-        other => panic!("start: {other:?}"),
-    }
+    paired_work(a, b, from, to, SEC)
+        .into_iter()
+        .map(|(_, wa, wb)| wa as f64 / (wa + wb).max(1) as f64)
+        .collect()
 }
 
 fn write(path: &Path, text: &str) {
@@ -87,22 +69,15 @@ fn write(path: &Path, text: &str) {
 #[test]
 fn two_vms_split_the_gpu_by_policy_and_a_reload_takes_over_within_a_second() {
     let dir = tempfile::tempdir().unwrap();
-    let poller = Poller::spawn(Some(PollConfig::default())).unwrap();
-    let (mut daemon, _) = Daemon::new(
-        SimHost::real_time().unwrap(),
-        &dir.path().join("conf"),
-        &dir.path().join("run"),
-        4 << 20,
-        poller,
-        true,
-    )
-    .unwrap();
+    let mut daemon = sim_daemon(dir.path(), Some(PollConfig::default()));
     let policy_path = dir.path().join("policy.toml");
     write(&policy_path, &policy(3, 1));
     let gpu = daemon.host().gpu();
     daemon.set_scheduler(VmScheduler::start(gpu.clone(), &policy_path, None).unwrap());
-    let pa = start(&mut daemon, A, "prod", 1);
-    let pb = start(&mut daemon, B, "batch", 2);
+    define(&mut daemon, A, 1, "prod");
+    define(&mut daemon, B, 2, "batch");
+    let pa = start(&mut daemon, A);
+    let pb = start(&mut daemon, B);
 
     let (tx, rx) = mpsc::channel();
     let seconds = 5.0;

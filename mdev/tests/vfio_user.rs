@@ -3,16 +3,17 @@
 //! trapped BAR0, the window mapped from the fd the server passes, polling, one VMM per socket,
 //! and the device reset that frees a departed VMM's objects.
 
+mod daemon_rig;
 mod vfio_client;
 
 use std::time::{Duration, Instant};
 
+use daemon_rig::{define, sim_daemon, start};
 use guest_tools::rmapi::{RmClient, VgpuTransport};
 use mdev::control::{Request, Response};
 use mdev::daemon::Daemon;
 use mdev::instance::StartMode;
-use mdev::poller::{PollConfig, Poller};
-use mdev::sim_host::SimHost;
+use mdev::poller::PollConfig;
 use rm_abi::alloc_params::Nv0080AllocParameters;
 use rm_abi::class;
 use rm_abi::ctrl::{Nv2080CtrlGpuGetNameStringParams, NV2080_CTRL_CMD_GPU_GET_NAME_STRING};
@@ -34,35 +35,11 @@ fn rig(poll: bool) -> Rig {
         quiet: Duration::from_secs(10),
         ..PollConfig::default()
     };
-    let poller = Poller::spawn(poll.then_some(config)).unwrap();
-    let (mut daemon, skipped) = Daemon::new(
-        SimHost::real_time().unwrap(),
-        &dir.path().join("conf"),
-        &dir.path().join("run"),
-        4 << 20,
-        poller,
-        poll,
-    )
-    .unwrap();
-    assert!(skipped.is_empty());
+    let mut daemon = sim_daemon(dir.path(), poll.then_some(config));
     for (uuid, gfid, tenant) in [(A, 1, "prod"), (B, 2, "batch")] {
-        let r = daemon.handle(Request::Define {
-            uuid: Some(uuid.into()),
-            mdev_type: "sim-35c".into(),
-            gfid: Some(gfid),
-            tenant: tenant.into(),
-            start: StartMode::Manual,
-        });
-        assert_eq!(r, Response::Ok(uuid.into()));
+        define(&mut daemon, uuid, gfid, tenant);
     }
     Rig { daemon, _dir: dir }
-}
-
-fn start(d: &mut Daemon, uuid: &str) -> String {
-    match d.handle(Request::Start { uuid: uuid.into() }) {
-        Response::Ok(path) => path,
-        other => panic!("start: {other:?}"),
-    }
 }
 
 fn status(d: &mut Daemon) -> mdev::control::Status {

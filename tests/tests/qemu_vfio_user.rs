@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use guest_tools::report::Record;
-use guest_tools::workload::StreamReport;
+use guest_tools::workload::{paired_work, StreamReport};
 use images::qemu_vm::{Kit, QemuVm, VmOutcome};
 use images::vgpud::Vgpud;
 use images::Cache;
@@ -88,17 +88,10 @@ fn qemu_drives_a_vgpud_instance_and_the_instance_serves_the_next_vm() {
 /// Prod's share of the work both VMs completed in each whole second of GPU time in
 /// `[from, to)`.
 fn shares(prod: &StreamReport, batch: &StreamReport, from: u64, to: u64) -> Vec<f64> {
-    let mut out = Vec::new();
-    let mut t = from.div_ceil(SEC / 10) * (SEC / 10);
-    while t + SEC <= to {
-        let (a, b) = (
-            prod.work_between(t, t + SEC),
-            batch.work_between(t, t + SEC),
-        );
-        out.push(a as f64 / (a + b).max(1) as f64);
-        t += SEC;
-    }
-    out
+    paired_work(prod, batch, from, to, SEC)
+        .into_iter()
+        .map(|(_, wa, wb)| wa as f64 / (wa + wb).max(1) as f64)
+        .collect()
 }
 
 #[test]

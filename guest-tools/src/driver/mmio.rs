@@ -56,6 +56,43 @@ pub trait RegisterBar: Send {
     }
 }
 
+/// A BAR reached by byte-slice accesses rather than loads and stores (a socket to a device
+/// server, a device model called in-process): every [`RegisterBar`] access of width N is one
+/// access of N bytes, little-endian.
+pub trait ByteBar: Send {
+    /// Reads `data.len()` bytes at `off`.
+    fn read_bytes(&self, off: u32, data: &mut [u8]);
+    /// Writes `data` at `off`.
+    fn write_bytes(&self, off: u32, data: &[u8]);
+}
+
+impl<T: ByteBar> RegisterBar for T {
+    fn read8(&self, off: u32) -> u8 {
+        let mut b = [0u8; 1];
+        self.read_bytes(off, &mut b);
+        b[0]
+    }
+    fn read16(&self, off: u32) -> u16 {
+        let mut b = [0u8; 2];
+        self.read_bytes(off, &mut b);
+        u16::from_le_bytes(b)
+    }
+    fn read32(&self, off: u32) -> u32 {
+        let mut b = [0u8; 4];
+        self.read_bytes(off, &mut b);
+        u32::from_le_bytes(b)
+    }
+    fn write8(&self, off: u32, v: u8) {
+        self.write_bytes(off, &[v]);
+    }
+    fn write16(&self, off: u32, v: u16) {
+        self.write_bytes(off, &v.to_le_bytes());
+    }
+    fn write32(&self, off: u32, v: u32) {
+        self.write_bytes(off, &v.to_le_bytes());
+    }
+}
+
 /// A shared mapping of a file (a sysfs `resourceN`), unmapped on drop.
 #[derive(Debug)]
 pub struct MappedFile {

@@ -19,5 +19,5 @@ pub use vgpu::protocol;
 
 pub use device::{DeviceCounters, DeviceInfo, DriverError, Setup, VgpuDriver};
 pub use interrupt::{Completion, InterruptSource};
-pub use mmio::{MappedFile, MmioBar, RegisterBar};
+pub use mmio::{ByteBar, MappedFile, MmioBar, RegisterBar};
 pub use window::{SharedWindow, WindowAllocator};

@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use guest_tools::driver::{RegisterBar, Setup, SharedWindow, VgpuDriver};
+use guest_tools::driver::{ByteBar, Setup, SharedWindow, VgpuDriver};
 use mdev::rm_service::RmService;
 use rm_core::Rm;
 use rm_sim::{SimBackend, SimConfig};
@@ -23,40 +23,13 @@ pub const WINDOW: u64 = 4 << 20;
 /// BAR0 as trapped accesses into the device model.
 pub struct DeviceBar(pub SharedDevice);
 
-impl DeviceBar {
-    fn read(&self, off: u32, buf: &mut [u8]) {
+impl ByteBar for DeviceBar {
+    fn read_bytes(&self, off: u32, buf: &mut [u8]) {
         self.0.lock().unwrap().bar_read(0, u64::from(off), buf);
     }
 
-    fn write(&self, off: u32, data: &[u8]) {
+    fn write_bytes(&self, off: u32, data: &[u8]) {
         self.0.lock().unwrap().bar_write(0, u64::from(off), data);
-    }
-}
-
-impl RegisterBar for DeviceBar {
-    fn read8(&self, off: u32) -> u8 {
-        let mut b = [0u8; 1];
-        self.read(off, &mut b);
-        b[0]
-    }
-    fn read16(&self, off: u32) -> u16 {
-        let mut b = [0u8; 2];
-        self.read(off, &mut b);
-        u16::from_le_bytes(b)
-    }
-    fn read32(&self, off: u32) -> u32 {
-        let mut b = [0u8; 4];
-        self.read(off, &mut b);
-        u32::from_le_bytes(b)
-    }
-    fn write8(&self, off: u32, v: u8) {
-        self.write(off, &[v]);
-    }
-    fn write16(&self, off: u32, v: u16) {
-        self.write(off, &v.to_le_bytes());
-    }
-    fn write32(&self, off: u32, v: u32) {
-        self.write(off, &v.to_le_bytes());
     }
 }
 

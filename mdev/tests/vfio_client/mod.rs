@@ -7,54 +7,27 @@
 use std::os::fd::AsRawFd;
 use std::sync::Mutex;
 
-use guest_tools::driver::{RegisterBar, Setup, SharedWindow, VgpuDriver};
+use guest_tools::driver::{ByteBar, Setup, SharedWindow, VgpuDriver};
 use vfio_bindings::bindings::vfio::{VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX};
 use vfio_user::Client;
 
 /// BAR0 as socket messages through the crate's client.
 struct ClientBar(Mutex<Client>);
 
-impl ClientBar {
-    fn read(&self, off: u32, buf: &mut [u8]) {
+impl ByteBar for ClientBar {
+    fn read_bytes(&self, off: u32, buf: &mut [u8]) {
         self.0
             .lock()
             .unwrap()
             .region_read(VFIO_PCI_BAR0_REGION_INDEX, u64::from(off), buf)
             .unwrap();
     }
-    fn write(&self, off: u32, data: &[u8]) {
+    fn write_bytes(&self, off: u32, data: &[u8]) {
         self.0
             .lock()
             .unwrap()
             .region_write(VFIO_PCI_BAR0_REGION_INDEX, u64::from(off), data)
             .unwrap();
-    }
-}
-
-impl RegisterBar for ClientBar {
-    fn read8(&self, off: u32) -> u8 {
-        let mut b = [0u8; 1];
-        self.read(off, &mut b);
-        b[0]
-    }
-    fn read16(&self, off: u32) -> u16 {
-        let mut b = [0u8; 2];
-        self.read(off, &mut b);
-        u16::from_le_bytes(b)
-    }
-    fn read32(&self, off: u32) -> u32 {
-        let mut b = [0u8; 4];
-        self.read(off, &mut b);
-        u32::from_le_bytes(b)
-    }
-    fn write8(&self, off: u32, v: u8) {
-        self.write(off, &[v]);
-    }
-    fn write16(&self, off: u32, v: u16) {
-        self.write(off, &v.to_le_bytes());
-    }
-    fn write32(&self, off: u32, v: u32) {
-        self.write(off, &v.to_le_bytes());
     }
 }
 
