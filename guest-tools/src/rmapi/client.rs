@@ -136,6 +136,20 @@ impl<'t> RmClient<'t> {
         }
     }
 
+    /// A second thread's use of a ctl file another `RmClient` opened: the same fd, so the same
+    /// RM clients, with scratch buffers of its own. For controls and frees; handles it makes
+    /// may clash with the first one's.
+    pub fn on_fd(t: &'t dyn Transport, ctl: Fd) -> Result<Self, RmApiError> {
+        Ok(Self {
+            t,
+            ctl,
+            arg: t.buffer(SCRATCH, 64)?,
+            params: t.buffer(SCRATCH, 64)?,
+            next_handle: FIRST_HANDLE,
+            dev_fd: None,
+        })
+    }
+
     /// The transport.
     pub fn transport(&self) -> &'t dyn Transport {
         self.t

@@ -114,6 +114,9 @@ pub(crate) struct CopyRegs {
 pub(crate) struct Channel {
     pub cfg: ChannelConfig,
     pub tsgid: u32,
+    /// Enabled as its owner last asked (`GPFIFO_SCHEDULE`, `DISABLE_CHANNELS`); channel RAM
+    /// holds this unless the host gates the TSG.
+    pub enabled: bool,
     pub gp_get: u32,
     pub gp_put: u32,
     pub seg: Segment,
@@ -133,6 +136,7 @@ impl Channel {
         Self {
             cfg,
             tsgid,
+            enabled: false,
             gp_get: 0,
             gp_put: 0,
             seg: Segment::default(),

@@ -153,6 +153,9 @@ pub struct SimGpu {
     runlists: Vec<RunlistScheduler>,
     /// Lock-step windows run so far (each costs one pass over every runlist).
     windows: u64,
+    /// A host scheduler owns every TSG's timeslice and interleave level (see
+    /// [`SimGpu::set_governed`]).
+    governed: bool,
 }
 
 impl SimGpu {
@@ -169,7 +172,23 @@ impl SimGpu {
                 .map(|r| RunlistScheduler::new(EngineInfo::for_runlist(r)))
                 .collect(),
             windows: 0,
+            governed: false,
         }
+    }
+
+    /// Hands every TSG's timeslice and interleave level to a host scheduler, as a vGPU host's
+    /// scheduler owns its guests' on real hardware: from then on the owner's `SET_TIMESLICE`
+    /// and `SET_INTERLEAVE_LEVEL` ([`SimGpu::set_tsg_timeslice_us`],
+    /// [`SimGpu::set_tsg_interleave`]) are recorded (GET_TIMESLICE answers them) but only the
+    /// host's [`SimGpu::program_tsg_timeslice_us`] and [`SimGpu::program_tsg_interleave`]
+    /// reach the runlist.
+    pub fn set_governed(&mut self, governed: bool) {
+        self.governed = governed;
+    }
+
+    /// Whether a host scheduler owns the timeslices (see [`SimGpu::set_governed`]).
+    pub fn governed(&self) -> bool {
+        self.governed
     }
 
     // ---- topology, time -------------------------------------------------------------------
@@ -440,6 +459,13 @@ impl SimGpu {
             .ok_or(SimError::NoSuchTsg(t))
     }
 
+    fn channel_mut(&mut self, c: ChannelRef) -> Result<&mut super::channel::Channel, SimError> {
+        self.rl_mut(c.runlist)?
+            .channels
+            .get_mut(&c.chid)
+            .ok_or(SimError::NoSuchChannel(c))
+    }
+
     /// Creates a TSG on `runlist` for `gfid`, with RM's defaults (1024 µs, MEDIUM, not yet
     /// scheduled).
     pub fn create_tsg(&mut self, runlist: u32, gfid: u32) -> Result<TsgRef, SimError> {
@@ -474,7 +500,7 @@ impl SimGpu {
         if tsg.chids.len() as u32 >= TSG_MAX_LENGTH {
             return Err(SimError::TsgFull(t));
         }
-        let scheduled = tsg.scheduled;
+        let (scheduled, gated) = (tsg.scheduled, tsg.host_gated);
         if !self.vaspaces.contains_key(&cfg.vaspace) {
             return Err(SimError::NoSuchVaSpace(cfg.vaspace));
         }
@@ -511,10 +537,11 @@ impl SimGpu {
         let chid = (0..CHRAM_CHANNELS)
             .find(|c| !rl.channels.contains_key(c))
             .ok_or(SimError::OutOfChannelIds(t.runlist))?;
-        rl.channels
-            .insert(chid, super::channel::Channel::new(cfg, t.tsgid));
+        let mut channel = super::channel::Channel::new(cfg, t.tsgid);
+        channel.enabled = scheduled;
+        rl.channels.insert(chid, channel);
         rl.chram.reset(chid);
-        if scheduled {
+        if scheduled && !gated {
             rl.chram.write(chid, chram::ENABLE_CHANNEL);
         }
         if let Some(tsg) = rl.tsgs.get_mut(&t.tsgid) {
@@ -575,19 +602,46 @@ impl SimGpu {
         Ok(())
     }
 
-    /// Sets a TSG's timeslice (`SET_TIMESLICE`): rounded down to a hardware value, written into
-    /// its runlist header, effective at once. Returns the hardware timeslice.
+    /// The owner's `SET_TIMESLICE`: recorded as the TSG's timeslice (what GET_TIMESLICE
+    /// returns) and, unless a host scheduler governs the GPU, rounded down to a hardware value
+    /// and written into the runlist header, effective at once. Returns the hardware timeslice.
     pub fn set_tsg_timeslice_us(&mut self, t: TsgRef, us: u64) -> Result<Timeslice, SimError> {
+        let governed = self.governed;
         let tsg = self.tsg_mut(t)?;
         tsg.timeslice_us = us;
+        if governed {
+            return Ok(tsg.timeslice);
+        }
+        self.program_tsg_timeslice_us(t, us)
+    }
+
+    /// The host scheduler's timeslice lever: rounds `us` down to a hardware value and writes it
+    /// into the runlist header, effective at once, leaving the owner's recorded value alone.
+    /// Returns the hardware timeslice.
+    pub fn program_tsg_timeslice_us(&mut self, t: TsgRef, us: u64) -> Result<Timeslice, SimError> {
+        let tsg = self.tsg_mut(t)?;
         tsg.timeslice = Timeslice::from_us(us);
         let ts = tsg.timeslice;
         self.rebuild_runlist(t.runlist)?;
         Ok(ts)
     }
 
-    /// Sets a TSG's interleave level (`SET_INTERLEAVE_LEVEL`) and rebuilds the runlist.
+    /// The owner's `SET_INTERLEAVE_LEVEL`: rebuilds the runlist with the new repetition, unless
+    /// a host scheduler governs the GPU (then the host's level stays).
     pub fn set_tsg_interleave(
+        &mut self,
+        t: TsgRef,
+        level: InterleaveLevel,
+    ) -> Result<(), SimError> {
+        self.tsg(t)?;
+        if self.governed {
+            return Ok(());
+        }
+        self.program_tsg_interleave(t, level)
+    }
+
+    /// The host scheduler's interleave lever: sets the level and rebuilds the runlist.
+    pub fn program_tsg_interleave(
         &mut self,
         t: TsgRef,
         level: InterleaveLevel,
@@ -596,22 +650,46 @@ impl SimGpu {
         self.rebuild_runlist(t.runlist)
     }
 
+    /// The host scheduler's gate: while `gated`, every channel of the TSG is disabled in channel
+    /// RAM whatever its owner enables (`GPFIFO_SCHEDULE`, `DISABLE_CHANNELS`, new channels);
+    /// lifting it gives each channel back the state its owner last asked for. Takes effect at
+    /// the next TSG switch, as any channel RAM write.
+    pub fn gate_tsg(&mut self, t: TsgRef, gated: bool) -> Result<(), SimError> {
+        let tsg = self.tsg_mut(t)?;
+        tsg.host_gated = gated;
+        let chids = tsg.chids.clone();
+        for chid in chids {
+            self.write_enable(ChannelRef { runlist: t.runlist, chid })?;
+        }
+        Ok(())
+    }
+
+    /// Writes a channel's channel-RAM enable bit from its owner's wish and its TSG's gate.
+    fn write_enable(&mut self, c: ChannelRef) -> Result<(), SimError> {
+        let rl = self.rl(c.runlist)?;
+        let ch = rl.channels.get(&c.chid).ok_or(SimError::NoSuchChannel(c))?;
+        let gated = rl.tsgs.get(&ch.tsgid).is_some_and(|t| t.host_gated);
+        let on = ch.enabled && !gated;
+        self.chram_write(
+            c,
+            if on {
+                chram::ENABLE_CHANNEL
+            } else {
+                chram::DISABLE_CHANNEL
+            },
+        )
+    }
+
     /// `GPFIFO_SCHEDULE`: enable puts the TSG on the runlist and enables its channels;
     /// disable disables them and takes it off (preempting it if loaded).
     pub fn schedule_tsg(&mut self, t: TsgRef, enable: bool) -> Result<(), SimError> {
         let tsg = self.tsg_mut(t)?;
         tsg.scheduled = enable;
         let chids = tsg.chids.clone();
-        let rl = self.rl_mut(t.runlist)?;
-        for c in chids {
-            rl.chram.write(
-                c,
-                if enable {
-                    chram::ENABLE_CHANNEL
-                } else {
-                    chram::DISABLE_CHANNEL
-                },
-            );
+        for chid in chids {
+            let c = ChannelRef { runlist: t.runlist, chid };
+            self.channel_mut(c)?.enabled = enable;
+            self.write_enable(c)?;
         }
         self.rebuild_runlist(t.runlist)
     }
@@ -779,20 +857,12 @@ impl SimGpu {
         Ok(())
     }
 
-    /// Enables or disables a channel in channel RAM (takes effect at the next TSG switch).
+    /// The owner's enable of one channel (`GPFIFO_SCHEDULE` on a channel, `DISABLE_CHANNELS`):
+    /// written to channel RAM unless the host gates its TSG ([`SimGpu::gate_tsg`]); takes
+    /// effect at the next TSG switch.
     pub fn set_channel_enabled(&mut self, c: ChannelRef, enable: bool) -> Result<(), SimError> {
-        self.rl(c.runlist)?
-            .channels
-            .get(&c.chid)
-            .ok_or(SimError::NoSuchChannel(c))?;
-        self.chram_write(
-            c,
-            if enable {
-                chram::ENABLE_CHANNEL
-            } else {
-                chram::DISABLE_CHANNEL
-            },
-        )
+        self.channel_mut(c)?.enabled = enable;
+        self.write_enable(c)
     }
 
     /// Reads `NV_RUNLIST_PREEMPT` of a runlist.

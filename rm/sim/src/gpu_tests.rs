@@ -905,3 +905,65 @@ fn huge_copy_and_long_spins_stay_within_the_budget() {
         "spinning acquire budgeted"
     );
 }
+
+#[test]
+fn a_governed_gpu_keeps_the_hosts_timeslices_whatever_the_owner_sets() {
+    let mut gpu = gpu_with(Timing::default());
+    let mut a = Client::new(&mut gpu, 0, 1);
+    let mut b = Client::new(&mut gpu, 0, 2);
+    gpu.set_governed(true);
+    gpu.program_tsg_timeslice_us(a.tsg, 3000).unwrap();
+    gpu.program_tsg_timeslice_us(b.tsg, 1000).unwrap();
+    // The owner of b asks for an 8.5 s slice and HIGH, again and again while it runs.
+    a.push(&mut gpu, &busy(2000, 1_000_000));
+    b.push(&mut gpu, &busy(2000, 1_000_000));
+    for _ in 0..100 {
+        gpu.set_tsg_timeslice_us(b.tsg, 8_500_000).unwrap();
+        gpu.set_tsg_interleave(b.tsg, InterleaveLevel::High).unwrap();
+        gpu.advance(10_000_000);
+    }
+    let s = share(a.stats(&gpu).engine_time_ns, b.stats(&gpu).engine_time_ns);
+    assert!((s - 0.75).abs() < 0.01, "a's engine share {s}");
+    let info = gpu.tsg_info(b.tsg).unwrap();
+    // GET_TIMESLICE answers what the owner set; the runlist carries the host's.
+    assert_eq!(info.timeslice_us, 8_500_000);
+    assert_eq!(info.timeslice, Timeslice::from_us(1000));
+    assert_eq!(info.interleave, InterleaveLevel::Medium);
+    // Ungoverned, the owner's request reaches the runlist.
+    gpu.set_governed(false);
+    gpu.set_tsg_timeslice_us(b.tsg, 8_500_000).unwrap();
+    assert_eq!(
+        gpu.tsg_info(b.tsg).unwrap().timeslice,
+        Timeslice::from_us(8_500_000)
+    );
+}
+
+#[test]
+fn a_host_gate_holds_against_the_owners_enables_and_lifts_to_the_owners_state() {
+    let mut gpu = gpu_with(simple_timing());
+    let mut a = Client::new(&mut gpu, 0, 1);
+    let mut b = Client::new(&mut gpu, 0, 2);
+    a.push(&mut gpu, &busy(500, 1_000_000));
+    b.push(&mut gpu, &busy(500, 1_000_000));
+    gpu.gate_tsg(b.tsg, true).unwrap();
+    // Every enable the owner has: GPFIFO_SCHEDULE on the TSG and on the channel.
+    gpu.schedule_tsg(b.tsg, true).unwrap();
+    gpu.set_channel_enabled(b.ch, true).unwrap();
+    assert_eq!(gpu.chram_read(b.ch).unwrap() & chram::ENABLE, 0);
+    if gpu.resident_tsg(0).unwrap() == Some(b.tsg) {
+        gpu.preempt_tsg_and_wait(b.tsg, 1_000_000).unwrap();
+    }
+    let before = b.stats(&gpu).engine_time_ns;
+    gpu.advance(50_000_000);
+    assert_eq!(b.stats(&gpu).engine_time_ns, before, "gated TSG ran");
+    // A channel the owner adds to the gated TSG starts gated too.
+    let extra = Client::in_tsg(&mut gpu, b.tsg);
+    assert_eq!(gpu.chram_read(extra.ch).unwrap() & chram::ENABLE, 0);
+    // Lifting the gate restores what the owner asked: b.ch enabled, extra disabled.
+    gpu.set_channel_enabled(extra.ch, false).unwrap();
+    gpu.gate_tsg(b.tsg, false).unwrap();
+    assert_ne!(gpu.chram_read(b.ch).unwrap() & chram::ENABLE, 0);
+    assert_eq!(gpu.chram_read(extra.ch).unwrap() & chram::ENABLE, 0);
+    gpu.advance(20_000_000);
+    assert!(b.stats(&gpu).engine_time_ns > before);
+}

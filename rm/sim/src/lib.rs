@@ -26,12 +26,15 @@
 //!   expirations, preemptions and their latency, context-switch time, faults);
 //!   [`SimGpu::runlist_stats`] gives per-runlist busy/idle/ctxsw time;
 //!   [`SimBackend::tsg_of`] maps an RM TSG handle to its [`TsgRef`].
-//! * Levers (all effective on the sim): [`SimGpu::set_tsg_timeslice_us`] (written into the
-//!   runlist header), [`SimGpu::set_tsg_interleave`] (repetition in the runlist),
-//!   [`SimGpu::set_channel_enabled`] / [`SimGpu::chram_write`] (channel RAM; takes effect at the
-//!   next TSG switch), [`SimGpu::preempt_tsg`] / [`SimGpu::preempt_write`] with
+//! * Levers (all effective on the sim): [`SimGpu::program_tsg_timeslice_us`] (written into the
+//!   runlist header), [`SimGpu::program_tsg_interleave`] (repetition in the runlist),
+//!   [`SimGpu::gate_tsg`] / [`SimGpu::chram_write`] (channel RAM; takes effect at the next TSG
+//!   switch), [`SimGpu::preempt_tsg`] / [`SimGpu::preempt_write`] with
 //!   [`SimGpu::preempt_pending`] or [`SimGpu::preempt_tsg_and_wait`], [`SimGpu::schedule_tsg`]
-//!   (on/off the runlist), and raw [`SimGpu::submit_runlist`].
+//!   (on/off the runlist), and raw [`SimGpu::submit_runlist`]. The TSG's owner (the RM core,
+//!   for a guest) has its own setters ([`SimGpu::set_tsg_timeslice_us`],
+//!   [`SimGpu::set_tsg_interleave`], [`SimGpu::set_channel_enabled`]); once a host scheduler
+//!   governs the GPU ([`SimGpu::set_governed`]) those never override the host's levers.
 //! * Cost model: [`Timing`] (method cost, context-switch cost, compute preemption granularity,
 //!   copy bandwidth, lock-step window, per-call host work budget).
 //!

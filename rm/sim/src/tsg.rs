@@ -49,6 +49,8 @@ pub(crate) struct Tsg {
     pub timeslice: Timeslice,
     pub interleave: InterleaveLevel,
     pub scheduled: bool,
+    /// Held off the engine by the host scheduler, whatever its owner enables.
+    pub host_gated: bool,
     pub chids: Vec<u32>,
     pub stats: TsgStats,
 }
@@ -61,6 +63,7 @@ impl Tsg {
             timeslice: Timeslice::DEFAULT,
             interleave: InterleaveLevel::Medium,
             scheduled: false,
+            host_gated: false,
             chids: Vec::new(),
             stats: TsgStats::default(),
         }

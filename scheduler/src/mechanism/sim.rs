@@ -8,6 +8,10 @@
 //! submit work and a driver thread moves the clock ([`SimMechanism::shared`], what `vgpud`
 //! schedules VMs with). The levers are the same; only the wait differs: an owned GPU is
 //! simulated up to the deadline, a shared one is waited for in host time.
+//!
+//! Either way the mechanism governs the GPU ([`SimGpu::set_governed`]): the levers are the
+//! host's, so a guest's own `SET_TIMESLICE`, `SET_INTERLEAVE_LEVEL` and channel enables cannot
+//! lengthen its slice, raise its level or lift a gate the policy put on it.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -91,7 +95,8 @@ pub struct SimMechanism<H: SimHandle = SimGpu> {
 
 impl SimMechanism<SimGpu> {
     /// Wraps a sim GPU the scheduler drives (virtual clock).
-    pub fn new(gpu: SimGpu) -> Self {
+    pub fn new(mut gpu: SimGpu) -> Self {
+        gpu.set_governed(true);
         Self { gpu }
     }
 
@@ -109,9 +114,9 @@ impl SimMechanism<SimGpu> {
 impl SimMechanism<SharedSim> {
     /// Schedules a sim GPU that an RM core shares, on its real-time clock.
     pub fn shared(gpu: Arc<Mutex<SimGpu>>) -> Self {
-        Self {
-            gpu: SharedSim(gpu),
-        }
+        let mut gpu = SharedSim(gpu);
+        gpu.with(|g| g.set_governed(true));
+        Self { gpu }
     }
 }
 
@@ -187,7 +192,7 @@ impl<H: SimHandle> Mechanism for SimMechanism<H> {
     ) -> Result<Duration, MechanismError> {
         let ts = self
             .gpu
-            .with(|gpu| gpu.set_tsg_timeslice_us(tsg(group), slice.as_micros().max(1) as u64))
+            .with(|gpu| gpu.program_tsg_timeslice_us(tsg(group), slice.as_micros().max(1) as u64))
             .map_err(|e| err(group, e))?;
         Ok(Duration::from_nanos(ts.as_ns()))
     }
@@ -206,7 +211,7 @@ impl<H: SimHandle> Mechanism for SimMechanism<H> {
             .with(|gpu| {
                 let t = tsg(group);
                 if gpu.tsg_info(t)?.interleave != level {
-                    gpu.set_tsg_interleave(t, level)?;
+                    gpu.program_tsg_interleave(t, level)?;
                 }
                 Ok(())
             })
@@ -216,10 +221,7 @@ impl<H: SimHandle> Mechanism for SimMechanism<H> {
     fn set_enabled(&mut self, groups: &[GroupRef], enabled: bool) -> Result<(), MechanismError> {
         self.gpu.with(|gpu| {
             for &g in groups {
-                let info = gpu.tsg_info(tsg(g)).map_err(|e| err(g, e))?;
-                for c in info.channels {
-                    gpu.set_channel_enabled(c, enabled).map_err(|e| err(g, e))?;
-                }
+                gpu.gate_tsg(tsg(g), !enabled).map_err(|e| err(g, e))?;
             }
             Ok(())
         })
