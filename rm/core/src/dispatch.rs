@@ -1,14 +1,13 @@
-//! `nvidia_ioctl` -> `rm_ioctl` -> `RmIoctl`: request decoding, XFER unwrapping, copy in/out,
-//! size and device-node checks, and the escape switch.
+//! `nvidia_ioctl` -> `rm_ioctl` -> `RmIoctl`: the ioctl frame ([`IoctlFrame`]: request decoding,
+//! XFER unwrapping, copy in/out), size and device-node checks, and the escape switch.
 
 use super::errno::Errno;
 use super::fd::{FdId, Node};
 use super::guest_memory::GuestMemory;
+use super::ioctl_frame::IoctlFrame;
 use super::{alloc, controls, free, frontend, mapping, Rm};
 use crate::backend::{Backend, Gfid};
 use rm_abi::escape::{Escape, NodeRule};
-use rm_abi::frontend::NvIoctlXfer;
-use rm_abi::ioctl::{IoctlRequest, NV_ABSOLUTE_MAX_IOCTL_SIZE};
 use rm_abi::{nvos, read_struct, write_struct, NvStatus};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
@@ -23,7 +22,8 @@ pub(super) struct Caller {
     pub node: Node,
 }
 
-/// `nvidia_ioctl`: decode, unwrap XFER, copy in, dispatch, copy out (unless `-EFAULT`).
+/// `nvidia_ioctl`: the fd's node, then the escape in its [`IoctlFrame`] (decode, unwrap XFER,
+/// copy in, dispatch, copy out unless `-EFAULT`).
 pub(super) fn nvidia_ioctl<B: Backend>(
     rm: &mut Rm<B>,
     gfid: Gfid,
@@ -38,28 +38,11 @@ pub(super) fn nvidia_ioctl<B: Backend>(
         .and_then(|v| v.fds.get(fd))
         .ok_or(Errno::BadFd)?
         .node;
-    let req = IoctlRequest::decode(request);
-    let (mut nr, mut size, mut addr) = (u32::from(req.nr), req.size, arg);
-    if nr == Escape::IOCTL_XFER_CMD as u32 {
-        if size as usize != core::mem::size_of::<NvIoctlXfer>() {
-            return Err(Errno::Inval);
-        }
-        let mut raw = [0u8; core::mem::size_of::<NvIoctlXfer>()];
-        mem.read(arg, &mut raw).map_err(|_| Errno::Fault)?;
-        let xfer: NvIoctlXfer = read_struct(&raw).ok_or(Errno::Inval)?;
-        (nr, size, addr) = (xfer.cmd, xfer.size, xfer.ptr);
-        if size > NV_ABSOLUTE_MAX_IOCTL_SIZE {
-            return Err(Errno::Inval);
-        }
-    }
-    let mut buf = vec![0u8; size as usize];
-    mem.read(addr, &mut buf).map_err(|_| Errno::Fault)?;
+    let frame = IoctlFrame::locate(request, arg, mem)?;
     let caller = Caller { gfid, fd, node };
-    let result = escape(rm, caller, nr, &mut buf, mem);
-    if result != Err(Errno::Fault) {
-        mem.write(addr, &buf).map_err(|_| Errno::Fault)?;
-    }
-    result
+    frame.run(mem, core::convert::identity, |buf, mem| {
+        escape(rm, caller, frame.nr, buf, mem)
+    })
 }
 
 /// The escape switch: frontend escapes here, RM escapes to `RmIoctl`'s handlers. Unknown

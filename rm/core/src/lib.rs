@@ -1,9 +1,10 @@
 //! The RM core: runs one guest's RM escapes in that guest's namespace (its GFID).
 //!
-//! The call path mirrors the NVIDIA driver: [`Rm::ioctl`] is `nvidia_ioctl` (request decoding,
-//! XFER unwrapping, copy in/out through [`GuestMemory`], frontend escapes), `dispatch` is
-//! `rm_ioctl`/`RmIoctl` (size and device-node checks, the escape switch), and the escape handlers
-//! validate against the per-GFID object tree, translate handles and call the [`Backend`].
+//! The call path mirrors the NVIDIA driver: [`Rm::ioctl`] is `nvidia_ioctl` (the [`IoctlFrame`]:
+//! request decoding, XFER unwrapping, copy in/out through [`GuestMemory`]; frontend escapes),
+//! `dispatch` is `rm_ioctl`/`RmIoctl` (size and device-node checks, the escape switch), and the
+//! escape handlers validate against the per-GFID object tree, translate handles and call the
+//! [`Backend`].
 
 pub mod backend;
 pub mod controls;
@@ -11,6 +12,7 @@ pub mod errno;
 pub mod fd;
 pub mod guest_memory;
 pub mod handles;
+pub mod ioctl_frame;
 pub mod objects;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -25,6 +27,7 @@ mod mapping;
 pub use errno::Errno;
 pub use fd::{FdId, MmapContext, Node};
 pub use guest_memory::{GuestMemory, GuestMemoryFault, VecGuestMemory};
+pub use ioctl_frame::IoctlFrame;
 pub use vgpu::VgpuConfig;
 
 use crate::backend::{Backend, Gfid, GpuInfo};

@@ -193,6 +193,25 @@ fn xfer_unwraps_and_enforces_its_limit() {
             "cmd {cmd:#x} size {size}"
         );
     }
+    // Behind a faulting pointer every command faults in the copy-in, as in nv.c, which copies
+    // in before its escape switch refuses a nested XFER or a command above a byte.
+    for cmd in [
+        Escape::RM_CONTROL as u32,
+        Escape::IOCTL_XFER_CMD as u32,
+        0x1_0000 + Escape::RM_CONTROL as u32,
+    ] {
+        let x = NvIoctlXfer {
+            cmd,
+            size: 32,
+            ptr: GUEST_BASE + GUEST_SIZE as u64,
+        };
+        g.mem.write(GUEST_BASE + 0x800, x.as_bytes()).unwrap();
+        assert_eq!(
+            rm.ioctl(gfid, ctl, xreq, GUEST_BASE + 0x800, &mut g.mem),
+            Errno::Fault.ret(),
+            "cmd {cmd:#x}"
+        );
+    }
     // A 16384-byte card-info array through XFER: accepted, 227 entries, the first ours.
     let big = GUEST_BASE + 0x8000;
     let x = NvIoctlXfer {

@@ -26,10 +26,10 @@ use rm_abi::class::{self, class_info, AllocParams};
 use rm_abi::ctrl::NV2080_CTRL_CMD_FIFO_DISABLE_CHANNELS;
 use rm_abi::escape::Escape;
 use rm_abi::frontend::NvIoctlXfer;
-use rm_abi::ioctl::{IoctlRequest, NV_ABSOLUTE_MAX_IOCTL_SIZE, RMAPI_PARAM_COPY_MAX_PARAMS_SIZE};
+use rm_abi::ioctl::{IoctlRequest, RMAPI_PARAM_COPY_MAX_PARAMS_SIZE};
 use rm_abi::nvos::{self, Nvos30Parameters, Nvos54Parameters, NVOS64_FLAGS_FINN_SERIALIZED};
 use rm_abi::{read_struct, Handle, NvStatus};
-use rm_core::GuestMemory;
+use rm_core::{Errno, GuestMemory, IoctlFrame};
 use std::collections::HashMap;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -301,7 +301,9 @@ impl<D: NvDriver> Forwarder<D> {
     }
 
     /// Runs one ioctl of the tenant on `fd` (open on `node`); `arg` is the address of its argument
-    /// in `mem`. Returns the ioctl's return value or an errno, as the driver would.
+    /// in `mem`. Returns the ioctl's return value or an errno, as the driver would. RM escapes run
+    /// in the driver's [`IoctlFrame`]; the driver is given the forwarder's copy of the argument
+    /// (inside a fresh `nv_ioctl_xfer_t` when the tenant used XFER).
     pub fn ioctl(
         &self,
         fd: RawFd,
@@ -316,62 +318,31 @@ impl<D: NvDriver> Forwarder<D> {
             // passed it, exactly as without the forwarder.
             return unsafe { self.driver.ioctl(fd, request, arg as *mut u8) };
         }
-        let req = IoctlRequest::decode(request as u32);
-        if req.nr == Escape::IOCTL_XFER_CMD as u8 {
-            return self.xfer(fd, node, request, req.size, arg, mem);
-        }
-        let mut buf = vec![0u8; req.size as usize];
-        mem.read(arg, &mut buf).map_err(|_| EFAULT)?;
-        let r = self.escape(fd, node, req.nr, &mut buf, mem, |b| {
-            // SAFETY: `b` is the forwarder's copy of exactly `_IOC_SIZE(request)` bytes.
-            unsafe { self.driver.ioctl(fd, request, b.as_mut_ptr()) }
-        });
-        if r != Err(EFAULT) {
-            mem.write(arg, &buf).map_err(|_| EFAULT)?;
-        }
-        r
-    }
-
-    fn xfer(
-        &self,
-        fd: RawFd,
-        node: HostNode,
-        request: u64,
-        size: u32,
-        arg: u64,
-        mem: &mut dyn GuestMemory,
-    ) -> Result<i32, i32> {
-        if size as usize != size_of::<NvIoctlXfer>() {
-            return Err(EINVAL);
-        }
-        let mut raw = [0u8; size_of::<NvIoctlXfer>()];
-        mem.read(arg, &mut raw).map_err(|_| EFAULT)?;
-        let x: NvIoctlXfer = read_struct(&raw).ok_or(EINVAL)?;
-        if x.size > NV_ABSOLUTE_MAX_IOCTL_SIZE {
-            return Err(EINVAL);
-        }
-        let nr = u8::try_from(x.cmd).map_err(|_| EINVAL)?;
+        let frame = IoctlFrame::locate(request as u32, arg, mem).map_err(Errno::code)?;
+        // The forwarder counts by and forwards byte-sized escape numbers: an unwrapped command
+        // above 255, or a nested XFER, is refused before anything is copied in.
+        let nr = u8::try_from(frame.nr).map_err(|_| EINVAL)?;
         if nr == Escape::IOCTL_XFER_CMD as u8 {
             return Err(EINVAL);
         }
-        let mut buf = vec![0u8; x.size as usize];
-        mem.read(x.ptr, &mut buf).map_err(|_| EFAULT)?;
-        let r = self.escape(fd, node, nr, &mut buf, mem, |b| {
-            let mut ours = NvIoctlXfer {
-                cmd: x.cmd,
-                size: x.size,
-                ptr: b.as_mut_ptr() as u64,
-            };
-            // SAFETY: `ours` points at the forwarder's copy of exactly `x.size` bytes.
-            unsafe {
-                self.driver
-                    .ioctl(fd, request, ours.as_mut_bytes().as_mut_ptr())
-            }
-        });
-        if r != Err(EFAULT) {
-            mem.write(x.ptr, &buf).map_err(|_| EFAULT)?;
-        }
-        r
+        frame.run(mem, Errno::code, |buf, mem| {
+            self.escape(fd, node, nr, buf, mem, |b| {
+                if !frame.xfer {
+                    // SAFETY: `b` is the forwarder's copy of exactly `_IOC_SIZE(request)` bytes.
+                    return unsafe { self.driver.ioctl(fd, request, b.as_mut_ptr()) };
+                }
+                let mut ours = NvIoctlXfer {
+                    cmd: frame.nr,
+                    size: frame.size,
+                    ptr: b.as_mut_ptr() as u64,
+                };
+                // SAFETY: `ours` points at the forwarder's copy of exactly `frame.size` bytes.
+                unsafe {
+                    self.driver
+                        .ioctl(fd, request, ours.as_mut_bytes().as_mut_ptr())
+                }
+            })
+        })
     }
 
     /// Answers an escape without the driver: `status` in the struct, ioctl return 0.

@@ -684,6 +684,26 @@ fn xfer_is_unwrapped_checked_and_rewrapped() {
             Err(EINVAL)
         );
     }
+    // Behind a faulting pointer: a command above a byte and a nested XFER are refused before the
+    // copy-in (-EINVAL), a forwardable one faults in it (-EFAULT).
+    mem.limit = Some(ARG + 0x1000);
+    for (cmd, size, want) in [
+        (0x1_0000 + Escape::RM_CONTROL as u32, 32, EINVAL),
+        (Escape::IOCTL_XFER_CMD as u32, 16, EINVAL),
+        (Escape::RM_CONTROL as u32, 32, EFAULT),
+    ] {
+        let bad = NvIoctlXfer {
+            cmd,
+            size,
+            ptr: ARG + 0x10_0000,
+        };
+        mem.put(ARG, bad.as_bytes());
+        assert_eq!(
+            fwd.ioctl(3, HostNode::Ctl, xreq, ARG, &mut mem),
+            Err(want),
+            "cmd {cmd:#x}"
+        );
+    }
 }
 
 #[test]
