@@ -1,0 +1,161 @@
+//! Controls and escapes that carry channel or TSG handles: the TSG (0xA06C) hooks around the
+//! backend, `FIFO_DISABLE_CHANNELS` (0x2080) and `RM_IDLE_CHANNELS`.
+
+use super::{get, read_list, ControlCtx};
+use crate::backend::Backend;
+use crate::dispatch::Caller;
+use crate::guest_memory::GuestMemory;
+use crate::objects::channel_group::ChannelGroup;
+use crate::objects::ObjectKind;
+use crate::Rm;
+use rm_abi::ctrl::*;
+use rm_abi::nvos::Nvos30Parameters;
+use rm_abi::{write_struct, Handle, NvStatus};
+
+fn tsg<'a>(ctx: &'a ControlCtx<'_>) -> Option<&'a ChannelGroup> {
+    match &ctx.vgpu.clients.get(&ctx.client)?.get(ctx.object)?.kind {
+        ObjectKind::ChannelGroup(g) => Some(g),
+        _ => None,
+    }
+}
+
+fn tsg_mut<'a>(ctx: &'a mut ControlCtx<'_>) -> Option<&'a mut ChannelGroup> {
+    match &mut ctx
+        .vgpu
+        .clients
+        .get_mut(&ctx.client)?
+        .get_mut(ctx.object)?
+        .kind
+    {
+        ObjectKind::ChannelGroup(g) => Some(g),
+        _ => None,
+    }
+}
+
+pub(super) fn bind_prepare(ctx: &ControlCtx<'_>, params: &mut [u8]) -> Result<(), NvStatus> {
+    let p: NvA06cCtrlBindParams = get(params)?;
+    match tsg(ctx) {
+        Some(g) if g.engine_type == p.engineType => Ok(()),
+        _ => Err(NvStatus::ERR_INVALID_ARGUMENT),
+    }
+}
+
+pub(super) fn timeslice_finish(ctx: &mut ControlCtx<'_>, guest: &[u8], _host: &mut [u8]) {
+    if let (Ok(p), Some(g)) = (get::<NvA06cCtrlTimesliceParams>(guest), tsg_mut(ctx)) {
+        g.timeslice_us = p.timesliceUs;
+    }
+}
+
+pub(super) fn preempt_prepare(_ctx: &ControlCtx<'_>, params: &mut [u8]) -> Result<(), NvStatus> {
+    let p: NvA06cCtrlPreemptParams = get(params)?;
+    if p.bManualTimeout != 0 && p.timeoutUs > NVA06C_PREEMPT_MAX_MANUAL_TIMEOUT_US {
+        return Err(NvStatus::ERR_INVALID_ARGUMENT);
+    }
+    Ok(())
+}
+
+pub(super) fn interleave_prepare(_ctx: &ControlCtx<'_>, params: &mut [u8]) -> Result<(), NvStatus> {
+    let p: NvA06cCtrlInterleaveLevelParams = get(params)?;
+    if p.tsgInterleaveLevel > NVA06C_CTRL_INTERLEAVE_LEVEL_HIGH {
+        return Err(NvStatus::ERR_INVALID_ARGUMENT);
+    }
+    Ok(())
+}
+
+pub(super) fn interleave_finish(ctx: &mut ControlCtx<'_>, guest: &[u8], _host: &mut [u8]) {
+    if let (Ok(p), Some(g)) = (get::<NvA06cCtrlInterleaveLevelParams>(guest), tsg_mut(ctx)) {
+        g.interleave_level = p.tsgInterleaveLevel;
+    }
+}
+
+/// `FIFO_DISABLE_CHANNELS` carries client *and* channel handles: every client entry must be
+/// the caller's own client (else `NV_ERR_INSUFFICIENT_PERMISSIONS`), every channel one of its
+/// channels (else `NV_ERR_INVALID_CHANNEL`), and `pRunlistPreemptEvent` NULL. The client
+/// entries are rewritten to the host handle; unused entries are zeroed.
+pub(super) fn disable_channels_prepare(
+    ctx: &ControlCtx<'_>,
+    params: &mut [u8],
+) -> Result<(), NvStatus> {
+    let mut p: Nv2080CtrlFifoDisableChannelsParams = get(params)?;
+    if p.pRunlistPreemptEvent != 0 {
+        return Err(NvStatus::ERR_INSUFFICIENT_PERMISSIONS);
+    }
+    let n = p.numChannels as usize;
+    if n > NV2080_CTRL_FIFO_DISABLE_CHANNELS_MAX_ENTRIES {
+        return Err(NvStatus::ERR_INVALID_ARGUMENT);
+    }
+    let client = ctx
+        .vgpu
+        .clients
+        .get(&ctx.client)
+        .ok_or(NvStatus::ERR_INVALID_CLIENT)?;
+    for i in 0..n {
+        if p.hClientList[i] != ctx.client {
+            return Err(NvStatus::ERR_INSUFFICIENT_PERMISSIONS);
+        }
+        if !matches!(
+            client.get(p.hChannelList[i]).map(|o| &o.kind),
+            Some(ObjectKind::Channel(_))
+        ) {
+            return Err(NvStatus::ERR_INVALID_CHANNEL);
+        }
+        p.hClientList[i] = client.host;
+    }
+    for i in n..NV2080_CTRL_FIFO_DISABLE_CHANNELS_MAX_ENTRIES {
+        p.hClientList[i] = 0;
+        p.hChannelList[i] = 0;
+    }
+    write_struct(&p, params);
+    Ok(())
+}
+
+pub(super) fn disable_channels_finish(_ctx: &mut ControlCtx<'_>, guest: &[u8], host: &mut [u8]) {
+    host.copy_from_slice(guest);
+}
+
+/// `RM_IDLE_CHANNELS`: waits for the caller's own channels to idle. With `numChannels == 0`
+/// the single `hChannel`; otherwise the three guest lists, every client entry of which must be
+/// the caller's own client.
+pub(crate) fn idle_channels<B: Backend>(
+    rm: &mut Rm<B>,
+    c: Caller,
+    p: &Nvos30Parameters,
+    mem: &mut dyn GuestMemory,
+) -> NvStatus {
+    const MAX_IDLE_CHANNELS: u32 = 64;
+    let Some((backend, client)) = rm
+        .parts(c.gfid)
+        .and_then(|(backend, _, v)| Some((backend, v.client_for(c.fd, p.hClient)?)))
+    else {
+        return NvStatus::ERR_INVALID_CLIENT;
+    };
+    let is_channel =
+        |h: Handle| matches!(client.get(h).map(|o| &o.kind), Some(ObjectKind::Channel(_)));
+    let channels: Vec<Handle> = if p.numChannels == 0 {
+        vec![p.hChannel]
+    } else {
+        if p.numChannels > MAX_IDLE_CHANNELS {
+            return NvStatus::ERR_INVALID_ARGUMENT;
+        }
+        let n = p.numChannels as usize;
+        let (Some(clients), Some(_devices), Some(chans)) = (
+            read_list(mem, p.phClients, n),
+            read_list(mem, p.phDevices, n),
+            read_list(mem, p.phChannels, n),
+        ) else {
+            return NvStatus::ERR_INVALID_ADDRESS;
+        };
+        if clients.iter().any(|&h| h != p.hClient) {
+            return NvStatus::ERR_INSUFFICIENT_PERMISSIONS;
+        }
+        chans
+    };
+    if let Some(&bad) = channels.iter().find(|&&h| !is_channel(h)) {
+        tracing::debug!(
+            channel = bad,
+            "idle of a handle that is not the caller's channel"
+        );
+        return NvStatus::ERR_INVALID_CHANNEL;
+    }
+    backend.idle_channels(c.gfid, client.host, &channels, p.timeout)
+}
