@@ -150,8 +150,15 @@ impl QemuVm {
         None
     }
 
-    /// Waits for QEMU to exit (the guest powers off after its scenario), killing it after
-    /// `timeout`.
+    /// Kills QEMU with SIGKILL, as `kill -9` does (the guest gets no chance to close anything),
+    /// and reaps it; the outcome's exit is the kill's.
+    pub fn kill(mut self) -> VmOutcome {
+        let _ = self.child.kill();
+        self.finish(Duration::from_secs(5))
+    }
+
+    /// Waits for QEMU to exit (the guest powers off after its scenario), killing it (SIGKILL)
+    /// after `timeout`.
     pub fn finish(mut self, timeout: Duration) -> VmOutcome {
         let start = Instant::now();
         let exit = loop {

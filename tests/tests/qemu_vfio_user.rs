@@ -1,12 +1,13 @@
 //! QEMU 11.1's own vfio-user client (`-device vfio-user-pci`) attached to vgpud's instances on
 //! this host: a VMM this project did not write drives the vGPU (`vgpu-smi` and the workload
 //! in the guest), an instance serves the next VM after the first powers off, and two VMs
-//! share one GPU by the policy file, 3:1 and then 1:1 after a reload while both run.
+//! share one GPU by the policy file, 3:1 and then 1:1 after a reload while both run, and a VM
+//! killed with SIGKILL has all its objects freed within a second while the other runs on.
 //!
 //! The shares' oracle is the policy's arithmetic and the guests' own semaphore timestamps:
 //! each guest counts the work it completed per 100 ms of GPU time.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use guest_tools::report::Record;
 use guest_tools::workload::{paired_work, StreamReport};
@@ -155,4 +156,60 @@ fn two_qemu_vms_split_the_gpu_by_policy_and_follow_a_reload() {
     for i in &status.instances {
         assert!(!i.attached && i.objects == 0, "{i:?}");
     }
+}
+
+#[test]
+fn a_vm_killed_mid_stream_is_freed_within_a_second_and_its_neighbour_runs_on() {
+    let kit = kit();
+    let daemon = Vgpud::start(&kit.bins, Some(&policy(1, 1))).expect("starting vgpud");
+    let sockets = [
+        daemon.new_instance("sim-35c", 1, "prod").unwrap(),
+        daemon.new_instance("sim-35c", 2, "batch").unwrap(),
+    ];
+    let prod = QemuVm::boot(&kit, "vgpu.scenario=share vgpu.stream_seconds=10", &[&sockets[0]])
+        .unwrap();
+    let batch = QemuVm::boot(&kit, "vgpu.scenario=share vgpu.stream_seconds=60", &[&sockets[1]])
+        .unwrap();
+    for vm in [&prod, &batch] {
+        let started = vm.wait_for(VM_TIMEOUT, |r| match r {
+            Record::StreamStart { gpu_ns } => Some(*gpu_ns),
+            _ => None,
+        });
+        assert!(started.is_some(), "a stream did not start\n{}", daemon.log());
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let held = daemon.status().unwrap().instances[1].objects;
+    assert!(held > 0, "batch holds no objects mid-stream");
+    let killed_at = daemon.status().unwrap().gpu_time_ns;
+    let t0 = Instant::now();
+    let killed = batch.kill();
+    assert!(killed.exit.is_some_and(|e| !e.success()));
+    let status = daemon
+        .status_when(DEPARTURE, |s| {
+            !s.instances[1].attached && s.instances[1].objects == 0
+        })
+        .unwrap();
+    let freed_in = t0.elapsed();
+    let b = &status.instances[1];
+    eprintln!("batch held {held} objects; freed in {freed_in:?}: {b:?}");
+    assert!(!b.attached && b.objects == 0, "{b:?}");
+    assert!(freed_in <= Duration::from_secs(1), "freed after {freed_in:?}");
+
+    // The neighbour finishes its stream, every semaphore checked, and runs after the kill.
+    let outcome = prod.finish(VM_TIMEOUT);
+    assert_clean(&outcome, &daemon, "prod");
+    let stream = outcome.records.iter().find_map(|r| match r {
+        Record::Stream(s) => Some(s.clone()),
+        _ => None,
+    });
+    let stream = stream.expect("prod: no stream record");
+    assert!(
+        stream.last_gpu_ns > killed_at + 2 * SEC,
+        "prod stopped at the kill: {stream:?}"
+    );
+    let p = &daemon
+        .status_when(DEPARTURE, |s| !s.instances[0].attached)
+        .unwrap()
+        .instances[0];
+    assert!(p.objects == 0 && p.errors == 0, "{p:?}");
 }
