@@ -8,7 +8,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::transport::{Buffer, BufferPool, Fd, Mapping, Node, Transport, TransportError};
 use crate::driver::protocol::{node, op, RequestHeader, MAX_MAPPING_COPY};
 use crate::driver::queue::layout;
-use crate::driver::{SharedWindow, VgpuDriver, WindowAllocator};
+use crate::driver::{DriverError, SharedWindow, VgpuDriver, WindowAllocator};
+
+impl From<DriverError> for TransportError {
+    fn from(e: DriverError) -> Self {
+        TransportError::Device(Box::new(e))
+    }
+}
 
 /// The window's free space, handed out as [`Buffer`]s.
 struct WindowPool {

@@ -3,6 +3,7 @@
 //! the vGPU device's tests (going through the escape virtqueue) build them the same way.
 
 pub mod fixtures;
+pub mod transport;
 
 use rm_abi::alloc_params::*;
 use rm_abi::ctrl::{

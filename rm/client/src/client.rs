@@ -1,6 +1,6 @@
-//! [`RmClient`]: the NVIDIA RM calls with their bare-metal shapes (escape structs from the `rm`
-//! crate's ABI, request numbers `_IOWR('F', nr, size)`, embedded pointers to parameter buffers),
-//! over any [`Transport`].
+//! [`RmClient`]: the NVIDIA RM calls with their bare-metal shapes (escape structs from `rm-abi`,
+//! request numbers `_IOWR('F', nr, size)`, embedded pointers to parameter buffers), over any
+//! [`Transport`].
 
 use rm_abi::escape::Escape;
 use rm_abi::frontend::{NvIoctlRegisterFd, NvIoctlRmApiVersion, NV_RM_API_VERSION_CMD_STRICT};

@@ -50,9 +50,9 @@ pub enum TransportError {
         /// Size of the object.
         size: u64,
     },
-    /// The vGPU driver failed.
+    /// The device under the transport failed (the vGPU driver's error, for `guest-tools`).
     #[error(transparent)]
-    Driver(#[from] crate::driver::DriverError),
+    Device(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Where a transport's buffers come from; [`Buffer`] gives its range back on drop.
