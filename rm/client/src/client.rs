@@ -3,7 +3,9 @@
 //! [`Transport`].
 
 use rm_abi::escape::Escape;
-use rm_abi::frontend::{NvIoctlRegisterFd, NvIoctlRmApiVersion, NV_RM_API_VERSION_CMD_STRICT};
+use rm_abi::frontend::{
+    NvIoctlRegisterFd, NvIoctlRmApiVersion, NvIoctlXfer, NV_RM_API_VERSION_CMD_STRICT,
+};
 use rm_abi::ioctl::IoctlRequest;
 use rm_abi::nvos::*;
 use rm_abi::{class, Handle, NvStatus, NV_VERSION_STRING};
@@ -99,6 +101,8 @@ pub struct RmClient<'t> {
     ctl: Fd,
     arg: Buffer,
     params: Buffer,
+    /// The outer `NV_ESC_IOCTL_XFER_CMD` argument, for [`RmClient::ioctl_xfer`].
+    xfer: Buffer,
     next_handle: Handle,
     dev_fd: Option<Fd>,
 }
@@ -120,6 +124,7 @@ impl<'t> RmClient<'t> {
             ctl,
             arg: t.buffer(SCRATCH, 64)?,
             params: t.buffer(SCRATCH, 64)?,
+            xfer: t.buffer(size_of::<NvIoctlXfer>(), 64)?,
             next_handle: FIRST_HANDLE,
             dev_fd: None,
         };
@@ -145,6 +150,7 @@ impl<'t> RmClient<'t> {
             ctl,
             arg: t.buffer(SCRATCH, 64)?,
             params: t.buffer(SCRATCH, 64)?,
+            xfer: t.buffer(size_of::<NvIoctlXfer>(), 64)?,
             next_handle: FIRST_HANDLE,
             dev_fd: None,
         })
@@ -190,6 +196,70 @@ impl<'t> RmClient<'t> {
         Ok(())
     }
 
+    /// `ioctl(fd, request, arg)` with any request number (a wrong size, a garbage number) and
+    /// argument bytes of any length, through the scratch buffer: returns what ioctl(2) returns
+    /// (0 or `-errno`) and leaves in `arg` what the driver left there, even when it fails.
+    pub fn ioctl_request(
+        &mut self,
+        fd: Fd,
+        request: u32,
+        arg: &mut [u8],
+    ) -> Result<i32, RmApiError> {
+        if arg.len() > self.arg.len() {
+            return Err(RmApiError::TooLarge("ioctl"));
+        }
+        self.arg.write(0, arg)?;
+        let ret = self.t.ioctl(fd, request, &self.arg)?;
+        self.arg.read(0, arg)?;
+        Ok(ret)
+    }
+
+    /// Escape `esc` with `arg` (request `_IOWR('F', esc, sizeof *arg)`), whatever its outcome:
+    /// returns what ioctl(2) returns and the argument as the driver left it, also on a
+    /// negative return (the version check copies the driver's version out when it fails).
+    pub fn ioctl_raw<T: IntoBytes + FromBytes + Immutable>(
+        &mut self,
+        fd: Fd,
+        esc: Escape,
+        arg: &T,
+    ) -> Result<(i32, T), RmApiError> {
+        let request = IoctlRequest::encode(esc as u8, size_of::<T>() as u32)
+            .ok_or(RmApiError::TooLarge(esc.name()))?;
+        let mut out = T::new_zeroed();
+        out.as_mut_bytes().copy_from_slice(arg.as_bytes());
+        let ret = self.ioctl_request(fd, request, out.as_mut_bytes())?;
+        Ok((ret, out))
+    }
+
+    /// [`RmClient::ioctl_raw`] through `NV_ESC_IOCTL_XFER_CMD`, as the driver's user library
+    /// sends arguments too large for the request's size field: the outer argument names the
+    /// escape, the size and the scratch buffer holding `arg`.
+    pub fn ioctl_xfer<T: IntoBytes + FromBytes + Immutable>(
+        &mut self,
+        fd: Fd,
+        esc: Escape,
+        arg: &T,
+    ) -> Result<(i32, T), RmApiError> {
+        let bytes = arg.as_bytes();
+        if bytes.len() > self.arg.len() {
+            return Err(RmApiError::TooLarge(esc.name()));
+        }
+        self.arg.write(0, bytes)?;
+        let x = NvIoctlXfer {
+            cmd: esc as u32,
+            size: bytes.len() as u32,
+            ptr: self.arg.addr(),
+        };
+        self.xfer.put(0, &x)?;
+        let request = IoctlRequest::encode(
+            Escape::IOCTL_XFER_CMD as u8,
+            size_of::<NvIoctlXfer>() as u32,
+        )
+        .ok_or(RmApiError::TooLarge(Escape::IOCTL_XFER_CMD.name()))?;
+        let ret = self.t.ioctl(fd, request, &self.xfer)?;
+        Ok((ret, self.arg.get(0)?))
+    }
+
     /// Allocates the root client (`NV01_ROOT_CLIENT`, handle chosen by RM).
     pub fn alloc_root(&mut self) -> Result<Handle, RmApiError> {
         let mut a = Nvos64Parameters {
@@ -221,10 +291,36 @@ impl<'t> RmClient<'t> {
         Ok(new)
     }
 
-    fn alloc_with(
+    /// `RM_ALLOC` (NVOS64) of `class_id` as `new` (0: RM picks) under `parent`, with `params`
+    /// in place (RM's output params come back in it; none when it is empty, with a NULL
+    /// pointer): returns RM's status and the new object's handle instead of failing on a
+    /// status. Fails only when the ioctl does.
+    pub fn alloc_status(
+        &mut self,
+        client: Handle,
+        parent: Handle,
+        new: Handle,
+        class_id: u32,
+        params: &mut [u8],
+    ) -> Result<(NvStatus, Handle), RmApiError> {
+        let mut a = Nvos64Parameters {
+            hRoot: client,
+            hObjectParent: parent,
+            hObjectNew: new,
+            hClass: class_id,
+            ..Default::default()
+        };
+        self.alloc_params_in(&mut a, params)?;
+        let ctl = self.ctl;
+        self.escape(ctl, Escape::RM_ALLOC, &mut a)?;
+        self.params.read(0, params)?;
+        Ok((NvStatus(a.status), a.hObjectNew))
+    }
+
+    fn alloc_params_in(
         &mut self,
         a: &mut Nvos64Parameters,
-        params: &mut [u8],
+        params: &[u8],
     ) -> Result<(), RmApiError> {
         if params.len() > self.params.len() {
             return Err(RmApiError::TooLarge("NV_ESC_RM_ALLOC"));
@@ -236,6 +332,15 @@ impl<'t> RmClient<'t> {
             self.params.addr()
         };
         a.paramsSize = params.len() as u32;
+        Ok(())
+    }
+
+    fn alloc_with(
+        &mut self,
+        a: &mut Nvos64Parameters,
+        params: &mut [u8],
+    ) -> Result<(), RmApiError> {
+        self.alloc_params_in(a, params)?;
         let ctl = self.ctl;
         self.escape(ctl, Escape::RM_ALLOC, a)?;
         check(|| format!("RM_ALLOC class {:#06x}", a.hClass), a.status)?;
@@ -311,13 +416,46 @@ impl<'t> RmClient<'t> {
         Ok(())
     }
 
-    /// `RM_FREE` of `object` (and its subtree); freeing the client frees everything.
-    pub fn free(
+    /// `RM_CONTROL` `cmd` on `object` with param bytes of any size in place (a NULL pointer
+    /// when empty): returns RM's status instead of failing on it. Fails only when the ioctl
+    /// does.
+    pub fn control_status(
+        &mut self,
+        client: Handle,
+        object: Handle,
+        cmd: u32,
+        params: &mut [u8],
+    ) -> Result<NvStatus, RmApiError> {
+        if params.len() > self.params.len() {
+            return Err(RmApiError::TooLarge("NV_ESC_RM_CONTROL"));
+        }
+        self.params.write(0, params)?;
+        let mut a = Nvos54Parameters {
+            hClient: client,
+            hObject: object,
+            cmd,
+            params: if params.is_empty() {
+                0
+            } else {
+                self.params.addr()
+            },
+            paramsSize: params.len() as u32,
+            ..Default::default()
+        };
+        let ctl = self.ctl;
+        self.escape(ctl, Escape::RM_CONTROL, &mut a)?;
+        self.params.read(0, params)?;
+        Ok(NvStatus(a.status))
+    }
+
+    /// `RM_FREE` of `object`, returning RM's status instead of failing on it. Fails only when
+    /// the ioctl does.
+    pub fn free_status(
         &mut self,
         client: Handle,
         parent: Handle,
         object: Handle,
-    ) -> Result<(), RmApiError> {
+    ) -> Result<NvStatus, RmApiError> {
         let mut a = Nvos00Parameters {
             hRoot: client,
             hObjectParent: parent,
@@ -326,7 +464,18 @@ impl<'t> RmClient<'t> {
         };
         let ctl = self.ctl;
         self.escape(ctl, Escape::RM_FREE, &mut a)?;
-        check(|| format!("RM_FREE {object:#x}"), a.status)
+        Ok(NvStatus(a.status))
+    }
+
+    /// `RM_FREE` of `object` (and its subtree); freeing the client frees everything.
+    pub fn free(
+        &mut self,
+        client: Handle,
+        parent: Handle,
+        object: Handle,
+    ) -> Result<(), RmApiError> {
+        let status = self.free_status(client, parent, object)?;
+        check(|| format!("RM_FREE {object:#x}"), status.0)
     }
 
     /// `RM_MAP_MEMORY_DMA`: maps `memory` into the VA space `vaspace`; returns the GPU VA.

@@ -86,3 +86,56 @@ fn buffers_are_guest_memory_and_are_given_back() {
         c.close().unwrap();
     }
 }
+
+#[test]
+fn status_calls_and_raw_ioctls_return_what_the_driver_left() {
+    use rm_abi::escape::Escape;
+    use rm_abi::frontend::{NvIoctlRmApiVersion, NV_RM_API_VERSION_CMD_QUERY};
+    use rm_abi::ioctl::IoctlRequest;
+    use rm_core::testing::{self, RmCalls};
+    let t = transport();
+    let mut c = RmClient::open(&t).unwrap();
+    // The shared builders run over the client library.
+    let tree = testing::full_tree(&mut c);
+    assert_eq!(t.rm().object_count(GFID), 12);
+    // RM's refusals come back as statuses, with the handle the caller picked.
+    let (s, _) = c
+        .alloc_status(
+            tree.client,
+            tree.device,
+            0,
+            class::RM_USER_SHARED_DATA,
+            &mut [],
+        )
+        .unwrap();
+    assert_eq!(s, NvStatus::ERR_INVALID_CLASS);
+    let (s, _) = RmCalls::control(
+        &mut c,
+        tree.client,
+        0xdead,
+        NV2080_CTRL_CMD_GPU_GET_NAME_STRING,
+        &Nv2080CtrlGpuGetNameStringParams::default(),
+    );
+    assert_eq!(s, NvStatus::ERR_INVALID_OBJECT_HANDLE);
+    assert_eq!(
+        c.free_status(tree.client, tree.client, 0xdead).unwrap(),
+        NvStatus::ERR_INVALID_OBJECT_HANDLE
+    );
+    // A wrong-size request fails with its errno; a query answers in and out of XFER.
+    let ctl = c.ctl();
+    let wrong = IoctlRequest::encode(Escape::RM_CONTROL as u8, 33).unwrap();
+    assert_eq!(c.ioctl_request(ctl, wrong, &mut [0; 33]).unwrap(), -22);
+    let q = NvIoctlRmApiVersion {
+        cmd: NV_RM_API_VERSION_CMD_QUERY,
+        ..Default::default()
+    };
+    for (ret, out) in [
+        c.ioctl_raw(ctl, Escape::CHECK_VERSION_STR, &q).unwrap(),
+        c.ioctl_xfer(ctl, Escape::CHECK_VERSION_STR, &q).unwrap(),
+    ] {
+        assert_eq!(ret, 0);
+        assert!(out
+            .versionString
+            .starts_with(rm_abi::NV_VERSION_STRING.as_bytes()));
+    }
+}

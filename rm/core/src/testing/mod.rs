@@ -1,6 +1,7 @@
 //! Test support (cargo feature `testing`): the object trees a scripted guest builds, written
-//! once over [`RmCalls`], so the RM core's own tests (calling [`crate::Rm`] directly) and
-//! the vGPU device's tests (going through the escape virtqueue) build them the same way.
+//! once over [`RmCalls`], so the RM core's and the sim's tests ([`rm_client::RmClient`] over
+//! [`transport::CoreTransport`]) and the vGPU device's tests (going through the escape
+//! virtqueue) build them the same way.
 
 pub mod fixtures;
 pub mod transport;
@@ -11,6 +12,7 @@ use rm_abi::ctrl::{
     NVA06C_CTRL_CMD_GPFIFO_SCHEDULE, NVC36F_CTRL_CMD_GPFIFO_GET_WORK_SUBMIT_TOKEN,
 };
 use rm_abi::{class, read_struct, Handle, NvStatus};
+use rm_client::RmClient;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 /// The two RM calls a scripted client needs, however it reaches RM (directly, or through a
@@ -63,6 +65,34 @@ pub trait RmCalls {
         let (s, h) = self.alloc(client, parent, new, class_id, params);
         assert_eq!(s, NvStatus::OK, "alloc of class {class_id:#x} as {new:#x}");
         h
+    }
+}
+
+/// The RM client library as the builders' client: its status-returning calls, with a failed
+/// ioctl (the transport's or the frontend's error, never RM's) a panic, as in a test.
+impl RmCalls for RmClient<'_> {
+    fn alloc(
+        &mut self,
+        client: Handle,
+        parent: Handle,
+        new: Handle,
+        class_id: u32,
+        params: &[u8],
+    ) -> (NvStatus, Handle) {
+        let mut p = params.to_vec();
+        self.alloc_status(client, parent, new, class_id, &mut p)
+            .expect("RM_ALLOC ioctl")
+    }
+
+    fn control_bytes(
+        &mut self,
+        client: Handle,
+        object: Handle,
+        cmd: u32,
+        params: &mut [u8],
+    ) -> NvStatus {
+        self.control_status(client, object, cmd, params)
+            .expect("RM_CONTROL ioctl")
     }
 }
 
@@ -263,4 +293,82 @@ pub fn schedule_and_token(c: &mut impl RmCalls, client: Handle, tsg: Handle, ch:
     );
     assert_eq!(s, NvStatus::OK);
     tok.workSubmitToken
+}
+
+/// Handles of [`full_tree`]: the channel tree with a compute object, and a copy-engine TSG
+/// with a channel and a copy object.
+#[derive(Debug, Clone, Copy)]
+pub struct Tree {
+    /// Root client.
+    pub client: Handle,
+    /// `NV01_DEVICE_0`.
+    pub device: Handle,
+    /// `NV20_SUBDEVICE_0`.
+    pub subdevice: Handle,
+    /// `FERMI_VASPACE_A`.
+    pub vaspace: Handle,
+    /// The GR TSG.
+    pub tsg: Handle,
+    /// Its context share.
+    pub ctxshare: Handle,
+    /// The GR channel's USERD memory.
+    pub userd: Handle,
+    /// The GR channel.
+    pub channel: Handle,
+    /// `HOPPER_COMPUTE_A` on the GR channel.
+    pub compute: Handle,
+    /// The copy-engine TSG.
+    pub copy_tsg: Handle,
+    /// Its channel.
+    pub copy_channel: Handle,
+    /// `HOPPER_DMA_COPY_A` on the copy channel.
+    pub copy: Handle,
+}
+
+/// Builds [`channel_tree`] plus a compute object, and a copy-engine TSG with a channel and copy
+/// object; asserts each alloc succeeds.
+pub fn full_tree(c: &mut impl RmCalls) -> Tree {
+    let t = channel_tree(c);
+    let b = t.base;
+    let compute = c.alloc_ok(
+        b.client,
+        t.channel,
+        COMPUTE,
+        class::HOPPER_COMPUTE_A,
+        NvGrAllocationParameters::default().as_bytes(),
+    );
+    let copy_tsg = c.alloc_ok(
+        b.client,
+        b.device,
+        0x5c00_000a,
+        class::KEPLER_CHANNEL_GROUP_A,
+        NvChannelGroupAllocationParameters {
+            hVASpace: b.vaspace,
+            engineType: NV2080_ENGINE_TYPE_COPY0,
+            ..Default::default()
+        }
+        .as_bytes(),
+    );
+    let copy_channel = channel(c, &b, copy_tsg, 0, 0, 0x5c00_000b, 0x1_0000_0000, 128);
+    let copy = c.alloc_ok(
+        b.client,
+        copy_channel,
+        0x5c00_0009,
+        class::HOPPER_DMA_COPY_A,
+        Nvb0b5AllocationParameters::default().as_bytes(),
+    );
+    Tree {
+        client: b.client,
+        device: b.device,
+        subdevice: b.subdevice,
+        vaspace: b.vaspace,
+        tsg: t.tsg,
+        ctxshare: t.ctxshare,
+        userd: t.userd,
+        channel: t.channel,
+        compute,
+        copy_tsg,
+        copy_channel,
+        copy,
+    }
 }

@@ -4,7 +4,8 @@
 //! System calls become the core's host-side API ([`Rm::open`], [`Rm::ioctl`], [`Rm::close`]) for
 //! one GFID; the client's buffers live in a region of this process that the core reads as that
 //! guest's memory, addressed from [`GUEST_BASE`]; a mapping reads and writes the mapped memory
-//! object through [`Rm::read_memory`] / [`Rm::write_memory`].
+//! object through [`Rm::read_memory`] / [`Rm::write_memory`]. Transports made with
+//! [`CoreTransport::another`] share one core, one per vGPU, each with its own memory.
 
 use crate::backend::{Backend, Gfid};
 use crate::{GuestMemory, GuestMemoryFault, MmapContext, Rm, RmError, VgpuConfig};
@@ -116,7 +117,7 @@ impl GuestMemory for &Region {
 
 /// The RM core, called in-process for one GFID, as a client's system-call surface.
 pub struct CoreTransport<B: Backend> {
-    rm: Mutex<Rm<B>>,
+    rm: Arc<Mutex<Rm<B>>>,
     gfid: Gfid,
     region: Arc<Region>,
 }
@@ -137,7 +138,22 @@ impl<B: Backend> CoreTransport<B> {
             Err(e) => return Err(e),
         }
         Ok(Self {
-            rm: Mutex::new(rm),
+            rm: Arc::new(Mutex::new(rm)),
+            gfid,
+            region: Arc::new(Region::new()),
+        })
+    }
+
+    /// A transport into the same core as the vGPU `gfid` (a second VM, or a second process of
+    /// this one when `gfid` is this transport's), with memory of its own; the vGPU is created
+    /// with `config` if the core has none of that GFID yet.
+    pub fn another(&self, gfid: Gfid, config: VgpuConfig) -> Result<Self, RmError> {
+        match self.rm().create_vgpu(gfid, config) {
+            Ok(()) | Err(RmError::GfidInUse(_)) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(Self {
+            rm: self.rm.clone(),
             gfid,
             region: Arc::new(Region::new()),
         })
@@ -153,9 +169,25 @@ impl<B: Backend> CoreTransport<B> {
         self.gfid
     }
 
-    /// Gives the core back.
-    pub fn into_rm(self) -> Rm<B> {
-        self.rm.into_inner().unwrap_or_else(|p| p.into_inner())
+    /// `ioctl` of `fd` as the vGPU `gfid` (any, known to the core or not) with the argument at
+    /// any guest address `arg` (inside this transport's memory or not): the calls a client
+    /// library cannot make, for tests of the core's frontend. Returns what the core returns.
+    pub fn ioctl_as(&self, gfid: Gfid, fd: Fd, request: u32, arg: u64) -> i32 {
+        let mut mem = &*self.region;
+        self.rm().ioctl(gfid, fd, request, arg, &mut mem)
+    }
+
+    /// Gives the core back, or this transport when others made by [`CoreTransport::another`]
+    /// still share it.
+    pub fn into_rm(self) -> Result<Rm<B>, Self> {
+        match Arc::try_unwrap(self.rm) {
+            Ok(m) => Ok(m.into_inner().unwrap_or_else(|p| p.into_inner())),
+            Err(rm) => Err(Self {
+                rm,
+                gfid: self.gfid,
+                region: self.region,
+            }),
+        }
     }
 }
 
