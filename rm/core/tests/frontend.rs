@@ -1,21 +1,33 @@
 //! The frontend and dispatcher path: request decoding, XFER unwrapping and its limit, exact
 //! sizes, device-node rules, copy-out, and the frontend escapes' answers.
 
-use rm_core::testing::fixtures as common;
-
-use common::*;
 use rm_abi::escape::Escape;
 use rm_abi::frontend::*;
 use rm_abi::ioctl::IoctlRequest;
 use rm_abi::nvos::*;
 use rm_abi::{class, NvStatus, NV_VERSION_STRING};
-use rm_core::{Errno, GuestMemory, Node, Rm};
+use rm_client::{Node, RmClient, Transport};
+use rm_core::testing::fixtures::FakeBackend;
+use rm_core::testing::transport::{CoreTransport, GUEST_BASE, GUEST_SIZE};
+use rm_core::testing::{full_tree, RmCalls};
+use rm_core::{Errno, Rm, VgpuConfig};
 use zerocopy::IntoBytes;
 
-fn setup() -> (Rm<FakeBackend>, Guest) {
-    let mut rm = Rm::new(FakeBackend::default());
-    let g = Guest::new(&mut rm, 1, 1 << 30);
-    (rm, g)
+/// The core with the vGPU 1 (1 GiB), as a transport.
+fn setup() -> CoreTransport<FakeBackend> {
+    CoreTransport::new(
+        Rm::new(FakeBackend::default()),
+        1,
+        VgpuConfig::with_quota(1 << 30),
+    )
+    .unwrap()
+}
+
+/// A client (its ctl fd, version-checked) and a `/dev/nvidia0` fd not yet registered.
+fn guest(t: &CoreTransport<FakeBackend>) -> (RmClient<'_>, i32) {
+    let g = RmClient::open(t).unwrap();
+    let dev = t.open(Node::Device(0)).unwrap();
+    (g, dev)
 }
 
 fn version(cmd: u32, s: &str) -> NvIoctlRmApiVersion {
@@ -29,133 +41,129 @@ fn version(cmd: u32, s: &str) -> NvIoctlRmApiVersion {
 
 #[test]
 fn version_check_strict_relaxed_query() {
-    let (mut rm, mut g) = setup();
-    let ctl = g.ctl;
-    let (ret, out) = g.escape(
-        &mut rm,
-        ctl,
-        Escape::CHECK_VERSION_STR,
-        &version(NV_RM_API_VERSION_CMD_STRICT, NV_VERSION_STRING),
-    );
+    let t = setup();
+    let (mut g, dev) = guest(&t);
+    let ctl = g.ctl();
+    let (ret, out) = g
+        .ioctl_raw(
+            ctl,
+            Escape::CHECK_VERSION_STR,
+            &version(NV_RM_API_VERSION_CMD_STRICT, NV_VERSION_STRING),
+        )
+        .unwrap();
     assert_eq!((ret, out.reply), (0, NV_RM_API_VERSION_REPLY_RECOGNIZED));
-    let (ret, out) = g.escape(
-        &mut rm,
-        ctl,
-        Escape::CHECK_VERSION_STR,
-        &version(NV_RM_API_VERSION_CMD_STRICT, "580.159.03"),
-    );
+    let (ret, out) = g
+        .ioctl_raw(
+            ctl,
+            Escape::CHECK_VERSION_STR,
+            &version(NV_RM_API_VERSION_CMD_STRICT, "580.159.03"),
+        )
+        .unwrap();
     assert_eq!(ret, Errno::Inval.ret());
     assert!(
         out.versionString.starts_with(NV_VERSION_STRING.as_bytes()),
         "driver version copied out on mismatch"
     );
-    let (ret, _) = g.escape(
-        &mut rm,
-        ctl,
-        Escape::CHECK_VERSION_STR,
-        &version(NV_RM_API_VERSION_CMD_RELAXED, "580.1"),
-    );
+    let (ret, _) = g
+        .ioctl_raw(
+            ctl,
+            Escape::CHECK_VERSION_STR,
+            &version(NV_RM_API_VERSION_CMD_RELAXED, "580.1"),
+        )
+        .unwrap();
     assert_eq!(ret, 0);
-    let (ret, _) = g.escape(
-        &mut rm,
-        ctl,
-        Escape::CHECK_VERSION_STR,
-        &version(NV_RM_API_VERSION_CMD_RELAXED, "575.51.02"),
-    );
+    let (ret, _) = g
+        .ioctl_raw(
+            ctl,
+            Escape::CHECK_VERSION_STR,
+            &version(NV_RM_API_VERSION_CMD_RELAXED, "575.51.02"),
+        )
+        .unwrap();
     assert_eq!(ret, Errno::Inval.ret());
-    let (ret, out) = g.escape(
-        &mut rm,
-        ctl,
-        Escape::CHECK_VERSION_STR,
-        &version(NV_RM_API_VERSION_CMD_QUERY, ""),
-    );
+    let (ret, out) = g
+        .ioctl_raw(
+            ctl,
+            Escape::CHECK_VERSION_STR,
+            &version(NV_RM_API_VERSION_CMD_QUERY, ""),
+        )
+        .unwrap();
     assert_eq!(ret, 0);
     assert!(out.versionString.starts_with(NV_VERSION_STRING.as_bytes()));
-    let dev = g.dev;
-    let (ret, _) = g.escape(
-        &mut rm,
-        dev,
-        Escape::CHECK_VERSION_STR,
-        &version(NV_RM_API_VERSION_CMD_QUERY, ""),
-    );
+    let (ret, _) = g
+        .ioctl_raw(
+            dev,
+            Escape::CHECK_VERSION_STR,
+            &version(NV_RM_API_VERSION_CMD_QUERY, ""),
+        )
+        .unwrap();
     assert_eq!(ret, Errno::Inval.ret(), "ctl-only");
 }
 
 #[test]
 fn sizes_nodes_and_unknown_escapes() {
-    let (mut rm, mut g) = setup();
-    let (gfid, ctl, dev) = (g.gfid, g.ctl, g.dev);
+    let t = setup();
+    let (mut g, dev) = guest(&t);
+    let (gfid, ctl) = (t.gfid(), g.ctl());
     // RM_CONTROL with a wrong size, on the wrong node, and an unknown escape number.
     let wrong = IoctlRequest::encode(Escape::RM_CONTROL as u8, 33).unwrap();
     assert_eq!(
-        rm.ioctl(gfid, ctl, wrong, GUEST_BASE, &mut g.mem),
+        g.ioctl_request(ctl, wrong, &mut [0; 33]).unwrap(),
         Errno::Inval.ret()
     );
     let ctl_req = IoctlRequest::encode(Escape::RM_CONTROL as u8, 32).unwrap();
     assert_eq!(
-        rm.ioctl(gfid, dev, ctl_req, GUEST_BASE, &mut g.mem),
+        g.ioctl_request(dev, ctl_req, &mut [0; 32]).unwrap(),
         Errno::Inval.ret()
     );
     assert_eq!(
-        rm.ioctl(
-            gfid,
-            ctl,
-            IoctlRequest::encode(0x2C, 8).unwrap(),
-            GUEST_BASE,
-            &mut g.mem
-        ),
+        g.ioctl_request(ctl, IoctlRequest::encode(0x2C, 8).unwrap(), &mut [0; 8])
+            .unwrap(),
         Errno::Inval.ret()
     );
     // Direction and type bits are ignored, as in nvidia_ioctl.
     let odd_type = (ctl_req & !0xFF00) | (u32::from(b'X') << 8);
-    assert_eq!(rm.ioctl(gfid, ctl, odd_type, GUEST_BASE, &mut g.mem), 0);
+    assert_eq!(g.ioctl_request(ctl, odd_type, &mut [0; 32]).unwrap(), 0);
     // Unknown fd and unknown GFID.
     assert_eq!(
-        rm.ioctl(gfid, 999, ctl_req, GUEST_BASE, &mut g.mem),
+        g.ioctl_request(999, ctl_req, &mut [0; 32]).unwrap(),
         Errno::BadFd.ret()
     );
-    assert_eq!(
-        rm.ioctl(9, ctl, ctl_req, GUEST_BASE, &mut g.mem),
-        Errno::BadFd.ret()
-    );
+    assert_eq!(t.ioctl_as(9, ctl, ctl_req, GUEST_BASE), Errno::BadFd.ret());
     // An argument outside guest memory.
-    assert_eq!(
-        rm.ioctl(gfid, ctl, ctl_req, 0x10, &mut g.mem),
-        Errno::Fault.ret()
-    );
+    assert_eq!(t.ioctl_as(gfid, ctl, ctl_req, 0x10), Errno::Fault.ret());
     // RM_ALLOC of a device on the device node is refused; of an event it is allowed.
-    let mut g2 = Guest::new(&mut rm, 1, 1 << 30);
-    let t = build_tree(&mut rm, &mut g2);
-    let dev2 = g2.dev;
-    let reg = NvIoctlRegisterFd { ctl_fd: g2.ctl };
-    assert_eq!(g2.escape(&mut rm, dev2, Escape::REGISTER_FD, &reg).0, 0);
+    let (mut g2, dev2) = guest(&t);
+    let tree = full_tree(&mut g2);
+    let reg = NvIoctlRegisterFd { ctl_fd: g2.ctl() };
+    assert_eq!(g2.ioctl_raw(dev2, Escape::REGISTER_FD, &reg).unwrap().0, 0);
     let a = Nvos64Parameters {
-        hRoot: t.client,
-        hObjectParent: t.client,
+        hRoot: tree.client,
+        hObjectParent: tree.client,
         hClass: class::NV01_DEVICE_0,
         ..Default::default()
     };
     assert_eq!(
-        g2.escape(&mut rm, dev2, Escape::RM_ALLOC, &a).0,
+        g2.ioctl_raw(dev2, Escape::RM_ALLOC, &a).unwrap().0,
         Errno::Inval.ret()
     );
     let ev = rm_abi::alloc_params::Nv0005AllocParameters {
-        hParentClient: t.client,
-        hSrcResource: t.subdevice,
+        hParentClient: tree.client,
+        hSrcResource: tree.subdevice,
         hClass: class::NV01_EVENT_OS_EVENT,
         notifyIndex: 1,
         data: 0,
     };
-    g2.mem.write(GUEST_BASE + 0x1000, ev.as_bytes()).unwrap();
+    let ev_params = t.buffer(ev.as_bytes().len(), 8).unwrap();
+    ev_params.put(0, &ev).unwrap();
     let a = Nvos64Parameters {
-        hRoot: t.client,
-        hObjectParent: t.subdevice,
+        hRoot: tree.client,
+        hObjectParent: tree.subdevice,
         hObjectNew: 0x5c00_0100,
         hClass: class::NV01_EVENT_OS_EVENT,
-        pAllocParms: GUEST_BASE + 0x1000,
+        pAllocParms: ev_params.addr(),
         ..Default::default()
     };
-    let (ret, out) = g2.escape(&mut rm, dev2, Escape::RM_ALLOC, &a);
+    let (ret, out) = g2.ioctl_raw(dev2, Escape::RM_ALLOC, &a).unwrap();
     assert_eq!(
         (ret, NvStatus(out.status)),
         (0, NvStatus::OK),
@@ -165,14 +173,18 @@ fn sizes_nodes_and_unknown_escapes() {
 
 #[test]
 fn xfer_unwraps_and_enforces_its_limit() {
-    let (mut rm, mut g) = setup();
-    let (gfid, ctl) = (g.gfid, g.ctl);
-    let (ret, out) = g.escape_xfer(
-        &mut rm,
-        ctl,
-        Escape::CHECK_VERSION_STR,
-        &version(NV_RM_API_VERSION_CMD_QUERY, ""),
-    );
+    let t = setup();
+    let mut g = RmClient::open(&t).unwrap();
+    let ctl = g.ctl();
+    // Memory for the real arguments: room for the largest one XFER accepts, and one byte more.
+    let big = t.buffer(0x8000, 64).unwrap();
+    let (ret, out) = g
+        .ioctl_xfer(
+            ctl,
+            Escape::CHECK_VERSION_STR,
+            &version(NV_RM_API_VERSION_CMD_QUERY, ""),
+        )
+        .unwrap();
     assert_eq!(ret, 0);
     assert!(out.versionString.starts_with(NV_VERSION_STRING.as_bytes()));
     let xreq = IoctlRequest::encode(Escape::IOCTL_XFER_CMD as u8, 16).unwrap();
@@ -184,11 +196,11 @@ fn xfer_unwraps_and_enforces_its_limit() {
         let x = NvIoctlXfer {
             cmd,
             size,
-            ptr: GUEST_BASE,
+            ptr: big.addr(),
         };
-        g.mem.write(GUEST_BASE + 0x800, x.as_bytes()).unwrap();
         assert_eq!(
-            rm.ioctl(gfid, ctl, xreq, GUEST_BASE + 0x800, &mut g.mem),
+            g.ioctl_request(ctl, xreq, &mut x.as_bytes().to_vec())
+                .unwrap(),
             want.ret(),
             "cmd {cmd:#x} size {size}"
         );
@@ -205,24 +217,26 @@ fn xfer_unwraps_and_enforces_its_limit() {
             size: 32,
             ptr: GUEST_BASE + GUEST_SIZE as u64,
         };
-        g.mem.write(GUEST_BASE + 0x800, x.as_bytes()).unwrap();
         assert_eq!(
-            rm.ioctl(gfid, ctl, xreq, GUEST_BASE + 0x800, &mut g.mem),
+            g.ioctl_request(ctl, xreq, &mut x.as_bytes().to_vec())
+                .unwrap(),
             Errno::Fault.ret(),
             "cmd {cmd:#x}"
         );
     }
     // A 16384-byte card-info array through XFER: accepted, 227 entries, the first ours.
-    let big = GUEST_BASE + 0x8000;
     let x = NvIoctlXfer {
         cmd: Escape::CARD_INFO as u32,
         size: 16384,
-        ptr: big,
+        ptr: big.addr(),
     };
-    g.mem.write(GUEST_BASE + 0x800, x.as_bytes()).unwrap();
-    assert_eq!(rm.ioctl(gfid, ctl, xreq, GUEST_BASE + 0x800, &mut g.mem), 0);
+    assert_eq!(
+        g.ioctl_request(ctl, xreq, &mut x.as_bytes().to_vec())
+            .unwrap(),
+        0
+    );
     let mut first = [0u8; 72];
-    g.mem.read(big, &mut first).unwrap();
+    big.read(0, &mut first).unwrap();
     let ci: NvIoctlCardInfo = rm_abi::read_struct(&first).unwrap();
     assert_eq!(
         (
@@ -235,122 +249,120 @@ fn xfer_unwraps_and_enforces_its_limit() {
     );
     // XFER with the wrong outer size.
     assert_eq!(
-        rm.ioctl(
-            gfid,
+        g.ioctl_request(
             ctl,
             IoctlRequest::encode(211, 24).unwrap(),
-            GUEST_BASE + 0x800,
-            &mut g.mem
-        ),
+            &mut [x.as_bytes(), &[0; 8]].concat()
+        )
+        .unwrap(),
         Errno::Inval.ret()
     );
 }
 
 #[test]
 fn frontend_escapes_answer_like_the_driver() {
-    let (mut rm, mut g) = setup();
-    let (ctl, dev) = (g.ctl, g.dev);
+    let t = setup();
+    let (mut g, dev) = guest(&t);
+    let ctl = g.ctl();
     // Card info needs room for one entry.
-    let (ret, _) = g.escape(&mut rm, ctl, Escape::CARD_INFO, &[0u8; 72]);
+    let (ret, _) = g.ioctl_raw(ctl, Escape::CARD_INFO, &[0u8; 72]).unwrap();
     assert_eq!(ret, 0);
     // Sys params: set once, same value again fine, a different one EBUSY.
     let sp = NvIoctlSysParams {
         memblock_size: 1 << 30,
     };
-    assert_eq!(g.escape(&mut rm, ctl, Escape::SYS_PARAMS, &sp).0, 0);
-    assert_eq!(g.escape(&mut rm, ctl, Escape::SYS_PARAMS, &sp).0, 0);
+    assert_eq!(g.ioctl_raw(ctl, Escape::SYS_PARAMS, &sp).unwrap().0, 0);
+    assert_eq!(g.ioctl_raw(ctl, Escape::SYS_PARAMS, &sp).unwrap().0, 0);
     assert_eq!(
-        g.escape(
-            &mut rm,
+        g.ioctl_raw(
             ctl,
             Escape::SYS_PARAMS,
             &NvIoctlSysParams {
                 memblock_size: 1 << 27
             }
         )
+        .unwrap()
         .0,
         Errno::Busy.ret()
     );
     // NUMA info on the device node reports no node and the memory block size.
-    let (ret, numa) = g.escape(&mut rm, dev, Escape::NUMA_INFO, &NvIoctlNumaInfo::default());
+    let (ret, numa) = g
+        .ioctl_raw(dev, Escape::NUMA_INFO, &NvIoctlNumaInfo::default())
+        .unwrap();
     assert_eq!((ret, numa.nid, numa.memblock_size), (0, -1, 1 << 30));
     assert_eq!(
-        g.escape(&mut rm, ctl, Escape::NUMA_INFO, &NvIoctlNumaInfo::default())
+        g.ioctl_raw(ctl, Escape::NUMA_INFO, &NvIoctlNumaInfo::default())
+            .unwrap()
             .0,
         Errno::Inval.ret()
     );
     assert_eq!(
-        g.escape(
-            &mut rm,
+        g.ioctl_raw(
             dev,
             Escape::SET_NUMA_STATUS,
             &NvIoctlSetNumaStatus::default()
         )
+        .unwrap()
         .0,
         Errno::Acces.ret()
     );
     // Attach GPUs: once per fd, only our id.
     assert_eq!(
-        g.escape(&mut rm, ctl, Escape::ATTACH_GPUS_TO_FD, &[0x600u32, 0])
+        g.ioctl_raw(ctl, Escape::ATTACH_GPUS_TO_FD, &[0x600u32, 0])
+            .unwrap()
             .0,
         0
     );
     assert_eq!(
-        g.escape(&mut rm, ctl, Escape::ATTACH_GPUS_TO_FD, &[0x600u32])
+        g.ioctl_raw(ctl, Escape::ATTACH_GPUS_TO_FD, &[0x600u32])
+            .unwrap()
             .0,
         Errno::Inval.ret()
     );
-    let ctl2 = rm.open(1, Node::Ctl).unwrap();
+    let ctl2 = t.open(Node::Ctl).unwrap();
     assert_eq!(
-        g.escape(&mut rm, ctl2, Escape::ATTACH_GPUS_TO_FD, &[0x700u32])
+        g.ioctl_raw(ctl2, Escape::ATTACH_GPUS_TO_FD, &[0x700u32])
+            .unwrap()
             .0,
         Errno::Inval.ret()
     );
     // Register fd: once, only to a ctl fd, never to itself.
     assert_eq!(
-        g.escape(
-            &mut rm,
-            dev,
-            Escape::REGISTER_FD,
-            &NvIoctlRegisterFd { ctl_fd: dev }
-        )
-        .0,
+        g.ioctl_raw(dev, Escape::REGISTER_FD, &NvIoctlRegisterFd { ctl_fd: dev })
+            .unwrap()
+            .0,
         Errno::Inval.ret()
     );
     assert_eq!(
-        g.escape(
-            &mut rm,
-            dev,
-            Escape::REGISTER_FD,
-            &NvIoctlRegisterFd { ctl_fd: ctl }
-        )
-        .0,
+        g.ioctl_raw(dev, Escape::REGISTER_FD, &NvIoctlRegisterFd { ctl_fd: ctl })
+            .unwrap()
+            .0,
         0
     );
     assert_eq!(
-        g.escape(
-            &mut rm,
+        g.ioctl_raw(
             dev,
             Escape::REGISTER_FD,
             &NvIoctlRegisterFd { ctl_fd: ctl2 }
         )
+        .unwrap()
         .0,
         Errno::Inval.ret()
     );
     // Wait-open-complete on either node; status code for our PCI location only.
-    let (ret, w) = g.escape(
-        &mut rm,
-        dev,
-        Escape::WAIT_OPEN_COMPLETE,
-        &NvIoctlWaitOpenComplete {
-            rc: 5,
-            adapterStatus: 5,
-        },
-    );
+    let (ret, w) = g
+        .ioctl_raw(
+            dev,
+            Escape::WAIT_OPEN_COMPLETE,
+            &NvIoctlWaitOpenComplete {
+                rc: 5,
+                adapterStatus: 5,
+            },
+        )
+        .unwrap();
     assert_eq!((ret, w.rc, w.adapterStatus), (0, 0, 0));
     assert_eq!(
-        g.escape(
-            &mut rm,
+        g.ioctl_raw(
             ctl,
             Escape::STATUS_CODE,
             &NvIoctlStatusCode {
@@ -359,12 +371,12 @@ fn frontend_escapes_answer_like_the_driver() {
                 ..Default::default()
             }
         )
+        .unwrap()
         .0,
         0
     );
     assert_eq!(
-        g.escape(
-            &mut rm,
+        g.ioctl_raw(
             ctl,
             Escape::STATUS_CODE,
             &NvIoctlStatusCode {
@@ -373,63 +385,69 @@ fn frontend_escapes_answer_like_the_driver() {
                 ..Default::default()
             }
         )
+        .unwrap()
         .0,
         Errno::Inval.ret()
     );
     // OS events need a client of this fd.
-    let (_, ev) = g.escape(
-        &mut rm,
-        dev,
-        Escape::ALLOC_OS_EVENT,
-        &NvIoctlAllocOsEvent {
-            hClient: 0xC1D0_0001,
-            hDevice: 1,
-            fd: 7,
-            Status: 0,
-        },
-    );
+    let (_, ev) = g
+        .ioctl_raw(
+            dev,
+            Escape::ALLOC_OS_EVENT,
+            &NvIoctlAllocOsEvent {
+                hClient: 0xC1D0_0001,
+                hDevice: 1,
+                fd: 7,
+                Status: 0,
+            },
+        )
+        .unwrap();
     assert_eq!(NvStatus(ev.Status), NvStatus::ERR_INVALID_CLIENT);
-    let client = g.client(&mut rm);
-    let (_, ev) = g.escape(
-        &mut rm,
-        dev,
-        Escape::ALLOC_OS_EVENT,
-        &NvIoctlAllocOsEvent {
-            hClient: client,
-            hDevice: 1,
-            fd: 7,
-            Status: 0,
-        },
-    );
+    let client = RmCalls::alloc_ok(&mut g, 0, 0, 0, class::NV01_ROOT, &[]);
+    let (_, ev) = g
+        .ioctl_raw(
+            dev,
+            Escape::ALLOC_OS_EVENT,
+            &NvIoctlAllocOsEvent {
+                hClient: client,
+                hDevice: 1,
+                fd: 7,
+                Status: 0,
+            },
+        )
+        .unwrap();
     assert_eq!(NvStatus(ev.Status), NvStatus::OK);
-    let (_, ev) = g.escape(
-        &mut rm,
-        dev,
-        Escape::FREE_OS_EVENT,
-        &NvIoctlFreeOsEvent {
-            hClient: client,
-            hDevice: 1,
-            fd: 7,
-            Status: 0,
-        },
-    );
+    let (_, ev) = g
+        .ioctl_raw(
+            dev,
+            Escape::FREE_OS_EVENT,
+            &NvIoctlFreeOsEvent {
+                hClient: client,
+                hDevice: 1,
+                fd: 7,
+                Status: 0,
+            },
+        )
+        .unwrap();
     assert_eq!(NvStatus(ev.Status), NvStatus::OK);
 }
 
 #[test]
 fn rm_errors_go_in_the_status_field() {
-    let (mut rm, mut g) = setup();
-    let t = build_tree(&mut rm, &mut g);
+    let core = setup();
+    let mut g = RmClient::open(&core).unwrap();
+    let t = full_tree(&mut g);
     // Unknown control, wrong size, NULL/size mismatch, kernel-only flags, unsupported class.
+    let pbuf = core.buffer(0x100, 8).unwrap();
     let base = Nvos54Parameters {
         hClient: t.client,
         hObject: t.subdevice,
         cmd: 0x2080_DEAD,
-        params: GUEST_BASE + 0x1000,
+        params: pbuf.addr(),
         paramsSize: 4,
         ..Default::default()
     };
-    let (ret, out) = g.escape(&mut rm, g.ctl, Escape::RM_CONTROL, &base);
+    let (ret, out) = g.ioctl_raw(g.ctl(), Escape::RM_CONTROL, &base).unwrap();
     assert_eq!(
         (ret, NvStatus(out.status)),
         (0, NvStatus::ERR_NOT_SUPPORTED)
@@ -441,7 +459,8 @@ fn rm_errors_go_in_the_status_field() {
     };
     assert_eq!(
         NvStatus(
-            g.escape(&mut rm, g.ctl, Escape::RM_CONTROL, &sized)
+            g.ioctl_raw(g.ctl(), Escape::RM_CONTROL, &sized)
+                .unwrap()
                 .1
                 .status
         ),
@@ -453,7 +472,12 @@ fn rm_errors_go_in_the_status_field() {
         ..sized
     };
     assert_eq!(
-        NvStatus(g.escape(&mut rm, g.ctl, Escape::RM_CONTROL, &null).1.status),
+        NvStatus(
+            g.ioctl_raw(g.ctl(), Escape::RM_CONTROL, &null)
+                .unwrap()
+                .1
+                .status
+        ),
         NvStatus::ERR_INVALID_ARGUMENT
     );
     let flags = Nvos54Parameters {
@@ -463,14 +487,15 @@ fn rm_errors_go_in_the_status_field() {
     };
     assert_eq!(
         NvStatus(
-            g.escape(&mut rm, g.ctl, Escape::RM_CONTROL, &flags)
+            g.ioctl_raw(g.ctl(), Escape::RM_CONTROL, &flags)
+                .unwrap()
                 .1
                 .status
         ),
         NvStatus::ERR_INVALID_FLAGS
     );
-    let (s, _) = g.alloc(
-        &mut rm,
+    let (s, _) = RmCalls::alloc(
+        &mut g,
         t.client,
         t.device,
         0,
@@ -479,16 +504,16 @@ fn rm_errors_go_in_the_status_field() {
     );
     assert_eq!(s, NvStatus::ERR_INVALID_CLASS);
     // GET_INTERLEAVE_LEVEL is NOT_SUPPORTED, as on the real driver; MAKE_REALTIME needs privilege.
-    let (s, _) = g.control(
-        &mut rm,
+    let (s, _) = RmCalls::control(
+        &mut g,
         t.client,
         t.tsg,
         rm_abi::ctrl::NVA06C_CTRL_CMD_GET_INTERLEAVE_LEVEL,
         &rm_abi::ctrl::NvA06cCtrlInterleaveLevelParams::default(),
     );
     assert_eq!(s, NvStatus::ERR_NOT_SUPPORTED);
-    let (s, _) = g.control(
-        &mut rm,
+    let (s, _) = RmCalls::control(
+        &mut g,
         t.client,
         t.tsg,
         rm_abi::ctrl::NVA06C_CTRL_CMD_MAKE_REALTIME,
@@ -496,8 +521,8 @@ fn rm_errors_go_in_the_status_field() {
     );
     assert_eq!(s, NvStatus::ERR_INSUFFICIENT_PERMISSIONS);
     // A control of one class on an object of another.
-    let (s, _) = g.control(
-        &mut rm,
+    let (s, _) = RmCalls::control(
+        &mut g,
         t.client,
         t.device,
         rm_abi::ctrl::NVA06C_CTRL_CMD_GET_TIMESLICE,
@@ -509,8 +534,8 @@ fn rm_errors_go_in_the_status_field() {
         size: 2 << 30,
         ..Default::default()
     };
-    let (s, _) = g.alloc(
-        &mut rm,
+    let (s, _) = RmCalls::alloc(
+        &mut g,
         t.client,
         t.device,
         0,
@@ -523,7 +548,7 @@ fn rm_errors_go_in_the_status_field() {
         hClass: class::NV01_ROOT_NON_PRIV,
         ..Default::default()
     };
-    let (ret, out) = g.escape(&mut rm, g.ctl, Escape::RM_ALLOC, &a);
+    let (ret, out) = g.ioctl_raw(g.ctl(), Escape::RM_ALLOC, &a).unwrap();
     assert_eq!(
         (ret, out.hClass, NvStatus(out.status)),
         (0, class::NV01_ROOT_CLIENT, NvStatus::OK)
@@ -536,7 +561,12 @@ fn rm_errors_go_in_the_status_field() {
         ..Default::default()
     };
     assert_eq!(
-        NvStatus(g.escape(&mut rm, g.ctl, Escape::RM_ALLOC, &dup).1.status),
+        NvStatus(
+            g.ioctl_raw(g.ctl(), Escape::RM_ALLOC, &dup)
+                .unwrap()
+                .1
+                .status
+        ),
         NvStatus::ERR_INSERT_DUPLICATE_NAME
     );
 }
@@ -544,10 +574,11 @@ fn rm_errors_go_in_the_status_field() {
 #[test]
 fn identity_controls_answer_from_the_gpu_and_the_vgpu() {
     use rm_abi::ctrl::*;
-    let (mut rm, mut g) = setup();
-    let t = build_tree(&mut rm, &mut g);
-    let (s, p) = g.control(
-        &mut rm,
+    let core = setup();
+    let mut g = RmClient::open(&core).unwrap();
+    let t = full_tree(&mut g);
+    let (s, p) = RmCalls::control(
+        &mut g,
         t.client,
         t.subdevice,
         NV2080_CTRL_CMD_GPU_GET_NAME_STRING,
@@ -555,8 +586,8 @@ fn identity_controls_answer_from_the_gpu_and_the_vgpu() {
     );
     assert_eq!(s, NvStatus::OK);
     assert!(p.gpuNameString.starts_with(b"NVIDIA H200 (fake)\0"));
-    let (s, p) = g.control(
-        &mut rm,
+    let (s, p) = RmCalls::control(
+        &mut g,
         t.client,
         t.subdevice,
         NV2080_CTRL_CMD_GPU_GET_GID_INFO,
@@ -572,8 +603,8 @@ fn identity_controls_answer_from_the_gpu_and_the_vgpu() {
     };
     fb.fbInfoList[0].index = 0x08;
     fb.fbInfoList[1].index = 0x16;
-    let (s, p) = g.control(
-        &mut rm,
+    let (s, p) = RmCalls::control(
+        &mut g,
         t.client,
         t.subdevice,
         NV2080_CTRL_CMD_FB_GET_INFO_V2,
@@ -590,8 +621,8 @@ fn identity_controls_answer_from_the_gpu_and_the_vgpu() {
         (1 << 20) - 64,
         "free = quota minus the 64 KiB USERD"
     );
-    let (s, p) = g.control(
-        &mut rm,
+    let (s, p) = RmCalls::control(
+        &mut g,
         t.client,
         t.device,
         NV0080_CTRL_CMD_GPU_GET_CLASSLIST_V2,
@@ -599,16 +630,16 @@ fn identity_controls_answer_from_the_gpu_and_the_vgpu() {
     );
     assert_eq!(s, NvStatus::OK);
     assert!(p.classList[..p.numClasses as usize].contains(&class::HOPPER_CHANNEL_GPFIFO_A));
-    let (s, p) = g.control(
-        &mut rm,
+    let (s, p) = RmCalls::control(
+        &mut g,
         t.client,
         t.subdevice,
         NV2080_CTRL_CMD_GPU_GET_ENGINES_V2,
         &Nv2080CtrlGpuGetEnginesV2Params::default(),
     );
     assert_eq!((s, p.engineCount), (NvStatus::OK, 3));
-    let (s, p) = g.control(
-        &mut rm,
+    let (s, p) = RmCalls::control(
+        &mut g,
         t.client,
         t.client,
         NV0000_CTRL_CMD_GPU_GET_ATTACHED_IDS,
@@ -618,8 +649,8 @@ fn identity_controls_answer_from_the_gpu_and_the_vgpu() {
         (s, p.gpuIds[0], p.gpuIds[1]),
         (NvStatus::OK, 0x600, NV0000_CTRL_GPU_INVALID_ID)
     );
-    let (s, p) = g.control(
-        &mut rm,
+    let (s, p) = RmCalls::control(
+        &mut g,
         t.client,
         t.client,
         NV0000_CTRL_CMD_CLIENT_GET_ADDR_SPACE_TYPE,
@@ -636,16 +667,16 @@ fn identity_controls_answer_from_the_gpu_and_the_vgpu() {
         )
     );
     // TSG mirror follows successful controls.
-    let (s, _) = g.control(
-        &mut rm,
+    let (s, _) = RmCalls::control(
+        &mut g,
         t.client,
         t.tsg,
         NVA06C_CTRL_CMD_SET_TIMESLICE,
         &NvA06cCtrlTimesliceParams { timesliceUs: 5000 },
     );
     assert_eq!(s, NvStatus::OK);
-    let (s, _) = g.control(
-        &mut rm,
+    let (s, _) = RmCalls::control(
+        &mut g,
         t.client,
         t.tsg,
         NVA06C_CTRL_CMD_SET_INTERLEAVE_LEVEL,
@@ -654,8 +685,8 @@ fn identity_controls_answer_from_the_gpu_and_the_vgpu() {
         },
     );
     assert_eq!(s, NvStatus::ERR_INVALID_ARGUMENT);
-    let (s, _) = g.control(
-        &mut rm,
+    let (s, _) = RmCalls::control(
+        &mut g,
         t.client,
         t.tsg,
         NVA06C_CTRL_CMD_PREEMPT,
@@ -667,7 +698,7 @@ fn identity_controls_answer_from_the_gpu_and_the_vgpu() {
         },
     );
     assert_eq!(s, NvStatus::ERR_INVALID_ARGUMENT);
-    let groups = rm.channel_groups(1);
+    let groups = core.rm().channel_groups(1);
     assert_eq!(
         (groups[0].2.timeslice_us, groups[0].2.interleave_level),
         (5000, 1)
