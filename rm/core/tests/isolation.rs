@@ -1,30 +1,54 @@
 //! Isolation between vGPUs (and between clients of one vGPU): a second GFID cannot use, free,
 //! control or disable the first one's objects, including through handle lists inside params.
 
-use rm_core::testing::fixtures as common;
-
-use common::*;
 use rm_abi::alloc_params::*;
 use rm_abi::ctrl::*;
 use rm_abi::nvos::Nvos30Parameters;
 use rm_abi::{class, escape::Escape, NvStatus};
-use rm_core::Rm;
+use rm_client::{RmClient, Transport};
+use rm_core::backend::Gfid;
+use rm_core::testing::fixtures::{Call, FakeBackend};
+use rm_core::testing::transport::CoreTransport;
+use rm_core::testing::{full_tree, RmCalls, Tree};
+use rm_core::{Rm, VgpuConfig};
 use zerocopy::IntoBytes;
 
 const GIB: u64 = 1 << 30;
 
-fn two_guests() -> (Rm<FakeBackend>, Guest, Tree, Guest, Tree) {
-    let mut rm = Rm::new(FakeBackend::default());
-    let mut a = Guest::new(&mut rm, 1, GIB);
-    let ta = build_tree(&mut rm, &mut a);
-    let mut b = Guest::new(&mut rm, 2, GIB);
-    let tb = build_tree(&mut rm, &mut b);
-    (rm, a, ta, b, tb)
+/// A core with the vGPU `gfid` (1 GiB), as a transport.
+fn core(gfid: Gfid) -> CoreTransport<FakeBackend> {
+    CoreTransport::new(
+        Rm::new(FakeBackend::default()),
+        gfid,
+        VgpuConfig::with_quota(GIB),
+    )
+    .unwrap()
+}
+
+/// Transports of the vGPUs 1 and 2 of one core.
+fn two_vgpus() -> (CoreTransport<FakeBackend>, CoreTransport<FakeBackend>) {
+    let a = core(1);
+    let b = a.another(2, VgpuConfig::with_quota(GIB)).unwrap();
+    (a, b)
+}
+
+/// A client of each vGPU with its [`full_tree`].
+fn two_guests<'t>(
+    va: &'t CoreTransport<FakeBackend>,
+    vb: &'t CoreTransport<FakeBackend>,
+) -> (RmClient<'t>, Tree, RmClient<'t>, Tree) {
+    let mut a = RmClient::open(va).unwrap();
+    let ta = full_tree(&mut a);
+    let mut b = RmClient::open(vb).unwrap();
+    let tb = full_tree(&mut b);
+    (a, ta, b, tb)
 }
 
 #[test]
 fn guests_see_the_same_handles_but_get_different_host_clients() {
-    let (rm, _a, ta, _b, tb) = two_guests();
+    let (va, vb) = two_vgpus();
+    let (_a, ta, _b, tb) = two_guests(&va, &vb);
+    let rm = va.rm();
     assert_eq!(
         ta.client, tb.client,
         "both guests see the first client handle"
@@ -40,12 +64,13 @@ fn guests_see_the_same_handles_but_get_different_host_clients() {
 
 #[test]
 fn another_gfid_cannot_name_the_first_ones_client() {
-    let (mut rm, _a, ta, mut b, _tb) = two_guests();
-    let host_a = rm.host_client(1, ta.client).unwrap();
-    let before = rm.object_count(1);
+    let (va, vb) = two_vgpus();
+    let (_a, ta, mut b, _tb) = two_guests(&va, &vb);
+    let host_a = va.rm().host_client(1, ta.client).unwrap();
+    let before = va.rm().object_count(1);
     for h in [host_a, ta.client + 1, 0xC1D0_0000] {
-        let (s, _) = b.control(
-            &mut rm,
+        let (s, _) = RmCalls::control(
+            &mut b,
             h,
             ta.tsg,
             NVA06C_CTRL_CMD_GET_TIMESLICE,
@@ -53,12 +78,12 @@ fn another_gfid_cannot_name_the_first_ones_client() {
         );
         assert_eq!(s, NvStatus::ERR_INVALID_CLIENT, "control via {h:#x}");
         assert_eq!(
-            b.free(&mut rm, h, h, h),
+            b.free_status(h, h, h).unwrap(),
             NvStatus::ERR_INVALID_CLIENT,
             "free via {h:#x}"
         );
-        let (s, _) = b.alloc(
-            &mut rm,
+        let (s, _) = RmCalls::alloc(
+            &mut b,
             h,
             ta.device,
             0,
@@ -67,7 +92,8 @@ fn another_gfid_cannot_name_the_first_ones_client() {
         );
         assert_eq!(s, NvStatus::ERR_INVALID_CLIENT, "alloc via {h:#x}");
     }
-    assert_eq!(rm.object_count(1), before);
+    assert_eq!(va.rm().object_count(1), before);
+    let rm = va.rm();
     assert_eq!(
         rm.backend().clients_touched_by(2),
         [rm.host_client(2, ta.client).unwrap()].into()
@@ -76,31 +102,22 @@ fn another_gfid_cannot_name_the_first_ones_client() {
 
 #[test]
 fn freeing_in_one_gfid_leaves_the_other_whole() {
-    let (mut rm, _a, ta, mut b, tb) = two_guests();
-    let before = rm.object_count(1);
-    assert_eq!(b.free(&mut rm, tb.client, tb.device, tb.tsg), NvStatus::OK);
-    assert_eq!(rm.object_count(1), before);
-    let (s, p) = _a_control_timeslice(&mut rm, ta);
-    assert_eq!(s, NvStatus::OK, "{p:?}");
-}
-
-fn _a_control_timeslice(
-    rm: &mut Rm<FakeBackend>,
-    ta: Tree,
-) -> (NvStatus, NvA06cCtrlTimesliceParams) {
-    let mut a = Guest {
-        gfid: 1,
-        ctl: 3,
-        dev: 4,
-        mem: rm_core::VecGuestMemory::new(GUEST_BASE, GUEST_SIZE),
-    };
-    a.control(
-        rm,
+    let (va, vb) = two_vgpus();
+    let (mut a, ta, mut b, tb) = two_guests(&va, &vb);
+    let before = va.rm().object_count(1);
+    assert_eq!(
+        b.free_status(tb.client, tb.device, tb.tsg).unwrap(),
+        NvStatus::OK
+    );
+    assert_eq!(va.rm().object_count(1), before);
+    let (s, p) = RmCalls::control(
+        &mut a,
         ta.client,
         ta.tsg,
         NVA06C_CTRL_CMD_GET_TIMESLICE,
         &NvA06cCtrlTimesliceParams::default(),
-    )
+    );
+    assert_eq!(s, NvStatus::OK, "{p:?}");
 }
 
 fn disable(client_list: &[u32], channel_list: &[u32]) -> Nv2080CtrlFifoDisableChannelsParams {
@@ -116,9 +133,11 @@ fn disable(client_list: &[u32], channel_list: &[u32]) -> Nv2080CtrlFifoDisableCh
 
 #[test]
 fn disable_channels_refuses_foreign_clients_in_its_lists() {
-    let (mut rm, _a, ta, mut b, tb) = two_guests();
-    let host_a = rm.host_client(1, ta.client).unwrap();
-    let controls_before = rm
+    let (va, vb) = two_vgpus();
+    let (_a, ta, mut b, tb) = two_guests(&va, &vb);
+    let host_a = va.rm().host_client(1, ta.client).unwrap();
+    let controls_before = va
+        .rm()
         .backend()
         .calls
         .iter()
@@ -126,14 +145,14 @@ fn disable_channels_refuses_foreign_clients_in_its_lists() {
         .count();
     // The first guest's host client handle, its guest handle used from a different client,
     // and a mix of own and foreign entries: all refused before the backend sees them.
-    let b2 = b.client(&mut rm);
+    let b2 = RmCalls::alloc_ok(&mut b, 0, 0, 0, class::NV01_ROOT, &[]);
     for (clients, channels) in [
         (vec![host_a], vec![ta.channel]),
         (vec![b2], vec![tb.channel]),
         (vec![tb.client, host_a], vec![tb.channel, ta.channel]),
     ] {
-        let (s, out) = b.control(
-            &mut rm,
+        let (s, out) = RmCalls::control(
+            &mut b,
             tb.client,
             tb.subdevice,
             NV2080_CTRL_CMD_FIFO_DISABLE_CHANNELS,
@@ -146,7 +165,8 @@ fn disable_channels_refuses_foreign_clients_in_its_lists() {
             "guest view unchanged"
         );
     }
-    let controls_after = rm
+    let controls_after = va
+        .rm()
         .backend()
         .calls
         .iter()
@@ -158,8 +178,8 @@ fn disable_channels_refuses_foreign_clients_in_its_lists() {
     );
 
     // A channel handle that is not one of the caller's channels.
-    let (s, _) = b.control(
-        &mut rm,
+    let (s, _) = RmCalls::control(
+        &mut b,
         tb.client,
         tb.subdevice,
         NV2080_CTRL_CMD_FIFO_DISABLE_CHANNELS,
@@ -169,8 +189,8 @@ fn disable_channels_refuses_foreign_clients_in_its_lists() {
     // More entries than the lists hold.
     let mut too_many = disable(&[tb.client], &[tb.channel]);
     too_many.numChannels = 65;
-    let (s, _) = b.control(
-        &mut rm,
+    let (s, _) = RmCalls::control(
+        &mut b,
         tb.client,
         tb.subdevice,
         NV2080_CTRL_CMD_FIFO_DISABLE_CHANNELS,
@@ -180,8 +200,8 @@ fn disable_channels_refuses_foreign_clients_in_its_lists() {
     // A kernel-only preempt event pointer.
     let mut ev = disable(&[tb.client], &[tb.channel]);
     ev.pRunlistPreemptEvent = 0x1000;
-    let (s, _) = b.control(
-        &mut rm,
+    let (s, _) = RmCalls::control(
+        &mut b,
         tb.client,
         tb.subdevice,
         NV2080_CTRL_CMD_FIFO_DISABLE_CHANNELS,
@@ -191,8 +211,8 @@ fn disable_channels_refuses_foreign_clients_in_its_lists() {
 
     // The caller's own channel works, reaches the backend with the host client handle, and
     // the guest reads back its own view.
-    let (s, out) = b.control(
-        &mut rm,
+    let (s, out) = RmCalls::control(
+        &mut b,
         tb.client,
         tb.subdevice,
         NV2080_CTRL_CMD_FIFO_DISABLE_CHANNELS,
@@ -200,9 +220,9 @@ fn disable_channels_refuses_foreign_clients_in_its_lists() {
     );
     assert_eq!(s, NvStatus::OK);
     assert_eq!(out.hClientList[0], tb.client);
-    let host_b = rm.host_client(2, tb.client).unwrap();
+    let host_b = va.rm().host_client(2, tb.client).unwrap();
     let Some(Call::Control(2, c, _, NV2080_CTRL_CMD_FIFO_DISABLE_CHANNELS, raw)) =
-        rm.backend().calls.last().cloned()
+        va.rm().backend().calls.last().cloned()
     else {
         panic!("disable did not reach the backend")
     };
@@ -220,17 +240,18 @@ fn disable_channels_refuses_foreign_clients_in_its_lists() {
 
 #[test]
 fn doorbells_and_idle_of_foreign_channels_are_refused() {
-    let (mut rm, mut a, ta, mut b, tb) = two_guests();
-    let (s, tok_a) = a.control(
-        &mut rm,
+    let (va, vb) = two_vgpus();
+    let (mut a, ta, mut b, tb) = two_guests(&va, &vb);
+    let (s, tok_a) = RmCalls::control(
+        &mut a,
         ta.client,
         ta.channel,
         NVC36F_CTRL_CMD_GPFIFO_GET_WORK_SUBMIT_TOKEN,
         &NvC36fCtrlGpfifoGetWorkSubmitTokenParams::default(),
     );
     assert_eq!(s, NvStatus::OK);
-    let (_, tok_b) = b.control(
-        &mut rm,
+    let (_, tok_b) = RmCalls::control(
+        &mut b,
         tb.client,
         tb.channel,
         NVC36F_CTRL_CMD_GPFIFO_GET_WORK_SUBMIT_TOKEN,
@@ -238,26 +259,27 @@ fn doorbells_and_idle_of_foreign_channels_are_refused() {
     );
     assert_ne!(tok_a.workSubmitToken, tok_b.workSubmitToken);
     assert_eq!(
-        rm.doorbell(2, tok_a.workSubmitToken),
+        va.rm().doorbell(2, tok_a.workSubmitToken),
         NvStatus::ERR_INVALID_CHANNEL
     );
-    assert_eq!(rm.doorbell(2, tok_b.workSubmitToken), NvStatus::OK);
-    assert_eq!(rm.doorbell(1, tok_a.workSubmitToken), NvStatus::OK);
+    assert_eq!(va.rm().doorbell(2, tok_b.workSubmitToken), NvStatus::OK);
+    assert_eq!(va.rm().doorbell(1, tok_a.workSubmitToken), NvStatus::OK);
 
-    let host_a = rm.host_client(1, ta.client).unwrap();
-    b.mem.write_u32_list(0x10_8000, &[host_a]);
-    b.mem.write_u32_list(0x10_8100, &[ta.device]);
-    b.mem.write_u32_list(0x10_8200, &[ta.channel]);
+    let host_a = va.rm().host_client(1, ta.client).unwrap();
+    let lists = vb.buffer(0x300, 8).unwrap();
+    lists.write(0, [host_a].as_bytes()).unwrap();
+    lists.write(0x100, [ta.device].as_bytes()).unwrap();
+    lists.write(0x200, [ta.channel].as_bytes()).unwrap();
     let p = Nvos30Parameters {
         hClient: tb.client,
         hDevice: tb.device,
         numChannels: 1,
-        phClients: 0x10_8000,
-        phDevices: 0x10_8100,
-        phChannels: 0x10_8200,
+        phClients: lists.addr(),
+        phDevices: lists.addr() + 0x100,
+        phChannels: lists.addr() + 0x200,
         ..Default::default()
     };
-    let (ret, out) = b.escape(&mut rm, b.ctl, Escape::RM_IDLE_CHANNELS, &p);
+    let (ret, out) = b.ioctl_raw(b.ctl(), Escape::RM_IDLE_CHANNELS, &p).unwrap();
     assert_eq!(
         (ret, NvStatus(out.status)),
         (0, NvStatus::ERR_INSUFFICIENT_PERMISSIONS)
@@ -268,34 +290,26 @@ fn doorbells_and_idle_of_foreign_channels_are_refused() {
         hChannel: tb.channel,
         ..Default::default()
     };
-    let (ret, out) = b.escape(&mut rm, b.ctl, Escape::RM_IDLE_CHANNELS, &single);
+    let (ret, out) = b
+        .ioctl_raw(b.ctl(), Escape::RM_IDLE_CHANNELS, &single)
+        .unwrap();
     assert_eq!((ret, NvStatus(out.status)), (0, NvStatus::OK));
-    assert!(!rm
+    assert!(!va
+        .rm()
         .backend()
         .calls
         .iter()
         .any(|c| matches!(c, Call::Idle(_, h, _) if *h == host_a)));
 }
 
-trait WriteList {
-    fn write_u32_list(&mut self, addr: u64, v: &[u32]);
-}
-
-impl WriteList for rm_core::VecGuestMemory {
-    fn write_u32_list(&mut self, addr: u64, v: &[u32]) {
-        use rm_core::GuestMemory;
-        self.write(addr, v.as_bytes()).unwrap();
-    }
-}
-
 #[test]
 fn a_client_is_usable_only_through_its_own_fd() {
-    let mut rm = Rm::new(FakeBackend::default());
-    let mut a = Guest::new(&mut rm, 1, GIB);
-    let ta = build_tree(&mut rm, &mut a);
-    let mut other = Guest::new(&mut rm, 1, GIB);
-    let (s, _) = other.control(
-        &mut rm,
+    let t = core(1);
+    let mut a = RmClient::open(&t).unwrap();
+    let ta = full_tree(&mut a);
+    let mut other = RmClient::open(&t).unwrap();
+    let (s, _) = RmCalls::control(
+        &mut other,
         ta.client,
         ta.tsg,
         NVA06C_CTRL_CMD_GET_TIMESLICE,
@@ -303,18 +317,19 @@ fn a_client_is_usable_only_through_its_own_fd() {
     );
     assert_eq!(s, NvStatus::ERR_INVALID_CLIENT);
     assert_eq!(
-        other.free(&mut rm, ta.client, ta.client, ta.client),
+        other.free_status(ta.client, ta.client, ta.client).unwrap(),
         NvStatus::ERR_INVALID_CLIENT
     );
 }
 
 #[test]
 fn handle_carrying_alloc_params_must_name_the_callers_objects() {
-    let (mut rm, _a, ta, mut b, tb) = two_guests();
+    let (va, vb) = two_vgpus();
+    let (_a, ta, mut b, tb) = two_guests(&va, &vb);
     // The VA space of another client of the same vGPU is not this client's.
-    let c2 = b.client(&mut rm);
-    let (s, d2) = b.alloc(
-        &mut rm,
+    let c2 = RmCalls::alloc_ok(&mut b, 0, 0, 0, class::NV01_ROOT, &[]);
+    let (s, d2) = RmCalls::alloc(
+        &mut b,
         c2,
         c2,
         0,
@@ -327,8 +342,8 @@ fn handle_carrying_alloc_params_must_name_the_callers_objects() {
         engineType: NV2080_ENGINE_TYPE_GR0,
         ..Default::default()
     };
-    let (s, _) = b.alloc(
-        &mut rm,
+    let (s, _) = RmCalls::alloc(
+        &mut b,
         c2,
         d2,
         0,
@@ -342,8 +357,8 @@ fn handle_carrying_alloc_params_must_name_the_callers_objects() {
         engineType: NV2080_ENGINE_TYPE_GR0,
         ..Default::default()
     };
-    let (s, _) = b.alloc(
-        &mut rm,
+    let (s, _) = RmCalls::alloc(
+        &mut b,
         tb.client,
         tb.device,
         0,
@@ -353,10 +368,10 @@ fn handle_carrying_alloc_params_must_name_the_callers_objects() {
     assert_eq!(s, NvStatus::ERR_INVALID_ARGUMENT);
     // A device sharing another client's VA space.
     let share = Nv0080AllocParameters {
-        hClientShare: rm.host_client(1, ta.client).unwrap(),
+        hClientShare: va.rm().host_client(1, ta.client).unwrap(),
         ..Default::default()
     };
-    let (s, _) = b.alloc(&mut rm, c2, c2, 0, class::NV01_DEVICE_0, share.as_bytes());
+    let (s, _) = RmCalls::alloc(&mut b, c2, c2, 0, class::NV01_DEVICE_0, share.as_bytes());
     assert_eq!(s, NvStatus::ERR_INSUFFICIENT_PERMISSIONS);
     // A channel whose context share belongs to another TSG.
     let tsg2_p = NvChannelGroupAllocationParameters {
@@ -364,8 +379,8 @@ fn handle_carrying_alloc_params_must_name_the_callers_objects() {
         engineType: NV2080_ENGINE_TYPE_GR0,
         ..Default::default()
     };
-    let (s, tsg2) = b.alloc(
-        &mut rm,
+    let (s, tsg2) = RmCalls::alloc(
+        &mut b,
         tb.client,
         tb.device,
         0,
@@ -378,8 +393,8 @@ fn handle_carrying_alloc_params_must_name_the_callers_objects() {
         gpFifoEntries: 8,
         ..Default::default()
     };
-    let (s, _) = b.alloc(
-        &mut rm,
+    let (s, _) = RmCalls::alloc(
+        &mut b,
         tb.client,
         tsg2,
         0,
@@ -391,17 +406,17 @@ fn handle_carrying_alloc_params_must_name_the_callers_objects() {
 
 #[test]
 fn privileged_fields_are_sanitised_before_the_backend() {
-    let mut rm = Rm::new(FakeBackend::default());
-    let mut g = Guest::new(&mut rm, 3, GIB);
-    let t = build_tree(&mut rm, &mut g);
+    let core = core(3);
+    let mut g = RmClient::open(&core).unwrap();
+    let t = full_tree(&mut g);
     let tsg_p = NvChannelGroupAllocationParameters {
         hVASpace: t.vaspace,
         engineType: NV2080_ENGINE_TYPE_GR0,
         bIsCallingContextVgpuPlugin: 1,
         ..Default::default()
     };
-    let (s, tsg) = g.alloc(
-        &mut rm,
+    let (s, tsg) = RmCalls::alloc(
+        &mut g,
         t.client,
         t.device,
         0,
@@ -417,8 +432,8 @@ fn privileged_fields_are_sanitised_before_the_backend() {
         gpFifoEntries: 8,
         ..Default::default()
     };
-    let (s, ch) = g.alloc(
-        &mut rm,
+    let (s, ch) = RmCalls::alloc(
+        &mut g,
         t.client,
         tsg,
         0,
@@ -426,7 +441,8 @@ fn privileged_fields_are_sanitised_before_the_backend() {
         ch_p.as_bytes(),
     );
     assert_eq!(s, NvStatus::OK);
-    let allocs: Vec<_> = rm
+    let allocs: Vec<_> = core
+        .rm()
         .backend()
         .calls
         .iter()
