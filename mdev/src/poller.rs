@@ -115,6 +115,9 @@ impl Poller {
     }
 }
 
+/// Poll rounds between two yields while spinning (a round is a few hundred ns).
+const SPINS_PER_YIELD: u32 = 64;
+
 fn thread_cpu_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -131,6 +134,7 @@ fn run(inner: &Arc<Inner>, config: PollConfig) {
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1u64) };
     let mut last_request = Instant::now();
     let mut sleep = Duration::ZERO;
+    let mut spins = 0u32;
     // The thread ends once every handle is gone (its own `Arc` is the last).
     while Arc::strong_count(inner) > 1 {
         let kicked = std::mem::take(&mut *inner.kicked.lock().unwrap_or_else(|p| p.into_inner()));
@@ -190,8 +194,15 @@ fn run(inner: &Arc<Inner>, config: PollConfig) {
                 .wake
                 .wait_timeout_while(guard, Duration::from_millis(100), |k| !*k);
         } else if now.duration_since(last_request) < config.spin {
-            std::hint::spin_loop();
-            std::thread::yield_now();
+            // Mostly a bare spin (a yield is a syscall that delays noticing the next request),
+            // but yield now and then, so that on a host with few CPUs the VMM thread about to
+            // post the next request is not kept waiting for the rest of our spin.
+            spins = spins.wrapping_add(1);
+            if spins % SPINS_PER_YIELD == 0 {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
         } else {
             sleep = (sleep * 2)
                 .max(Duration::from_micros(5))

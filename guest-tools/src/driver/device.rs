@@ -19,6 +19,9 @@ use virtio::status::*;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an interrupt-driven wait sleeps before it looks at the used ring itself.
 pub const IRQ_SLICE: Duration = Duration::from_millis(200);
+/// How often a polling wait reads the device status (for NEEDS_RESET): each read is a trapped
+/// BAR0 access, a VM exit or a socket message, so a spinning wait must not make one per spin.
+pub const STATUS_CHECK_EVERY: Duration = Duration::from_millis(1);
 
 /// Errors of the driver.
 #[derive(Debug, thiserror::Error)]
@@ -335,16 +338,20 @@ impl VgpuDriver {
             return self.wait_used_irq(timeout);
         }
         let mut start = None;
+        let mut next_status = STATUS_CHECK_EVERY;
         loop {
             if let Some(u) = self.queue.take_used(&self.window)? {
                 return Ok(u);
             }
-            let status = Self::status(self.bar0.as_ref());
-            if status & NEEDS_RESET != 0 {
-                return Err(DriverError::NeedsReset(status));
+            let waited = start.get_or_insert_with(Instant::now).elapsed();
+            if waited >= next_status {
+                let status = Self::status(self.bar0.as_ref());
+                if status & NEEDS_RESET != 0 {
+                    return Err(DriverError::NeedsReset(status));
+                }
+                next_status = waited + STATUS_CHECK_EVERY;
             }
-            let since = *start.get_or_insert_with(Instant::now);
-            if since.elapsed() > timeout {
+            if waited > timeout {
                 return Err(DriverError::Timeout(timeout));
             }
             std::hint::spin_loop();
