@@ -2,13 +2,14 @@
 //! core (or trip the fake backend's contract checks), and tearing the vGPUs down leaves no
 //! object behind, in the core or in the backend.
 
-use rm_core::testing::fixtures as common;
-
-use common::*;
 use proptest::prelude::*;
 use rm_abi::escape::{ArgSize, Escape};
 use rm_abi::ioctl::IoctlRequest;
 use rm_abi::Handle;
+use rm_client::{RmClient, Transport};
+use rm_core::testing::fixtures::FakeBackend;
+use rm_core::testing::transport::{CoreTransport, GUEST_BASE};
+use rm_core::testing::{full_tree, Tree};
 use rm_core::{GuestMemory, Node, Rm, VecGuestMemory, VgpuConfig};
 
 /// One step a fuzzed guest takes.
@@ -95,11 +96,17 @@ proptest! {
 
     #[test]
     fn random_escapes_never_panic_and_teardown_frees_everything(ops in prop::collection::vec(op(), 1..80)) {
-        let mut rm = Rm::new(FakeBackend::default());
+        // The two vGPUs as transports of one core, for the valid trees their clients build; the
+        // random escapes reach the core's frontend directly, with arguments in memories of
+        // their own.
+        let config = VgpuConfig::with_quota(64 << 20);
+        let t1 = CoreTransport::new(Rm::new(FakeBackend::default()), 1, config.clone()).unwrap();
+        let t2 = t1.another(2, config).unwrap();
+        let ts = [&t1, &t2];
         let mut mem = [VecGuestMemory::new(GUEST_BASE, 0x4000), VecGuestMemory::new(GUEST_BASE, 0x4000)];
         let mut fds: [Vec<i32>; 2] = [Vec::new(), Vec::new()];
         for g in 0..2u32 {
-            rm.create_vgpu(g + 1, VgpuConfig::with_quota(64 << 20)).unwrap();
+            let mut rm = t1.rm();
             fds[g as usize].push(rm.open(g + 1, Node::Ctl).unwrap());
             fds[g as usize].push(rm.open(g + 1, Node::Device(0)).unwrap());
         }
@@ -108,19 +115,21 @@ proptest! {
             match op {
                 Op::Open(g, ctl) => {
                     let node = if ctl { Node::Ctl } else { Node::Device(0) };
-                    if let Ok(fd) = rm.open(u32::from(g) + 1, node) { fds[g as usize].push(fd); }
+                    if let Ok(fd) = t1.rm().open(u32::from(g) + 1, node) { fds[g as usize].push(fd); }
                 }
                 Op::Tree(g) => {
-                    let mut guest = Guest::new(&mut rm, u32::from(g) + 1, 64 << 20);
-                    let t = build_tree(&mut rm, &mut guest);
-                    prop_assert!(t.copy != 0);
-                    fds[g as usize].extend([guest.ctl, guest.dev]);
+                    let t = ts[g as usize];
+                    let mut guest = RmClient::open(t).unwrap();
+                    let dev = t.open(rm_client::Node::Device(0)).unwrap();
+                    let tree = full_tree(&mut guest);
+                    prop_assert!(tree.copy != 0);
+                    fds[g as usize].extend([guest.ctl(), dev]);
                 }
                 Op::Close(g, i) => {
                     let list = &mut fds[g as usize];
                     if !list.is_empty() {
                         let fd = list.remove(i as usize % list.len());
-                        rm.close(u32::from(g) + 1, fd).unwrap();
+                        t1.rm().close(u32::from(g) + 1, fd).unwrap();
                     }
                 }
                 Op::Escape { gfid, fd, esc, size_jitter, words } => {
@@ -131,22 +140,24 @@ proptest! {
                     let m = &mut mem[gfid as usize];
                     m.write(ARG, &arg).unwrap();
                     let Some(req) = IoctlRequest::encode(esc as u8, size) else { continue };
-                    let ret = rm.ioctl(u32::from(gfid) + 1, pick(&fds[gfid as usize], fd), req, ARG, m);
+                    let ret = t1.rm().ioctl(u32::from(gfid) + 1, pick(&fds[gfid as usize], fd), req, ARG, m);
                     prop_assert!(ret <= 0);
                 }
                 Op::Raw { gfid, fd, request, bytes } => {
                     let m = &mut mem[gfid as usize];
                     m.write(ARG, &bytes).unwrap();
-                    let ret = rm.ioctl(u32::from(gfid) + 1, pick(&fds[gfid as usize], fd), request, ARG, m);
+                    let ret = t1.rm().ioctl(u32::from(gfid) + 1, pick(&fds[gfid as usize], fd), request, ARG, m);
                     prop_assert!(ret <= 0);
                 }
                 Op::Scribble { gfid, offset, bytes } => {
                     let _ = mem[gfid as usize].write(PARAMS + u64::from(offset), &bytes);
                 }
             }
+            let rm = t1.rm();
             let live: usize = rm.backend().live_count();
             prop_assert_eq!(live, rm.total_objects(), "core and backend disagree on live objects");
         }
+        let mut rm = t1.rm();
         rm.destroy_vgpu(1).unwrap();
         rm.destroy_vgpu(2).unwrap();
         prop_assert_eq!(rm.total_objects(), 0);
@@ -158,12 +169,19 @@ proptest! {
 /// with valid calls, then closed by fd.
 #[test]
 fn closing_the_fd_frees_the_whole_tree() {
-    let mut rm = Rm::new(FakeBackend::default());
-    let mut g = Guest::new(&mut rm, 5, 1 << 30);
-    let t: Tree = build_tree(&mut rm, &mut g);
+    let core = CoreTransport::new(
+        Rm::new(FakeBackend::default()),
+        5,
+        VgpuConfig::with_quota(1 << 30),
+    )
+    .unwrap();
+    let mut g = RmClient::open(&core).unwrap();
+    let _dev = core.open(rm_client::Node::Device(0)).unwrap();
+    let t: Tree = full_tree(&mut g);
     let _: Handle = t.copy;
-    assert!(rm.object_count(5) >= 10);
-    rm.close(5, g.ctl).unwrap();
+    assert!(core.rm().object_count(5) >= 10);
+    core.rm().close(5, g.ctl()).unwrap();
+    let rm = core.rm();
     assert_eq!(rm.object_count(5), 0);
     assert_eq!(rm.backend().live_count(), 0);
 }
