@@ -2,29 +2,40 @@
 //! (active device ids, sync-boost groups, host caps, channel list, GPU info), through the
 //! dispatcher on the sim backend: the answers, and the driver's errors on bad input.
 
-use rm_core::testing::fixtures as common;
-
-use common::*;
 use rm_abi::ctrl::*;
 use rm_abi::NvStatus;
-use rm_core::{GuestMemory, Rm};
+use rm_core::testing::rm_client::{Buffer, RmClient, Transport};
+use rm_core::testing::transport::CoreTransport;
+use rm_core::testing::{full_tree, RmCalls, Tree};
+use rm_core::{Rm, VgpuConfig};
 use rm_sim::{SimBackend, SimConfig};
 use zerocopy::FromZeros;
 
 const GFID: u32 = 3;
 
-fn setup() -> (Rm<SimBackend>, Guest, Tree) {
-    let mut rm = Rm::new(SimBackend::new(SimConfig::default()));
-    let mut g = Guest::new(&mut rm, GFID, 1 << 30);
-    let t = build_tree(&mut rm, &mut g);
-    (rm, g, t)
+/// The sim with the vGPU `GFID` (1 GiB), as a transport.
+fn setup() -> CoreTransport<SimBackend> {
+    CoreTransport::new(
+        Rm::new(SimBackend::new(SimConfig::default())),
+        GFID,
+        VgpuConfig::with_quota(1 << 30),
+    )
+    .unwrap()
+}
+
+/// A client of the vGPU with its [`full_tree`].
+fn guest(core: &CoreTransport<SimBackend>) -> (RmClient<'_>, Tree) {
+    let mut g = RmClient::open(core).unwrap();
+    let t = full_tree(&mut g);
+    (g, t)
 }
 
 #[test]
 fn active_device_ids_name_the_vgpu_without_mig_instances() {
-    let (mut rm, mut g, t) = setup();
-    let (s, p) = g.control(
-        &mut rm,
+    let core = setup();
+    let (mut g, t) = guest(&core);
+    let (s, p) = RmCalls::control(
+        &mut g,
         t.client,
         t.client,
         NV0000_CTRL_CMD_GPU_GET_ACTIVE_DEVICE_IDS,
@@ -42,14 +53,15 @@ fn active_device_ids_name_the_vgpu_without_mig_instances() {
 
 #[test]
 fn boost_groups_and_host_caps_are_empty_even_over_guest_garbage() {
-    let (mut rm, mut g, t) = setup();
+    let core = setup();
+    let (mut g, t) = guest(&core);
     let mut junk = Nv0000SyncGpuBoostGroupInfoParams {
         groupCount: 7,
         ..Default::default()
     };
     junk.pBoostGroups.fill(0xAB);
-    let (s, p) = g.control(
-        &mut rm,
+    let (s, p) = RmCalls::control(
+        &mut g,
         t.client,
         t.client,
         NV0000_CTRL_CMD_SYNC_GPU_BOOST_GROUP_INFO,
@@ -58,8 +70,8 @@ fn boost_groups_and_host_caps_are_empty_even_over_guest_garbage() {
     assert_eq!(s, NvStatus::OK);
     assert_eq!(p, Nv0000SyncGpuBoostGroupInfoParams::default());
 
-    let (s, p) = g.control(
-        &mut rm,
+    let (s, p) = RmCalls::control(
+        &mut g,
         t.client,
         t.device,
         NV0080_CTRL_CMD_HOST_GET_CAPS_V2,
@@ -68,8 +80,8 @@ fn boost_groups_and_host_caps_are_empty_even_over_guest_garbage() {
     assert_eq!(s, NvStatus::OK);
     assert_eq!(p.capsTbl, [0; 3]);
     // A device control on the subdevice is not the device's.
-    let (s, _) = g.control(
-        &mut rm,
+    let (s, _) = RmCalls::control(
+        &mut g,
         t.client,
         t.subdevice,
         NV0080_CTRL_CMD_HOST_GET_CAPS_V2,
@@ -78,28 +90,29 @@ fn boost_groups_and_host_caps_are_empty_even_over_guest_garbage() {
     assert_eq!(s, NvStatus::ERR_NOT_SUPPORTED);
 }
 
-const HANDLES: u64 = GUEST_BASE + 0x8_0000;
-const CHIDS: u64 = GUEST_BASE + 0x8_1000;
+/// Offset of the channel id list in the lists buffer (the handle list is at 0).
+const CHIDS: usize = 0x1000;
 
+/// GET_CHANNELLIST of `handles`, written at the start of `lists`; `p` points at `lists`.
 fn channel_list(
-    rm: &mut Rm<SimBackend>,
-    g: &mut Guest,
+    g: &mut RmClient<'_>,
+    lists: &Buffer,
     t: &Tree,
     handles: &[u32],
     p: Nv0080CtrlFifoGetChannellistParams,
 ) -> (NvStatus, Vec<u32>) {
     let raw: Vec<u8> = handles.iter().flat_map(|h| h.to_le_bytes()).collect();
-    g.mem.write(HANDLES, &raw).unwrap();
-    g.mem.write(CHIDS, &vec![0x5A; raw.len()]).unwrap();
-    let (s, _) = g.control(
-        rm,
+    lists.write(0, &raw).unwrap();
+    lists.write(CHIDS, &vec![0x5A; raw.len()]).unwrap();
+    let (s, _) = RmCalls::control(
+        g,
         t.client,
         t.device,
         NV0080_CTRL_CMD_FIFO_GET_CHANNELLIST,
         &p,
     );
     let mut out = vec![0u8; raw.len()];
-    g.mem.read(CHIDS, &mut out).unwrap();
+    lists.read(CHIDS, &mut out).unwrap();
     let ids = out
         .chunks_exact(4)
         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -109,17 +122,18 @@ fn channel_list(
 
 #[test]
 fn channel_list_maps_own_channels_to_their_ids_and_others_to_invalid() {
-    let (mut rm, mut g, t) = setup();
-    let (s, tok) = g.control(
-        &mut rm,
+    let core = setup();
+    let (mut g, t) = guest(&core);
+    let (s, tok) = RmCalls::control(
+        &mut g,
         t.client,
         t.channel,
         NVC36F_CTRL_CMD_GPFIFO_GET_WORK_SUBMIT_TOKEN,
         &NvC36fCtrlGpfifoGetWorkSubmitTokenParams::default(),
     );
     assert_eq!(s, NvStatus::OK);
-    let (s, copy_tok) = g.control(
-        &mut rm,
+    let (s, copy_tok) = RmCalls::control(
+        &mut g,
         t.client,
         t.copy_channel,
         NVC36F_CTRL_CMD_GPFIFO_GET_WORK_SUBMIT_TOKEN,
@@ -128,15 +142,16 @@ fn channel_list_maps_own_channels_to_their_ids_and_others_to_invalid() {
     assert_eq!(s, NvStatus::OK);
 
     // A second client of the same guest, with its own tree under the same handles.
-    let other = build_tree(&mut rm, &mut g);
+    let lists = core.buffer(0x2000, 64).unwrap();
+    let other = full_tree(&mut g);
     let handles = [t.channel, t.tsg, t.copy_channel, 0xdead_beef, 0];
     let p = Nv0080CtrlFifoGetChannellistParams {
         numChannels: handles.len() as u32,
-        pChannelHandleList: HANDLES,
-        pChannelList: CHIDS,
+        pChannelHandleList: lists.addr(),
+        pChannelList: lists.addr() + CHIDS as u64,
         ..Default::default()
     };
-    let (s, ids) = channel_list(&mut rm, &mut g, &t, &handles, p);
+    let (s, ids) = channel_list(&mut g, &lists, &t, &handles, p);
     assert_eq!(s, NvStatus::OK);
     let inv = NV0080_CTRL_FIFO_GET_CHANNELLIST_INVALID_CHANNEL;
     assert_eq!(
@@ -151,7 +166,7 @@ fn channel_list_maps_own_channels_to_their_ids_and_others_to_invalid() {
     );
     // The lookup is in the calling client: the other client's same handle is its own channel,
     // with its own id.
-    let (s, ids) = channel_list(&mut rm, &mut g, &other, &[other.channel], {
+    let (s, ids) = channel_list(&mut g, &lists, &other, &[other.channel], {
         let mut q = p;
         q.numChannels = 1;
         q
@@ -198,8 +213,8 @@ fn channel_list_maps_own_channels_to_their_ids_and_others_to_invalid() {
             NvStatus::ERR_INVALID_ADDRESS,
         ),
     ] {
-        let (s, _) = g.control(
-            &mut rm,
+        let (s, _) = RmCalls::control(
+            &mut g,
             t.client,
             t.device,
             NV0080_CTRL_CMD_FIFO_GET_CHANNELLIST,
@@ -210,8 +225,7 @@ fn channel_list_maps_own_channels_to_their_ids_and_others_to_invalid() {
 }
 
 fn gpu_info(
-    rm: &mut Rm<SimBackend>,
-    g: &mut Guest,
+    g: &mut RmClient<'_>,
     t: &Tree,
     indices: &[u32],
     size: u32,
@@ -224,8 +238,8 @@ fn gpu_info(
         e.index = i;
         e.data = 0xEEEE_EEEE;
     }
-    g.control(
-        rm,
+    RmCalls::control(
+        g,
         t.client,
         t.subdevice,
         NV2080_CTRL_CMD_GPU_GET_INFO_V2,
@@ -235,10 +249,11 @@ fn gpu_info(
 
 #[test]
 fn gpu_info_answers_what_the_sim_models_and_refuses_the_rest_like_rm() {
-    let (mut rm, mut g, t) = setup();
+    let core = setup();
+    let (mut g, t) = guest(&core);
     // SYSMEM_ACCESS yes; SMC (MIG) unsupported; debugging, dma-buf, self-hosted, EGM, FLA no.
     let idx = [0x1F, 0x2A, 0x37, 0x3D, 0x3B, 0x3A, 0x2D, 0x22, 0x3C];
-    let (s, p) = gpu_info(&mut rm, &mut g, &t, &idx, idx.len() as u32);
+    let (s, p) = gpu_info(&mut g, &t, &idx, idx.len() as u32);
     assert_eq!(s, NvStatus::OK);
     let data: Vec<u32> = p.gpuInfoList[..idx.len()].iter().map(|e| e.data).collect();
     assert_eq!(data, [1, 0, 0, 0, 0, 0, 0, 0, 0]);
@@ -249,26 +264,26 @@ fn gpu_info_answers_what_the_sim_models_and_refuses_the_rest_like_rm() {
     // The driver's argument checks (`getGpuInfos`).
     let max = NV2080_CTRL_GPU_INFO_MAX_LIST_SIZE as u32;
     assert_eq!(
-        gpu_info(&mut rm, &mut g, &t, &[0x1F], 0).0,
+        gpu_info(&mut g, &t, &[0x1F], 0).0,
         NvStatus::ERR_INVALID_ARGUMENT
     );
     assert_eq!(
-        gpu_info(&mut rm, &mut g, &t, &[0x1F], max + 1).0,
+        gpu_info(&mut g, &t, &[0x1F], max + 1).0,
         NvStatus::ERR_INVALID_ARGUMENT
     );
     assert_eq!(
-        gpu_info(&mut rm, &mut g, &t, &[max], 1).0,
+        gpu_info(&mut g, &t, &[max], 1).0,
         NvStatus::ERR_INVALID_ARGUMENT
     );
     assert_eq!(
-        gpu_info(&mut rm, &mut g, &t, &[0x1F | 1 << 24], 1).0,
+        gpu_info(&mut g, &t, &[0x1F | 1 << 24], 1).0,
         NvStatus::ERR_INVALID_ARGUMENT,
         "GPU group 1 does not exist"
     );
     // ECID (0x01), SM version (0x2C): silicon the sim does not model.
     for i in [0x01, 0x2C] {
         assert_eq!(
-            gpu_info(&mut rm, &mut g, &t, &[0x1F, i], 2).0,
+            gpu_info(&mut g, &t, &[0x1F, i], 2).0,
             NvStatus::ERR_NOT_SUPPORTED,
             "{i:#x}"
         );
@@ -277,9 +292,10 @@ fn gpu_info_answers_what_the_sim_models_and_refuses_the_rest_like_rm() {
 
 #[test]
 fn compute_mode_has_no_rules_and_the_timeslice_policy_is_the_default() {
-    let (mut rm, mut g, t) = setup();
-    let (s, p) = g.control(
-        &mut rm,
+    let core = setup();
+    let (mut g, t) = guest(&core);
+    let (s, p) = RmCalls::control(
+        &mut g,
         t.client,
         t.subdevice,
         NV2080_CTRL_CMD_GPU_QUERY_COMPUTE_MODE_RULES,
@@ -293,8 +309,8 @@ fn compute_mode_has_no_rules_and_the_timeslice_policy_is_the_default() {
         ..Default::default()
     };
     junk.configList.iter_mut().for_each(|c| c.data = 3);
-    let (s, p) = g.control(
-        &mut rm,
+    let (s, p) = RmCalls::control(
+        &mut g,
         t.client,
         t.subdevice,
         NV2080_CTRL_CMD_GPU_GET_COMPUTE_POLICY_CONFIG,
@@ -316,7 +332,8 @@ fn compute_mode_has_no_rules_and_the_timeslice_policy_is_the_default() {
 
 #[test]
 fn detach_accepts_its_own_gpu_and_detach_all_but_no_other_gpu() {
-    let (mut rm, mut g, t) = setup();
+    let core = setup();
+    let (mut g, t) = guest(&core);
     let ids = |first: u32| {
         let mut p = Nv0000CtrlGpuDetachIdsParams {
             gpuIds: [NV0000_CTRL_GPU_INVALID_ID; 32],
@@ -329,8 +346,8 @@ fn detach_accepts_its_own_gpu_and_detach_all_but_no_other_gpu() {
         (0x600, NvStatus::OK),
         (0x700, NvStatus::ERR_INVALID_ARGUMENT),
     ] {
-        let (s, _) = g.control(
-            &mut rm,
+        let (s, _) = RmCalls::control(
+            &mut g,
             t.client,
             t.client,
             NV0000_CTRL_CMD_GPU_DETACH_IDS,
@@ -342,9 +359,10 @@ fn detach_accepts_its_own_gpu_and_detach_all_but_no_other_gpu() {
 
 #[test]
 fn id_info_reports_a_lone_gpu_board_that_cannot_do_sli() {
-    let (mut rm, mut g, t) = setup();
-    let (s, p) = g.control(
-        &mut rm,
+    let core = setup();
+    let (mut g, t) = guest(&core);
+    let (s, p) = RmCalls::control(
+        &mut g,
         t.client,
         t.client,
         NV0000_CTRL_CMD_GPU_GET_ID_INFO_V2,

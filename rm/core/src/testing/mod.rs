@@ -6,6 +6,10 @@
 pub mod fixtures;
 pub mod transport;
 
+/// The RM client library the tests drive the core with, re-exported so that crates testing
+/// through this feature reach it without depending on it themselves.
+pub use rm_client;
+
 use rm_abi::alloc_params::*;
 use rm_abi::ctrl::{
     NvA06cCtrlGpfifoScheduleParams, NvC36fCtrlGpfifoGetWorkSubmitTokenParams,
