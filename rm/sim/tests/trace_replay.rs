@@ -10,9 +10,6 @@
 //! `NV_ERR_INSUFFICIENT_PERMISSIONS` for a denied one): never an argument or size error on a
 //! valid real input.
 
-use rm_core::testing::fixtures as common;
-
-use common::*;
 use rm_abi::alloc_params::*;
 use rm_abi::ctrl::*;
 use rm_abi::escape::Escape;
@@ -20,6 +17,9 @@ use rm_abi::ioctl::IoctlRequest;
 use rm_abi::nvos::Nvos54Parameters;
 use rm_abi::{class, read_struct, Handle, NvStatus};
 use rm_core::controls::{control_info, unmodelled_info_index, Handling};
+use rm_core::testing::rm_client::RmClient;
+use rm_core::testing::transport::CoreTransport;
+use rm_core::testing::{full_tree, RmCalls};
 use rm_core::vgpu::VgpuConfig;
 use rm_core::{GuestMemory, GuestMemoryFault, Rm};
 use rm_sim::{SimBackend, SimConfig};
@@ -133,10 +133,8 @@ fn read_trace(path: &PathBuf) -> (Vec<TracedControl>, HashMap<Handle, u32>) {
 }
 
 /// Our tree on the sim: one object per class the core models.
-fn sim_tree(rm: &mut Rm<SimBackend>, g: &mut Guest) -> HashMap<u32, Handle> {
-    let t = build_tree(rm, g);
-    let mut c = Calls { rm, g };
-    use rm_core::testing::RmCalls;
+fn sim_tree(c: &mut RmClient<'_>) -> HashMap<u32, Handle> {
+    let t = full_tree(c);
     let sysmem = c.alloc_ok(
         t.client,
         t.device,
@@ -200,8 +198,10 @@ fn replay(name: &str) -> Option<Replay> {
         },
     )
     .unwrap();
-    let mut g = Guest::new(&mut rm, GFID, 0);
-    let ours = sim_tree(&mut rm, &mut g);
+    // The vGPU is made above with the trace's GPU id; the transport finds it in place.
+    let core = CoreTransport::new(rm, GFID, VgpuConfig::with_quota(0)).unwrap();
+    let mut g = RmClient::open(&core).unwrap();
+    let ours = sim_tree(&mut g);
     let map = |h: Handle| classes.get(&h).and_then(|c| ours.get(c)).copied();
 
     let mut mem = SparseMemory::default();
@@ -248,7 +248,7 @@ fn replay(name: &str) -> Option<Replay> {
             ..c.args
         };
         mem.write(ARG, args.as_bytes()).unwrap();
-        assert_eq!(rm.ioctl(GFID, g.ctl, req, ARG, &mut mem), 0);
+        assert_eq!(core.rm().ioctl(GFID, g.ctl(), req, ARG, &mut mem), 0);
         let mut out = [0u8; 32];
         mem.read(ARG, &mut out).unwrap();
         let status = NvStatus(read_struct::<Nvos54Parameters>(&out).unwrap().status);
