@@ -2,13 +2,16 @@
 //! this host: a VMM this project did not write drives the vGPU (`vgpu-smi` and the workload
 //! in the guest), an instance serves the next VM after the first powers off, and two VMs
 //! share one GPU by the policy file, 3:1 and then 1:1 after a reload while both run, and a VM
-//! killed with SIGKILL has all its objects freed within a second while the other runs on.
+//! killed with SIGKILL has all its objects freed within a second while the other runs on. The
+//! whole `vgpu` scenario (hostile requests, a killed client, escapes completed by INTx through
+//! QEMU's vfio-user interrupt path) runs in a QEMU guest as it does under `vgpu-vmm`.
 //!
 //! The shares' oracle is the policy's arithmetic and the guests' own semaphore timestamps:
 //! each guest counts the work it completed per 100 ms of GPU time.
 
 use std::time::{Duration, Instant};
 
+use guest_tools::driver::Completion;
 use guest_tools::report::Record;
 use guest_tools::workload::{paired_work, StreamReport};
 use images::qemu_vm::{Kit, QemuVm, VmOutcome};
@@ -212,4 +215,55 @@ fn a_vm_killed_mid_stream_is_freed_within_a_second_and_its_neighbour_runs_on() {
         .unwrap()
         .instances[0];
     assert!(p.objects == 0 && p.errors == 0, "{p:?}");
+}
+
+#[test]
+fn a_qemu_guest_runs_the_vgpu_scenario_with_interrupt_completion() {
+    let kit = kit();
+    let daemon = Vgpud::start(&kit.bins, None).expect("starting vgpud");
+    let socket = daemon.new_instance("sim-35c", 3, "solo").unwrap();
+    let vm = QemuVm::boot(&kit, "vgpu.scenario=vgpu", &[&socket])
+        .unwrap()
+        .finish(VM_TIMEOUT * 2);
+    assert_clean(&vm, &daemon, "the vgpu scenario");
+    let hostile: Vec<_> = vm
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Hostile(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert!(hostile.len() >= 11, "hostile checks missing");
+    for c in hostile {
+        assert!(c.ok, "hostile: {}: {}", c.name, c.detail);
+    }
+    assert!(
+        vm.records.iter().any(|r| matches!(r, Record::KillCleanup(_))),
+        "no kill-cleanup record"
+    );
+    let irq = vm.records.iter().find_map(|r| match r {
+        Record::Bench(b) if b.completion == Completion::Irq => Some(b),
+        _ => None,
+    });
+    let irq = irq.unwrap_or_else(|| panic!("no irq bench\n{}", vm.tail(40)));
+    eprintln!(
+        "irq bench under QEMU: escape p50 {:.0} µs, p99 {:.0} µs; {} interrupts for {} requests, uio {:?}",
+        irq.escape.p50_us, irq.escape.p99_us, irq.interrupts, irq.requests, irq.uio_events
+    );
+    // Every escape waited for its own interrupt: vgpud raised it on the INTx eventfd QEMU gave
+    // it, QEMU injected it, the guest kernel's uio handler counted it.
+    assert!(
+        irq.escape.n == 300
+            && irq.interrupts == irq.requests
+            && irq.missed_interrupts == 0
+            && irq.uio_events.is_some_and(|n| n >= irq.interrupts),
+        "{irq:?}"
+    );
+    let irq_workload = vm.records.iter().find_map(|r| match r {
+        Record::Workload(w) if w.completion == Completion::Irq => Some(w),
+        _ => None,
+    });
+    let w = irq_workload.expect("no irq workload");
+    assert!(w.interrupts > 0 && w.semaphores_checked == 50 * 8 * 2, "{w:?}");
 }
