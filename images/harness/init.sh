@@ -3,7 +3,12 @@
 # on the kernel command line, prints VGPU-RESULT lines and powers off.
 #
 # Kernel command-line parameters (read from /proc/cmdline):
-#   vgpu.scenario=boot|bench   boot: one test-guest boot; bench: vgpu.runs boots under each VMM
+#   vgpu.scenario=boot|bench|share
+#                              boot: one test-guest boot; bench: vgpu.runs boots under each VMM;
+#                              share: two vgpu-vmm guests (labels prod and batch) streaming on one
+#                              vgpud under a 3:1 policy that becomes 1:1 vgpu.switch_after seconds
+#                              after both streams started (default 4); `VGPUD-STATUS written` and
+#                              `VGPUD-STATUS reloaded` bracket the policy write
 #   vgpu.vmm=vgpu-vmm|qemu     inner VMM of the boot scenario (default vgpu-vmm)
 #   vgpu.runs=N                boots per VMM in the bench scenario (default 5)
 #   vgpu.timeout=SECS          limit of each inner run (default 120)
@@ -121,6 +126,42 @@ boot)
         vgpud_status guest
         tail -n 20 /tmp/vgpud.log | sed 's/^/vgpud| /'
     fi
+    ;;
+share)
+    weights() {
+        printf 'policy = "weighted"\n[[tenant]]\nname = "prod"\nweight = %s\n[[tenant]]\nname = "batch"\nweight = %s\n' "$1" "$2"
+    }
+    weights 3 1 >/etc/vgpu/policy.toml
+    start_vgpud --policy /etc/vgpu/policy.toml
+    for t in prod batch; do
+        gfid=1
+        [ "$t" = batch ] && gfid=2
+        sock=$(new_instance sim-35c "$gfid" "$t") || finish false "vgpuctl could not start the $t instance"
+        (
+            vgpu-guest timed-run --label "$t" --timeout "$timeout" -- \
+                vgpu-vmm --kernel /guest/vmlinux --initrd /guest/initrd.cpio.gz \
+                --cmdline "$vmm_cmdline" --memory 256 --vcpus 1 $vmm_args --vgpu "socket=$sock"
+        ) >/tmp/$t.out 2>&1 &
+    done
+    # Relay both guests' lines as they come (the runner sorts them by label).
+    tail -f /tmp/prod.out /tmp/batch.out 2>/dev/null | grep -v '^==>' &
+    i=0
+    until grep -q '"stream_start"' /tmp/prod.out && grep -q '"stream_start"' /tmp/batch.out; do
+        i=$((i + 1))
+        [ "$i" -gt $((timeout * 10)) ] && finish false "the two streams did not both start"
+        sleep 0.1
+    done
+    switch=$(param vgpu.switch_after)
+    sleep "${switch:-4}"
+    vgpud_status written
+    weights 1 1 >/etc/vgpu/policy.new && mv /etc/vgpu/policy.new /etc/vgpu/policy.toml
+    vgpud_status reloaded
+    wait_for_guests() {
+        while pidof vgpu-vmm >/dev/null; do sleep 0.2; done
+    }
+    wait_for_guests
+    sleep 0.5
+    vgpud_status share
     ;;
 bench)
     runs=$(param vgpu.runs)

@@ -42,6 +42,8 @@ pub struct HarnessRun {
     pub timeout: Duration,
     /// Echo console lines to stderr as they arrive.
     pub echo: bool,
+    /// vCPUs of the harness (one QEMU TCG thread each).
+    pub cpus: u32,
 }
 
 /// Everything a harness boot printed, and how it ended.
@@ -84,6 +86,7 @@ impl HarnessRun {
             params: Vec::new(),
             timeout: Duration::from_secs(300),
             echo: std::env::var_os(ECHO_ENV).is_some_and(|v| v == "1"),
+            cpus: 1,
         }
     }
 
@@ -121,9 +124,8 @@ impl HarnessRun {
         let mut cmd = harness.outer.command();
         // The `pc` machine, not microvm: microvm has no HPET or PM timer, and on a loaded host
         // the harness kernel's TSC calibration then fails and it hangs early in boot.
-        cmd.args([
-            "-M", "pc", "-accel", "tcg", "-cpu", "max", "-m", "2048", "-smp", "1",
-        ])
+        cmd.args(["-M", "pc", "-accel", "tcg", "-cpu", "max", "-m", "2048"])
+            .args(["-smp", &self.cpus.max(1).to_string()])
         .args(["-nographic", "-nic", "none", "-no-reboot"])
         .arg("-kernel")
         .arg(&harness.vmlinux)

@@ -1,0 +1,87 @@
+//! Two `vgpu-vmm` guests in the nested harness share one vgpud: each streams compute work on
+//! its own instance (tenants prod and batch) and counts what it completed per 100 ms of GPU
+//! time from its own semaphores' timestamps. Under 3:1 the work splits 75/25, and once the
+//! harness rewrites the policy file to 1:1 while both run, 50/50 from one second later, each
+//! within 2 points. The oracle is the policy's arithmetic and the guests' own timestamps.
+
+use guest_tools::report::Record;
+use guest_tools::workload::{paired_work, StreamReport};
+use images::{Harness, HarnessRun, HarnessVariant};
+use std::time::Duration;
+use tests::failure_report;
+
+const SEC: u64 = 1_000_000_000;
+
+fn shares(prod: &StreamReport, batch: &StreamReport, from: u64, to: u64) -> Vec<f64> {
+    paired_work(prod, batch, from, to, SEC)
+        .into_iter()
+        .map(|(_, a, b)| a as f64 / (a + b).max(1) as f64)
+        .collect()
+}
+
+#[test]
+fn two_nested_vms_split_the_gpu_by_policy_and_follow_a_reload() {
+    let harness = Harness::ensure(HarnessVariant::Vmm).expect("building the guest images");
+    let mut run = HarnessRun::new("share")
+        .param("timeout", "400")
+        .param("switch_after", "5")
+        .param("guest_append", "vgpu.scenario=share vgpu.stream_seconds=16");
+    // One harness vCPU per guest: two nested guests on one vCPU starve each other.
+    run.cpus = 2;
+    run.timeout = Duration::from_secs(480);
+    let outcome = run.run(&harness).expect("booting the harness");
+    let runs = outcome.runs();
+    let find = |label: &str| runs.iter().find(|r| r.label == label);
+    let check = |ok: bool, what: &str| {
+        assert!(ok, "{}", failure_report(what, &outcome, find("batch").or(find("prod"))));
+    };
+    check(outcome.harness_ok(), "the harness did not finish its scenario");
+    let mut streams = Vec::new();
+    let mut started = Vec::new();
+    for label in ["prod", "batch"] {
+        let run = find(label);
+        check(run.is_some(), &format!("no output from the {label} guest"));
+        let records = &run.expect("checked").records;
+        let stream = records.iter().find_map(|r| match r {
+            Record::Stream(s) => Some(s.clone()),
+            _ => None,
+        });
+        let start = records.iter().find_map(|r| match r {
+            Record::StreamStart { gpu_ns } => Some(*gpu_ns),
+            _ => None,
+        });
+        check(
+            stream.is_some() && start.is_some(),
+            &format!("the {label} guest reported no stream"),
+        );
+        streams.push(stream.expect("checked"));
+        started.push(start.expect("checked"));
+    }
+    let status = |label: &str| {
+        outcome
+            .vgpud_status(label)
+            .unwrap_or_else(|| panic!("no vgpud status {label}"))
+    };
+    let (written, reloaded) = (status("written").gpu_time_ns, status("reloaded").gpu_time_ns);
+    let (prod, batch) = (&streams[0], &streams[1]);
+    let both = started.iter().copied().max().unwrap_or_default();
+    let end = prod.last_gpu_ns.min(batch.last_gpu_ns);
+    let before = shares(prod, batch, both + SEC / 5, written);
+    let after = shares(prod, batch, reloaded + SEC, end);
+    eprintln!("prod's share in the nested harness: 3:1 {before:.3?}, after the reload to 1:1 {after:.3?}");
+    check(
+        before.len() >= 2 && after.len() >= 2,
+        &format!("too few whole seconds side by side: {before:?} {after:?}"),
+    );
+    for s in &before {
+        check((s - 0.75).abs() <= 0.02, &format!("3:1 gave {before:?}"));
+    }
+    for s in &after {
+        check((s - 0.5).abs() <= 0.02, &format!("1:1 gave {after:?}"));
+    }
+    let last = status("share");
+    check(
+        last.instances.len() == 2 && last.instances.iter().all(|i| i.objects == 0 && i.errors == 0),
+        &format!("instances after both VMs: {:?}", last.instances),
+    );
+}
