@@ -11,9 +11,6 @@
 //! `PROPTEST_CASES=2000 cargo test -p rm-sim --test fuzz_sim` runs it long; the `#[ignore]`d
 //! `long_deterministic_run` drives the same steps from a fixed seed for many thousands of steps.
 
-use rm_core::testing::fixtures as common;
-
-use common::*;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
@@ -24,8 +21,12 @@ use rm_abi::methods::{compute, copy, host};
 use rm_abi::nvos::*;
 use rm_abi::pushbuffer::{immediate_header, inc_header, non_inc_header, GpEntry};
 use rm_abi::{class, Handle, NvStatus};
-use rm_core::{Node, Rm, VgpuConfig};
+use rm_core::testing::rm_client::{Fd, Node, RmClient, Transport};
+use rm_core::testing::transport::CoreTransport;
+use rm_core::testing::RmCalls;
+use rm_core::{Rm, VgpuConfig};
 use rm_sim::{userd, SimBackend, SimConfig, Timing};
+use std::sync::MutexGuard;
 use zerocopy::IntoBytes;
 
 /// Host work one `run_until` call may do per runlist in this test (small, so steps are fast).
@@ -443,9 +444,12 @@ struct Chan {
     put: u32,
 }
 
-/// A valid object tree of one guest, with the memory its programs run from.
-struct Program {
-    guest: Guest,
+/// A valid object tree of one guest process, with the memory its programs run from.
+struct Program<'t> {
+    /// The process's RM client (its ctl file).
+    guest: RmClient<'t>,
+    /// Its `/dev/nvidia0` file (opened, never registered).
+    dev: Fd,
     client: Handle,
     device: Handle,
     subdevice: Handle,
@@ -460,7 +464,7 @@ struct Program {
     closed: bool,
 }
 
-impl Program {
+impl Program<'_> {
     fn handle(&self, t: Target) -> Handle {
         match t {
             Target::Client => self.client,
@@ -484,24 +488,36 @@ fn ok_handle((s, h): (NvStatus, Handle)) -> Option<Handle> {
 
 /// Builds a tree from `spec`; the parts whose random parameters the driver refuses are left
 /// out (the refusal itself is part of what is tested).
-fn build(rm: &mut Rm<SimBackend>, gfid: u32, next: &mut u32, spec: &TreeSpec) -> Option<Program> {
-    let mut g = Guest::new(rm, gfid, 1 << 30);
+fn build<'t>(
+    t: &'t CoreTransport<SimBackend>,
+    next: &mut u32,
+    spec: &TreeSpec,
+) -> Option<Program<'t>> {
+    let mut g = RmClient::open(t).unwrap();
+    let dev = t.open(Node::Device(0)).unwrap();
     let mut h = || {
         *next += 1;
         0x5c00_0000 + *next
     };
-    let client = g.client(rm);
-    let device = ok_handle(g.alloc(
-        rm,
+    let client = g.alloc_ok(0, 0, 0, class::NV01_ROOT, &[]);
+    let device = ok_handle(RmCalls::alloc(
+        &mut g,
         client,
         client,
         h(),
         class::NV01_DEVICE_0,
         Nv0080AllocParameters::default().as_bytes(),
     ))?;
-    let subdevice = ok_handle(g.alloc(rm, client, device, h(), class::NV20_SUBDEVICE_0, &[0; 4]))?;
-    let vaspace = ok_handle(g.alloc(
-        rm,
+    let subdevice = ok_handle(RmCalls::alloc(
+        &mut g,
+        client,
+        device,
+        h(),
+        class::NV20_SUBDEVICE_0,
+        &[0; 4],
+    ))?;
+    let vaspace = ok_handle(RmCalls::alloc(
+        &mut g,
         client,
         device,
         h(),
@@ -513,33 +529,32 @@ fn build(rm: &mut Rm<SimBackend>, gfid: u32, next: &mut u32, spec: &TreeSpec) ->
     } else {
         class::NV01_MEMORY_SYSTEM
     };
-    let memory = ok_handle(
-        g.alloc(
-            rm,
-            client,
-            device,
-            h(),
-            mem_class,
-            NvMemoryAllocationParams {
-                size: MEM_SIZE,
-                ..Default::default()
-            }
-            .as_bytes(),
-        ),
-    )?;
-    let (ret, m46) = g.escape(
-        rm,
-        g.ctl,
-        Escape::RM_MAP_MEMORY_DMA,
-        &Nvos46Parameters {
-            hClient: client,
-            hDevice: device,
-            hDma: vaspace,
-            hMemory: memory,
-            length: MEM_SIZE,
+    let memory = ok_handle(RmCalls::alloc(
+        &mut g,
+        client,
+        device,
+        h(),
+        mem_class,
+        NvMemoryAllocationParams {
+            size: MEM_SIZE,
             ..Default::default()
-        },
-    );
+        }
+        .as_bytes(),
+    ))?;
+    let (ret, m46) = g
+        .ioctl_raw(
+            g.ctl(),
+            Escape::RM_MAP_MEMORY_DMA,
+            &Nvos46Parameters {
+                hClient: client,
+                hDevice: device,
+                hDma: vaspace,
+                hMemory: memory,
+                length: MEM_SIZE,
+                ..Default::default()
+            },
+        )
+        .unwrap();
     assert_eq!((ret, NvStatus(m46.status)), (0, NvStatus::OK));
     let va = m46.dmaOffset;
     let engine_type = match spec.engine {
@@ -547,23 +562,22 @@ fn build(rm: &mut Rm<SimBackend>, gfid: u32, next: &mut u32, spec: &TreeSpec) ->
         n @ 1..=4 => NV2080_ENGINE_TYPE_COPY0 + u32::from(n) - 1,
         _ => NV2080_ENGINE_TYPE_COPY0 + 7,
     };
-    let tsg = ok_handle(
-        g.alloc(
-            rm,
-            client,
-            device,
-            h(),
-            class::KEPLER_CHANNEL_GROUP_A,
-            NvChannelGroupAllocationParameters {
-                hVASpace: vaspace,
-                engineType: engine_type,
-                ..Default::default()
-            }
-            .as_bytes(),
-        ),
-    );
+    let tsg = ok_handle(RmCalls::alloc(
+        &mut g,
+        client,
+        device,
+        h(),
+        class::KEPLER_CHANNEL_GROUP_A,
+        NvChannelGroupAllocationParameters {
+            hVASpace: vaspace,
+            engineType: engine_type,
+            ..Default::default()
+        }
+        .as_bytes(),
+    ));
     let mut prog = Program {
         guest: g,
+        dev,
         client,
         device,
         subdevice,
@@ -580,20 +594,18 @@ fn build(rm: &mut Rm<SimBackend>, gfid: u32, next: &mut u32, spec: &TreeSpec) ->
         return Some(prog);
     };
     let g = &mut prog.guest;
-    let ctxshare = ok_handle(
-        g.alloc(
-            rm,
-            client,
-            tsg,
-            h(),
-            class::FERMI_CONTEXT_SHARE_A,
-            NvCtxshareAllocationParameters {
-                hVASpace: vaspace,
-                ..Default::default()
-            }
-            .as_bytes(),
-        ),
-    )
+    let ctxshare = ok_handle(RmCalls::alloc(
+        g,
+        client,
+        tsg,
+        h(),
+        class::FERMI_CONTEXT_SHARE_A,
+        NvCtxshareAllocationParameters {
+            hVASpace: vaspace,
+            ..Default::default()
+        }
+        .as_bytes(),
+    ))
     .unwrap_or(0);
     for i in 0..u64::from(spec.channels) {
         let ring = RING_AT + i * 0x1000;
@@ -609,8 +621,8 @@ fn build(rm: &mut Rm<SimBackend>, gfid: u32, next: &mut u32, spec: &TreeSpec) ->
             p.hUserdMemory[0] = memory;
             p.userdOffset[0] = u;
         }
-        let Some(ch) = ok_handle(g.alloc(
-            rm,
+        let Some(ch) = ok_handle(RmCalls::alloc(
+            g,
             client,
             tsg,
             h(),
@@ -631,12 +643,12 @@ fn build(rm: &mut Rm<SimBackend>, gfid: u32, next: &mut u32, spec: &TreeSpec) ->
             )
         };
         assert_eq!(
-            g.alloc(rm, client, ch, h(), obj_class, &obj_params).0,
+            RmCalls::alloc(g, client, ch, h(), obj_class, &obj_params).0,
             NvStatus::OK
         );
         if spec.copy_on_channel && spec.engine == 0 {
-            let _ = g.alloc(
-                rm,
+            let _ = RmCalls::alloc(
+                g,
                 client,
                 ch,
                 h(),
@@ -644,8 +656,8 @@ fn build(rm: &mut Rm<SimBackend>, gfid: u32, next: &mut u32, spec: &TreeSpec) ->
                 Nvb0b5AllocationParameters::default().as_bytes(),
             );
         }
-        let (s, tok) = g.control(
-            rm,
+        let (s, tok) = RmCalls::control(
+            g,
             client,
             ch,
             NVC36F_CTRL_CMD_GPFIFO_GET_WORK_SUBMIT_TOKEN,
@@ -662,8 +674,8 @@ fn build(rm: &mut Rm<SimBackend>, gfid: u32, next: &mut u32, spec: &TreeSpec) ->
         });
     }
     if spec.schedule {
-        let _ = g.control(
-            rm,
+        let _ = RmCalls::control(
+            g,
             client,
             tsg,
             NVA06C_CTRL_CMD_GPFIFO_SCHEDULE,
@@ -760,31 +772,33 @@ fn encode(c: &Chunk, va: u64, out: &mut Vec<u32>) {
     }
 }
 
-/// The whole fuzzed system: the core over a sim, and each guest's programs.
-struct World {
-    rm: Rm<SimBackend>,
-    progs: [Vec<Program>; 2],
+/// The whole fuzzed system: the core over a sim, as the transports of GFIDs 1 and 2, and each
+/// guest's programs.
+struct World<'t> {
+    t: [&'t CoreTransport<SimBackend>; 2],
+    progs: [Vec<Program<'t>>; 2],
     next_handle: u32,
     pb_cursor: [u64; 2],
 }
 
-impl World {
-    fn new() -> Self {
-        let mut rm = sim();
-        for g in 1..=2 {
-            rm.create_vgpu(g, VgpuConfig::with_quota(1 << 30)).unwrap();
-        }
+impl<'t> World<'t> {
+    fn new(t: [&'t CoreTransport<SimBackend>; 2]) -> Self {
         Self {
-            rm,
+            t,
             progs: [Vec::new(), Vec::new()],
             next_handle: 0x100,
             pb_cursor: [0; 2],
         }
     }
 
+    /// The core, locked: one guard at a time (a second in the same statement deadlocks).
+    fn rm(&self) -> MutexGuard<'t, Rm<SimBackend>> {
+        self.t[0].rm()
+    }
+
     /// GFID 1's channels all idle (or faulted): its memory cannot change by itself.
     fn quiescent(&self, gfid: u32) -> bool {
-        let gpu = self.rm.backend().gpu();
+        let gpu = self.rm().backend().gpu();
         let gpu = gpu.lock().unwrap();
         gpu.tsgs()
             .iter()
@@ -805,7 +819,7 @@ impl World {
             .into_iter()
             .map(|(c, m)| {
                 let mut b = vec![0u8; SEM_SIZE as usize];
-                let s = self.rm.read_memory(gfid, c, m, SEM_AT, &mut b);
+                let s = self.rm().read_memory(gfid, c, m, SEM_AT, &mut b);
                 if s != NvStatus::OK {
                     b.clear();
                 }
@@ -817,8 +831,8 @@ impl World {
     fn step(&mut self, op: &Op) {
         match op {
             Op::Build(g, spec) => {
-                let gfid = u32::from(*g) + 1;
-                if let Some(p) = build(&mut self.rm, gfid, &mut self.next_handle, spec) {
+                let t = self.t[usize::from(*g)];
+                if let Some(p) = build(t, &mut self.next_handle, spec) {
                     self.progs[usize::from(*g)].push(p);
                 }
             }
@@ -829,14 +843,13 @@ impl World {
                 params,
             } => self.control(*g, *p, *target, params),
             Op::Free { g, p, target } => {
-                let rm = &mut self.rm;
                 let Some(prog) = pick(&mut self.progs[usize::from(*g)], *p) else {
                     return;
                 };
                 let h = prog.handle(*target);
                 let (c, d) = (prog.client, prog.device);
                 let parent = if h == d || h == c { c } else { d };
-                if prog.guest.free(rm, c, parent, h) == NvStatus::OK && h == c {
+                if prog.guest.free_status(c, parent, h).unwrap() == NvStatus::OK && h == c {
                     prog.closed = true;
                 }
             }
@@ -852,7 +865,7 @@ impl World {
                 run_ns,
             } => {
                 self.submit(*g, *p, *ch, *prelude, chunks, entries, put, token);
-                self.rm.backend().gpu().lock().unwrap().advance(*run_ns);
+                self.rm().backend().gpu().lock().unwrap().advance(*run_ns);
             }
             Op::CpuWrite {
                 g,
@@ -865,7 +878,7 @@ impl World {
                     return;
                 };
                 let (c, m) = (prog.client, prog.memory);
-                let _ = self.rm.write_memory(gfid, c, m, *offset, bytes);
+                let _ = self.rm().write_memory(gfid, c, m, *offset, bytes);
             }
             Op::MapDma {
                 g,
@@ -874,7 +887,6 @@ impl World {
                 length,
                 fixed,
             } => {
-                let rm = &mut self.rm;
                 let Some(prog) = pick(&mut self.progs[usize::from(*g)], *p) else {
                     return;
                 };
@@ -893,16 +905,16 @@ impl World {
                     dmaOffset: fixed.unwrap_or(0),
                     ..Default::default()
                 };
-                let (ret, out) =
-                    prog.guest
-                        .escape(rm, prog.guest.ctl, Escape::RM_MAP_MEMORY_DMA, &arg);
+                let (ret, out) = prog
+                    .guest
+                    .ioctl_raw(prog.guest.ctl(), Escape::RM_MAP_MEMORY_DMA, &arg)
+                    .unwrap();
                 assert!(ret <= 0);
                 if out.status == 0 {
                     prog.dma_maps.push(out.dmaOffset);
                 }
             }
             Op::UnmapDma { g, p, va } => {
-                let rm = &mut self.rm;
                 let Some(prog) = pick(&mut self.progs[usize::from(*g)], *p) else {
                     return;
                 };
@@ -915,9 +927,10 @@ impl World {
                     dmaOffset: at,
                     ..Default::default()
                 };
-                let (ret, out) =
-                    prog.guest
-                        .escape(rm, prog.guest.ctl, Escape::RM_UNMAP_MEMORY_DMA, &arg);
+                let (ret, out) = prog
+                    .guest
+                    .ioctl_raw(prog.guest.ctl(), Escape::RM_UNMAP_MEMORY_DMA, &arg)
+                    .unwrap();
                 assert!(ret <= 0);
                 if out.status == 0 {
                     prog.dma_maps.retain(|&v| v != at);
@@ -930,12 +943,11 @@ impl World {
                 offset,
                 length,
             } => {
-                let gfid = u32::from(*g) + 1;
-                let rm = &mut self.rm;
                 let Some(prog) = pick(&mut self.progs[usize::from(*g)], *p) else {
                     return;
                 };
-                let Ok(fd) = rm.open(gfid, Node::Device(0)) else {
+                let t = self.t[usize::from(*g)];
+                let Ok(fd) = t.open(Node::Device(0)) else {
                     return;
                 };
                 let arg = Nvos33ParametersWithFd {
@@ -952,7 +964,8 @@ impl World {
                 };
                 let (ret, out) = prog
                     .guest
-                    .escape(rm, prog.guest.ctl, Escape::RM_MAP_MEMORY, &arg);
+                    .ioctl_raw(prog.guest.ctl(), Escape::RM_MAP_MEMORY, &arg)
+                    .unwrap();
                 assert!(ret <= 0);
                 if out.params.status == 0 {
                     let un = Nvos34Parameters {
@@ -962,12 +975,13 @@ impl World {
                         pLinearAddress: out.params.pLinearAddress,
                         ..Default::default()
                     };
-                    let (ret, _) =
-                        prog.guest
-                            .escape(rm, prog.guest.ctl, Escape::RM_UNMAP_MEMORY, &un);
+                    let (ret, _) = prog
+                        .guest
+                        .ioctl_raw(prog.guest.ctl(), Escape::RM_UNMAP_MEMORY, &un)
+                        .unwrap();
                     assert!(ret <= 0);
                 }
-                rm.close(gfid, fd).unwrap();
+                t.close(fd).unwrap();
             }
             Op::Idle {
                 g,
@@ -975,7 +989,6 @@ impl World {
                 ch,
                 timeout_us,
             } => {
-                let rm = &mut self.rm;
                 let Some(prog) = pick(&mut self.progs[usize::from(*g)], *p) else {
                     return;
                 };
@@ -986,31 +999,31 @@ impl World {
                     timeout: *timeout_us,
                     ..Default::default()
                 };
-                let (ret, _) =
-                    prog.guest
-                        .escape(rm, prog.guest.ctl, Escape::RM_IDLE_CHANNELS, &arg);
+                let (ret, _) = prog
+                    .guest
+                    .ioctl_raw(prog.guest.ctl(), Escape::RM_IDLE_CHANNELS, &arg)
+                    .unwrap();
                 assert!(ret <= 0);
             }
             Op::Advance(ns) => {
-                self.rm.backend().gpu().lock().unwrap().advance(*ns);
+                self.rm().backend().gpu().lock().unwrap().advance(*ns);
             }
             Op::Close { g, p, ctl } => {
-                let gfid = u32::from(*g) + 1;
-                let rm = &mut self.rm;
+                let t = self.t[usize::from(*g)];
                 let Some(prog) = pick(&mut self.progs[usize::from(*g)], *p) else {
                     return;
                 };
-                let fd = if *ctl { prog.guest.ctl } else { prog.guest.dev };
+                let fd = if *ctl { prog.guest.ctl() } else { prog.dev };
                 // Closing the ctl fd frees the clients allocated through it.
-                if rm.close(gfid, fd).is_ok() && *ctl {
+                if t.close(fd).is_ok() && *ctl {
                     prog.closed = true;
                 }
             }
             Op::Teardown(g) => {
                 let gfid = u32::from(*g) + 1;
-                self.rm.destroy_vgpu(gfid).unwrap();
-                assert_eq!(self.rm.object_count(gfid), 0);
-                self.rm
+                self.rm().destroy_vgpu(gfid).unwrap();
+                assert_eq!(self.rm().object_count(gfid), 0);
+                self.rm()
                     .create_vgpu(gfid, VgpuConfig::with_quota(1 << 30))
                     .unwrap();
                 self.progs[usize::from(*g)].clear();
@@ -1023,7 +1036,6 @@ impl World {
             .iter()
             .flat_map(|p| p.channels.iter().map(|c| (p.client, c.handle)))
             .collect();
-        let rm = &mut self.rm;
         let Some(prog) = pick(&mut self.progs[usize::from(g)], p) else {
             return;
         };
@@ -1031,15 +1043,15 @@ impl World {
         let (client, g_) = (prog.client, &mut prog.guest);
         match params {
             CtrlParams::Timeslice(us) => {
-                g_.control(
-                    rm,
+                RmCalls::control(
+                    g_,
                     client,
                     object,
                     NVA06C_CTRL_CMD_SET_TIMESLICE,
                     &NvA06cCtrlTimesliceParams { timesliceUs: *us },
                 );
-                g_.control(
-                    rm,
+                RmCalls::control(
+                    g_,
                     client,
                     object,
                     NVA06C_CTRL_CMD_GET_TIMESLICE,
@@ -1047,8 +1059,8 @@ impl World {
                 );
             }
             CtrlParams::Interleave(level) => {
-                g_.control(
-                    rm,
+                RmCalls::control(
+                    g_,
                     client,
                     object,
                     NVA06C_CTRL_CMD_SET_INTERLEAVE_LEVEL,
@@ -1062,8 +1074,8 @@ impl World {
                 manual,
                 timeout_us,
             } => {
-                g_.control(
-                    rm,
+                RmCalls::control(
+                    g_,
                     client,
                     object,
                     NVA06C_CTRL_CMD_PREEMPT,
@@ -1081,8 +1093,8 @@ impl World {
                 } else {
                     NVA06C_CTRL_CMD_GPFIFO_SCHEDULE
                 };
-                g_.control(
-                    rm,
+                RmCalls::control(
+                    g_,
                     client,
                     object,
                     cmd,
@@ -1122,8 +1134,8 @@ impl World {
                     d.hClientList[i] = c;
                     d.hChannelList[i] = h;
                 }
-                g_.control(
-                    rm,
+                RmCalls::control(
+                    g_,
                     client,
                     object,
                     NV2080_CTRL_CMD_FIFO_DISABLE_CHANNELS,
@@ -1135,7 +1147,7 @@ impl World {
                 let len = (i64::from(info.size) + i64::from(*size)).clamp(0, 0x4000) as usize;
                 let mut b = bytes.clone();
                 b.resize(len, 0);
-                g_.control_raw(rm, client, object, info.cmd, &mut b);
+                g_.control_bytes(client, object, info.cmd, &mut b);
             }
         }
     }
@@ -1155,7 +1167,7 @@ impl World {
         let gfid = u32::from(g) + 1;
         // A live channel of the other vGPU, as the sim knows it.
         let other_token = {
-            let gpu = self.rm.backend().gpu();
+            let gpu = self.rm().backend().gpu();
             let gpu = gpu.lock().unwrap();
             gpu.tsgs()
                 .iter()
@@ -1165,7 +1177,7 @@ impl World {
                 .next()
         };
         let cursor = self.pb_cursor[usize::from(g)];
-        let rm = &mut self.rm;
+        let mut rm = self.rm();
         let Some(prog) = pick(&mut self.progs[usize::from(g)], p) else {
             return;
         };
@@ -1235,16 +1247,17 @@ impl World {
 
     /// Asserts everything the world must satisfy after a step.
     fn check(&mut self) {
+        let rm = self.rm();
         assert_eq!(
-            self.rm.backend().object_count(),
-            self.rm.total_objects(),
+            rm.backend().object_count(),
+            rm.total_objects(),
             "core and sim disagree on live objects"
         );
     }
 }
 
 /// Program `p` (modulo the number of them) of a guest, unless its client is gone.
-fn pick(list: &mut [Program], p: u8) -> Option<&mut Program> {
+fn pick<'a, 't>(list: &'a mut [Program<'t>], p: u8) -> Option<&'a mut Program<'t>> {
     let n = list.len();
     list.get_mut(usize::from(p) % n.max(1))
         .filter(|p| !p.closed)
@@ -1253,9 +1266,11 @@ fn pick(list: &mut [Program], p: u8) -> Option<&mut Program> {
 /// Runs `ops` on a fresh world, checking the invariants after every step and the teardown at
 /// the end.
 fn run(ops: &[Op]) {
-    let mut w = World::new();
+    let t1 = CoreTransport::new(sim(), 1, VgpuConfig::with_quota(1 << 30)).unwrap();
+    let t2 = t1.another(2, VgpuConfig::with_quota(1 << 30)).unwrap();
+    let mut w = World::new([&t1, &t2]);
     let bound = {
-        let gpu = w.rm.backend().gpu();
+        let gpu = w.rm().backend().gpu();
         let gpu = gpu.lock().unwrap();
         let runlists = u64::from(gpu.runlist_count());
         let windows = MAX_ADVANCE_NS / gpu.timing().sync_quantum_ns + 1;
@@ -1266,13 +1281,14 @@ fn run(ops: &[Op]) {
         let victim_watch = op.gfid() == Some(2);
         let before = victim_watch.then(|| {
             let quiet = w.quiescent(1);
-            let now = w.rm.backend().gpu().lock().unwrap().now_ns();
-            (w.rm.object_count(1), quiet, now, w.semaphores(0))
+            let now = w.rm().backend().gpu().lock().unwrap().now_ns();
+            let count = w.rm().object_count(1);
+            (count, quiet, now, w.semaphores(0))
         });
-        let work0 = w.rm.backend().gpu().lock().unwrap().host_work_units();
+        let work0 = w.rm().backend().gpu().lock().unwrap().host_work_units();
         w.step(op);
         let (work1, now1) = {
-            let gpu = w.rm.backend().gpu();
+            let gpu = w.rm().backend().gpu();
             let gpu = gpu.lock().unwrap();
             (gpu.host_work_units(), gpu.now_ns())
         };
@@ -1284,7 +1300,7 @@ fn run(ops: &[Op]) {
         w.check();
         if let Some((count, quiet, now0, sems)) = before {
             assert_eq!(
-                w.rm.object_count(1),
+                w.rm().object_count(1),
                 count,
                 "GFID 2 changed GFID 1's objects: {op:?}"
             );
@@ -1297,11 +1313,11 @@ fn run(ops: &[Op]) {
             }
         }
     }
-    w.rm.destroy_vgpu(1).unwrap();
-    w.rm.destroy_vgpu(2).unwrap();
-    assert_eq!(w.rm.total_objects(), 0);
-    assert_eq!(w.rm.backend().object_count(), 0);
-    let gpu = w.rm.backend().gpu();
+    w.rm().destroy_vgpu(1).unwrap();
+    w.rm().destroy_vgpu(2).unwrap();
+    assert_eq!(w.rm().total_objects(), 0);
+    assert_eq!(w.rm().backend().object_count(), 0);
+    let gpu = w.rm().backend().gpu();
     let gpu = gpu.lock().unwrap();
     assert_eq!(
         (

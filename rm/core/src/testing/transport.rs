@@ -16,8 +16,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Guest address of the first byte of a [`CoreTransport`]'s memory.
 pub const GUEST_BASE: u64 = 0x10_0000;
-/// Size of a [`CoreTransport`]'s memory.
-pub const GUEST_SIZE: usize = 1 << 20;
+/// Size of a [`CoreTransport`]'s memory: room for some 500 [`rm_client::RmClient`]s (about
+/// 32 KiB of scratch buffers each), as many as the sim's long fuzz run keeps open on one vGPU.
+/// Pages no buffer touches are never made resident.
+pub const GUEST_SIZE: usize = 16 << 20;
 
 const EBADF: i32 = 9;
 const EMFILE: i32 = 24;
