@@ -29,6 +29,7 @@ use rm_abi::nvos::Nvos54Parameters;
 use rm_abi::pushbuffer::{inc_header, GpEntry};
 use rm_abi::userd;
 use rm_abi::{class, NvStatus};
+use rm_core::testing::RmCalls;
 use rm_core::{GuestMemory, VecGuestMemory};
 use vgpu::protocol::{op, RequestHeader};
 use zerocopy::IntoBytes;
@@ -65,14 +66,16 @@ fn main() {
     let mut g = Guest::new(host.attach(&p, GFID, WINDOW, 1).unwrap());
     g.init();
     let w = window_channel(&mut g);
-    let sub = ok(g.alloc(
-        w.ctl,
-        w.client,
-        w.device,
-        0x5c00_0002,
-        class::NV20_SUBDEVICE_0,
-        Nv2080AllocParameters::default().as_bytes(),
-    ));
+    let sub = ok(g.with_rm(w.ctl, |c| {
+        RmCalls::alloc(
+            c,
+            w.client,
+            w.device,
+            0x5c00_0002,
+            class::NV20_SUBDEVICE_0,
+            Nv2080AllocParameters::default().as_bytes(),
+        )
+    }));
 
     // The control's argument and params, as a guest lays them out in its window.
     let params = Nv2080CtrlGpuGetNameStringParams::default();

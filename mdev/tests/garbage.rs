@@ -8,6 +8,7 @@ use common::*;
 use proptest::prelude::*;
 use rm_abi::class;
 use rm_abi::NvStatus;
+use rm_core::testing::RmCalls;
 use vgpu::protocol::virtio::common as cc;
 use vgpu::protocol::{self, error, node, op, reg, virtio, QueueFault, RequestHeader};
 use vgpu::Counter;
@@ -22,7 +23,9 @@ fn ready_guest() -> (SimRm, Guest, i32) {
 
 /// The device still answers a good request correctly.
 fn still_serves(g: &mut Guest, ctl: i32) {
-    let (s, client) = g.alloc(ctl, 0, 0, 0, class::NV01_ROOT_CLIENT, &[]);
+    let (s, client) = g.with_rm(ctl, |c| {
+        RmCalls::alloc(c, 0, 0, 0, class::NV01_ROOT_CLIENT, &[])
+    });
     assert_eq!(s, NvStatus::OK);
     assert_ne!(client, 0);
 }

@@ -9,6 +9,7 @@ use rm_abi::escape::Escape;
 use rm_abi::frontend::*;
 use rm_abi::nvos::*;
 use rm_abi::{class, NvStatus, NV_VERSION_STRING};
+use rm_core::testing::RmCalls;
 use vgpu::protocol::{self, error, intr, op, reg, RequestHeader};
 use vgpu::{Counter, InterruptLine};
 
@@ -50,20 +51,28 @@ fn escapes_version_check_root_client_control_with_embedded_pointers_and_free() {
     g.init();
     let ctl = g.open_ctl();
 
-    let (ret, out) = g.ioctl(
-        ctl,
-        Escape::CHECK_VERSION_STR,
-        &version(NV_RM_API_VERSION_CMD_STRICT, NV_VERSION_STRING),
-    );
+    let (ret, out) = g.with_rm(ctl, |c| {
+        c.ioctl_raw(
+            ctl,
+            Escape::CHECK_VERSION_STR,
+            &version(NV_RM_API_VERSION_CMD_STRICT, NV_VERSION_STRING),
+        )
+        .unwrap()
+    });
     assert_eq!((ret, out.reply), (0, NV_RM_API_VERSION_REPLY_RECOGNIZED));
-    let (ret, _) = g.ioctl(
-        ctl,
-        Escape::CHECK_VERSION_STR,
-        &version(NV_RM_API_VERSION_CMD_STRICT, "1.0"),
-    );
+    let (ret, _) = g.with_rm(ctl, |c| {
+        c.ioctl_raw(
+            ctl,
+            Escape::CHECK_VERSION_STR,
+            &version(NV_RM_API_VERSION_CMD_STRICT, "1.0"),
+        )
+        .unwrap()
+    });
     assert_eq!(ret, -22, "version mismatch fails the ioctl with EINVAL");
 
-    let (s, client) = g.alloc(ctl, 0, 0, 0, class::NV01_ROOT_CLIENT, &[]);
+    let (s, client) = g.with_rm(ctl, |c| {
+        RmCalls::alloc(c, 0, 0, 0, class::NV01_ROOT_CLIENT, &[])
+    });
     assert_eq!(s, NvStatus::OK);
     assert_ne!(client, 0);
     assert_eq!(rm.lock().unwrap().object_count(1), 1);
@@ -77,13 +86,15 @@ fn escapes_version_check_root_client_control_with_embedded_pointers_and_free() {
         pTitleBuffer: bufs[2],
         ..Default::default()
     };
-    let (s, _) = g.control(
-        ctl,
-        client,
-        client,
-        NV0000_CTRL_CMD_SYSTEM_GET_BUILD_VERSION,
-        &p,
-    );
+    let (s, _) = g.with_rm(ctl, |c| {
+        RmCalls::control(
+            c,
+            client,
+            client,
+            NV0000_CTRL_CMD_SYSTEM_GET_BUILD_VERSION,
+            &p,
+        )
+    });
     assert_eq!(s, NvStatus::OK);
     let mut v = vec![0u8; NV_VERSION_STRING.len() + 1];
     g.wread(bufs[0], &mut v);
@@ -95,25 +106,30 @@ fn escapes_version_check_root_client_control_with_embedded_pointers_and_free() {
         pTitleBuffer: WINDOW + 0x1000,
         ..p
     };
-    let (s, _) = g.control(
-        ctl,
-        client,
-        client,
-        NV0000_CTRL_CMD_SYSTEM_GET_BUILD_VERSION,
-        &bad,
-    );
+    let (s, _) = g.with_rm(ctl, |c| {
+        RmCalls::control(
+            c,
+            client,
+            client,
+            NV0000_CTRL_CMD_SYSTEM_GET_BUILD_VERSION,
+            &bad,
+        )
+    });
     assert_eq!(s, NvStatus::ERR_INVALID_ADDRESS);
 
-    let (ret, out) = g.ioctl(
-        ctl,
-        Escape::RM_FREE,
-        &Nvos00Parameters {
-            hRoot: client,
-            hObjectParent: 0,
-            hObjectOld: client,
-            status: 0,
-        },
-    );
+    let (ret, out) = g.with_rm(ctl, |c| {
+        c.ioctl_raw(
+            ctl,
+            Escape::RM_FREE,
+            &Nvos00Parameters {
+                hRoot: client,
+                hObjectParent: 0,
+                hObjectOld: client,
+                status: 0,
+            },
+        )
+        .unwrap()
+    });
     assert_eq!((ret, NvStatus(out.status)), (0, NvStatus::OK));
     assert_eq!(rm.lock().unwrap().object_count(1), 0);
 
@@ -148,7 +164,9 @@ fn argument_and_parameter_pointers_outside_the_window_fault() {
         assert_eq!(r.ret, -14, "arg {arg:#x}");
     }
     // pAllocParms outside the window: RM cannot copy the params in.
-    let (s, client) = g.alloc(ctl, 0, 0, 0, class::NV01_ROOT_CLIENT, &[]);
+    let (s, client) = g.with_rm(ctl, |c| {
+        RmCalls::alloc(c, 0, 0, 0, class::NV01_ROOT_CLIENT, &[])
+    });
     assert_eq!(s, NvStatus::OK);
     let arg = Nvos64Parameters {
         hRoot: client,
@@ -158,7 +176,7 @@ fn argument_and_parameter_pointers_outside_the_window_fault() {
         pAllocParms: WINDOW + 64,
         ..Default::default()
     };
-    let (ret, out) = g.ioctl(ctl, Escape::RM_ALLOC, &arg);
+    let (ret, out) = g.with_rm(ctl, |c| c.ioctl_raw(ctl, Escape::RM_ALLOC, &arg).unwrap());
     assert!(
         ret == -14 || NvStatus(out.status) != NvStatus::OK,
         "ret {ret} status {:#x}",
@@ -182,13 +200,15 @@ fn doorbell_reaches_own_channels_and_refuses_foreign_tokens() {
     let ta = build_channel(&mut a, ctl_a);
     let tb = build_channel(&mut b, ctl_b);
     let tok = |g: &mut Guest, ctl, t: Tree| {
-        let (s, p) = g.control(
-            ctl,
-            t.client,
-            t.channel,
-            NVC36F_CTRL_CMD_GPFIFO_GET_WORK_SUBMIT_TOKEN,
-            &NvC36fCtrlGpfifoGetWorkSubmitTokenParams::default(),
-        );
+        let (s, p) = g.with_rm(ctl, |c| {
+            RmCalls::control(
+                c,
+                t.client,
+                t.channel,
+                NVC36F_CTRL_CMD_GPFIFO_GET_WORK_SUBMIT_TOKEN,
+                &NvC36fCtrlGpfifoGetWorkSubmitTokenParams::default(),
+            )
+        });
         assert_eq!(s, NvStatus::OK);
         p.workSubmitToken
     };
@@ -257,7 +277,9 @@ fn reset_closes_files_and_frees_objects_then_serves_again() {
     });
     assert_eq!(r.ret, -9);
     let ctl = g.open_ctl();
-    let (s, _) = g.alloc(ctl, 0, 0, 0, class::NV01_ROOT_CLIENT, &[]);
+    let (s, _) = g.with_rm(ctl, |c| {
+        RmCalls::alloc(c, 0, 0, 0, class::NV01_ROOT_CLIENT, &[])
+    });
     assert_eq!(s, NvStatus::OK);
 }
 
@@ -286,14 +308,16 @@ fn mapping_copies_reach_the_mapped_memory() {
         size: 0x2000,
         ..Default::default()
     };
-    let (s, mem) = g.alloc(
-        ctl,
-        t.client,
-        t.device,
-        0x5c00_0100,
-        class::NV01_MEMORY_SYSTEM,
-        zerocopy::IntoBytes::as_bytes(&mem_p),
-    );
+    let (s, mem) = g.with_rm(ctl, |c| {
+        RmCalls::alloc(
+            c,
+            t.client,
+            t.device,
+            0x5c00_0100,
+            class::NV01_MEMORY_SYSTEM,
+            zerocopy::IntoBytes::as_bytes(&mem_p),
+        )
+    });
     assert_eq!(s, NvStatus::OK);
     let map_fd = g.open_ctl();
     let p = Nvos33ParametersWithFd {
@@ -307,7 +331,9 @@ fn mapping_copies_reach_the_mapped_memory() {
         fd: map_fd,
         ..Default::default()
     };
-    let (ret, out) = g.ioctl(ctl, Escape::RM_MAP_MEMORY, &p);
+    let (ret, out) = g.with_rm(ctl, |c| {
+        c.ioctl_raw(ctl, Escape::RM_MAP_MEMORY, &p).unwrap()
+    });
     assert_eq!((ret, NvStatus(out.params.status)), (0, NvStatus::OK));
 
     g.wwrite(PARAMS, b"semaphore!");

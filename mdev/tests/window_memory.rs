@@ -18,6 +18,7 @@ use rm_abi::nvos::*;
 use rm_abi::pushbuffer::{inc_header, GpEntry};
 use rm_abi::userd;
 use rm_abi::{class, NvStatus};
+use rm_core::testing::RmCalls;
 use vgpu::protocol::{features, reg};
 use zerocopy::IntoBytes;
 
@@ -123,21 +124,24 @@ fn gpu_work_runs_from_window_memory_and_signals_into_it() {
 
     // MAPPING_READ through an RM_MAP_MEMORY of the descriptor sees the same bytes.
     let map_fd = g.open_ctl();
-    let (ret, out) = g.ioctl(
-        ctl,
-        Escape::RM_MAP_MEMORY,
-        &Nvos33ParametersWithFd {
-            params: Nvos33Parameters {
-                hClient: client,
-                hDevice: device,
-                hMemory: mem,
-                length: GPU_MEM_SIZE,
+    let (ret, out) = g.with_rm(ctl, |c| {
+        c.ioctl_raw(
+            ctl,
+            Escape::RM_MAP_MEMORY,
+            &Nvos33ParametersWithFd {
+                params: Nvos33Parameters {
+                    hClient: client,
+                    hDevice: device,
+                    hMemory: mem,
+                    length: GPU_MEM_SIZE,
+                    ..Default::default()
+                },
+                fd: map_fd,
                 ..Default::default()
             },
-            fd: map_fd,
-            ..Default::default()
-        },
-    );
+        )
+        .unwrap()
+    });
     assert_eq!((ret, NvStatus(out.params.status)), (0, NvStatus::OK));
     let r = g.submit(&vgpu::protocol::RequestHeader {
         op: vgpu::protocol::op::MAPPING_READ,
@@ -151,16 +155,19 @@ fn gpu_work_runs_from_window_memory_and_signals_into_it() {
     assert_eq!(read_u32(&g, PARAMS), 2);
 
     // Freeing the descriptor takes its GPU mapping away; reset frees everything.
-    let (ret, out) = g.ioctl(
-        ctl,
-        Escape::RM_FREE,
-        &Nvos00Parameters {
-            hRoot: client,
-            hObjectParent: device,
-            hObjectOld: channel,
-            status: 0,
-        },
-    );
+    let (ret, out) = g.with_rm(ctl, |c| {
+        c.ioctl_raw(
+            ctl,
+            Escape::RM_FREE,
+            &Nvos00Parameters {
+                hRoot: client,
+                hObjectParent: device,
+                hObjectOld: channel,
+                status: 0,
+            },
+        )
+        .unwrap()
+    });
     assert_eq!((ret, NvStatus(out.status)), (0, NvStatus::OK));
     g.common_write(vgpu::protocol::virtio::common::DEVICE_STATUS, &[0]);
     assert_eq!(host.object_count(5), 0);
@@ -174,70 +181,74 @@ fn os_descriptors_outside_the_window_or_misused_are_refused() {
     g.init();
     let ctl = g.open_ctl();
     let dev_fd = g.open_dev(0);
-    let client = ok(g.alloc(ctl, 0, 0, 0, class::NV01_ROOT_CLIENT, &[]));
-    let device = ok(g.alloc(
-        ctl,
-        client,
-        client,
-        0x5c00_0001,
-        class::NV01_DEVICE_0,
-        Nv0080AllocParameters::default().as_bytes(),
-    ));
-    // The device fd is not registered to the client's ctl fd: the client is not usable there.
-    let (_, s, _) = os_descriptor(&mut g, dev_fd, client, device, 0x10, GPU_MEM, 0x1000);
-    assert_eq!(s, NvStatus::ERR_INVALID_CLIENT);
-    let (ret, _) = g.ioctl(
-        dev_fd,
-        Escape::REGISTER_FD,
-        &NvIoctlRegisterFd { ctl_fd: ctl },
-    );
-    assert_eq!(ret, 0);
-    let before = host.object_count(2);
-    for (offset, limit, want) in [
-        (WINDOW - 0x1000, 0x1fff, NvStatus::ERR_INVALID_ADDRESS),
-        (WINDOW, 0xfff, NvStatus::ERR_INVALID_ADDRESS),
-        (!0xfff, 0xfff, NvStatus::ERR_INVALID_ADDRESS),
-        (GPU_MEM + 8, 0xfff, NvStatus::ERR_INVALID_ADDRESS),
-        (GPU_MEM, u64::MAX, NvStatus::ERR_INVALID_LIMIT),
-        (GPU_MEM, (1 << 50) - 1, NvStatus::ERR_INVALID_LIMIT),
-    ] {
-        let (ret, s, _) = os_descriptor(
-            &mut g,
-            dev_fd,
+    g.with_rm(ctl, |c| {
+        let client = ok(RmCalls::alloc(c, 0, 0, 0, class::NV01_ROOT_CLIENT, &[]));
+        let device = ok(RmCalls::alloc(
+            c,
             client,
-            device,
-            0x10,
-            offset,
-            limit.wrapping_add(1),
-        );
+            client,
+            0x5c00_0001,
+            class::NV01_DEVICE_0,
+            Nv0080AllocParameters::default().as_bytes(),
+        ));
+        // The device fd is not registered to the client's ctl fd: the client is not usable there.
+        let (_, s, _) = os_descriptor(c, dev_fd, client, device, 0x10, GPU_MEM, 0x1000);
+        assert_eq!(s, NvStatus::ERR_INVALID_CLIENT);
+        let (ret, _) = c
+            .ioctl_raw(
+                dev_fd,
+                Escape::REGISTER_FD,
+                &NvIoctlRegisterFd { ctl_fd: ctl },
+            )
+            .unwrap();
         assert_eq!(ret, 0);
-        assert_eq!(s, want, "offset {offset:#x} limit {limit:#x}");
-    }
-    // Wrong parent, wrong class, wrong node.
-    let (_, s, _) = os_descriptor(&mut g, dev_fd, client, client, 0x10, GPU_MEM, 0x1000);
-    assert_eq!(s, NvStatus::ERR_INVALID_OBJECT_PARENT);
-    let mut p = Nvos02ParametersWithFd {
-        params: Nvos02Parameters {
-            hRoot: client,
-            hObjectParent: device,
-            hObjectNew: 0x10,
-            hClass: class::NV01_MEMORY_SYSTEM,
-            pMemory: GPU_MEM,
-            limit: 0xfff,
+        let before = host.object_count(2);
+        for (offset, limit, want) in [
+            (WINDOW - 0x1000, 0x1fff, NvStatus::ERR_INVALID_ADDRESS),
+            (WINDOW, 0xfff, NvStatus::ERR_INVALID_ADDRESS),
+            (!0xfff, 0xfff, NvStatus::ERR_INVALID_ADDRESS),
+            (GPU_MEM + 8, 0xfff, NvStatus::ERR_INVALID_ADDRESS),
+            (GPU_MEM, u64::MAX, NvStatus::ERR_INVALID_LIMIT),
+            (GPU_MEM, (1 << 50) - 1, NvStatus::ERR_INVALID_LIMIT),
+        ] {
+            let (ret, s, _) = os_descriptor(
+                c,
+                dev_fd,
+                client,
+                device,
+                0x10,
+                offset,
+                limit.wrapping_add(1),
+            );
+            assert_eq!(ret, 0);
+            assert_eq!(s, want, "offset {offset:#x} limit {limit:#x}");
+        }
+        // Wrong parent, wrong class, wrong node.
+        let (_, s, _) = os_descriptor(c, dev_fd, client, client, 0x10, GPU_MEM, 0x1000);
+        assert_eq!(s, NvStatus::ERR_INVALID_OBJECT_PARENT);
+        let mut p = Nvos02ParametersWithFd {
+            params: Nvos02Parameters {
+                hRoot: client,
+                hObjectParent: device,
+                hObjectNew: 0x10,
+                hClass: class::NV01_MEMORY_SYSTEM,
+                pMemory: GPU_MEM,
+                limit: 0xfff,
+                ..Default::default()
+            },
             ..Default::default()
-        },
-        ..Default::default()
-    };
-    let (_, out) = g.ioctl(dev_fd, Escape::RM_ALLOC_MEMORY, &p);
-    assert_eq!(NvStatus(out.params.status), NvStatus::ERR_INVALID_CLASS);
-    p.params.hClass = class::NV01_MEMORY_SYSTEM_OS_DESCRIPTOR;
-    let (ret, _) = g.ioctl(ctl, Escape::RM_ALLOC_MEMORY, &p);
-    assert_eq!(ret, -22, "RM_ALLOC_MEMORY is a device-node escape");
-    assert_eq!(host.object_count(2), before);
-    // A duplicate handle.
-    let (_, s, _) = os_descriptor(&mut g, dev_fd, client, device, 0x10, GPU_MEM, 0x1000);
-    assert_eq!(s, NvStatus::OK);
-    let (_, s, _) = os_descriptor(&mut g, dev_fd, client, device, 0x10, GPU_MEM, 0x1000);
-    assert_eq!(s, NvStatus::ERR_INSERT_DUPLICATE_NAME);
-    assert_eq!(host.object_count(2), before + 1);
+        };
+        let (_, out) = c.ioctl_raw(dev_fd, Escape::RM_ALLOC_MEMORY, &p).unwrap();
+        assert_eq!(NvStatus(out.params.status), NvStatus::ERR_INVALID_CLASS);
+        p.params.hClass = class::NV01_MEMORY_SYSTEM_OS_DESCRIPTOR;
+        let (ret, _) = c.ioctl_raw(ctl, Escape::RM_ALLOC_MEMORY, &p).unwrap();
+        assert_eq!(ret, -22, "RM_ALLOC_MEMORY is a device-node escape");
+        assert_eq!(host.object_count(2), before);
+        // A duplicate handle.
+        let (_, s, _) = os_descriptor(c, dev_fd, client, device, 0x10, GPU_MEM, 0x1000);
+        assert_eq!(s, NvStatus::OK);
+        let (_, s, _) = os_descriptor(c, dev_fd, client, device, 0x10, GPU_MEM, 0x1000);
+        assert_eq!(s, NvStatus::ERR_INSERT_DUPLICATE_NAME);
+        assert_eq!(host.object_count(2), before + 1);
+    });
 }

@@ -1,25 +1,29 @@
 //! A scripted guest driver: it does over BAR0 and the window exactly what the guest-tools
 //! userspace driver does (virtio-pci setup, split virtqueue in the window, notify, poll the used
-//! ring), plus raw access for garbage tests.
+//! ring), plus raw access for garbage tests. Its RM calls are `rm-client`'s [`RmClient`] over the
+//! same queue ([`Guest::with_rm`]), so a test mixes raw requests and RM calls in one stream.
 
 #![allow(dead_code)]
 
-use std::sync::{Arc, Mutex};
+use std::ptr::NonNull;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use mdev::rm_service::RmService;
 use rm_abi::alloc_params::*;
 use rm_abi::escape::Escape;
 use rm_abi::frontend::NvIoctlRegisterFd;
-use rm_abi::ioctl::IoctlRequest;
 use rm_abi::nvos::*;
 use rm_abi::{class, Handle, NvStatus};
+use rm_core::testing::rm_client::{
+    Buffer, BufferPool, Fd, Mapping, Node, RmClient, Transport, TransportError,
+};
 use rm_core::testing::{self, RmCalls};
 use rm_core::Rm;
 use rm_sim::{SimBackend, SimConfig};
 use vgpu::protocol::virtio::common;
-use vgpu::protocol::{node, op, reg, virtio, RequestHeader, ResponseFooter};
+use vgpu::protocol::{features, node, op, reg, virtio, RequestHeader, ResponseFooter};
 use vgpu::{VgpuConfig, VgpuDevice};
-use zerocopy::{FromBytes, Immutable, IntoBytes};
+use zerocopy::IntoBytes;
 
 /// Descriptor table (window offset).
 pub const DESC: u64 = 0x1000;
@@ -37,6 +41,8 @@ pub const PARAMS: u64 = 0x1_0000;
 pub const QSIZE: u16 = 16;
 /// Window size of test devices.
 pub const WINDOW: u64 = 1 << 20;
+/// The RM client's buffers ([`Guest::with_rm`]): the window above every fixed area below.
+pub const HEAP: u64 = 0xA_0000;
 
 /// VRING_DESC_F_NEXT.
 pub const F_NEXT: u16 = 1;
@@ -267,90 +273,16 @@ impl Guest {
         r.file
     }
 
-    /// `ioctl(file, esc, arg)` with the argument at [`ARG`]; returns the ret and the argument
-    /// after the call.
-    pub fn ioctl<T: FromBytes + IntoBytes + Immutable>(
-        &mut self,
-        file: i32,
-        esc: Escape,
-        arg: &T,
-    ) -> (i32, T) {
-        let bytes = arg.as_bytes();
-        self.wwrite(ARG, bytes);
-        let request = IoctlRequest::encode(esc as u8, bytes.len() as u32).unwrap();
-        let r = self.submit(&RequestHeader {
-            op: op::IOCTL,
-            file,
-            request,
-            arg: ARG,
-            ..Default::default()
-        });
-        let mut out = vec![0u8; bytes.len()];
-        self.wread(ARG, &mut out);
-        (r.ret, T::read_from_bytes(&out).unwrap())
-    }
-
-    /// `RM_ALLOC` (NVOS64) with params at [`PARAMS`]; returns status and new handle.
-    pub fn alloc(
-        &mut self,
-        file: i32,
-        client: Handle,
-        parent: Handle,
-        new: Handle,
-        class_id: u32,
-        params: &[u8],
-    ) -> (NvStatus, Handle) {
-        self.wwrite(PARAMS, params);
-        let p_alloc = if params.is_empty() { 0 } else { PARAMS };
-        let arg = Nvos64Parameters {
-            hRoot: client,
-            hObjectParent: parent,
-            hObjectNew: new,
-            hClass: class_id,
-            pAllocParms: p_alloc,
-            ..Default::default()
+    /// Runs `f` with an [`RmClient`] on the ctl file `ctl` over this guest's queue: each RM call
+    /// is one request (no version check, no file opened), its argument and parameters in
+    /// buffers at [`HEAP`] that live as long as the client (`f` keeps none past its return).
+    pub fn with_rm<R>(&mut self, ctl: i32, f: impl FnOnce(&mut RmClient<'_>) -> R) -> R {
+        let t = QueueTransport {
+            g: Mutex::new(self),
+            next: Mutex::new(HEAP),
         };
-        let (ret, out) = self.ioctl(file, Escape::RM_ALLOC, &arg);
-        assert_eq!(ret, 0);
-        (NvStatus(out.status), out.hObjectNew)
-    }
-
-    /// `RM_CONTROL` with params at [`PARAMS`].
-    pub fn control<T: FromBytes + IntoBytes + Immutable>(
-        &mut self,
-        file: i32,
-        client: Handle,
-        object: Handle,
-        cmd: u32,
-        params: &T,
-    ) -> (NvStatus, T) {
-        let mut b = params.as_bytes().to_vec();
-        let s = self.control_raw(file, client, object, cmd, &mut b);
-        (s, T::read_from_bytes(&b).unwrap())
-    }
-
-    /// `RM_CONTROL` with param bytes in place at [`PARAMS`].
-    pub fn control_raw(
-        &mut self,
-        file: i32,
-        client: Handle,
-        object: Handle,
-        cmd: u32,
-        params: &mut [u8],
-    ) -> NvStatus {
-        self.wwrite(PARAMS, params);
-        let arg = Nvos54Parameters {
-            hClient: client,
-            hObject: object,
-            cmd,
-            params: PARAMS,
-            paramsSize: params.len() as u32,
-            ..Default::default()
-        };
-        let (ret, out) = self.ioctl(file, Escape::RM_CONTROL, &arg);
-        assert_eq!(ret, 0);
-        self.wread(PARAMS, params);
-        NvStatus(out.status)
+        let mut c = RmClient::on_fd(&t, ctl).expect("client buffers in the window");
+        f(&mut c)
     }
 
     /// A BAR0 doorbell write.
@@ -359,33 +291,108 @@ impl Guest {
     }
 }
 
-/// A guest's ctl fd, as the shared builders' [`RmCalls`].
-pub struct Calls<'a> {
-    pub g: &'a mut Guest,
-    pub ctl: i32,
+/// Bump allocation of [`HEAP`]: one [`Guest::with_rm`]'s client takes its few buffers once and
+/// gives them back all together when it ends.
+struct Bump;
+
+impl BufferPool for Bump {
+    fn release(&self, _addr: u64, _len: usize) {}
 }
 
-impl RmCalls for Calls<'_> {
-    fn alloc(
-        &mut self,
-        client: Handle,
-        parent: Handle,
-        new: Handle,
-        class_id: u32,
-        params: &[u8],
-    ) -> (NvStatus, Handle) {
-        self.g
-            .alloc(self.ctl, client, parent, new, class_id, params)
+/// The guest's own queue as an `rm-client` [`Transport`] (what guest-tools' `VgpuTransport` is
+/// over the driver), for the length of one [`Guest::with_rm`].
+struct QueueTransport<'g> {
+    g: Mutex<&'g mut Guest>,
+    /// Next free window offset of [`HEAP`].
+    next: Mutex<u64>,
+}
+
+impl<'g> QueueTransport<'g> {
+    fn guest(&self) -> MutexGuard<'_, &'g mut Guest> {
+        self.g.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn control_bytes(
-        &mut self,
-        client: Handle,
-        object: Handle,
-        cmd: u32,
-        params: &mut [u8],
-    ) -> NvStatus {
-        self.g.control_raw(self.ctl, client, object, cmd, params)
+    /// One request; fails on a negative return unless it is an ioctl's (the caller's to read).
+    fn call(
+        &self,
+        call: &'static str,
+        h: &RequestHeader,
+    ) -> Result<ResponseFooter, TransportError> {
+        let f = self.guest().submit(h);
+        if f.ret < 0 && h.op != op::IOCTL {
+            return Err(TransportError::Errno {
+                call,
+                errno: -f.ret,
+            });
+        }
+        Ok(f)
+    }
+}
+
+impl Transport for QueueTransport<'_> {
+    fn open(&self, which: Node) -> Result<Fd, TransportError> {
+        let (request, arg) = match which {
+            Node::Ctl => (node::CTL, 0),
+            Node::Device(minor) => (node::DEVICE, u64::from(minor)),
+        };
+        let h = RequestHeader {
+            op: op::OPEN,
+            request,
+            arg,
+            ..Default::default()
+        };
+        Ok(self.call("open", &h)?.file)
+    }
+
+    fn close(&self, fd: Fd) -> Result<(), TransportError> {
+        let h = RequestHeader {
+            op: op::CLOSE,
+            file: fd,
+            ..Default::default()
+        };
+        self.call("close", &h).map(drop)
+    }
+
+    fn ioctl(&self, fd: Fd, request: u32, arg: &Buffer) -> Result<i32, TransportError> {
+        let h = RequestHeader {
+            op: op::IOCTL,
+            file: fd,
+            request,
+            arg: arg.addr(),
+            ..Default::default()
+        };
+        Ok(self.call("ioctl", &h)?.ret)
+    }
+
+    fn buffer(&self, len: usize, align: usize) -> Result<Buffer, TransportError> {
+        let g = self.guest();
+        let window = g.dev.window();
+        let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+        let at = next.next_multiple_of(align.max(1) as u64);
+        let end = at + len as u64;
+        if end > window.size() {
+            return Err(TransportError::OutOfMemory(len));
+        }
+        *next = end;
+        let ptr = NonNull::new(window.host_ptr().wrapping_add(at as usize))
+            .ok_or(TransportError::OutOfMemory(len))?;
+        // SAFETY: `at..at + len` is inside the window and handed out once (bump allocation,
+        // above every area the tests write); the window stays mapped while the guest, which
+        // this transport borrows for the client's whole life, owns the device.
+        Ok(unsafe { Buffer::new(ptr, len, at, Arc::new(Bump)) })
+    }
+
+    fn os_descriptors(&self) -> bool {
+        self.guest().r32(reg::FEATURES) & features::WINDOW_MEMORY != 0
+    }
+
+    /// Not offered: the tests copy mapped memory with their own `MAPPING_READ` and
+    /// `MAPPING_WRITE` requests.
+    fn map(&self, _fd: Fd, _length: u64) -> Result<Box<dyn Mapping + '_>, TransportError> {
+        Err(TransportError::Errno {
+            call: "mmap",
+            errno: libc::ENODEV,
+        })
     }
 }
 
@@ -400,7 +407,7 @@ pub struct Tree {
 /// Allocates client, device, subdevice, VA space, TSG, context share, USERD and a channel
 /// through the escape queue (the shared [`testing::channel_tree`]).
 pub fn build_channel(g: &mut Guest, ctl: i32) -> Tree {
-    let t = testing::channel_tree(&mut Calls { g, ctl });
+    let t = g.with_rm(ctl, |c| testing::channel_tree(c));
     Tree {
         client: t.base.client,
         device: t.base.device,
@@ -427,7 +434,7 @@ pub fn ok((s, h): (NvStatus, Handle)) -> Handle {
 
 /// `RM_ALLOC_MEMORY` of an OS descriptor over window bytes `offset..offset + size`.
 pub fn os_descriptor(
-    g: &mut Guest,
+    c: &mut RmClient<'_>,
     dev_fd: i32,
     client: Handle,
     device: Handle,
@@ -448,7 +455,7 @@ pub fn os_descriptor(
         fd: -1,
         ..Default::default()
     };
-    let (ret, out) = g.ioctl(dev_fd, Escape::RM_ALLOC_MEMORY, &p);
+    let (ret, out) = c.ioctl_raw(dev_fd, Escape::RM_ALLOC_MEMORY, &p).unwrap();
     (ret, NvStatus(out.params.status), out.params.hObjectNew)
 }
 
@@ -474,82 +481,87 @@ pub struct WindowChannel {
 pub fn window_channel(g: &mut Guest) -> WindowChannel {
     let ctl = g.open_ctl();
     let dev_fd = g.open_dev(0);
-    let (ret, _) = g.ioctl(
-        dev_fd,
-        Escape::REGISTER_FD,
-        &NvIoctlRegisterFd { ctl_fd: ctl },
-    );
-    assert_eq!(ret, 0);
+    g.with_rm(ctl, |c| {
+        let (ret, _) = c
+            .ioctl_raw(
+                dev_fd,
+                Escape::REGISTER_FD,
+                &NvIoctlRegisterFd { ctl_fd: ctl },
+            )
+            .unwrap();
+        assert_eq!(ret, 0);
 
-    let base = testing::base_with(&mut Calls { g, ctl }, false);
-    let (client, device, vaspace) = (base.client, base.device, base.vaspace);
-    let (tsg, ctxshare) = testing::channel_group(
-        &mut Calls { g, ctl },
-        &base,
-        NV2080_ENGINE_TYPE_GR0,
-        testing::TSG,
-        testing::CTXSHARE,
-    );
+        let base = testing::base_with(c, false);
+        let (client, device, vaspace) = (base.client, base.device, base.vaspace);
+        let (tsg, ctxshare) = testing::channel_group(
+            c,
+            &base,
+            NV2080_ENGINE_TYPE_GR0,
+            testing::TSG,
+            testing::CTXSHARE,
+        );
 
-    // The window pages become GPU memory: one descriptor for ring + pushbuffer + semaphore,
-    // one for USERD.
-    let (ret, s, mem) = os_descriptor(
-        g,
-        dev_fd,
-        client,
-        device,
-        0x5c00_0010,
-        GPU_MEM,
-        GPU_MEM_SIZE,
-    );
-    assert_eq!((ret, s), (0, NvStatus::OK));
-    let (_, s, userd_mem) = os_descriptor(g, dev_fd, client, device, 0, USERD_MEM, 0x1000);
-    assert_eq!(s, NvStatus::OK);
+        // The window pages become GPU memory: one descriptor for ring + pushbuffer + semaphore,
+        // one for USERD.
+        let (ret, s, mem) = os_descriptor(
+            c,
+            dev_fd,
+            client,
+            device,
+            0x5c00_0010,
+            GPU_MEM,
+            GPU_MEM_SIZE,
+        );
+        assert_eq!((ret, s), (0, NvStatus::OK));
+        let (_, s, userd_mem) = os_descriptor(c, dev_fd, client, device, 0, USERD_MEM, 0x1000);
+        assert_eq!(s, NvStatus::OK);
 
-    let (ret, out) = g.ioctl(
-        ctl,
-        Escape::RM_MAP_MEMORY_DMA,
-        &Nvos46Parameters {
-            hClient: client,
-            hDevice: device,
-            hDma: vaspace,
-            hMemory: mem,
-            length: GPU_MEM_SIZE,
-            ..Default::default()
-        },
-    );
-    assert_eq!((ret, NvStatus(out.status)), (0, NvStatus::OK));
-    let va = out.dmaOffset;
+        let (ret, out) = c
+            .ioctl_raw(
+                ctl,
+                Escape::RM_MAP_MEMORY_DMA,
+                &Nvos46Parameters {
+                    hClient: client,
+                    hDevice: device,
+                    hDma: vaspace,
+                    hMemory: mem,
+                    length: GPU_MEM_SIZE,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!((ret, NvStatus(out.status)), (0, NvStatus::OK));
+        let va = out.dmaOffset;
 
-    let mut calls = Calls { g, ctl };
-    let channel = testing::channel(
-        &mut calls,
-        &base,
-        tsg,
-        ctxshare,
-        userd_mem,
-        testing::CHANNEL,
-        va + RING,
-        64,
-    );
-    calls.alloc_ok(
-        client,
-        channel,
-        testing::COMPUTE,
-        class::HOPPER_COMPUTE_A,
-        NvGrAllocationParameters::default().as_bytes(),
-    );
-    let token = testing::schedule_and_token(&mut calls, client, tsg, channel);
+        let channel = testing::channel(
+            c,
+            &base,
+            tsg,
+            ctxshare,
+            userd_mem,
+            testing::CHANNEL,
+            va + RING,
+            64,
+        );
+        c.alloc_ok(
+            client,
+            channel,
+            testing::COMPUTE,
+            class::HOPPER_COMPUTE_A,
+            NvGrAllocationParameters::default().as_bytes(),
+        );
+        let token = testing::schedule_and_token(c, client, tsg, channel);
 
-    WindowChannel {
-        ctl,
-        dev_fd,
-        client,
-        device,
-        channel,
-        mem,
-        userd_mem,
-        va,
-        token,
-    }
+        WindowChannel {
+            ctl,
+            dev_fd,
+            client,
+            device,
+            channel,
+            mem,
+            userd_mem,
+            va,
+            token,
+        }
+    })
 }
