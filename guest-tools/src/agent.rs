@@ -82,10 +82,17 @@ fn mount_pseudo_filesystems() {
     }
 }
 
-/// Syncs and powers the machine off; never returns.
+/// Lets the console send what it holds, syncs and powers the machine off; never returns.
 fn power_off() -> ! {
-    // SAFETY: plain syscalls without pointers.
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: plain syscalls without pointers. tcdrain waits until the console's UART has sent
+    // every byte written so far: a VMM whose serial port costs an exit per byte (QEMU in a
+    // nested guest) would otherwise lose the tail of a long result line at power-off.
     unsafe {
+        libc::tcdrain(libc::STDOUT_FILENO);
+        libc::tcdrain(libc::STDERR_FILENO);
         libc::sync();
         libc::reboot(libc::RB_POWER_OFF);
     }

@@ -9,6 +9,8 @@
 #                              vgpud under a 3:1 policy that becomes 1:1 vgpu.switch_after seconds
 #                              after both streams started (default 4); `VGPUD-STATUS written` and
 #                              `VGPUD-STATUS reloaded` bracket the policy write
+#   vgpu.prod_vmm=vgpu-vmm|qemu  the share scenario's VMM for prod (qemu: QEMU 11.1's vfio-user-pci
+#                              with KVM; needs the harness variant with that QEMU)
 #   vgpu.vmm=vgpu-vmm|qemu     inner VMM of the boot scenario (default vgpu-vmm)
 #   vgpu.runs=N                boots per VMM in the bench scenario (default 5)
 #   vgpu.timeout=SECS          limit of each inner run (default 120)
@@ -131,24 +133,55 @@ share)
     weights() {
         printf 'policy = "weighted"\n[[tenant]]\nname = "prod"\nweight = %s\n[[tenant]]\nname = "batch"\nweight = %s\n' "$1" "$2"
     }
+    guests=
     weights 3 1 >/etc/vgpu/policy.toml
     start_vgpud --policy /etc/vgpu/policy.toml
     for t in prod batch; do
         gfid=1
         [ "$t" = batch ] && gfid=2
         sock=$(new_instance sim-35c "$gfid" "$t") || finish false "vgpuctl could not start the $t instance"
-        (
-            vgpu-guest timed-run --label "$t" --timeout "$timeout" -- \
-                vgpu-vmm --kernel /guest/vmlinux --initrd /guest/initrd.cpio.gz \
-                --cmdline "$vmm_cmdline" --memory 256 --vcpus 1 $vmm_args --vgpu "socket=$sock"
-        ) >/tmp/$t.out 2>&1 &
+        if [ "$t" = prod ] && [ "$(param vgpu.prod_vmm)" = qemu ]; then
+            [ -x /usr/bin/qemu-system-x86_64 ] || finish false "this harness image has no QEMU"
+            # vfio-user passes guest RAM as fds, so RAM is a shared memfd; the vGPU itself works
+            # only in its window. A plain CPU model, not `host`: under nested TCG the harness's
+            # KVM never sees the guest's XSETBV, so XSAVE state breaks (vgpu-vmm hides XSAVE for
+            # the same reason), and with `host,-xsave` the guest still died at boot now and then.
+            (
+                vgpu-guest timed-run --label "$t" --timeout "$timeout" -- \
+                    qemu-system-x86_64 -M q35,memory-backend=mem \
+                    -object memory-backend-memfd,id=mem,size=256M,share=on \
+                    -accel kvm -cpu qemu64 -smp 1 -m 256 -nodefaults -no-user-config \
+                    -display none -serial stdio -no-reboot \
+                    -kernel /guest/vmlinux -initrd /guest/initrd.cpio.gz -append "$qemu_cmdline" \
+                    -device "{\"driver\":\"vfio-user-pci\",\"socket\":{\"type\":\"unix\",\"path\":\"$sock\"}}"
+            ) >/tmp/$t.out 2>&1 &
+            guests="$guests $!"
+        else
+            (
+                vgpu-guest timed-run --label "$t" --timeout "$timeout" -- \
+                    vgpu-vmm --kernel /guest/vmlinux --initrd /guest/initrd.cpio.gz \
+                    --cmdline "$vmm_cmdline" --memory 256 --vcpus 1 $vmm_args --vgpu "socket=$sock"
+            ) >/tmp/$t.out 2>&1 &
+            guests="$guests $!"
+        fi
     done
-    # Relay both guests' lines as they come (the runner sorts them by label).
-    tail -f /tmp/prod.out /tmp/batch.out 2>/dev/null | grep -v '^==>' &
+    # Both guests' lines are relayed whole once they are done (a live relay of two files would
+    # cut their long result lines); the runner sorts them by label.
+    relay_guests() { cat /tmp/prod.out /tmp/batch.out 2>/dev/null; }
     i=0
     until grep -q '"stream_start"' /tmp/prod.out && grep -q '"stream_start"' /tmp/batch.out; do
         i=$((i + 1))
-        [ "$i" -gt $((timeout * 10)) ] && finish false "the two streams did not both start"
+        if [ "$i" -gt $((timeout * 10)) ]; then
+            relay_guests
+            finish false "the two streams did not both start"
+        fi
+        for pid in $guests; do
+            if ! kill -0 "$pid" 2>/dev/null; then
+                sleep 1
+                relay_guests
+                finish false "a guest ended before both streams started"
+            fi
+        done
         sleep 0.1
     done
     switch=$(param vgpu.switch_after)
@@ -156,11 +189,8 @@ share)
     vgpud_status written
     weights 1 1 >/etc/vgpu/policy.new && mv /etc/vgpu/policy.new /etc/vgpu/policy.toml
     vgpud_status reloaded
-    wait_for_guests() {
-        while pidof vgpu-vmm >/dev/null; do sleep 0.2; done
-    }
-    wait_for_guests
-    sleep 0.5
+    wait $guests
+    relay_guests
     vgpud_status share
     ;;
 bench)

@@ -4,6 +4,8 @@
 //! The QEMU baseline of the boot benchmark needs `qemu-system-x86_64` with its shared libraries
 //! and microvm firmware (about 50 MB); that lives in a separate layer appended to the base image
 //! only for [`HarnessVariant::WithQemu`], so the boot test does not unpack it.
+//! [`HarnessVariant::WithVfioUserQemu`] carries QEMU 11.1 from the forky tree instead (its
+//! `vfio-user-pci` attaches vgpud's instances), for a QEMU guest beside `vgpu-vmm` guests.
 
 use crate::guest::{TestGuest, GUEST_CMDLINE};
 use crate::initramfs::{self, Compression};
@@ -45,6 +47,9 @@ pub enum HarnessVariant {
     Vmm,
     /// Also QEMU, for the boot benchmark's baseline.
     WithQemu,
+    /// Also QEMU 11.1 from forky (the harness's own outer emulator), whose `vfio-user-pci`
+    /// attaches vgpud's instances: a QEMU guest beside `vgpu-vmm` guests on one vgpud.
+    WithVfioUserQemu,
 }
 
 /// A built harness.
@@ -113,6 +118,23 @@ impl Harness {
                 let combined = dir.join("harness-qemu.cpio");
                 let combined_key = format!("{key}; {layer_key}");
                 cache.step("harness-with-qemu", &combined_key, &[&combined], || {
+                    initramfs::concat(&[&base, &layer], &combined)
+                })?;
+                combined
+            }
+            HarnessVariant::WithVfioUserQemu => {
+                let layer = dir.join("qemu11-layer.cpio.gz");
+                let files = outer.runtime_files()?;
+                let mut layer_key = format!("layout {LAYOUT}; qemu {}", outer.key());
+                for (_, to) in &files {
+                    layer_key.push_str(&format!("; {}", to.display()));
+                }
+                cache.step("harness-qemu11-layer", &layer_key, &[&layer], || {
+                    build_layer(&dir.join("qemu11-root"), &layer, &files)
+                })?;
+                let combined = dir.join("harness-qemu11.cpio");
+                let combined_key = format!("{key}; {layer_key}");
+                cache.step("harness-with-qemu11", &combined_key, &[&combined], || {
                     initramfs::concat(&[&base, &layer], &combined)
                 })?;
                 combined
@@ -191,7 +213,7 @@ fn qemu_files() -> Result<Vec<PathBuf>, Error> {
     }
     let out = tools::run(Command::new("ldd").arg(qemu))?;
     let mut files = vec![qemu.to_path_buf()];
-    files.extend(parse_ldd(&String::from_utf8_lossy(&out.stdout)));
+    files.extend(tools::ldd_paths(&String::from_utf8_lossy(&out.stdout)));
     for fw in QEMU_FIRMWARE {
         let p = Path::new("/usr/share/qemu").join(fw);
         if p.exists() {
@@ -201,27 +223,21 @@ fn qemu_files() -> Result<Vec<PathBuf>, Error> {
     Ok(files)
 }
 
-/// Library paths in `ldd` output (`name => /path (addr)` and `/path (addr)` lines).
-fn parse_ldd(text: &str) -> Vec<PathBuf> {
-    text.lines()
-        .filter_map(|l| {
-            let l = l.trim();
-            let path = match l.split_once("=>") {
-                Some((_, rest)) => rest.trim(),
-                None => l,
-            };
-            let path = path.split(" (").next()?.trim();
-            path.starts_with('/').then(|| PathBuf::from(path))
-        })
-        .collect()
+fn build_qemu_layer(root: &Path, out: &Path, files: &[PathBuf]) -> Result<(), Error> {
+    // Each file lands at the path it has on this host.
+    let pairs: Vec<(PathBuf, PathBuf)> = files
+        .iter()
+        .map(|f| (f.clone(), f.strip_prefix("/").expect("absolute paths").to_path_buf()))
+        .collect();
+    build_layer(root, out, &pairs)
 }
 
-fn build_qemu_layer(root: &Path, out: &Path, files: &[PathBuf]) -> Result<(), Error> {
+/// A gzip'd cpio layer holding each `(source, path in the image)`; copies follow symlinks, so
+/// every file lands as a regular file.
+fn build_layer(root: &Path, out: &Path, files: &[(PathBuf, PathBuf)]) -> Result<(), Error> {
     tools::remove_all(root)?;
-    for f in files {
-        // Copies follow symlinks, so each file lands as a regular file at the path asked for.
-        let rel = f.strip_prefix("/").expect("absolute paths");
-        tools::copy(f, &root.join(rel))?;
+    for (from, to) in files {
+        tools::copy(from, &root.join(to))?;
     }
     tools::mkdir(&root.join("dev"))?;
     initramfs::pack(root, out, Compression::Gzip)
@@ -230,21 +246,6 @@ fn build_qemu_layer(root: &Path, out: &Path, files: &[PathBuf]) -> Result<(), Er
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ldd_output_gives_library_paths() {
-        let text = "\tlinux-vdso.so.1 (0x00007ffd)\n\
-                    \tlibz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x00007f00)\n\
-                    \t/lib64/ld-linux-x86-64.so.2 (0x00007f01)\n\
-                    \tlibmissing.so => not found\n";
-        assert_eq!(
-            parse_ldd(text),
-            vec![
-                PathBuf::from("/lib/x86_64-linux-gnu/libz.so.1"),
-                PathBuf::from("/lib64/ld-linux-x86-64.so.2")
-            ]
-        );
-    }
 
     #[test]
     fn cmdline_words_are_joined_with_single_spaces() {

@@ -69,11 +69,13 @@ const LIB_DIRS: &[&str] = &["usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu"];
 /// host's `/usr/lib/x86_64-linux-gnu/qemu` (a different build, which it refuses or aborts on).
 const BUNDLE: &str = "usr/lib/x86_64-linux-gnu/qemu-bundle";
 const BUNDLE_TARGET: &str = "../../..";
-/// Firmware a q35 `-kernel` boot reads, checked after unpacking (relative to the tree).
+/// Firmware a q35 `-kernel` boot reads, checked after unpacking (relative to the tree); an ELF
+/// `vmlinux` boots through the PVH option ROM.
 const FIRMWARE: &[&str] = &[
     "usr/share/seabios/bios-256k.bin",
     "usr/share/qemu/linuxboot_dma.bin",
     "usr/share/qemu/kvmvapic.bin",
+    "usr/share/qemu/pvh.bin",
 ];
 
 /// `apt-cache depends` options: hard dependencies only.
@@ -234,6 +236,44 @@ impl Qemu {
             .map(|d| d.to_string_lossy().into_owned())
             .collect::<Vec<_>>()
             .join(":")
+    }
+
+    /// What QEMU needs to run inside another root (the nested harness) from the ordinary paths:
+    /// `(file in the tree, path relative to the new root)` for the emulator, every shared library
+    /// the loader resolves for it, the loader itself (also as `/lib64/ld-linux-x86-64.so.2`, so
+    /// the binary runs directly) and the q35 firmware. In the new root QEMU's configured paths
+    /// (`/usr/share/qemu`) hold the firmware, so it needs no bundle link and no `-L`.
+    pub fn runtime_files(&self) -> Result<Vec<(PathBuf, PathBuf)>, Error> {
+        let mut list = Command::new(self.root.join(LOADER));
+        list.arg("--library-path")
+            .arg(self.library_path())
+            .arg("--list")
+            .arg(self.root.join(BINARY));
+        let out = tools::run(&mut list)?;
+        let mut files = vec![
+            (self.root.join(BINARY), PathBuf::from(BINARY)),
+            (self.root.join(LOADER), PathBuf::from(LOADER)),
+            (
+                self.root.join(LOADER),
+                PathBuf::from("lib64/ld-linux-x86-64.so.2"),
+            ),
+        ];
+        for lib in crate::tools::ldd_paths(&String::from_utf8_lossy(&out.stdout)) {
+            let rel = lib
+                .strip_prefix(&self.root)
+                .map_err(|_| Error::Tool(format!("QEMU's loader resolved {} outside its tree", lib.display())))?
+                .to_path_buf();
+            files.push((lib, rel));
+        }
+        for fw in FIRMWARE {
+            files.push((self.root.join(fw), PathBuf::from(fw)));
+            // QEMU looks for every firmware file in its data directory.
+            let name = Path::new(fw).file_name().expect("firmware paths name files");
+            files.push((self.root.join(fw), Path::new("usr/share/qemu").join(name)));
+        }
+        files.sort();
+        files.dedup();
+        Ok(files)
     }
 
     /// `ROOT/<ld-linux> --library-path ROOT/usr/lib/x86_64-linux-gnu
