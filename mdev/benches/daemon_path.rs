@@ -57,10 +57,7 @@ impl ByteBar for DeviceBar {
 fn percentiles(samples: &mut [Duration]) -> (f64, f64) {
     samples.sort_unstable();
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-    (
-        at(0.5).as_secs_f64() * 1e6,
-        at(0.99).as_secs_f64() * 1e6,
-    )
+    (at(0.5).as_secs_f64() * 1e6, at(0.99).as_secs_f64() * 1e6)
 }
 
 /// One path's figures.
@@ -85,8 +82,13 @@ fn run_path(t: &VgpuTransport, escapes: usize, rounds: usize) -> PathRun {
         .unwrap();
     let mut query = || {
         let mut p = Nv0080CtrlGpuGetNumSubdevicesParams::default();
-        c.control(client, device, NV0080_CTRL_CMD_GPU_GET_NUM_SUBDEVICES, &mut p)
-            .unwrap();
+        c.control(
+            client,
+            device,
+            NV0080_CTRL_CMD_GPU_GET_NUM_SUBDEVICES,
+            &mut p,
+        )
+        .unwrap();
         assert_eq!(p.numSubDevices, 1);
     };
     for _ in 0..escapes / 10 {
@@ -204,7 +206,10 @@ fn run_shares(weights: &[u32], seconds: f64) -> ShareRun {
             std::thread::spawn(move || stream(p, seconds, tx))
         })
         .collect();
-    let all = (0..weights.len()).map(|_| rx.recv().unwrap()).max().unwrap();
+    let all = (0..weights.len())
+        .map(|_| rx.recv().unwrap())
+        .max()
+        .unwrap();
     let reports: Vec<StreamReport> = threads.into_iter().map(|t| t.join().unwrap()).collect();
     let end = reports.iter().map(|r| r.last_gpu_ns).min().unwrap();
     let total_w: u32 = weights.iter().sum();
@@ -232,7 +237,9 @@ fn run_shares(weights: &[u32], seconds: f64) -> ShareRun {
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1).filter_map(|a| a.parse::<f64>().ok());
+    let mut args = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse::<f64>().ok());
     let escapes = args.next().map_or(20_000, |n| n as usize);
     let seconds = args.next().unwrap_or(4.0);
     let rounds = (escapes / 20).max(200);
@@ -297,7 +304,9 @@ fn main() {
     let (driver, _w2) = vfio_client::attach(&path);
     let notified = run_path(&VgpuTransport::new(driver), escapes, rounds);
 
-    println!("vgpud path ({escapes} escapes, {rounds} doorbells and rounds per path; release build)");
+    println!(
+        "vgpud path ({escapes} escapes, {rounds} doorbells and rounds per path; release build)"
+    );
     println!();
     println!("| path | escape p50 (µs) | escape p99 (µs) | p50 / in-process | notifies per escape | doorbell write p50 (µs) | doorbell -> semaphore p50 (µs) | p99 (µs) |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
@@ -329,7 +338,9 @@ fn main() {
     println!();
     println!("VMs streaming side by side for {seconds} s under one vgpud (sim-17c each); one VM alone: {:.3} GPU-s of work per s", alone.work_per_s);
     println!();
-    println!("| VMs | weights | whole seconds | max share error (pp) | aggregate work vs one alone |");
+    println!(
+        "| VMs | weights | whole seconds | max share error (pp) | aggregate work vs one alone |"
+    );
     println!("| ---: | --- | ---: | ---: | ---: |");
     for n in [2usize, 4, 8] {
         for pattern in [&[1u32, 1][..], &[3, 1], &[1, 2, 3, 4]] {

@@ -198,7 +198,7 @@ fn run(inner: &Arc<Inner>, config: PollConfig) {
             // but yield now and then, so that on a host with few CPUs the VMM thread about to
             // post the next request is not kept waiting for the rest of our spin.
             spins = spins.wrapping_add(1);
-            if spins % SPINS_PER_YIELD == 0 {
+            if spins.is_multiple_of(SPINS_PER_YIELD) {
                 std::thread::yield_now();
             } else {
                 std::hint::spin_loop();

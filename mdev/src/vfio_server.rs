@@ -40,7 +40,7 @@ use vfio_bindings::bindings::vfio::{
 use vfio_user::{
     DmaMapFlags, DmaUnmapFlags, IrqInfo, Server, ServerBackend, ServerRegion, SparseArea,
 };
-use vgpu::protocol::{virtio, BAR0, BAR0_SIZE, BAR2};
+use vgpu::protocol::{reg, virtio, BAR0, BAR0_SIZE, BAR2};
 use vgpu::{InterruptLine, VgpuDevice};
 
 use crate::poller::Poller;
@@ -164,8 +164,9 @@ impl ServerBackend for Backend {
             VFIO_PCI_CONFIG_REGION_INDEX => self.config.write_bytes(offset, data),
             r if r == u32::from(BAR0) && inside(offset, data.len(), BAR0_SIZE) => {
                 lock(&self.device).bar_write(BAR0, offset, data);
-                if offset == u64::from(virtio::NOTIFY) {
-                    // The driver notified: it is active, so poll it again.
+                if offset == u64::from(virtio::NOTIFY) || offset == u64::from(reg::DOORBELL) {
+                    // The driver notified or rang: it is active, so poll it again (and let it
+                    // post its doorbells in the mailbox).
                     self.poller.kick();
                 }
             }

@@ -99,9 +99,19 @@ fn meddle(t: &dyn Transport, ctl: Fd, o: Objects, stop: &AtomicBool, calls: &Ato
                 ..Default::default()
             };
             let all = ok(c.control(o.client, o.tsg[i], NVA06C_CTRL_CMD_SET_TIMESLICE, &mut ts))
-                && ok(c.control(o.client, o.tsg[i], NVA06C_CTRL_CMD_SET_INTERLEAVE_LEVEL, &mut il))
+                && ok(c.control(
+                    o.client,
+                    o.tsg[i],
+                    NVA06C_CTRL_CMD_SET_INTERLEAVE_LEVEL,
+                    &mut il,
+                ))
                 && ok(c.control(o.client, o.tsg[i], NVA06C_CTRL_CMD_GPFIFO_SCHEDULE, &mut on))
-                && ok(c.control(o.client, o.channel[i], NVA06F_CTRL_CMD_GPFIFO_SCHEDULE, &mut on));
+                && ok(c.control(
+                    o.client,
+                    o.channel[i],
+                    NVA06F_CTRL_CMD_GPFIFO_SCHEDULE,
+                    &mut on,
+                ));
             if !all {
                 return;
             }
@@ -113,7 +123,12 @@ fn meddle(t: &dyn Transport, ctl: Fd, o: Objects, stop: &AtomicBool, calls: &Ato
         };
         en.hClientList[..2].fill(o.client);
         en.hChannelList[..2].copy_from_slice(&o.channel);
-        if !ok(c.control(o.client, o.subdevice, NV2080_CTRL_CMD_FIFO_DISABLE_CHANNELS, &mut en)) {
+        if !ok(c.control(
+            o.client,
+            o.subdevice,
+            NV2080_CTRL_CMD_FIFO_DISABLE_CHANNELS,
+            &mut en,
+        )) {
             return;
         }
         std::thread::sleep(Duration::from_millis(2));

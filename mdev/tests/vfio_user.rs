@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use daemon_rig::{define, sim_daemon, start};
 use guest_tools::rmapi::{RmClient, VgpuTransport};
+use guest_tools::workload::{GpuContext, MemoryMode, TsgSettings};
 use mdev::control::{Request, Response};
 use mdev::daemon::Daemon;
 use mdev::instance::StartMode;
@@ -241,4 +242,63 @@ fn bad_requests_get_one_line_errors_and_change_nothing() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// BAR0 writes the device of the instance `uuid` has seen (each one a socket message here, an
+/// exit in a VM).
+fn bar0_writes(d: &Daemon, uuid: &str) -> u64 {
+    let r = d
+        .running()
+        .iter()
+        .find(|(u, _)| u.to_string() == uuid)
+        .map(|(_, r)| r)
+        .expect("a started instance");
+    r.device.lock().unwrap().stats().snapshot().bar0_writes
+}
+
+#[test]
+fn a_polled_guest_rings_its_doorbells_through_the_mailbox_without_an_exit() {
+    let mut r = rig(true);
+    let path = start(&mut r.daemon, A);
+    let (driver, _window) = attach(&path);
+    let t = VgpuTransport::new(driver);
+    let mut ctx = GpuContext::create(&t, TsgSettings::default(), MemoryMode::Window).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status(&mut r.daemon).poller.polled == 0 {
+        assert!(Instant::now() < deadline, "the poller never took the queue");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let ring = |tok: u32| t.driver().doorbell(tok);
+    // One round may still find the mailbox flag clear (the poller sets it as it takes the
+    // queue); after that every doorbell goes through the window.
+    ctx.round(1, 0, &ring).unwrap();
+    let (writes, before) = (bar0_writes(&r.daemon, A), t.driver().counters());
+    for _ in 0..50 {
+        ctx.round(1, 0, &ring).unwrap();
+    }
+    let after = t.driver().counters();
+    assert_eq!(
+        bar0_writes(&r.daemon, A),
+        writes,
+        "doorbells or notifies still wrote BAR0"
+    );
+    // Two doorbells a round, every one checked and accepted by the device.
+    assert_eq!(after.doorbells - before.doorbells, 100, "{after:?}");
+    assert_eq!(after.doorbells_rejected, before.doorbells_rejected);
+
+    // A token of no channel of this vGPU, posted in the mailbox, is refused as a register
+    // write would be.
+    let rejected = after.doorbells_rejected;
+    t.driver().doorbell(0x00ff_0fff);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while t.driver().counters().doorbells_rejected == rejected {
+        assert!(
+            Instant::now() < deadline,
+            "the posted bad token was never refused"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(t.driver().last_rejected_token(), 0x00ff_0fff);
+    assert_eq!(bar0_writes(&r.daemon, A), writes);
+    ctx.destroy().unwrap();
 }

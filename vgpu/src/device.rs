@@ -12,11 +12,12 @@ use std::sync::Arc;
 use thiserror::Error;
 use tracing::{debug, warn};
 
+use crate::doorbell_mailbox::DoorbellMailbox;
 use crate::escape_queue::{EscapeQueue, RequestContext};
 use crate::pci::{self, BarDecl, Capability};
 use crate::protocol::{self, error, intr, reg, virtio, DeviceConfig, BAR0, BAR2};
 use crate::registers::{RegisterContext, RegisterFile, WriteEffect};
-use crate::service::{EscapeService, FdId, Gfid};
+use crate::service::{DoorbellError, EscapeService, FdId, Gfid};
 use crate::stats::{Counter, Stats};
 use crate::transport::Transport;
 use crate::window::{HostWindow, WindowError};
@@ -63,6 +64,9 @@ pub struct VgpuDevice {
     registers: RegisterFile,
     transport: Transport,
     queue: Option<EscapeQueue>,
+    mailbox: Option<DoorbellMailbox>,
+    /// A poller serves the device now ([`VgpuDevice::set_polled`]).
+    polled: bool,
     files: BTreeSet<FdId>,
     service: Box<dyn EscapeService>,
     stats: Arc<Stats>,
@@ -90,6 +94,8 @@ impl VgpuDevice {
             registers: RegisterFile::new(),
             transport: Transport::new(),
             queue: None,
+            mailbox: None,
+            polled: false,
             files: BTreeSet::new(),
             service,
             stats: Arc::new(Stats::default()),
@@ -170,25 +176,81 @@ impl VgpuDevice {
         }
     }
 
-    /// Serves the queue if the driver made chains available: what a poller calls. Returns how
-    /// many requests it answered.
+    /// Serves the queue if the driver made chains available, and rings the doorbells it posted
+    /// in its mailbox: what a poller calls. Returns how many requests and doorbells it served.
     pub fn poll(&mut self) -> u32 {
+        // Doorbells first: a request the guest made after ringing (an idle wait) must find the
+        // channel's work already submitted.
+        let tokens = self.drain_mailbox();
         let pending = self.transport.driver_ok()
             && self.queue.as_ref().is_some_and(|q| q.pending(&self.window));
-        if pending {
-            self.process_queue()
-        } else {
-            0
+        let requests = if pending { self.process_queue() } else { 0 };
+        tokens + requests
+    }
+
+    /// Switches between polled service (the driver is told not to notify, and to post doorbells
+    /// in its mailbox) and notified service. Returns whether chains or doorbells are waiting
+    /// after notifications were turned back on; the caller serves them with
+    /// [`VgpuDevice::poll`].
+    pub fn set_polled(&mut self, polled: bool) -> bool {
+        self.polled = polled;
+        let chains = match self.queue.as_mut() {
+            Some(q) => q.set_notifications(&self.window, !polled),
+            None => false,
+        };
+        let tokens = match self.mailbox.as_mut() {
+            Some(m) => m.set_polled(&self.window, polled),
+            None => false,
+        };
+        chains || tokens
+    }
+
+    /// Rings every doorbell posted in the mailbox; returns how many.
+    fn drain_mailbox(&mut self) -> u32 {
+        let Some(m) = self.mailbox.as_mut() else {
+            return 0;
+        };
+        let (gfid, service) = (self.gfid, self.service.as_mut());
+        let mut rung = Vec::new();
+        let overrun = m
+            .drain(&self.window, |t| rung.push((t, service.doorbell(gfid, t))))
+            .is_err();
+        let n = rung.len() as u32;
+        self.account_posted(rung, overrun);
+        n
+    }
+
+    /// Counts doorbells rung from the mailbox as `DOORBELL` writes are counted, and reports an
+    /// overrun.
+    fn account_posted(&mut self, rung: Vec<(u32, Result<(), DoorbellError>)>, overrun: bool) {
+        for (token, result) in rung {
+            self.account_doorbell(token, result);
+        }
+        if overrun {
+            debug!(gfid = self.gfid, "doorbell mailbox overrun");
+            self.raise_error(error::MAILBOX);
         }
     }
 
-    /// Switches between polled service (the driver is told not to notify) and notified service.
-    /// Returns whether chains are waiting after notifications were turned back on; the caller
-    /// serves them with [`VgpuDevice::poll`].
-    pub fn set_polled(&mut self, polled: bool) -> bool {
-        match self.queue.as_mut() {
-            Some(q) => q.set_notifications(&self.window, !polled),
-            None => false,
+    /// The driver wrote `DOORBELL_MAILBOX`: registers the mailbox there, or refuses it (the
+    /// register reads back 0 and `ERROR_STATUS.MAILBOX` is set).
+    fn register_mailbox(&mut self) {
+        let at = u64::from(self.registers.value(reg::DOORBELL_MAILBOX));
+        self.mailbox = None;
+        if at == 0 {
+            return;
+        }
+        match DoorbellMailbox::register(&self.window, at) {
+            Some(mut m) => {
+                // Registered while a poller already serves the device: it drains from now on.
+                m.set_polled(&self.window, self.polled);
+                self.mailbox = Some(m);
+            }
+            None => {
+                debug!(gfid = self.gfid, at, "doorbell mailbox refused");
+                self.registers.store(reg::DOORBELL_MAILBOX, 0);
+                self.raise_error(error::MAILBOX);
+            }
         }
     }
 
@@ -211,8 +273,14 @@ impl VgpuDevice {
             service: self.service.as_mut(),
             window: &self.window,
             files: &mut self.files,
+            mailbox: self.mailbox.as_mut(),
+            rung: Vec::new(),
+            mailbox_overrun: false,
         };
-        match queue.process(&mut ctx) {
+        let result = queue.process(&mut ctx);
+        let (rung, overrun) = (std::mem::take(&mut ctx.rung), ctx.mailbox_overrun);
+        self.account_posted(rung, overrun);
+        match result {
             Ok(out) => {
                 for _ in 0..out.used {
                     self.stats.bump(Counter::Requests);
@@ -251,6 +319,8 @@ impl VgpuDevice {
             }
         }
         self.queue = None;
+        self.mailbox = None;
+        self.polled = false;
         self.transport.reset();
         self.registers.reset();
         self.update_irq();
@@ -333,7 +403,9 @@ impl VgpuDevice {
         };
         for (i, w) in words.chunks_exact(4).enumerate() {
             let value = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
-            match self.registers.write(off + 4 * i as u32, value) {
+            let reg_off = off + 4 * i as u32;
+            match self.registers.write(reg_off, value) {
+                WriteEffect::Stored if reg_off == reg::DOORBELL_MAILBOX => self.register_mailbox(),
                 WriteEffect::Stored => self.update_irq(),
                 WriteEffect::Doorbell(token) => self.doorbell(token),
                 WriteEffect::Refused => self.raise_error(error::BAD_ACCESS),
@@ -342,7 +414,12 @@ impl VgpuDevice {
     }
 
     fn doorbell(&mut self, token: u32) {
-        match self.service.doorbell(self.gfid, token) {
+        let result = self.service.doorbell(self.gfid, token);
+        self.account_doorbell(token, result);
+    }
+
+    fn account_doorbell(&mut self, token: u32, result: Result<(), DoorbellError>) {
+        match result {
             Ok(()) => self.stats.bump(Counter::Doorbells),
             Err(e) => {
                 debug!(gfid = self.gfid, token, "doorbell refused: {e}");

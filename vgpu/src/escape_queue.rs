@@ -15,11 +15,12 @@ use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
+use crate::doorbell_mailbox::DoorbellMailbox;
 use crate::protocol::{
     errno, node, op, QueueFault, RequestHeader, ResponseFooter, MAX_CHAIN_DESCRIPTORS,
     MAX_MAPPING_COPY,
 };
-use crate::service::{EscapeService, FdId, Gfid, Node};
+use crate::service::{DoorbellError, EscapeService, FdId, Gfid, Node};
 use crate::transport::QueueConfig;
 use crate::window::HostWindow;
 
@@ -69,6 +70,28 @@ pub struct RequestContext<'a> {
     pub window: &'a HostWindow,
     /// Files this guest opened through the device (closed on reset).
     pub files: &'a mut BTreeSet<FdId>,
+    /// The doorbell mailbox, if the driver registered one: drained before each request, so a
+    /// request finds every doorbell the guest posted before it already rung.
+    pub mailbox: Option<&'a mut DoorbellMailbox>,
+    /// Doorbells rung from the mailbox, with the RM core's answer, for the device to count.
+    pub rung: Vec<(u32, Result<(), DoorbellError>)>,
+    /// The mailbox overran (the device reports it).
+    pub mailbox_overrun: bool,
+}
+
+impl RequestContext<'_> {
+    /// Rings the doorbells posted in the mailbox since the last drain.
+    pub fn ring_posted(&mut self) {
+        let Some(m) = self.mailbox.as_deref_mut() else {
+            return;
+        };
+        let (gfid, service, rung) = (self.gfid, &mut *self.service, &mut self.rung);
+        if m.drain(self.window, |t| rung.push((t, service.doorbell(gfid, t))))
+            .is_err()
+        {
+            self.mailbox_overrun = true;
+        }
+    }
 }
 
 impl<'a> std::fmt::Debug for RequestContext<'a> {
@@ -149,6 +172,9 @@ impl EscapeQueue {
                 Err(_) => return Err(QueueBroken),
             };
             let Some(chain) = chain else { break };
+            // The avail index that named this chain was read above: every doorbell the guest
+            // posted before publishing it is in the mailbox now.
+            ctx.ring_posted();
             let head = chain.head_index();
             let (used_len, fault) = serve_chain(chain, ctx);
             if let Some(f) = fault {

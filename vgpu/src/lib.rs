@@ -3,7 +3,8 @@
 //! A vGPU is one PCI function ([`pci`]) with two BARs:
 //! * BAR0, trapped: the register file ([`registers`]: identity, interrupts, errors, counters and
 //!   the usermode doorbell at 0x90) and the virtio-pci modern structures ([`transport`]) of the
-//!   escape queue;
+//!   escape queue; while the device polls, doorbells may instead go through a mailbox in the
+//!   window ([`doorbell_mailbox`]);
 //! * BAR2, host memory: the host-visible window ([`window`]) where the guest keeps its virtqueue,
 //!   escape arguments and parameter buffers.
 //!
@@ -17,6 +18,8 @@
 
 #[cfg(feature = "device")]
 pub mod device;
+#[cfg(feature = "device")]
+pub mod doorbell_mailbox;
 #[cfg(feature = "device")]
 pub mod escape_queue;
 #[cfg(feature = "device")]

@@ -24,7 +24,7 @@ pub const PCI_REVISION: u8 = PROTOCOL_VERSION_MINOR as u8;
 /// Protocol major version: incompatible changes bump it.
 pub const PROTOCOL_VERSION_MAJOR: u16 = 1;
 /// Protocol minor version: compatible additions bump it.
-pub const PROTOCOL_VERSION_MINOR: u16 = 1;
+pub const PROTOCOL_VERSION_MINOR: u16 = 2;
 /// `VERSION` register value: major << 16 | minor.
 pub const PROTOCOL_VERSION: u32 =
     (PROTOCOL_VERSION_MAJOR as u32) << 16 | PROTOCOL_VERSION_MINOR as u32;
@@ -80,6 +80,8 @@ pub mod reg {
     pub const REQUEST_ERRORS_LO: u32 = 0x060;
     /// WO: usermode doorbell, `NVC361_NOTIFY_CHANNEL_PENDING`: write a work-submit token.
     pub const DOORBELL: u32 = 0x090;
+    /// RW: window offset of the driver's doorbell mailbox, 0 for none (since 1.2).
+    pub const DOORBELL_MAILBOX: u32 = 0x098;
     /// End of the register file; the virtio structures follow.
     pub const END: u32 = 0x1000;
 }
@@ -93,8 +95,11 @@ pub mod features {
     /// `NV_ESC_RM_ALLOC_MEMORY` with `NV01_MEMORY_SYSTEM_OS_DESCRIPTOR` wraps window pages
     /// (`pMemory` = window offset) as a memory object the GPU uses in place (since 1.1).
     pub const WINDOW_MEMORY: u32 = 1 << 2;
+    /// Doorbells posted in a mailbox in the window, drained by the device while it polls
+    /// (since 1.2, see [`super::mailbox`]).
+    pub const DOORBELL_MAILBOX: u32 = 1 << 3;
     /// All features of this protocol version.
-    pub const ALL: u32 = ESCAPE_QUEUE | MAPPING_COPY | WINDOW_MEMORY;
+    pub const ALL: u32 = ESCAPE_QUEUE | MAPPING_COPY | WINDOW_MEMORY | DOORBELL_MAILBOX;
 }
 
 /// `INTR_STATUS` / `INTR_ENABLE` bits.
@@ -121,9 +126,35 @@ pub mod error {
     pub const BAD_ACCESS: u32 = 1 << 3;
     /// The available ring index was impossible; the device set `NEEDS_RESET`.
     pub const QUEUE_BROKEN: u32 = 1 << 4;
+    /// `DOORBELL_MAILBOX` was refused (misaligned or outside the window), or the driver
+    /// published more tokens than the mailbox holds (they were dropped).
+    pub const MAILBOX: u32 = 1 << 5;
     /// All defined bits.
     pub const ALL: u32 =
-        DOORBELL_REJECTED | MALFORMED_REQUEST | QUEUE_CONFIG | BAD_ACCESS | QUEUE_BROKEN;
+        DOORBELL_REJECTED | MALFORMED_REQUEST | QUEUE_CONFIG | BAD_ACCESS | QUEUE_BROKEN | MAILBOX;
+}
+
+/// The doorbell mailbox (feature bit 3): a ring of work-submit tokens the driver keeps in its
+/// window. While the device polls the escape queue it sets [`mailbox::POLLED`] and drains the
+/// ring, checking every token exactly as a `DOORBELL` write; a doorbell then costs the guest no
+/// exit. Without the flag, or with the ring full, the driver writes `DOORBELL` as before.
+pub mod mailbox {
+    /// `u32` flags the device writes ([`POLLED`]).
+    pub const FLAGS: u64 = 0;
+    /// `u32` free-running count of tokens the driver published.
+    pub const HEAD: u64 = 4;
+    /// `u32` free-running count of tokens the device consumed.
+    pub const TAIL: u64 = 8;
+    /// First token slot (`u32` each).
+    pub const TOKENS: u64 = 16;
+    /// Token slots; token `n` lives in slot `n % SLOTS`.
+    pub const SLOTS: u32 = 256;
+    /// Bytes of a mailbox.
+    pub const SIZE: u64 = TOKENS + 4 * SLOTS as u64;
+    /// Alignment of the mailbox in the window.
+    pub const ALIGN: u64 = 16;
+    /// `FLAGS` bit: the device drains the mailbox now.
+    pub const POLLED: u32 = 1 << 0;
 }
 
 /// Offsets of the virtio-pci modern structures inside BAR0.

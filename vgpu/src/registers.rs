@@ -233,6 +233,14 @@ pub const REGISTERS: &[RegisterSpec] = &[
         u32::MAX,
         Handler::Doorbell,
     ),
+    spec(
+        reg::DOORBELL_MAILBOX,
+        "DOORBELL_MAILBOX",
+        Access::Rw,
+        0,
+        u32::MAX,
+        Handler::Storage,
+    ),
 ];
 
 /// What the device must do after a register write.
@@ -386,7 +394,7 @@ mod tests {
         let stats = Stats::default();
         let f = RegisterFile::new();
         assert_eq!(f.read(reg::MAGIC, &ctx(&stats)).to_le_bytes(), *b"VGPU");
-        assert_eq!(f.read(reg::VERSION, &ctx(&stats)), 0x0001_0001);
+        assert_eq!(f.read(reg::VERSION, &ctx(&stats)), 0x0001_0002);
         assert_eq!(f.read(reg::GFID, &ctx(&stats)), 7);
         assert_eq!(f.read(reg::WINDOW_SIZE_LO, &ctx(&stats)), 0);
         assert_eq!(f.read(reg::WINDOW_SIZE_HI, &ctx(&stats)), 1);

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::interrupt::{Completion, InterruptSource};
+use super::mailbox::Mailbox;
 use super::mmio::RegisterBar;
 use super::protocol::{
     self, features, intr, op, reg, virtio, RequestHeader, ResponseFooter, PROTOCOL_VERSION_MAJOR,
@@ -120,6 +121,7 @@ pub struct VgpuDriver {
     bar0: Box<dyn RegisterBar>,
     window: Arc<SharedWindow>,
     queue: SplitQueue,
+    mailbox: Option<Mailbox>,
     info: DeviceInfo,
     irq: Option<Box<dyn InterruptSource>>,
     interrupts: u64,
@@ -168,10 +170,12 @@ impl VgpuDriver {
             Setup::Reset => Self::bring_up(bar0.as_ref(), &window)?,
             Setup::Attach => Self::attach(bar0.as_ref(), &window)?,
         };
+        let mailbox = Self::mailbox(bar0.as_ref(), &window, info.features, setup)?;
         Ok(Self {
             bar0,
             window: Arc::new(window),
             queue,
+            mailbox,
             info,
             irq: None,
             interrupts: 0,
@@ -266,6 +270,31 @@ impl VgpuDriver {
         }
         Self::set_status(bar0, ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
         Ok(queue)
+    }
+
+    /// Registers the doorbell mailbox after a reset, or adopts the one an earlier process
+    /// registered; none if the device does not offer it (or refused it).
+    fn mailbox(
+        bar0: &dyn RegisterBar,
+        window: &SharedWindow,
+        features: u32,
+        setup: Setup,
+    ) -> Result<Option<Mailbox>, DriverError> {
+        if features & protocol::features::DOORBELL_MAILBOX == 0 {
+            return Ok(None);
+        }
+        let at = layout::MAILBOX;
+        match setup {
+            Setup::Reset => {
+                let m = Mailbox::create(window, at)?;
+                bar0.write32(reg::DOORBELL_MAILBOX, at as u32);
+                Ok((u64::from(bar0.read32(reg::DOORBELL_MAILBOX)) == at).then_some(m))
+            }
+            Setup::Attach => {
+                Ok((u64::from(bar0.read32(reg::DOORBELL_MAILBOX)) == at)
+                    .then(|| Mailbox::adopt(at)))
+            }
+        }
     }
 
     fn attach(bar0: &dyn RegisterBar, window: &SharedWindow) -> Result<SplitQueue, DriverError> {
@@ -397,8 +426,21 @@ impl VgpuDriver {
         Ok(self.queue.take_used(&self.window)?)
     }
 
-    /// Rings the usermode doorbell with a work-submit token.
+    /// Rings the usermode doorbell with a work-submit token: through the mailbox while the
+    /// device polls it (no trapped access), else by writing `DOORBELL`.
     pub fn doorbell(&self, token: u32) {
+        let posted = self
+            .mailbox
+            .as_ref()
+            .is_some_and(|m| m.post(&self.window, token).unwrap_or(false));
+        if !posted {
+            self.doorbell_register(token);
+        }
+    }
+
+    /// Rings the usermode doorbell by writing the `DOORBELL` register, mailbox or not (the
+    /// device answers it before the write returns).
+    pub fn doorbell_register(&self, token: u32) {
         self.bar0.write32(reg::DOORBELL, token);
     }
 
@@ -443,6 +485,12 @@ impl VgpuDriver {
     /// allocated through them) and sets the queue up again.
     pub fn reset(&mut self) -> Result<(), DriverError> {
         self.queue = Self::bring_up(self.bar0.as_ref(), &self.window)?;
+        self.mailbox = Self::mailbox(
+            self.bar0.as_ref(),
+            &self.window,
+            self.info.features,
+            Setup::Reset,
+        )?;
         self.arm_interrupts()
     }
 

@@ -2,12 +2,14 @@
 //!
 //! It finds the vGPU in sysfs ([`sysfs`]), maps BAR0 and BAR2 through `resourceN` ([`mmio`]),
 //! keeps the escape virtqueue and every buffer in the host-visible window ([`window`],
-//! [`queue`]), notifies by MMIO and completes by polling or, as an option, by waiting for the
+//! [`queue`]), rings doorbells by MMIO or, while the device polls, through a mailbox in the
+//! window ([`mailbox`]), notifies by MMIO and completes by polling or, as an option, by waiting for the
 //! interrupt through `uio_pci_generic` ([`interrupt`], [`uio`]; [`device`]). The protocol is
 //! `vgpu/PROTOCOL.md` ([`protocol`]).
 
 pub mod device;
 pub mod interrupt;
+pub mod mailbox;
 pub mod mmio;
 pub mod queue;
 pub mod sysfs;

@@ -16,6 +16,8 @@ pub mod layout {
     pub const SLOTS: u64 = 0x4000;
     /// Bytes per request slot.
     pub const SLOT_SIZE: u64 = 64;
+    /// The doorbell mailbox (`vgpu::protocol::mailbox::SIZE` bytes, after the 64 slots).
+    pub const MAILBOX: u64 = 0x5000;
     /// First byte the buffer allocator hands out.
     pub const HEAP: u64 = 0x1_0000;
 }

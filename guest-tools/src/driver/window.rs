@@ -120,6 +120,15 @@ impl SharedWindow {
         Ok(())
     }
 
+    /// A 32-bit volatile store, ordered after every earlier write (publishing an index).
+    pub fn store32(&self, offset: u64, v: u32) -> Result<(), OutOfWindow> {
+        let p = self.check(offset, 4)?;
+        fence(Ordering::Release);
+        // SAFETY: in bounds; write_unaligned tolerates any alignment.
+        unsafe { p.cast::<u32>().write_unaligned(v.to_le()) };
+        Ok(())
+    }
+
     /// A 32-bit volatile load (semaphores and other values the GPU side writes).
     pub fn load32(&self, offset: u64) -> Result<u32, OutOfWindow> {
         let p = self.check(offset, 4)?;
