@@ -227,7 +227,12 @@ fn build_qemu_layer(root: &Path, out: &Path, files: &[PathBuf]) -> Result<(), Er
     // Each file lands at the path it has on this host.
     let pairs: Vec<(PathBuf, PathBuf)> = files
         .iter()
-        .map(|f| (f.clone(), f.strip_prefix("/").expect("absolute paths").to_path_buf()))
+        .map(|f| {
+            (
+                f.clone(),
+                f.strip_prefix("/").expect("absolute paths").to_path_buf(),
+            )
+        })
         .collect();
     build_layer(root, out, &pairs)
 }

@@ -261,14 +261,21 @@ impl Qemu {
         for lib in crate::tools::ldd_paths(&String::from_utf8_lossy(&out.stdout)) {
             let rel = lib
                 .strip_prefix(&self.root)
-                .map_err(|_| Error::Tool(format!("QEMU's loader resolved {} outside its tree", lib.display())))?
+                .map_err(|_| {
+                    Error::Tool(format!(
+                        "QEMU's loader resolved {} outside its tree",
+                        lib.display()
+                    ))
+                })?
                 .to_path_buf();
             files.push((lib, rel));
         }
         for fw in FIRMWARE {
             files.push((self.root.join(fw), PathBuf::from(fw)));
             // QEMU looks for every firmware file in its data directory.
-            let name = Path::new(fw).file_name().expect("firmware paths name files");
+            let name = Path::new(fw)
+                .file_name()
+                .expect("firmware paths name files");
             files.push((self.root.join(fw), Path::new("usr/share/qemu").join(name)));
         }
         files.sort();

@@ -126,13 +126,13 @@ impl HarnessRun {
         // the harness kernel's TSC calibration then fails and it hangs early in boot.
         cmd.args(["-M", "pc", "-accel", "tcg", "-cpu", "max", "-m", "2048"])
             .args(["-smp", &self.cpus.max(1).to_string()])
-        .args(["-nographic", "-nic", "none", "-no-reboot"])
-        .arg("-kernel")
-        .arg(&harness.vmlinux)
-        .arg("-initrd")
-        .arg(&harness.initrd)
-        .arg("-append")
-        .arg(self.cmdline());
+            .args(["-nographic", "-nic", "none", "-no-reboot"])
+            .arg("-kernel")
+            .arg(&harness.vmlinux)
+            .arg("-initrd")
+            .arg(&harness.initrd)
+            .arg("-append")
+            .arg(self.cmdline());
         cmd
     }
 

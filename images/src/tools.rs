@@ -99,7 +99,6 @@ pub fn ldd_paths(text: &str) -> Vec<PathBuf> {
         .collect()
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

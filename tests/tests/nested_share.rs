@@ -46,9 +46,16 @@ fn split_and_reload(variant: HarnessVariant, prod_vmm: &str) {
     let runs = outcome.runs();
     let find = |label: &str| runs.iter().find(|r| r.label == label);
     let check = |ok: bool, what: &str| {
-        assert!(ok, "{}", failure_report(what, &outcome, find("batch").or(find("prod"))));
+        assert!(
+            ok,
+            "{}",
+            failure_report(what, &outcome, find("batch").or(find("prod")))
+        );
     };
-    check(outcome.harness_ok(), "the harness did not finish its scenario");
+    check(
+        outcome.harness_ok(),
+        "the harness did not finish its scenario",
+    );
     let mut streams = Vec::new();
     let mut started = Vec::new();
     for label in ["prod", "batch"] {
@@ -75,7 +82,10 @@ fn split_and_reload(variant: HarnessVariant, prod_vmm: &str) {
             .vgpud_status(label)
             .unwrap_or_else(|| panic!("no vgpud status {label}"))
     };
-    let (written, reloaded) = (status("written").gpu_time_ns, status("reloaded").gpu_time_ns);
+    let (written, reloaded) = (
+        status("written").gpu_time_ns,
+        status("reloaded").gpu_time_ns,
+    );
     let (prod, batch) = (&streams[0], &streams[1]);
     let both = started.iter().copied().max().unwrap_or_default();
     let end = prod.last_gpu_ns.min(batch.last_gpu_ns);
@@ -94,7 +104,11 @@ fn split_and_reload(variant: HarnessVariant, prod_vmm: &str) {
     }
     let last = status("share");
     check(
-        last.instances.len() == 2 && last.instances.iter().all(|i| i.objects == 0 && i.errors == 0),
+        last.instances.len() == 2
+            && last
+                .instances
+                .iter()
+                .all(|i| i.objects == 0 && i.errors == 0),
         &format!("instances after both VMs: {:?}", last.instances),
     );
 }

@@ -169,16 +169,28 @@ fn a_vm_killed_mid_stream_is_freed_within_a_second_and_its_neighbour_runs_on() {
         daemon.new_instance("sim-35c", 1, "prod").unwrap(),
         daemon.new_instance("sim-35c", 2, "batch").unwrap(),
     ];
-    let prod = QemuVm::boot(&kit, "vgpu.scenario=share vgpu.stream_seconds=10", &[&sockets[0]])
-        .unwrap();
-    let batch = QemuVm::boot(&kit, "vgpu.scenario=share vgpu.stream_seconds=60", &[&sockets[1]])
-        .unwrap();
+    let prod = QemuVm::boot(
+        &kit,
+        "vgpu.scenario=share vgpu.stream_seconds=10",
+        &[&sockets[0]],
+    )
+    .unwrap();
+    let batch = QemuVm::boot(
+        &kit,
+        "vgpu.scenario=share vgpu.stream_seconds=60",
+        &[&sockets[1]],
+    )
+    .unwrap();
     for vm in [&prod, &batch] {
         let started = vm.wait_for(VM_TIMEOUT, |r| match r {
             Record::StreamStart { gpu_ns } => Some(*gpu_ns),
             _ => None,
         });
-        assert!(started.is_some(), "a stream did not start\n{}", daemon.log());
+        assert!(
+            started.is_some(),
+            "a stream did not start\n{}",
+            daemon.log()
+        );
     }
     std::thread::sleep(Duration::from_secs(1));
     let held = daemon.status().unwrap().instances[1].objects;
@@ -196,7 +208,10 @@ fn a_vm_killed_mid_stream_is_freed_within_a_second_and_its_neighbour_runs_on() {
     let b = &status.instances[1];
     eprintln!("batch held {held} objects; freed in {freed_in:?}: {b:?}");
     assert!(!b.attached && b.objects == 0, "{b:?}");
-    assert!(freed_in <= Duration::from_secs(1), "freed after {freed_in:?}");
+    assert!(
+        freed_in <= Duration::from_secs(1),
+        "freed after {freed_in:?}"
+    );
 
     // The neighbour finishes its stream, every semaphore checked, and runs after the kill.
     let outcome = prod.finish(VM_TIMEOUT);
@@ -239,7 +254,9 @@ fn a_qemu_guest_runs_the_vgpu_scenario_with_interrupt_completion() {
         assert!(c.ok, "hostile: {}: {}", c.name, c.detail);
     }
     assert!(
-        vm.records.iter().any(|r| matches!(r, Record::KillCleanup(_))),
+        vm.records
+            .iter()
+            .any(|r| matches!(r, Record::KillCleanup(_))),
         "no kill-cleanup record"
     );
     let irq = vm.records.iter().find_map(|r| match r {
@@ -265,5 +282,8 @@ fn a_qemu_guest_runs_the_vgpu_scenario_with_interrupt_completion() {
         _ => None,
     });
     let w = irq_workload.expect("no irq workload");
-    assert!(w.interrupts > 0 && w.semaphores_checked == 50 * 8 * 2, "{w:?}");
+    assert!(
+        w.interrupts > 0 && w.semaphores_checked == 50 * 8 * 2,
+        "{w:?}"
+    );
 }

@@ -659,7 +659,10 @@ impl SimGpu {
         tsg.host_gated = gated;
         let chids = tsg.chids.clone();
         for chid in chids {
-            self.write_enable(ChannelRef { runlist: t.runlist, chid })?;
+            self.write_enable(ChannelRef {
+                runlist: t.runlist,
+                chid,
+            })?;
         }
         Ok(())
     }
@@ -687,7 +690,10 @@ impl SimGpu {
         tsg.scheduled = enable;
         let chids = tsg.chids.clone();
         for chid in chids {
-            let c = ChannelRef { runlist: t.runlist, chid };
+            let c = ChannelRef {
+                runlist: t.runlist,
+                chid,
+            };
             self.channel_mut(c)?.enabled = enable;
             self.write_enable(c)?;
         }

@@ -919,7 +919,8 @@ fn a_governed_gpu_keeps_the_hosts_timeslices_whatever_the_owner_sets() {
     b.push(&mut gpu, &busy(2000, 1_000_000));
     for _ in 0..100 {
         gpu.set_tsg_timeslice_us(b.tsg, 8_500_000).unwrap();
-        gpu.set_tsg_interleave(b.tsg, InterleaveLevel::High).unwrap();
+        gpu.set_tsg_interleave(b.tsg, InterleaveLevel::High)
+            .unwrap();
         gpu.advance(10_000_000);
     }
     let s = share(a.stats(&gpu).engine_time_ns, b.stats(&gpu).engine_time_ns);
