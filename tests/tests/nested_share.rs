@@ -37,8 +37,10 @@ fn split_and_reload(variant: HarnessVariant, prod_vmm: &str) {
     let mut run = HarnessRun::new("share")
         .param("prod_vmm", prod_vmm)
         .param("timeout", "400")
-        .param("switch_after", "5")
-        .param("guest_append", "vgpu.scenario=share vgpu.stream_seconds=16");
+        .param("switch_after", "4")
+        // Long enough that the streams overlap for seconds after the reload even though a
+        // QEMU guest boots about ten seconds later than its `vgpu-vmm` neighbour.
+        .param("guest_append", "vgpu.scenario=share vgpu.stream_seconds=26");
     // One harness vCPU per guest: two nested guests on one vCPU starve each other.
     run.cpus = 2;
     run.timeout = Duration::from_secs(480);
