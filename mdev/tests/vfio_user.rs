@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use daemon_rig::{define, sim_daemon, start};
 use guest_tools::rmapi::{RmClient, VgpuTransport};
+use guest_tools::driver::protocol::{error, mailbox};
 use guest_tools::workload::{GpuContext, MemoryMode, TsgSettings};
 use mdev::control::{Request, Response};
 use mdev::daemon::Daemon;
@@ -300,5 +301,28 @@ fn a_polled_guest_rings_its_doorbells_through_the_mailbox_without_an_exit() {
     }
     assert_eq!(t.driver().last_rejected_token(), 0x00ff_0fff);
     assert_eq!(bar0_writes(&r.daemon, A), writes);
+
+    // A hostile HEAD far ahead of the ring: an overrun, reported, nothing rung, and the mailbox
+    // goes on working.
+    let at = guest_tools::driver::queue::layout::MAILBOX;
+    let (accepted, rejected) = {
+        let c = t.driver().counters();
+        (c.doorbells, c.doorbells_rejected)
+    };
+    {
+        let d = t.driver();
+        let head = d.window().load32(at + mailbox::HEAD).unwrap();
+        d.window().store32(at + mailbox::HEAD, head.wrapping_add(100_000)).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while t.driver().error_status() & error::MAILBOX == 0 {
+        assert!(Instant::now() < deadline, "the overrun was never reported");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let c = t.driver().counters();
+    assert_eq!((c.doorbells, c.doorbells_rejected), (accepted, rejected));
+    t.driver().clear_errors(u32::MAX);
+    ctx.round(1, 0, &ring).unwrap();
+    assert_eq!(t.driver().counters().doorbells, accepted + 2);
     ctx.destroy().unwrap();
 }

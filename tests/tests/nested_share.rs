@@ -63,7 +63,15 @@ fn split_and_reload(variant: HarnessVariant, prod_vmm: &str) {
     for label in ["prod", "batch"] {
         let run = find(label);
         check(run.is_some(), &format!("no output from the {label} guest"));
-        let records = &run.expect("checked").records;
+        let run = run.expect("checked");
+        let records = &run.records;
+        check(
+            records
+                .iter()
+                .any(|r| matches!(r, Record::ScenarioEnd { ok: true, .. }))
+                && run.timing.as_ref().is_some_and(|t| t.exit_code == Some(0)),
+            &format!("the {label} guest did not end its scenario cleanly: {:?}", run.timing),
+        );
         let stream = records.iter().find_map(|r| match r {
             Record::Stream(s) => Some(s.clone()),
             _ => None,

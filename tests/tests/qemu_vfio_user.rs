@@ -16,6 +16,7 @@ use guest_tools::report::Record;
 use guest_tools::workload::{paired_work, StreamReport};
 use images::qemu_vm::{Kit, QemuVm, VmOutcome};
 use images::vgpud::Vgpud;
+use mdev::control::{InstanceStatus, Status};
 use images::Cache;
 
 const SEC: u64 = 1_000_000_000;
@@ -161,6 +162,15 @@ fn two_qemu_vms_split_the_gpu_by_policy_and_follow_a_reload() {
     }
 }
 
+/// The instance of tenant `name` (status lists instances by UUID, which is random).
+fn of<'s>(status: &'s Status, name: &str) -> &'s InstanceStatus {
+    status
+        .instances
+        .iter()
+        .find(|i| i.tenant == name)
+        .unwrap_or_else(|| panic!("no instance of tenant {name}: {status:?}"))
+}
+
 #[test]
 fn a_vm_killed_mid_stream_is_freed_within_a_second_and_its_neighbour_runs_on() {
     let kit = kit();
@@ -171,7 +181,7 @@ fn a_vm_killed_mid_stream_is_freed_within_a_second_and_its_neighbour_runs_on() {
     ];
     let prod = QemuVm::boot(
         &kit,
-        "vgpu.scenario=share vgpu.stream_seconds=10",
+        "vgpu.scenario=share vgpu.stream_seconds=20",
         &[&sockets[0]],
     )
     .unwrap();
@@ -193,7 +203,7 @@ fn a_vm_killed_mid_stream_is_freed_within_a_second_and_its_neighbour_runs_on() {
         );
     }
     std::thread::sleep(Duration::from_secs(1));
-    let held = daemon.status().unwrap().instances[1].objects;
+    let held = of(&daemon.status().unwrap(), "batch").objects;
     assert!(held > 0, "batch holds no objects mid-stream");
     let killed_at = daemon.status().unwrap().gpu_time_ns;
     let t0 = Instant::now();
@@ -201,11 +211,12 @@ fn a_vm_killed_mid_stream_is_freed_within_a_second_and_its_neighbour_runs_on() {
     assert!(killed.exit.is_some_and(|e| !e.success()));
     let status = daemon
         .status_when(DEPARTURE, |s| {
-            !s.instances[1].attached && s.instances[1].objects == 0
+            let b = of(s, "batch");
+            !b.attached && b.objects == 0
         })
         .unwrap();
     let freed_in = t0.elapsed();
-    let b = &status.instances[1];
+    let b = of(&status, "batch");
     eprintln!("batch held {held} objects; freed in {freed_in:?}: {b:?}");
     assert!(!b.attached && b.objects == 0, "{b:?}");
     assert!(
@@ -225,10 +236,10 @@ fn a_vm_killed_mid_stream_is_freed_within_a_second_and_its_neighbour_runs_on() {
         stream.last_gpu_ns > killed_at + 2 * SEC,
         "prod stopped at the kill: {stream:?}"
     );
-    let p = &daemon
-        .status_when(DEPARTURE, |s| !s.instances[0].attached)
-        .unwrap()
-        .instances[0];
+    let last = daemon
+        .status_when(DEPARTURE, |s| !of(s, "prod").attached)
+        .unwrap();
+    let p = of(&last, "prod");
     assert!(p.objects == 0 && p.errors == 0, "{p:?}");
 }
 

@@ -13,9 +13,9 @@ use thiserror::Error;
 use tracing::{debug, warn};
 
 use crate::doorbell_mailbox::DoorbellMailbox;
-use crate::escape_queue::{EscapeQueue, RequestContext};
+use crate::escape_queue::{EscapeQueue, RequestContext, MAILBOX_BUDGET};
 use crate::pci::{self, BarDecl, Capability};
-use crate::protocol::{self, error, intr, reg, virtio, DeviceConfig, BAR0, BAR2};
+use crate::protocol::{self, error, intr, mailbox, reg, virtio, DeviceConfig, BAR0, BAR2};
 use crate::registers::{RegisterContext, RegisterFile, WriteEffect};
 use crate::service::{DoorbellError, EscapeService, FdId, Gfid};
 use crate::stats::{Counter, Stats};
@@ -213,7 +213,9 @@ impl VgpuDevice {
         let (gfid, service) = (self.gfid, self.service.as_mut());
         let mut rung = Vec::new();
         let overrun = m
-            .drain(&self.window, |t| rung.push((t, service.doorbell(gfid, t))))
+            .drain(&self.window, mailbox::SLOTS, |t| {
+                rung.push((t, service.doorbell(gfid, t)))
+            })
             .is_err();
         let n = rung.len() as u32;
         self.account_posted(rung, overrun);
@@ -232,11 +234,20 @@ impl VgpuDevice {
         }
     }
 
+    /// Forgets the mailbox, clearing its POLLED flag so the driver rings `DOORBELL` again.
+    fn retire_mailbox(&mut self) {
+        if let Some(mut m) = self.mailbox.take() {
+            m.set_polled(&self.window, false);
+        }
+    }
+
     /// The driver wrote `DOORBELL_MAILBOX`: registers the mailbox there, or refuses it (the
     /// register reads back 0 and `ERROR_STATUS.MAILBOX` is set).
     fn register_mailbox(&mut self) {
         let at = u64::from(self.registers.value(reg::DOORBELL_MAILBOX));
-        self.mailbox = None;
+        // The old mailbox first rings what it holds and stops saying POLLED.
+        self.drain_mailbox();
+        self.retire_mailbox();
         if at == 0 {
             return;
         }
@@ -276,6 +287,7 @@ impl VgpuDevice {
             mailbox: self.mailbox.as_mut(),
             rung: Vec::new(),
             mailbox_overrun: false,
+            mailbox_budget: MAILBOX_BUDGET,
         };
         let result = queue.process(&mut ctx);
         let (rung, overrun) = (std::mem::take(&mut ctx.rung), ctx.mailbox_overrun);
@@ -301,6 +313,12 @@ impl VgpuDevice {
             }
             Err(e) => {
                 warn!(gfid = self.gfid, "{e}");
+                // Nothing serves the device until the driver resets it: ring what it posted and
+                // tell it to ring DOORBELL meanwhile.
+                self.drain_mailbox();
+                if let Some(m) = self.mailbox.as_mut() {
+                    m.set_polled(&self.window, false);
+                }
                 self.transport.set_needs_reset();
                 self.registers.set_bits(reg::INTR_STATUS, intr::CONFIG);
                 self.raise_error(error::QUEUE_BROKEN);
@@ -319,7 +337,7 @@ impl VgpuDevice {
             }
         }
         self.queue = None;
-        self.mailbox = None;
+        self.retire_mailbox();
         self.polled = false;
         self.transport.reset();
         self.registers.reset();

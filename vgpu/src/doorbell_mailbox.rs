@@ -4,9 +4,10 @@
 //! rings doorbells without an exit.
 //!
 //! Everything in the mailbox is guest memory and hostile: the device keeps its own consumer
-//! index (the `TAIL` it publishes is a copy), drains at most [`mailbox::SLOTS`] tokens per call,
-//! and treats a `HEAD` further ahead than the ring holds as an overrun (tokens dropped, error
-//! reported) rather than reading stale slots.
+//! index (the `TAIL` it publishes is a copy), drains at most the budget its caller gives per
+//! call (a guest that only moves `HEAD` costs the host a bounded number of token checks per
+//! poll), and treats a `HEAD` further ahead than the ring holds as an overrun (tokens dropped,
+//! error reported) rather than reading stale slots.
 
 use std::sync::atomic::{fence, Ordering};
 
@@ -68,11 +69,13 @@ impl DoorbellMailbox {
         self.load(window, mailbox::HEAD) != self.tail
     }
 
-    /// Hands every token published since the last drain to `ring`, in order, and publishes the
-    /// new `TAIL`. Returns how many it handed over.
+    /// Hands the tokens published since the last drain to `ring`, in order, at most `max` of
+    /// them (the rest wait for the next drain), and publishes the new `TAIL`. Returns how many it
+    /// handed over.
     pub fn drain(
         &mut self,
         window: &HostWindow,
+        max: u32,
         mut ring: impl FnMut(u32),
     ) -> Result<u32, Overrun> {
         let head = self.load(window, mailbox::HEAD);
@@ -85,13 +88,14 @@ impl DoorbellMailbox {
             self.store(window, mailbox::TAIL, head);
             return Err(Overrun { published });
         }
-        for i in 0..published {
+        let n = published.min(max);
+        for i in 0..n {
             let slot = self.tail.wrapping_add(i) % mailbox::SLOTS;
             ring(self.load(window, mailbox::TOKENS + 4 * u64::from(slot)));
         }
-        self.tail = head;
-        self.store(window, mailbox::TAIL, head);
-        Ok(published)
+        self.tail = self.tail.wrapping_add(n);
+        self.store(window, mailbox::TAIL, self.tail);
+        Ok(n)
     }
 
     fn load(&self, window: &HostWindow, field: u64) -> u32 {
@@ -159,10 +163,12 @@ mod tests {
         let tokens: Vec<u32> = (0..10).map(|i| 0x100 + i).collect();
         publish(&w, &tokens);
         let mut rung = Vec::new();
-        assert_eq!(m.drain(&w, |t| rung.push(t)), Ok(10));
+        assert_eq!(m.drain(&w, 4, |t| rung.push(t)), Ok(4));
+        assert_eq!(get(&w, mailbox::TAIL), 254);
+        assert_eq!(m.drain(&w, mailbox::SLOTS, |t| rung.push(t)), Ok(6));
         assert_eq!(rung, tokens);
         assert_eq!(get(&w, mailbox::TAIL), 260);
-        assert_eq!(m.drain(&w, |_| panic!("nothing new")), Ok(0));
+        assert_eq!(m.drain(&w, mailbox::SLOTS, |_| panic!("nothing new")), Ok(0));
     }
 
     #[test]
@@ -171,7 +177,7 @@ mod tests {
         let mut m = DoorbellMailbox::register(&w, AT).unwrap();
         put(&w, mailbox::HEAD, mailbox::SLOTS + 1);
         assert_eq!(
-            m.drain(&w, |_| panic!("an overrun rings nothing")),
+            m.drain(&w, mailbox::SLOTS, |_| panic!("an overrun rings nothing")),
             Err(Overrun {
                 published: mailbox::SLOTS + 1
             })
@@ -180,7 +186,7 @@ mod tests {
         put(&w, mailbox::TAIL, 0);
         publish(&w, &[7]);
         let mut rung = Vec::new();
-        assert_eq!(m.drain(&w, |t| rung.push(t)), Ok(1));
+        assert_eq!(m.drain(&w, mailbox::SLOTS, |t| rung.push(t)), Ok(1));
         assert_eq!(rung, [7]);
     }
 
@@ -193,7 +199,7 @@ mod tests {
         publish(&w, &[1, 2]);
         assert!(m.set_polled(&w, false));
         assert_eq!(get(&w, mailbox::FLAGS), 0);
-        assert_eq!(m.drain(&w, |_| {}), Ok(2));
+        assert_eq!(m.drain(&w, mailbox::SLOTS, |_| {}), Ok(2));
         assert!(!m.set_polled(&w, false));
     }
 }

@@ -77,7 +77,13 @@ pub struct RequestContext<'a> {
     pub rung: Vec<(u32, Result<(), DoorbellError>)>,
     /// The mailbox overran (the device reports it).
     pub mailbox_overrun: bool,
+    /// Tokens the mailbox may still hand over in this call (bounds what a guest that only
+    /// moves `HEAD` costs per request it sends).
+    pub mailbox_budget: u32,
 }
+
+/// Tokens one [`EscapeQueue::process`] call rings from the mailbox at most.
+pub const MAILBOX_BUDGET: u32 = 2 * crate::protocol::mailbox::SLOTS;
 
 impl RequestContext<'_> {
     /// Rings the doorbells posted in the mailbox since the last drain.
@@ -86,10 +92,11 @@ impl RequestContext<'_> {
             return;
         };
         let (gfid, service, rung) = (self.gfid, &mut *self.service, &mut self.rung);
-        if m.drain(self.window, |t| rung.push((t, service.doorbell(gfid, t))))
-            .is_err()
-        {
-            self.mailbox_overrun = true;
+        match m.drain(self.window, self.mailbox_budget, |t| {
+            rung.push((t, service.doorbell(gfid, t)))
+        }) {
+            Ok(n) => self.mailbox_budget -= n,
+            Err(_) => self.mailbox_overrun = true,
         }
     }
 }

@@ -156,6 +156,17 @@ pub struct SimGpu {
     /// A host scheduler owns every TSG's timeslice and interleave level (see
     /// [`SimGpu::set_governed`]).
     governed: bool,
+    /// What the host last set per (GFID, runlist), which a governed GPU gives every TSG that
+    /// GFID creates there: freeing and re-creating a TSG must not shed a gate or a short slice.
+    host_levers: BTreeMap<(u32, u32), HostLevers>,
+}
+
+/// The host scheduler's last setting of each lever for one GFID on one runlist.
+#[derive(Debug, Clone, Copy, Default)]
+struct HostLevers {
+    gated: bool,
+    timeslice: Option<Timeslice>,
+    interleave: Option<InterleaveLevel>,
 }
 
 impl SimGpu {
@@ -173,15 +184,17 @@ impl SimGpu {
                 .collect(),
             windows: 0,
             governed: false,
+            host_levers: BTreeMap::new(),
         }
     }
 
     /// Hands every TSG's timeslice and interleave level to a host scheduler, as a vGPU host's
     /// scheduler owns its guests' on real hardware: from then on the owner's `SET_TIMESLICE`
-    /// and `SET_INTERLEAVE_LEVEL` ([`SimGpu::set_tsg_timeslice_us`],
-    /// [`SimGpu::set_tsg_interleave`]) are recorded (GET_TIMESLICE answers them) but only the
-    /// host's [`SimGpu::program_tsg_timeslice_us`] and [`SimGpu::program_tsg_interleave`]
-    /// reach the runlist.
+    /// ([`SimGpu::set_tsg_timeslice_us`]) is recorded (GET_TIMESLICE answers it, as the driver
+    /// would) and its `SET_INTERLEAVE_LEVEL` ([`SimGpu::set_tsg_interleave`]) accepted, but only
+    /// the host's [`SimGpu::program_tsg_timeslice_us`] and [`SimGpu::program_tsg_interleave`]
+    /// reach the runlist, and a TSG the owner creates starts with the gate, timeslice and level
+    /// the host last set for its GFID there.
     pub fn set_governed(&mut self, governed: bool) {
         self.governed = governed;
     }
@@ -467,17 +480,37 @@ impl SimGpu {
     }
 
     /// Creates a TSG on `runlist` for `gfid`, with RM's defaults (1024 µs, MEDIUM, not yet
-    /// scheduled).
+    /// scheduled); on a governed GPU, with the gate, timeslice and level the host last set for
+    /// that GFID's TSGs on the runlist instead.
     pub fn create_tsg(&mut self, runlist: u32, gfid: u32) -> Result<TsgRef, SimError> {
         if gfid > MAX_GFID {
             return Err(SimError::BadGfid(gfid));
         }
+        let host = self
+            .governed
+            .then(|| self.host_levers.get(&(gfid, runlist)).copied())
+            .flatten()
+            .unwrap_or_default();
         let rl = self.rl_mut(runlist)?;
         let tsgid = (0..MAX_TSGS_PER_RUNLIST)
             .find(|i| !rl.tsgs.contains_key(i))
             .ok_or(SimError::OutOfTsgIds(runlist))?;
-        rl.tsgs.insert(tsgid, Tsg::new(gfid));
+        let mut tsg = Tsg::new(gfid);
+        tsg.host_gated = host.gated;
+        if let Some(ts) = host.timeslice {
+            tsg.timeslice = ts;
+        }
+        if let Some(level) = host.interleave {
+            tsg.interleave = level;
+        }
+        rl.tsgs.insert(tsgid, tsg);
         Ok(TsgRef { runlist, tsgid })
+    }
+
+    /// The host's record of `t`'s GFID on `t`'s runlist.
+    fn host_levers_of(&mut self, t: TsgRef) -> Result<&mut HostLevers, SimError> {
+        let gfid = self.tsg(t)?.gfid;
+        Ok(self.host_levers.entry((gfid, t.runlist)).or_default())
     }
 
     /// Destroys an empty TSG.
@@ -622,6 +655,7 @@ impl SimGpu {
         let tsg = self.tsg_mut(t)?;
         tsg.timeslice = Timeslice::from_us(us);
         let ts = tsg.timeslice;
+        self.host_levers_of(t)?.timeslice = Some(ts);
         self.rebuild_runlist(t.runlist)?;
         Ok(ts)
     }
@@ -647,6 +681,7 @@ impl SimGpu {
         level: InterleaveLevel,
     ) -> Result<(), SimError> {
         self.tsg_mut(t)?.interleave = level;
+        self.host_levers_of(t)?.interleave = Some(level);
         self.rebuild_runlist(t.runlist)
     }
 
@@ -655,6 +690,7 @@ impl SimGpu {
     /// lifting it gives each channel back the state its owner last asked for. Takes effect at
     /// the next TSG switch, as any channel RAM write.
     pub fn gate_tsg(&mut self, t: TsgRef, gated: bool) -> Result<(), SimError> {
+        self.host_levers_of(t)?.gated = gated;
         let tsg = self.tsg_mut(t)?;
         tsg.host_gated = gated;
         let chids = tsg.chids.clone();

@@ -968,3 +968,33 @@ fn a_host_gate_holds_against_the_owners_enables_and_lifts_to_the_owners_state() 
     gpu.advance(20_000_000);
     assert!(b.stats(&gpu).engine_time_ns > before);
 }
+
+#[test]
+fn a_governed_tsg_freed_and_created_again_keeps_the_hosts_gate_and_slice() {
+    let mut gpu = gpu_with(simple_timing());
+    let mut a = Client::new(&mut gpu, 0, 1);
+    let b = Client::new(&mut gpu, 0, 2);
+    gpu.set_governed(true);
+    gpu.program_tsg_timeslice_us(b.tsg, 500).unwrap();
+    gpu.program_tsg_interleave(b.tsg, InterleaveLevel::Low).unwrap();
+    gpu.gate_tsg(b.tsg, true).unwrap();
+    // The owner of b frees its TSG and makes a new one, which gets the same id back.
+    gpu.destroy_channel(b.ch).unwrap();
+    gpu.destroy_tsg(b.tsg).unwrap();
+    let tsg = gpu.create_tsg(0, 2).unwrap();
+    assert_eq!(tsg, b.tsg);
+    let mut b = Client::in_tsg(&mut gpu, tsg);
+    let info = gpu.tsg_info(tsg).unwrap();
+    assert_eq!(
+        (info.timeslice, info.interleave),
+        (Timeslice::from_us(500), InterleaveLevel::Low)
+    );
+    assert_eq!(gpu.chram_read(b.ch).unwrap() & chram::ENABLE, 0);
+    a.push(&mut gpu, &busy(100, 1_000_000));
+    b.push(&mut gpu, &busy(100, 1_000_000));
+    gpu.advance(20_000_000);
+    assert_eq!(b.stats(&gpu).engine_time_ns, 0, "the re-created TSG escaped the gate");
+    // Another GFID's new TSG is not gated by it.
+    let c = Client::new(&mut gpu, 0, 3);
+    assert_ne!(gpu.chram_read(c.ch).unwrap() & chram::ENABLE, 0);
+}
