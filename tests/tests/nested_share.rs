@@ -44,7 +44,25 @@ fn split_and_reload(variant: HarnessVariant, prod_vmm: &str) {
     // One harness vCPU per guest: two nested guests on one vCPU starve each other.
     run.cpus = 2;
     run.timeout = Duration::from_secs(480);
-    let outcome = run.run(&harness).expect("booting the harness");
+    // A nested guest (L2) under TCG now and then dies in early boot, before the vGPU is touched
+    // (double faults in the kernel's entry code, seen with QEMU's guest beside vgpu-vmm's):
+    // an emulator flake, not a share result. Such a run is retried, at most twice, and says so.
+    let mut attempts = 0;
+    let outcome = loop {
+        attempts += 1;
+        let outcome = run.run(&harness).expect("booting the harness");
+        let died_early = outcome.harness_records().iter().any(|r| {
+            matches!(r, Record::HarnessEnd { error: Some(e), .. }
+                if e == "a guest ended before both streams started")
+        });
+        if !died_early || attempts == 3 {
+            break outcome;
+        }
+        eprintln!(
+            "attempt {attempts}: a guest died before its stream started; its console:\n{}",
+            outcome.console_tail(30)
+        );
+    };
     let runs = outcome.runs();
     let find = |label: &str| runs.iter().find(|r| r.label == label);
     let check = |ok: bool, what: &str| {
@@ -70,7 +88,10 @@ fn split_and_reload(variant: HarnessVariant, prod_vmm: &str) {
                 .iter()
                 .any(|r| matches!(r, Record::ScenarioEnd { ok: true, .. }))
                 && run.timing.as_ref().is_some_and(|t| t.exit_code == Some(0)),
-            &format!("the {label} guest did not end its scenario cleanly: {:?}", run.timing),
+            &format!(
+                "the {label} guest did not end its scenario cleanly: {:?}",
+                run.timing
+            ),
         );
         let stream = records.iter().find_map(|r| match r {
             Record::Stream(s) => Some(s.clone()),

@@ -16,8 +16,8 @@ use guest_tools::report::Record;
 use guest_tools::workload::{paired_work, StreamReport};
 use images::qemu_vm::{Kit, QemuVm, VmOutcome};
 use images::vgpud::Vgpud;
-use mdev::control::{InstanceStatus, Status};
 use images::Cache;
+use mdev::control::{InstanceStatus, Status};
 
 const SEC: u64 = 1_000_000_000;
 /// A VM's whole run, boot to power-off (about 6 s alone under TCG).

@@ -22,25 +22,16 @@ pub trait NvDriver: Send + Sync {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SyscallDriver;
 
-/// `__NR_ioctl` on x86_64.
-#[cfg(target_arch = "x86_64")]
-const SYS_IOCTL: i64 = 16;
-/// `__NR_ioctl` on aarch64.
-#[cfg(target_arch = "aarch64")]
-const SYS_IOCTL: i64 = 29;
-
-extern "C" {
-    fn syscall(number: i64, ...) -> i64;
-    fn __errno_location() -> *mut i32;
-}
-
 impl NvDriver for SyscallDriver {
     unsafe fn ioctl(&self, fd: RawFd, request: u64, arg: *mut u8) -> Result<i32, i32> {
+        // The raw system call, not libc's `ioctl`: inside `librmshim.so` that symbol is the
+        // interposer itself.
         // SAFETY: forwarded from the caller's contract; `syscall` reads three integer args.
-        let r = unsafe { syscall(SYS_IOCTL, i64::from(fd), request, arg) };
+        let r = unsafe { libc::syscall(libc::SYS_ioctl, fd, request, arg) };
         if r < 0 {
-            // SAFETY: errno is thread-local and always readable.
-            Err(unsafe { *__errno_location() })
+            Err(std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO))
         } else {
             Ok(r as i32)
         }

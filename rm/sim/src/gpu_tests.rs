@@ -976,7 +976,8 @@ fn a_governed_tsg_freed_and_created_again_keeps_the_hosts_gate_and_slice() {
     let b = Client::new(&mut gpu, 0, 2);
     gpu.set_governed(true);
     gpu.program_tsg_timeslice_us(b.tsg, 500).unwrap();
-    gpu.program_tsg_interleave(b.tsg, InterleaveLevel::Low).unwrap();
+    gpu.program_tsg_interleave(b.tsg, InterleaveLevel::Low)
+        .unwrap();
     gpu.gate_tsg(b.tsg, true).unwrap();
     // The owner of b frees its TSG and makes a new one, which gets the same id back.
     gpu.destroy_channel(b.ch).unwrap();
@@ -993,7 +994,11 @@ fn a_governed_tsg_freed_and_created_again_keeps_the_hosts_gate_and_slice() {
     a.push(&mut gpu, &busy(100, 1_000_000));
     b.push(&mut gpu, &busy(100, 1_000_000));
     gpu.advance(20_000_000);
-    assert_eq!(b.stats(&gpu).engine_time_ns, 0, "the re-created TSG escaped the gate");
+    assert_eq!(
+        b.stats(&gpu).engine_time_ns,
+        0,
+        "the re-created TSG escaped the gate"
+    );
     // Another GFID's new TSG is not gated by it.
     let c = Client::new(&mut gpu, 0, 3);
     assert_ne!(gpu.chram_read(c.ch).unwrap() & chram::ENABLE, 0);
