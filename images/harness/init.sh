@@ -156,6 +156,17 @@ share)
                     -device "{\"driver\":\"vfio-user-pci\",\"socket\":{\"type\":\"unix\",\"path\":\"$sock\"}}"
             ) >/tmp/$t.out 2>&1 &
             guests="$guests $!"
+            # Let QEMU's guest boot before the other starts: two nested guests booting at once
+            # under TCG, one on each VMM, crashed in early boot in most CI runs.
+            i=0
+            until grep -q '"record":"agent"' /tmp/$t.out; do
+                i=$((i + 1))
+                if [ "$i" -gt $((timeout * 10)) ] || ! kill -0 "$!" 2>/dev/null; then
+                    cat /tmp/$t.out
+                    finish false "a guest ended before both streams started"
+                fi
+                sleep 0.1
+            done
         else
             (
                 vgpu-guest timed-run --label "$t" --timeout "$timeout" -- \

@@ -21,12 +21,24 @@ fn shares(prod: &StreamReport, batch: &StreamReport, from: u64, to: u64) -> Vec<
         .collect()
 }
 
+/// Not in CI: the two-vCPU harness this needs is not stable under QEMU's TCG here. In the last
+/// five runs by hand, one nested guest triple-faulted in early boot and once the harness kernel
+/// itself reset (no vGPU touched yet in either case); the clean-clone CI runs passed it three
+/// times of three. Run it with `cargo nextest run -p tests --test nested_share --run-ignored
+/// all`; CI covers two VMs sharing one vgpud with the QEMU guests of `qemu_vfio_user.rs`.
 #[test]
+#[ignore = "two-vCPU nested TCG harness crashes at boot now and then; run by hand"]
 fn two_nested_vms_split_the_gpu_by_policy_and_follow_a_reload() {
     split_and_reload(HarnessVariant::Vmm, "vgpu-vmm");
 }
 
+/// Not in CI: with QEMU's KVM guest and a `vgpu-vmm` guest side by side in the TCG-emulated
+/// harness, a nested guest died in early boot (double fault, triple fault, a fault after a PCI
+/// config port write) in every attempt of two clean-clone CI runs, before touching the vGPU; by
+/// hand it passed seven of eight runs. Run it with `cargo nextest run -p tests --test
+/// nested_share --run-ignored all`.
 #[test]
+#[ignore = "nested TCG flake: L2 guests crash at boot beside QEMU's; run by hand"]
 fn a_qemu_vm_and_a_vgpu_vmm_vm_split_the_gpu_by_policy_and_follow_a_reload() {
     split_and_reload(HarnessVariant::WithVfioUserQemu, "qemu");
 }
