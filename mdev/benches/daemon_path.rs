@@ -305,7 +305,10 @@ fn main() {
     let deadline = Instant::now() + Duration::from_secs(10);
     while status(&mut sleeping_daemon).poller.polled != 0 {
         std::thread::sleep(Duration::from_millis(10));
-        assert!(Instant::now() < deadline, "the poller never let the quiet queue go");
+        assert!(
+            Instant::now() < deadline,
+            "the poller never let the quiet queue go"
+        );
     }
     let idle_quiet = idle_cpu(&mut sleeping_daemon, Duration::from_secs(2));
     c.close().unwrap();
@@ -342,7 +345,9 @@ fn main() {
     println!("| poller | CPU, % of one core |");
     println!("| --- | ---: |");
     println!("| idle, queue still polled (quiet period 10 s) | {idle_polling:.1} |");
-    println!("| idle, queue back on notifications after the quiet period (50 ms) | {idle_quiet:.1} |");
+    println!(
+        "| idle, queue back on notifications after the quiet period (50 ms) | {idle_quiet:.1} |"
+    );
     println!("| under load (the polled path's escapes, doorbells and rounds) | {load_cpu:.1} |");
     drop((polled_daemon, sleeping_daemon, notified_daemon));
 

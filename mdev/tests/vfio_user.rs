@@ -9,8 +9,8 @@ mod vfio_client;
 use std::time::{Duration, Instant};
 
 use daemon_rig::{define, sim_daemon, start};
-use guest_tools::rmapi::{RmClient, VgpuTransport};
 use guest_tools::driver::protocol::{error, mailbox};
+use guest_tools::rmapi::{RmClient, VgpuTransport};
 use guest_tools::workload::{GpuContext, MemoryMode, TsgSettings};
 use mdev::control::{Request, Response};
 use mdev::daemon::Daemon;
@@ -312,7 +312,9 @@ fn a_polled_guest_rings_its_doorbells_through_the_mailbox_without_an_exit() {
     {
         let d = t.driver();
         let head = d.window().load32(at + mailbox::HEAD).unwrap();
-        d.window().store32(at + mailbox::HEAD, head.wrapping_add(100_000)).unwrap();
+        d.window()
+            .store32(at + mailbox::HEAD, head.wrapping_add(100_000))
+            .unwrap();
     }
     let deadline = Instant::now() + Duration::from_secs(1);
     while t.driver().error_status() & error::MAILBOX == 0 {

@@ -168,7 +168,10 @@ mod tests {
         assert_eq!(m.drain(&w, mailbox::SLOTS, |t| rung.push(t)), Ok(6));
         assert_eq!(rung, tokens);
         assert_eq!(get(&w, mailbox::TAIL), 260);
-        assert_eq!(m.drain(&w, mailbox::SLOTS, |_| panic!("nothing new")), Ok(0));
+        assert_eq!(
+            m.drain(&w, mailbox::SLOTS, |_| panic!("nothing new")),
+            Ok(0)
+        );
     }
 
     #[test]
