@@ -76,7 +76,9 @@ pub struct Capability {
 /// PCI capability id of vendor-specific capabilities (virtio's structures use it).
 pub const CAP_ID_VENDOR: u8 = 0x09;
 
-/// `cfg_type` values of `virtio_pci_cap`.
+/// `cfg_type` values of `virtio_pci_cap` (virtio 1.2, 4.1.4), written out because
+/// `virtio-bindings` 0.2 carries no `virtio_pci.h`; the common-configuration offsets in
+/// `protocol::virtio::common` are typed out for the same reason.
 pub mod cfg_type {
     /// Common configuration.
     pub const COMMON: u8 = 1;

@@ -179,7 +179,7 @@ pub mod virtio {
     pub const WINDOW_SHMID: u8 = 0;
 
     /// `VIRTIO_F_VERSION_1`: the only feature offered.
-    pub const F_VERSION_1: u64 = 1 << 32;
+    pub const F_VERSION_1: u64 = 1 << virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
     /// Features the device offers.
     pub const DEVICE_FEATURES: u64 = F_VERSION_1;
 
@@ -228,20 +228,21 @@ pub mod virtio {
         pub const QUEUE_RESET: u32 = 0x3a;
     }
 
-    /// `device_status` bits (virtio 1.2, 2.1).
+    /// `device_status` bits (virtio 1.2, 2.1), as `u8` (the register's width).
     pub mod status {
+        use virtio_bindings::virtio_config as cfg;
         /// The guest found the device.
-        pub const ACKNOWLEDGE: u8 = 1;
+        pub const ACKNOWLEDGE: u8 = cfg::VIRTIO_CONFIG_S_ACKNOWLEDGE as u8;
         /// The guest has a driver for it.
-        pub const DRIVER: u8 = 2;
+        pub const DRIVER: u8 = cfg::VIRTIO_CONFIG_S_DRIVER as u8;
         /// The driver is ready; the queue is live.
-        pub const DRIVER_OK: u8 = 4;
+        pub const DRIVER_OK: u8 = cfg::VIRTIO_CONFIG_S_DRIVER_OK as u8;
         /// Feature negotiation is done.
-        pub const FEATURES_OK: u8 = 8;
+        pub const FEATURES_OK: u8 = cfg::VIRTIO_CONFIG_S_FEATURES_OK as u8;
         /// The device hit an error it cannot recover from without a reset.
-        pub const NEEDS_RESET: u8 = 0x40;
+        pub const NEEDS_RESET: u8 = cfg::VIRTIO_CONFIG_S_NEEDS_RESET as u8;
         /// The driver gave up.
-        pub const FAILED: u8 = 0x80;
+        pub const FAILED: u8 = cfg::VIRTIO_CONFIG_S_FAILED as u8;
     }
 }
 

@@ -3,6 +3,7 @@
 
 use super::protocol::{RequestHeader, ResponseFooter};
 use super::window::{OutOfWindow, SharedWindow};
+use virtio_bindings::virtio_ring;
 
 /// Window layout the driver uses. Offset 0 is left unused (the available ring may not sit there).
 pub mod layout {
@@ -26,11 +27,11 @@ pub mod layout {
 pub const QUEUE_SIZE: u16 = 64;
 
 /// `VRING_DESC_F_NEXT`.
-pub const F_NEXT: u16 = 1;
+pub const F_NEXT: u16 = virtio_ring::VRING_DESC_F_NEXT as u16;
 /// `VRING_DESC_F_WRITE`.
-pub const F_WRITE: u16 = 2;
+pub const F_WRITE: u16 = virtio_ring::VRING_DESC_F_WRITE as u16;
 /// `VIRTQ_USED_F_NO_NOTIFY`: the device is polling the available ring; do not notify.
-pub const USED_F_NO_NOTIFY: u16 = 1;
+pub const USED_F_NO_NOTIFY: u16 = virtio_ring::VRING_USED_F_NO_NOTIFY as u16;
 
 /// One used-ring element.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

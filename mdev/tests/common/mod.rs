@@ -44,10 +44,7 @@ pub const WINDOW: u64 = 1 << 20;
 /// The RM client's buffers ([`Guest::with_rm`]): the window above every fixed area below.
 pub const HEAP: u64 = 0xA_0000;
 
-/// VRING_DESC_F_NEXT.
-pub const F_NEXT: u16 = 1;
-/// VRING_DESC_F_WRITE.
-pub const F_WRITE: u16 = 2;
+pub use guest_tools::driver::queue::{F_NEXT, F_WRITE};
 
 /// The shared RM core over the sim backend.
 pub type SimRm = Arc<Mutex<Rm<SimBackend>>>;
