@@ -24,10 +24,18 @@ pub fn resolve_kernel(meta: &str) -> Result<Package, Error> {
             "apt-cache depends {meta} names no linux-image package (run `apt-get update`?)"
         ))
     })?;
-    let out = tools::run(Command::new("apt-cache").args(["show", "--no-all-versions", &name]))?;
+    resolve_package(&name)
+}
+
+/// The candidate version of package `name`.
+pub fn resolve_package(name: &str) -> Result<Package, Error> {
+    let out = tools::run(Command::new("apt-cache").args(["show", "--no-all-versions", name]))?;
     let version = parse_field(&String::from_utf8_lossy(&out.stdout), "Version")
         .ok_or_else(|| Error::Apt(format!("apt-cache show {name} gives no Version")))?;
-    Ok(Package { name, version })
+    Ok(Package {
+        name: name.to_string(),
+        version,
+    })
 }
 
 /// Downloads the package's .deb into `dir` (unless already there) and returns its path.

@@ -32,6 +32,18 @@ impl Flavour {
             Flavour::Generic => "generic",
         }
     }
+
+    /// The kernel package the images use. Pinned to 6.1.192-2 (ABI 56): under nested TCG its
+    /// successor 6.1.192-3 (ABI 57, bookworm-security, December 2026) died in its entry code
+    /// (double faults on the entry stack, triple faults) in early boot in about one boot of four,
+    /// in the harness and in the test guest alike; the pinned release ran every boot of the
+    /// sessions before it.
+    pub fn pinned(self) -> &'static str {
+        match self {
+            Flavour::Cloud => "linux-image-6.1.0-56-cloud-amd64",
+            Flavour::Generic => "linux-image-6.1.0-56-amd64",
+        }
+    }
 }
 
 /// An unpacked kernel package.
@@ -52,9 +64,20 @@ pub struct Kernel {
 }
 
 impl Kernel {
-    /// Resolves, downloads and unpacks the current kernel of `flavour` (skipping finished steps).
+    /// Resolves, downloads and unpacks the kernel of `flavour` (skipping finished steps): the
+    /// pinned release ([`Flavour::pinned`]) while the archive has it, else the current one.
     pub fn ensure(cache: &Cache, flavour: Flavour) -> Result<Kernel, Error> {
-        let package = apt::resolve_kernel(flavour.metapackage())?;
+        let package = match apt::resolve_package(flavour.pinned()) {
+            Ok(p) => p,
+            Err(e) => {
+                crate::progress(&format!(
+                    "{} not in the archive ({e}); using the current {}",
+                    flavour.pinned(),
+                    flavour.metapackage()
+                ));
+                apt::resolve_kernel(flavour.metapackage())?
+            }
+        };
         let release = package
             .name
             .strip_prefix("linux-image-")
