@@ -20,7 +20,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use daemon_rig::{sim_daemon, start};
+use daemon_rig::{define_type, sim_daemon, start};
 use guest_tools::driver::{ByteBar, Setup, SharedWindow, VgpuDriver};
 use guest_tools::rmapi::{RmClient, VgpuTransport};
 use guest_tools::workload::{
@@ -28,7 +28,6 @@ use guest_tools::workload::{
 };
 use mdev::control::{Request, Response, Status};
 use mdev::daemon::Daemon;
-use mdev::instance::StartMode;
 use mdev::poller::PollConfig;
 use mdev::profile;
 use mdev::sim_host::SimHost;
@@ -137,15 +136,9 @@ fn status(d: &mut Daemon) -> Status {
     }
 }
 
+/// Defines a manual `sim-17c` instance (eight fit on the sim GPU).
 fn define(d: &mut Daemon, uuid: &str, gfid: u32, tenant: &str) {
-    let r = d.handle(Request::Define {
-        uuid: Some(uuid.into()),
-        mdev_type: "sim-17c".into(),
-        gfid: Some(gfid),
-        tenant: tenant.into(),
-        start: StartMode::Manual,
-    });
-    assert_eq!(r, Response::Ok(uuid.into()));
+    define_type(d, "sim-17c", uuid, gfid, tenant);
 }
 
 fn uuid(i: usize) -> String {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use thiserror::Error;
 use tracing::{debug, warn};
 
-use crate::doorbell_mailbox::DoorbellMailbox;
+use crate::doorbell_mailbox::{DoorbellMailbox, Rung};
 use crate::escape_queue::{EscapeQueue, RequestContext, MAILBOX_BUDGET};
 use crate::pci::{self, BarDecl, Capability};
 use crate::protocol::{self, error, intr, mailbox, reg, virtio, DeviceConfig, BAR0, BAR2};
@@ -210,12 +210,15 @@ impl VgpuDevice {
         let Some(m) = self.mailbox.as_mut() else {
             return 0;
         };
-        let (gfid, service) = (self.gfid, self.service.as_mut());
-        let mut rung = Vec::new();
+        let mut rung = Rung::new();
         let overrun = m
-            .drain(&self.window, mailbox::SLOTS, |t| {
-                rung.push((t, service.doorbell(gfid, t)))
-            })
+            .ring(
+                &self.window,
+                mailbox::SLOTS,
+                self.gfid,
+                self.service.as_mut(),
+                &mut rung,
+            )
             .is_err();
         let n = rung.len() as u32;
         self.account_posted(rung, overrun);
@@ -224,7 +227,7 @@ impl VgpuDevice {
 
     /// Counts doorbells rung from the mailbox as `DOORBELL` writes are counted, and reports an
     /// overrun.
-    fn account_posted(&mut self, rung: Vec<(u32, Result<(), DoorbellError>)>, overrun: bool) {
+    fn account_posted(&mut self, rung: Rung, overrun: bool) {
         for (token, result) in rung {
             self.account_doorbell(token, result);
         }

@@ -14,7 +14,11 @@ use std::sync::atomic::{fence, Ordering};
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::protocol::mailbox;
+use crate::service::{DoorbellError, EscapeService, Gfid};
 use crate::window::HostWindow;
+
+/// Doorbells rung from a mailbox, with the RM core's answer to each, for the device to count.
+pub type Rung = Vec<(u32, Result<(), DoorbellError>)>;
 
 /// A driver published more tokens than the mailbox holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -96,6 +100,19 @@ impl DoorbellMailbox {
         self.tail = self.tail.wrapping_add(n);
         self.store(window, mailbox::TAIL, self.tail);
         Ok(n)
+    }
+
+    /// Drains at most `max` tokens, ringing each at `service` for `gfid` and appending it with
+    /// its answer to `rung`. Returns how many it rang.
+    pub fn ring(
+        &mut self,
+        window: &HostWindow,
+        max: u32,
+        gfid: Gfid,
+        service: &mut dyn EscapeService,
+        rung: &mut Rung,
+    ) -> Result<u32, Overrun> {
+        self.drain(window, max, |t| rung.push((t, service.doorbell(gfid, t))))
     }
 
     fn load(&self, window: &HostWindow, field: u64) -> u32 {

@@ -15,12 +15,12 @@ use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
-use crate::doorbell_mailbox::DoorbellMailbox;
+use crate::doorbell_mailbox::{DoorbellMailbox, Rung};
 use crate::protocol::{
     errno, node, op, QueueFault, RequestHeader, ResponseFooter, MAX_CHAIN_DESCRIPTORS,
     MAX_MAPPING_COPY,
 };
-use crate::service::{DoorbellError, EscapeService, FdId, Gfid, Node};
+use crate::service::{EscapeService, FdId, Gfid, Node};
 use crate::transport::QueueConfig;
 use crate::window::HostWindow;
 
@@ -74,7 +74,7 @@ pub struct RequestContext<'a> {
     /// request finds every doorbell the guest posted before it already rung.
     pub mailbox: Option<&'a mut DoorbellMailbox>,
     /// Doorbells rung from the mailbox, with the RM core's answer, for the device to count.
-    pub rung: Vec<(u32, Result<(), DoorbellError>)>,
+    pub rung: Rung,
     /// The mailbox overran (the device reports it).
     pub mailbox_overrun: bool,
     /// Tokens the mailbox may still hand over in this call (bounds what a guest that only
@@ -91,10 +91,13 @@ impl RequestContext<'_> {
         let Some(m) = self.mailbox.as_deref_mut() else {
             return;
         };
-        let (gfid, service, rung) = (self.gfid, &mut *self.service, &mut self.rung);
-        match m.drain(self.window, self.mailbox_budget, |t| {
-            rung.push((t, service.doorbell(gfid, t)))
-        }) {
+        match m.ring(
+            self.window,
+            self.mailbox_budget,
+            self.gfid,
+            &mut *self.service,
+            &mut self.rung,
+        ) {
             Ok(n) => self.mailbox_budget -= n,
             Err(_) => self.mailbox_overrun = true,
         }

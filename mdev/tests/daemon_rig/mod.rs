@@ -31,9 +31,14 @@ pub fn sim_daemon(dir: &Path, poll: Option<PollConfig>) -> Daemon {
 
 /// Defines a manual `sim-35c` instance.
 pub fn define(d: &mut Daemon, uuid: &str, gfid: u32, tenant: &str) {
+    define_type(d, "sim-35c", uuid, gfid, tenant);
+}
+
+/// Defines a manual instance of type `mdev_type`.
+pub fn define_type(d: &mut Daemon, mdev_type: &str, uuid: &str, gfid: u32, tenant: &str) {
     let r = d.handle(Request::Define {
         uuid: Some(uuid.into()),
-        mdev_type: "sim-35c".into(),
+        mdev_type: mdev_type.into(),
         gfid: Some(gfid),
         tenant: tenant.into(),
         start: StartMode::Manual,
