@@ -1,24 +1,17 @@
-//! Writer for `newc` cpio archives, the format the kernel unpacks as initramfs.
+//! Writer for `newc` cpio archives, the format the kernel unpacks as initramfs, on the `cpio`
+//! crate's header encoder.
 //!
-//! Written here rather than with the `cpio` tool so images need no root for device nodes
-//! (`/dev/console`), own every file by root and carry fixed timestamps (reproducible bytes).
+//! Archives are written here rather than with the `cpio` tool so images need no root for device
+//! nodes (`/dev/console`), own every file by root and carry fixed timestamps (reproducible bytes).
 
 use std::io::{self, Write};
 use std::path::Path;
 
-const MAGIC: &str = "070701";
-const TRAILER: &str = "TRAILER!!!";
-
-/// File type bits of `st_mode`.
-const S_IFDIR: u32 = 0o040000;
-const S_IFREG: u32 = 0o100000;
-const S_IFLNK: u32 = 0o120000;
-const S_IFCHR: u32 = 0o020000;
+use cpio::newc::{Builder, ModeFileType};
 
 /// Streams entries into a `newc` archive.
 pub struct CpioWriter<W: Write> {
     out: W,
-    written: u64,
     next_ino: u32,
 }
 
@@ -31,37 +24,34 @@ impl<W: Write> std::fmt::Debug for CpioWriter<W> {
 impl<W: Write> CpioWriter<W> {
     /// Starts an archive on `out`.
     pub fn new(out: W) -> Self {
-        Self {
-            out,
-            written: 0,
-            next_ino: 1,
-        }
+        Self { out, next_ino: 1 }
     }
 
     /// Adds a directory.
     pub fn dir(&mut self, path: &str, perm: u32) -> io::Result<()> {
-        self.entry(path, S_IFDIR | (perm & 0o7777), 2, 0, &[])
+        let entry = self.entry(path, ModeFileType::Directory, perm).nlink(2);
+        self.write(entry, &[])
     }
 
     /// Adds a regular file with the given permission bits.
     pub fn file(&mut self, path: &str, perm: u32, data: &[u8]) -> io::Result<()> {
-        self.entry(path, S_IFREG | (perm & 0o7777), 1, 0, data)
+        let entry = self.entry(path, ModeFileType::Regular, perm);
+        self.write(entry, data)
     }
 
     /// Adds a symbolic link.
     pub fn symlink(&mut self, path: &str, target: &str) -> io::Result<()> {
-        self.entry(path, S_IFLNK | 0o777, 1, 0, target.as_bytes())
+        let entry = self.entry(path, ModeFileType::Symlink, 0o777);
+        self.write(entry, target.as_bytes())
     }
 
     /// Adds a character device node.
     pub fn char_device(&mut self, path: &str, perm: u32, major: u32, minor: u32) -> io::Result<()> {
-        self.entry(
-            path,
-            S_IFCHR | (perm & 0o7777),
-            1,
-            (major << 8) | minor,
-            &[],
-        )
+        let entry = self
+            .entry(path, ModeFileType::Char, perm)
+            .rdev_major(major)
+            .rdev_minor(minor);
+        self.write(entry, &[])
     }
 
     /// Adds everything under `root` (sorted by name, so the archive is reproducible), with paths
@@ -99,76 +89,41 @@ impl<W: Write> CpioWriter<W> {
     }
 
     /// Writes the trailer and returns the underlying writer.
-    pub fn finish(mut self) -> io::Result<W> {
-        self.header(TRAILER, 0, 1, 0, 0, 0)?;
-        self.out.flush()?;
-        Ok(self.out)
+    pub fn finish(self) -> io::Result<W> {
+        let mut out = cpio::newc::trailer(self.out)?;
+        out.flush()?;
+        Ok(out)
     }
 
-    fn entry(
-        &mut self,
-        path: &str,
-        mode: u32,
-        nlink: u32,
-        rdev: u32,
-        data: &[u8],
-    ) -> io::Result<()> {
-        let path = path.trim_start_matches('/');
-        let size = u32::try_from(data.len())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file over 4 GiB"))?;
+    /// An entry owned by root with mtime 0 and the next inode number.
+    fn entry(&mut self, path: &str, kind: ModeFileType, perm: u32) -> Builder {
         let ino = self.next_ino;
         self.next_ino += 1;
-        self.header(path, mode, nlink, rdev, size, ino)?;
-        self.write_padded(data)
+        Builder::new(path.trim_start_matches('/'))
+            .ino(ino)
+            .mode(perm & 0o7777)
+            .set_mode_file_type(kind)
     }
 
-    fn header(
-        &mut self,
-        name: &str,
-        mode: u32,
-        nlink: u32,
-        rdev: u32,
-        size: u32,
-        ino: u32,
-    ) -> io::Result<()> {
-        let fields = [
-            ino,
-            mode,
-            0, // uid
-            0, // gid
-            nlink,
-            0, // mtime
-            size,
-            0, // dev major
-            0, // dev minor
-            rdev >> 8,
-            rdev & 0xff,
-            name.len() as u32 + 1,
-            0, // check
-        ];
-        let mut head = String::with_capacity(110 + name.len() + 1);
-        head.push_str(MAGIC);
-        for f in fields {
-            head.push_str(&format!("{f:08x}"));
-        }
-        head.push_str(name);
-        head.push('\0');
-        self.write_padded(head.as_bytes())
-    }
-
-    fn write_padded(&mut self, data: &[u8]) -> io::Result<()> {
-        self.out.write_all(data)?;
-        self.written += data.len() as u64;
-        let pad = (4 - (self.written % 4)) % 4;
-        self.out.write_all(&[0u8; 3][..pad as usize])?;
-        self.written += pad;
-        Ok(())
+    fn write(&mut self, entry: Builder, data: &[u8]) -> io::Result<()> {
+        let size = u32::try_from(data.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file over 4 GiB"))?;
+        let mut w = entry.write(&mut self.out, size);
+        w.write_all(data)?;
+        w.finish().map(drop)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // From the newc format description (the kernel's `Documentation/driver-api/early-userspace`).
+    const MAGIC: &str = "070701";
+    const TRAILER: &str = "TRAILER!!!";
+    const S_IFDIR: u32 = 0o040000;
+    const S_IFREG: u32 = 0o100000;
+    const S_IFLNK: u32 = 0o120000;
 
     #[test]
     fn entries_are_aligned_and_terminated() {
@@ -193,6 +148,18 @@ mod tests {
         let at = text.find("dev/console\0").unwrap();
         let header = &text[at - 110..at];
         assert_eq!((&header[78..86], &header[86..94]), ("00000005", "00000001"));
+    }
+
+    #[test]
+    fn device_minors_above_255_keep_their_own_field() {
+        let mut w = CpioWriter::new(Vec::new());
+        w.char_device("dev/ttyS300", 0o600, 4, 300).unwrap();
+        let bytes = w.finish().unwrap();
+        let r = cpio::newc::Reader::new(bytes.as_slice()).unwrap();
+        let e = r.entry();
+        assert_eq!((e.rdev_major(), e.rdev_minor()), (4, 300));
+        assert_eq!(e.mode() & 0o170000, 0o020000);
+        assert_eq!((e.uid(), e.gid(), e.mtime()), (0, 0, 0));
     }
 
     /// Reads back (name, mode, data) of every entry, checking alignment on the way.

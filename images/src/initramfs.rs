@@ -7,7 +7,7 @@ use crate::{tools, Error};
 use guest_tools::modules::ModuleIndex;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// Compression of a packed initramfs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,24 +117,15 @@ pub fn pack(root: &Path, out: &Path, compression: Compression) -> Result<(), Err
             w.finish().map_err(|e| Error::io(&tmp, e))?;
         }
         Compression::Gzip => {
-            let mut child = Command::new("gzip")
-                .args(["-9", "-n", "-c"])
-                .stdin(Stdio::piped())
-                .stdout(file)
-                .spawn()
-                .map_err(|e| Error::Tool(format!("running gzip: {e}")))?;
-            let stdin = child.stdin.take().expect("stdin is piped");
-            let mut w = CpioWriter::new(std::io::BufWriter::new(stdin));
+            // Level 9 and no name or mtime in the header, as `gzip -9 -n`: reproducible bytes.
+            let gz = flate2::GzBuilder::new()
+                .write(std::io::BufWriter::new(file), flate2::Compression::best());
+            let mut w = CpioWriter::new(gz);
             write_tree(&mut w, root)?;
-            let mut inner = w.finish().map_err(|e| Error::io(&tmp, e))?;
-            inner.flush().map_err(|e| Error::io(&tmp, e))?;
-            drop(inner);
-            let status = child
-                .wait()
-                .map_err(|e| Error::Tool(format!("gzip: {e}")))?;
-            if !status.success() {
-                return Err(Error::Tool(format!("gzip failed ({status})")));
-            }
+            let gz = w.finish().map_err(|e| Error::io(&tmp, e))?;
+            gz.finish()
+                .and_then(|mut f| f.flush())
+                .map_err(|e| Error::io(&tmp, e))?;
         }
     }
     std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))

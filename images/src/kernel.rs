@@ -128,37 +128,72 @@ impl Kernel {
             "extracting vmlinux from {}",
             self.vmlinuz.display()
         ));
-        extract_vmlinux(&self.vmlinuz, &self.vmlinux, &dir.join("payload"))
+        extract_vmlinux(&self.vmlinuz, &self.vmlinux)
     }
 }
 
-/// Compression formats the kernel build uses, with their magic and decompressor.
-const FORMATS: &[(&str, &[u8], &[&str])] = &[
-    ("gzip", &[0x1f, 0x8b, 0x08], &["gzip", "-dc"]),
-    ("xz", &[0xfd, b'7', b'z', b'X', b'Z', 0x00], &["xz", "-dc"]),
-    ("lz4", &[0x02, 0x21, 0x4c, 0x18], &["lz4", "-dc"]),
-    ("zstd", &[0x28, 0xb5, 0x2f, 0xfd], &["zstd", "-dc"]),
+/// Compression formats of the kernels this tool reads (Debian's cloud kernel is lz4 in the
+/// legacy frame, its generic one xz; Ubuntu's is zstd), with their magic.
+const FORMATS: &[(Format, &[u8])] = &[
+    (Format::Gzip, &[0x1f, 0x8b, 0x08]),
+    (Format::Xz, &[0xfd, b'7', b'z', b'X', b'Z', 0x00]),
+    (Format::Lz4Legacy, &[0x02, 0x21, 0x4c, 0x18]),
+    (Format::Zstd, &[0x28, 0xb5, 0x2f, 0xfd]),
 ];
 
-/// Extracts the ELF vmlinux from a bzImage: finds each compression magic in the image (the
-/// payload follows the setup code and decompressor stub) and decompresses from there with the
-/// matching tool until one gives an ELF file. Decompressors complain about the bytes after the
-/// payload (the kernel appends its size), so their exit status is not trusted; the output is.
-pub fn extract_vmlinux(bzimage: &Path, out: &Path, scratch: &Path) -> Result<(), Error> {
-    let image = std::fs::read(bzimage).map_err(|e| Error::io(bzimage, e))?;
-    let mut tried = Vec::new();
-    for (offset, name, tool) in payload_candidates(&image) {
-        tools::write_atomic(scratch, &image[offset..])?;
-        let _ = tools::run_piped(Command::new(tool[0]).args(&tool[1..]), scratch, out)?;
-        let ok = is_elf(out)?;
-        tried.push(format!("{name}@{offset:#x}"));
-        if ok {
-            let _ = std::fs::remove_file(scratch);
-            return Ok(());
+/// A kernel payload's compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Gzip,
+    Xz,
+    Lz4Legacy,
+    Zstd,
+}
+
+impl Format {
+    fn name(self) -> &'static str {
+        match self {
+            Format::Gzip => "gzip",
+            Format::Xz => "xz",
+            Format::Lz4Legacy => "lz4",
+            Format::Zstd => "zstd",
         }
     }
-    let _ = std::fs::remove_file(scratch);
-    let _ = std::fs::remove_file(out);
+
+    /// A decoder of one stream of this format from `input`. The gzip, xz and zstd decoders stop
+    /// at the stream's end; the legacy lz4 frame has no end mark, so its decoder fails on the
+    /// bytes after the payload (the kernel appends its size) after giving all of it.
+    fn decoder<'a>(self, input: &'a [u8]) -> std::io::Result<Box<dyn std::io::Read + 'a>> {
+        Ok(match self {
+            Format::Gzip => Box::new(flate2::read::GzDecoder::new(input)),
+            Format::Xz => Box::new(xz2::read::XzDecoder::new(input)),
+            Format::Lz4Legacy => Box::new(lz4_flex::frame::FrameDecoder::new(input)),
+            Format::Zstd => Box::new(zstd::stream::read::Decoder::new(input)?.single_frame()),
+        })
+    }
+}
+
+/// The largest vmlinux accepted (Debian's is about 60 MiB): bounds what a false magic in the
+/// setup code can make the decoder produce.
+const MAX_VMLINUX: u64 = 1 << 30;
+
+/// Extracts the ELF vmlinux from a bzImage: finds each compression magic in the image (the
+/// payload follows the setup code and decompressor stub) and decompresses from there until one
+/// gives an ELF file. A decoder error after the output (bytes after the payload) is not trusted
+/// either way; the output is.
+pub fn extract_vmlinux(bzimage: &Path, out: &Path) -> Result<(), Error> {
+    let image = std::fs::read(bzimage).map_err(|e| Error::io(bzimage, e))?;
+    let mut tried = Vec::new();
+    for (offset, format) in payload_candidates(&image) {
+        tried.push(format!("{}@{offset:#x}", format.name()));
+        let mut elf = Vec::new();
+        if let Ok(decoder) = format.decoder(&image[offset..]) {
+            let _ = std::io::copy(&mut std::io::Read::take(decoder, MAX_VMLINUX), &mut elf);
+        }
+        if is_elf(&elf) {
+            return tools::write_atomic(out, &elf);
+        }
+    }
     Err(Error::Kernel {
         path: bzimage.to_path_buf(),
         reason: format!(
@@ -168,13 +203,13 @@ pub fn extract_vmlinux(bzimage: &Path, out: &Path, scratch: &Path) -> Result<(),
     })
 }
 
-/// Offsets of compression magics in `image`, in file order, with format name and decompressor.
-fn payload_candidates(image: &[u8]) -> Vec<(usize, &'static str, &'static [&'static str])> {
+/// Offsets of compression magics in `image`, in file order, with their format.
+fn payload_candidates(image: &[u8]) -> Vec<(usize, Format)> {
     let mut found = Vec::new();
-    for (name, magic, tool) in FORMATS {
+    for (format, magic) in FORMATS {
         let mut from = 0;
         while let Some(pos) = find(&image[from..], magic) {
-            found.push((from + pos, *name, *tool));
+            found.push((from + pos, *format));
             from += pos + 1;
         }
     }
@@ -186,13 +221,9 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Whether `path` starts with the ELF magic and is bigger than a stub.
-fn is_elf(path: &Path) -> Result<bool, Error> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
-    let mut magic = [0u8; 4];
-    Ok(len > 1 << 20 && f.read_exact(&mut magic).is_ok() && &magic == b"\x7fELF")
+/// Whether `bytes` start with the ELF magic and are bigger than a stub.
+fn is_elf(bytes: &[u8]) -> bool {
+    bytes.len() > 1 << 20 && bytes.starts_with(b"\x7fELF")
 }
 
 #[cfg(test)]
@@ -206,31 +237,45 @@ mod tests {
         img[40..46].copy_from_slice(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]);
         let c: Vec<_> = payload_candidates(&img)
             .into_iter()
-            .map(|c| (c.0, c.1))
+            .map(|c| (c.0, c.1.name()))
             .collect();
         assert_eq!(c, vec![(10, "zstd"), (40, "xz")]);
     }
 
+    /// A fake bzImage: a false gzip magic in the "setup code", then `elf` compressed by the
+    /// format's own tool (the oracle), then the size trailer the kernel build appends.
+    fn fake_bzimage(dir: &Path, elf: &Path, tool: &[&str]) -> std::path::PathBuf {
+        let payload = tools::run(Command::new(tool[0]).args(&tool[1..]).arg(elf))
+            .unwrap()
+            .stdout;
+        let mut image = vec![0x1f, 0x8b, 0x08, 0, 0];
+        image.extend_from_slice(&payload);
+        image.extend_from_slice(&[1, 2, 3, 4]);
+        let bz = dir.join(format!("bz-{}", tool[0]));
+        std::fs::write(&bz, &image).unwrap();
+        bz
+    }
+
     #[test]
-    fn extracts_an_elf_from_a_fake_bzimage() {
+    fn extracts_an_elf_from_fake_bzimages() {
         let dir = tempfile::tempdir().unwrap();
         let elf = dir.path().join("elf");
         let mut body = b"\x7fELF".to_vec();
-        body.resize(2 << 20, 7);
+        body.extend((0..(2u32 << 20)).map(|i| (i * 7 / 13) as u8));
         std::fs::write(&elf, &body).unwrap();
-        let xz = tools::run(Command::new("xz").args(["-c", "-0"]).arg(&elf))
-            .unwrap()
-            .stdout;
-        let mut image = vec![0x1f, 0x8b, 0x08, 0, 0]; // a false gzip magic in the setup code
-        image.extend_from_slice(&xz);
-        image.extend_from_slice(&[1, 2, 3, 4]); // the size trailer
-        let bz = dir.path().join("bz");
-        std::fs::write(&bz, &image).unwrap();
         let out = dir.path().join("vmlinux");
-        extract_vmlinux(&bz, &out, &dir.path().join("scratch")).unwrap();
-        assert_eq!(std::fs::read(&out).unwrap(), body);
+        // The kernel build's own invocations: `xz --check=crc32`, `lz4 -l` (legacy frame).
+        for tool in [
+            &["xz", "-c", "-0", "--check=crc32"][..],
+            &["lz4", "-l", "-c", "-9"],
+        ] {
+            let bz = fake_bzimage(dir.path(), &elf, tool);
+            extract_vmlinux(&bz, &out).unwrap();
+            assert!(std::fs::read(&out).unwrap() == body, "{}", tool[0]);
+        }
 
+        let bz = dir.path().join("bz");
         std::fs::write(&bz, b"not a kernel").unwrap();
-        assert!(extract_vmlinux(&bz, &out, &dir.path().join("scratch")).is_err());
+        assert!(extract_vmlinux(&bz, &out).is_err());
     }
 }

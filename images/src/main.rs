@@ -11,7 +11,7 @@ use std::time::Duration;
 /// Builds the vGPU test guest and nested-KVM harness images from Debian packages, and boots them.
 ///
 /// Images go into a cache directory (default `<workspace>/.cache/images`, or $VGPU_IMAGE_CACHE);
-/// finished steps are not repeated. Needs apt-get, dpkg-deb, depmod, gzip, xz, lz4, zstd,
+/// finished steps are not repeated. Needs apt-get, dpkg-deb, depmod,
 /// busybox-static and qemu-system-x86 (`bash .ci/setup` installs them).
 #[derive(Parser, Debug)]
 #[command(name = "vgpu-image", version)]

@@ -1,4 +1,7 @@
-//! Hot reload of the policy file: on SIGHUP, and when the file's content changes (polled).
+//! Hot reload of the policy file: on SIGHUP, and when the file's content changes. Changes are
+//! seen through `notify` (inotify on Linux) on the file's directory, so editors that write a new
+//! file and rename it over the old one are seen too; where no watch can be set up (an inotify
+//! limit, a filesystem without it) the file is read again at every poll instead.
 //! A new file that does not validate is reported and the policy in force stays.
 //!
 //! Every program that schedules from a file (`vgpu-sched simulate --realtime`, `vgpud`) reloads
@@ -31,6 +34,10 @@ pub struct PolicyWatcher {
     path: PathBuf,
     last: Option<Vec<u8>>,
     hup: Arc<AtomicBool>,
+    /// Set by the watch when an event names the file; always set without a watch.
+    touched: Arc<AtomicBool>,
+    /// Kept for its watch; `None` when none could be set up (then every poll reads the file).
+    _watch: Option<notify::RecommendedWatcher>,
 }
 
 impl PolicyWatcher {
@@ -39,10 +46,24 @@ impl PolicyWatcher {
     pub fn new(path: &Path) -> std::io::Result<Self> {
         let hup = Arc::new(AtomicBool::new(false));
         signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))?;
+        let touched = Arc::new(AtomicBool::new(false));
+        let watch = match watch(path, Arc::clone(&touched)) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot watch {} ({e}); reading it at every poll instead",
+                    path.display()
+                );
+                touched.store(true, Ordering::SeqCst);
+                None
+            }
+        };
         Ok(Self {
             path: path.to_path_buf(),
             last: std::fs::read(path).ok(),
             hup,
+            touched,
+            _watch: watch,
         })
     }
 
@@ -55,6 +76,13 @@ impl PolicyWatcher {
     /// or the content changed since the last call; `None` when nothing happened.
     pub fn poll(&mut self) -> Option<Result<Policy, PolicyError>> {
         let forced = self.hup.swap(false, Ordering::SeqCst);
+        let touched = match self._watch {
+            Some(_) => self.touched.swap(false, Ordering::SeqCst),
+            None => true,
+        };
+        if !forced && !touched {
+            return None;
+        }
         let now = std::fs::read(&self.path).ok();
         if !forced && now == self.last {
             return None;
@@ -89,12 +117,48 @@ impl PolicyWatcher {
     }
 }
 
+/// A watch on `path`'s directory that sets `touched` whenever an event names `path`'s file.
+fn watch(path: &Path, touched: Arc<AtomicBool>) -> notify::Result<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let name = path.file_name().map(|n| n.to_os_string());
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut w = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // A watch error (events lost on overflow) may hide a change: read the file again.
+        let hit = event.map_or(true, |e| {
+            e.paths.iter().any(|p| p.file_name() == name.as_deref())
+        });
+        if hit {
+            touched.store(true, Ordering::SeqCst);
+        }
+    })?;
+    w.watch(&dir, notify::RecursiveMode::NonRecursive)?;
+    Ok(w)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn write(path: &Path, text: &str) {
         std::fs::write(path, text).unwrap();
+    }
+
+    /// Polls until the watcher reports something (the watch's events come on their own thread).
+    fn changed(w: &mut PolicyWatcher) -> Result<Policy, PolicyError> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            if let Some(r) = w.poll() {
+                return r;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "change not seen in 5 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
     }
 
     #[test]
@@ -113,7 +177,7 @@ mod tests {
             &path,
             "policy = \"best_effort\"\n[[tenant]]\nname = \"a\"\ngfids = [1]\n",
         );
-        let p = w.poll().expect("change seen").expect("valid");
+        let p = changed(&mut w).expect("valid");
         assert_eq!(p.kind.name(), "best_effort");
         assert!(w.poll().is_none());
 
@@ -121,9 +185,20 @@ mod tests {
         assert!(matches!(w.poll(), Some(Ok(_))), "SIGHUP forces a reload");
 
         write(&path, "policy = \"fastest\"\n");
-        let e = w.poll().expect("change seen").unwrap_err();
+        let e = changed(&mut w).unwrap_err();
         assert_eq!(e.line(), Some(1));
         assert!(w.poll().is_none(), "a refused file is reported once");
+
+        // An editor's save: a new file renamed over the old one.
+        let tmp = dir.join("p.toml.swp");
+        write(
+            &tmp,
+            "policy = \"fixed_share\"\n[[tenant]]\nname = \"a\"\ngfids = [1]\n",
+        );
+        std::fs::rename(&tmp, &path).unwrap();
+        assert_eq!(changed(&mut w).expect("valid").kind.name(), "fixed_share");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(w.poll().is_none(), "late events of one save reload nothing");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

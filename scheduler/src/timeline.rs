@@ -1,10 +1,13 @@
 //! SVG timeline of a scheduler log: one row per runlist with a coloured bar for each stretch a
 //! tenant ran (like the seed diagrams of TSGs taking turns), a time axis, reload markers, a row
-//! of per-window shares, and a legend. Plain SVG 1.1 that opens in any browser.
+//! of per-window shares, and a legend. Plain SVG 1.1 that opens in any browser, built with the
+//! `svg` crate.
 
 use std::collections::BTreeSet;
-use std::fmt::Write as _;
 use std::time::Duration;
+
+use svg::node::element::{Line, Rectangle, Text, Title};
+use svg::Document;
 
 use crate::log::{Record, SchedLog};
 use crate::units::format_duration;
@@ -29,13 +32,6 @@ pub fn tenant_colour(i: usize) -> String {
     let hue = (i as f64 * 137.508) % 360.0;
     let light = if i.is_multiple_of(2) { 52 } else { 40 };
     format!("hsl({hue:.0},65%,{light}%)")
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// A tick step of 1, 2 or 5 times a power of ten giving about `target` ticks over `span` ns.
@@ -109,28 +105,37 @@ pub fn render_svg(log: &SchedLog, opts: TimelineOptions) -> String {
             .unwrap_or_else(|| "#888".into())
     };
 
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height:.0}" viewBox="0 0 {WIDTH} {height:.0}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        svg,
-        r#"<text x="{LEFT}" y="22" font-size="15" font-weight="bold">vGPU scheduler timeline: {} ({} to {})</text>"#,
-        esc(&title),
-        format_duration(Duration::from_nanos(from)),
-        format_duration(Duration::from_nanos(to))
-    );
+    let mut doc = Document::new()
+        .set("width", WIDTH)
+        .set("height", height.round())
+        .set("viewBox", (0.0, 0.0, WIDTH, height.round()))
+        .set("font-family", "sans-serif")
+        .set("font-size", 12)
+        .add(
+            Rectangle::new()
+                .set("width", "100%")
+                .set("height", "100%")
+                .set("fill", "white"),
+        )
+        .add(
+            label(
+                LEFT,
+                22.0,
+                &format!(
+                    "vGPU scheduler timeline: {title} ({} to {})",
+                    format_duration(Duration::from_nanos(from)),
+                    format_duration(Duration::from_nanos(to))
+                ),
+            )
+            .set("font-size", 15)
+            .set("font-weight", "bold"),
+        );
 
     for (row, rl) in runlists.iter().enumerate() {
         let y = TOP + row as f64 * ROW;
-        let _ = writeln!(
-            svg,
-            r##"<rect x="{LEFT}" y="{y}" width="{plot_w}" height="{:.0}" fill="#f2f2f2"/><text x="8" y="{:.0}">runlist {rl}</text>"##,
-            ROW - 6.0,
-            y + ROW / 2.0
-        );
+        doc = doc
+            .add(bar(LEFT, y, plot_w, ROW - 6.0, "#f2f2f2"))
+            .add(label(8.0, y + ROW / 2.0, &format!("runlist {rl}")));
         // Merge back-to-back stretches of one tenant so long runs are one element.
         let mut open: Option<(String, u64, u64)> = None;
         let mut bars = Vec::new();
@@ -152,15 +157,14 @@ pub fn render_svg(log: &SchedLog, opts: TimelineOptions) -> String {
         bars.extend(open);
         for (tenant, a, b) in bars {
             let (xa, xb) = (x(a.max(from)), x(b.min(to)));
-            let _ = writeln!(
-                svg,
-                r#"<rect x="{xa:.2}" y="{y}" width="{:.2}" height="{:.0}" fill="{}"><title>{} {}+{}</title></rect>"#,
-                (xb - xa).max(0.05),
-                ROW - 6.0,
-                colour_of(&tenant),
-                esc(&tenant),
-                format_duration(Duration::from_nanos(a)),
-                format_duration(Duration::from_nanos(b - a))
+            doc = doc.add(
+                bar(xa, y, (xb - xa).max(0.05), ROW - 6.0, &colour_of(&tenant)).add(Title::new(
+                    format!(
+                        "{tenant} {}+{}",
+                        format_duration(Duration::from_nanos(a)),
+                        format_duration(Duration::from_nanos(b - a))
+                    ),
+                )),
             );
         }
     }
@@ -168,11 +172,9 @@ pub fn render_svg(log: &SchedLog, opts: TimelineOptions) -> String {
     // Per-window shares, stacked.
     let y = TOP + runlists.len() as f64 * ROW;
     let h = ROW - 6.0;
-    let _ = writeln!(
-        svg,
-        r##"<rect x="{LEFT}" y="{y}" width="{plot_w}" height="{h:.0}" fill="#f2f2f2"/><text x="8" y="{:.0}">share/window</text>"##,
-        y + ROW / 2.0
-    );
+    doc =
+        doc.add(bar(LEFT, y, plot_w, h, "#f2f2f2"))
+            .add(label(8.0, y + ROW / 2.0, "share/window"));
     for w in log.windows() {
         if w.end_ns <= from || w.start_ns >= to {
             continue;
@@ -183,16 +185,20 @@ pub fn render_svg(log: &SchedLog, opts: TimelineOptions) -> String {
             if t.share <= 0.0 {
                 continue;
             }
-            let _ = writeln!(
-                svg,
-                r#"<rect x="{xa:.2}" y="{:.2}" width="{:.2}" height="{:.2}" fill="{}"><title>{}: {:.1}% (target {:.1}%)</title></rect>"#,
-                y + acc * h,
-                (xb - xa).max(0.05),
-                t.share * h,
-                colour_of(&t.tenant),
-                esc(&t.tenant),
-                t.share * 100.0,
-                t.target * 100.0
+            doc = doc.add(
+                bar(
+                    xa,
+                    y + acc * h,
+                    (xb - xa).max(0.05),
+                    t.share * h,
+                    &colour_of(&t.tenant),
+                )
+                .add(Title::new(format!(
+                    "{}: {:.1}% (target {:.1}%)",
+                    t.tenant,
+                    t.share * 100.0,
+                    t.target * 100.0
+                ))),
             );
             acc += t.share;
         }
@@ -205,47 +211,46 @@ pub fn render_svg(log: &SchedLog, opts: TimelineOptions) -> String {
                 continue;
             }
             let xr = x(rl.timestamp_ns);
-            let colour = if rl.applied { "#000" } else { "#c00" };
-            let _ = writeln!(
-                svg,
-                r#"<line x1="{xr:.2}" y1="{:.0}" x2="{xr:.2}" y2="{axis_y:.0}" stroke="{colour}" stroke-dasharray="4,3"><title>{}</title></line><text x="{:.2}" y="{:.0}" fill="{colour}">{}</text>"#,
-                TOP - 8.0,
-                esc(&rl.message),
-                xr + 3.0,
-                TOP - 8.0,
-                if rl.applied {
-                    "reload"
-                } else {
-                    "reload refused"
-                }
-            );
+            let (colour, text) = match rl.applied {
+                true => ("#000", "reload"),
+                false => ("#c00", "reload refused"),
+            };
+            doc = doc
+                .add(
+                    line(xr, TOP - 8.0, xr, axis_y, colour)
+                        .set("stroke-dasharray", "4,3")
+                        .add(Title::new(rl.message.as_str())),
+                )
+                .add(label(xr + 3.0, TOP - 8.0, text).set("fill", colour));
         }
     }
 
     // Time axis.
-    let _ = writeln!(
-        svg,
-        r#"<line x1="{LEFT}" y1="{axis_y}" x2="{:.0}" y2="{axis_y}" stroke="black"/>"#,
-        WIDTH - RIGHT
-    );
+    doc = doc.add(line(LEFT, axis_y, WIDTH - RIGHT, axis_y, "black"));
     let step = tick_step(span, 10.0);
     let mut t = (from as f64 / step).ceil() * step;
     while t <= to as f64 {
         let xt = x(t as u64);
-        let _ = writeln!(
-            svg,
-            r#"<line x1="{xt:.2}" y1="{axis_y}" x2="{xt:.2}" y2="{:.0}" stroke="black"/><text x="{xt:.2}" y="{:.0}" text-anchor="middle">{}</text>"#,
-            axis_y + 5.0,
-            axis_y + 18.0,
-            format_duration(Duration::from_nanos(t as u64))
+        doc = doc.add(line(xt, axis_y, xt, axis_y + 5.0, "black")).add(
+            label(
+                xt,
+                axis_y + 18.0,
+                &format_duration(Duration::from_nanos(t as u64)),
+            )
+            .set("text-anchor", "middle"),
         );
         t += step;
     }
 
     if aggregated {
-        let _ = writeln!(
-            svg,
-            r##"<text x="{LEFT}" y="{note_y:.0}" fill="#555">Under the timeslice method the GPU's own round robin switches: bars there are each tenant's total per 10 ms, in turn.</text>"##
+        doc = doc.add(
+            label(
+                LEFT,
+                note_y,
+                "Under the timeslice method the GPU's own round robin switches: bars there are \
+                 each tenant's total per 10 ms, in turn.",
+            )
+            .set("fill", "#555"),
         );
     }
 
@@ -253,17 +258,39 @@ pub fn render_svg(log: &SchedLog, opts: TimelineOptions) -> String {
     for (i, name) in tenants.iter().enumerate() {
         let lx = LEFT + (i % 6) as f64 * 175.0;
         let ly = legend_y + (i / 6) as f64 * 20.0;
-        let _ = writeln!(
-            svg,
-            r#"<rect x="{lx:.0}" y="{:.0}" width="12" height="12" fill="{}"/><text x="{:.0}" y="{ly:.0}">{}</text>"#,
-            ly - 10.0,
-            tenant_colour(i),
-            lx + 16.0,
-            esc(name)
-        );
+        doc = doc
+            .add(bar(lx, ly - 10.0, 12.0, 12.0, &tenant_colour(i)))
+            .add(label(lx + 16.0, ly, name));
     }
-    svg.push_str("</svg>\n");
-    svg
+    format!("{doc}\n")
+}
+
+/// Coordinates to a hundredth of a pixel, which keeps the file small.
+fn px(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+fn bar(x: f64, y: f64, w: f64, h: f64, fill: &str) -> Rectangle {
+    Rectangle::new()
+        .set("x", px(x))
+        .set("y", px(y))
+        .set("width", px(w))
+        .set("height", px(h))
+        .set("fill", fill)
+}
+
+fn line(x1: f64, y1: f64, x2: f64, y2: f64, stroke: &str) -> Line {
+    Line::new()
+        .set("x1", px(x1))
+        .set("y1", px(y1))
+        .set("x2", px(x2))
+        .set("y2", px(y2))
+        .set("stroke", stroke)
+}
+
+/// Text at `(x, y)`; the `svg` crate escapes it.
+fn label(x: f64, y: f64, text: &str) -> Text {
+    Text::new(text).set("x", px(x)).set("y", px(y))
 }
 
 #[cfg(test)]
@@ -292,7 +319,7 @@ mod tests {
         assert_eq!(svg.matches("<title>a&lt;1&gt; ").count(), 1);
         assert_eq!(svg.matches("<title>b ").count(), 1);
         assert!(svg.contains(&tenant_colour(1)));
-        assert!(svg.contains(">3ms<"), "axis reaches the end");
+        assert!(svg.contains(">\n3ms\n<"), "axis reaches the end");
     }
 
     #[test]
