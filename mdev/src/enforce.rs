@@ -117,6 +117,7 @@ mod tests {
             .collect();
 
         std::fs::write(&path, policy_text(&[1, 1])).unwrap();
+        assert!(w.settle(Duration::from_secs(5)), "the watch saw the write");
         let changed_at = s.mechanism().now();
         let period = s.policy().balance_period;
         let seen = run(&mut s, &mut w, Duration::from_secs(5));
@@ -159,6 +160,7 @@ mod tests {
             ),
         ] {
             std::fs::write(&path, text).unwrap();
+            assert!(w.settle(Duration::from_secs(5)), "the watch saw the write");
             let before = s.tenant_run_times().to_vec();
             let seen = run(&mut s, &mut w, Duration::from_secs(4));
             match seen.as_slice() {

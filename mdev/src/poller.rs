@@ -27,6 +27,9 @@ pub struct PollConfig {
     pub max_sleep: Duration,
     /// A queue without requests this long is switched back to notifications.
     pub quiet: Duration,
+    /// Whether active queues are polled at all; without, the thread only makes waiting
+    /// requests again (see [`vgpu::VgpuDevice::waiting`]).
+    pub queues: bool,
 }
 
 impl Default for PollConfig {
@@ -35,6 +38,7 @@ impl Default for PollConfig {
             spin: Duration::from_micros(200),
             max_sleep: Duration::from_micros(500),
             quiet: Duration::from_millis(50),
+            queues: true,
         }
     }
 }
@@ -79,15 +83,18 @@ impl std::fmt::Debug for Poller {
 }
 
 impl Poller {
-    /// Starts the thread; `None` config starts none (every request then needs a notify).
+    /// Starts the thread. With `None` no queue is polled (every request needs a notify) and
+    /// the thread only makes waiting requests again.
     pub fn spawn(config: Option<PollConfig>) -> std::io::Result<Self> {
         let inner = Arc::new(Inner::default());
-        if let Some(config) = config {
-            let thread_inner = inner.clone();
-            std::thread::Builder::new()
-                .name("poller".into())
-                .spawn(move || run(&thread_inner, config))?;
-        }
+        let config = config.unwrap_or(PollConfig {
+            queues: false,
+            ..PollConfig::default()
+        });
+        let thread_inner = inner.clone();
+        std::thread::Builder::new()
+            .name("poller".into())
+            .spawn(move || run(&thread_inner, config))?;
         Ok(Self { inner })
     }
 
@@ -156,15 +163,20 @@ fn run(inner: &Arc<Inner>, config: PollConfig) {
                 if kicked && !e.polled {
                     e.last_active = now;
                 }
-                if !e.polled && now.duration_since(e.last_active) < config.quiet {
+                if config.queues && !e.polled && now.duration_since(e.last_active) < config.quiet {
                     d.set_polled(true);
                     e.polled = true;
                 }
                 if !e.polled {
+                    // A notified queue whose request waits is made again here all the same.
+                    if d.waiting() {
+                        served += u64::from(d.poll());
+                        polled += 1;
+                    }
                     continue;
                 }
                 let n = d.poll();
-                if n > 0 {
+                if n > 0 || d.waiting() {
                     e.last_active = now;
                     served += u64::from(n);
                 } else if now.duration_since(e.last_active) >= config.quiet {

@@ -11,7 +11,7 @@ use rm_core::backend::{Backend, ExternalPages};
 use rm_core::{GuestMemory, GuestMemoryFault, Node, Rm, RmError};
 
 use vgpu::window::HostWindow;
-use vgpu::{DoorbellError, Errno, EscapeService, FdId, Gfid};
+use vgpu::{DoorbellError, Errno, EscapeService, FdId, Gfid, IoctlOutcome};
 
 /// The window as the RM dispatcher's guest memory.
 struct WindowMemory<'a>(&'a HostWindow);
@@ -147,9 +147,14 @@ impl<B: Backend + Send> EscapeService for RmService<B> {
         request: u32,
         arg: u64,
         window: &HostWindow,
-    ) -> i32 {
-        self.rm()
-            .ioctl(gfid, file, request, arg, &mut WindowMemory(window))
+    ) -> IoctlOutcome {
+        let mut rm = self.rm();
+        let ret = rm.ioctl(gfid, file, request, arg, &mut WindowMemory(window));
+        if rm.take_retry() {
+            IoctlOutcome::Again
+        } else {
+            IoctlOutcome::Done(ret)
+        }
     }
 
     fn read_mapping(

@@ -67,6 +67,20 @@ impl PolicyWatcher {
         })
     }
 
+    /// Waits up to `timeout` of host time for the watch to see a change of the file (true
+    /// at once without a watch): for a program that writes the file itself and wants its next
+    /// [`poll`](Self::poll) to see it, as tests on a fake clock do.
+    pub fn settle(&self, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while self._watch.is_some() && !self.touched.load(Ordering::SeqCst) {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        true
+    }
+
     /// The watched file.
     pub fn path(&self) -> &Path {
         &self.path

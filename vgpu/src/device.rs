@@ -183,9 +183,18 @@ impl VgpuDevice {
         // channel's work already submitted.
         let tokens = self.drain_mailbox();
         let pending = self.transport.driver_ok()
-            && self.queue.as_ref().is_some_and(|q| q.pending(&self.window));
+            && self
+                .queue
+                .as_ref()
+                .is_some_and(|q| q.waiting() || q.pending(&self.window));
         let requests = if pending { self.process_queue() } else { 0 };
         tokens + requests
+    }
+
+    /// Whether a request's wait is not over: whoever serves the device must call
+    /// [`VgpuDevice::poll`] again soon, polled or not (the request holds its queue).
+    pub fn waiting(&self) -> bool {
+        self.queue.as_ref().is_some_and(|q| q.waiting())
     }
 
     /// Switches between polled service (the driver is told not to notify, and to post doorbells

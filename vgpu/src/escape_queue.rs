@@ -20,7 +20,7 @@ use crate::protocol::{
     errno, node, op, QueueFault, RequestHeader, ResponseFooter, MAX_CHAIN_DESCRIPTORS,
     MAX_MAPPING_COPY,
 };
-use crate::service::{EscapeService, FdId, Gfid, Node};
+use crate::service::{EscapeService, FdId, Gfid, IoctlOutcome, Node};
 use crate::transport::QueueConfig;
 use crate::window::HostWindow;
 
@@ -114,6 +114,17 @@ impl<'a> std::fmt::Debug for RequestContext<'a> {
 #[derive(Debug)]
 pub struct EscapeQueue {
     queue: Queue,
+    /// A request whose wait is not over ([`IoctlOutcome::Again`]): made again at the next
+    /// [`EscapeQueue::process`], before any later chain is served.
+    waiting: Option<Waiting>,
+}
+
+/// A popped chain whose request is still waiting, with what it takes to finish it.
+#[derive(Debug)]
+struct Waiting {
+    head: u16,
+    header: RequestHeader,
+    footer: Descriptor,
 }
 
 type Chain<'m> = DescriptorChain<&'m GuestMemoryMmap>;
@@ -146,7 +157,16 @@ impl EscapeQueue {
         if !queue.is_valid(window.memory()) {
             return Err(QueueConfigError::OutOfWindow);
         }
-        Ok(Self { queue })
+        Ok(Self {
+            queue,
+            waiting: None,
+        })
+    }
+
+    /// Whether a request's wait is not over: the queue must be processed again (a poller keeps
+    /// calling [`EscapeQueue::process`] until it is).
+    pub fn waiting(&self) -> bool {
+        self.waiting.is_some()
     }
 
     /// Whether the driver has made chains available that are not served yet (a poller's check:
@@ -175,6 +195,21 @@ impl EscapeQueue {
     pub fn process(&mut self, ctx: &mut RequestContext<'_>) -> Result<ProcessOutcome, QueueBroken> {
         let mem = ctx.window.memory();
         let mut out = ProcessOutcome::default();
+        if let Some(w) = self.waiting.take() {
+            ctx.ring_posted();
+            match run_request(&w.header, ctx) {
+                None => {
+                    self.waiting = Some(w);
+                    return Ok(out);
+                }
+                Some(resp) => {
+                    let used_len = write_footer(ctx.window, w.footer, &resp);
+                    if self.queue.add_used(mem, w.head, used_len).is_ok() {
+                        out.used += 1;
+                    }
+                }
+            }
+        }
         let limit = 4 * u32::from(self.queue.size());
         for _ in 0..limit {
             let chain = match self.queue.iter(mem) {
@@ -186,7 +221,17 @@ impl EscapeQueue {
             // posted before publishing it is in the mailbox now.
             ctx.ring_posted();
             let head = chain.head_index();
-            let (used_len, fault) = serve_chain(chain, ctx);
+            let (used_len, fault) = match serve_chain(chain, ctx) {
+                Served::Done(used_len, fault) => (used_len, fault),
+                Served::Waiting(header, footer) => {
+                    self.waiting = Some(Waiting {
+                        head,
+                        header,
+                        footer,
+                    });
+                    break;
+                }
+            };
             if let Some(f) = fault {
                 out.malformed += 1;
                 out.last_fault = Some(f);
@@ -242,8 +287,16 @@ fn check_chain(
     Ok((hdr, ftr))
 }
 
-/// Serves one chain; returns the used length and the fault if the chain was malformed.
-fn serve_chain(chain: Chain<'_>, ctx: &mut RequestContext<'_>) -> (u32, Option<QueueFault>) {
+/// What serving one chain came to.
+enum Served {
+    /// The used length, and the fault if the chain was malformed.
+    Done(u32, Option<QueueFault>),
+    /// The request waits: its header and the footer descriptor to answer in later.
+    Waiting(RequestHeader, Descriptor),
+}
+
+/// Serves one chain.
+fn serve_chain(chain: Chain<'_>, ctx: &mut RequestContext<'_>) -> Served {
     let (hdr_desc, ftr_desc) = match check_chain(chain, ctx.window) {
         Ok(d) => d,
         Err((fault, footer)) => {
@@ -259,16 +312,18 @@ fn serve_chain(chain: Chain<'_>, ctx: &mut RequestContext<'_>) -> (u32, Option<Q
                 reserved: 0,
             };
             let used = footer.map_or(0, |f| write_footer(ctx.window, f, &resp));
-            return (used, Some(fault));
+            return Served::Done(used, Some(fault));
         }
     };
     let mut raw = [0u8; RequestHeader::SIZE];
     if ctx.window.read(hdr_desc.addr().0, &mut raw).is_err() {
-        return (0, Some(QueueFault::OutOfWindow));
+        return Served::Done(0, Some(QueueFault::OutOfWindow));
     }
     let header = RequestHeader::from_bytes(&raw);
-    let resp = run_request(&header, ctx);
-    (write_footer(ctx.window, ftr_desc, &resp), None)
+    match run_request(&header, ctx) {
+        Some(resp) => Served::Done(write_footer(ctx.window, ftr_desc, &resp), None),
+        None => Served::Waiting(header, ftr_desc),
+    }
 }
 
 fn write_footer(window: &HostWindow, desc: Descriptor, resp: &ResponseFooter) -> u32 {
@@ -287,13 +342,13 @@ fn reply(ret: i32, file: FdId) -> ResponseFooter {
     }
 }
 
-/// Runs a well-formed request.
-fn run_request(h: &RequestHeader, ctx: &mut RequestContext<'_>) -> ResponseFooter {
-    match h.op {
+/// Runs a well-formed request; `None` while its wait is not over.
+fn run_request(h: &RequestHeader, ctx: &mut RequestContext<'_>) -> Option<ResponseFooter> {
+    Some(match h.op {
         op::OPEN => open(h, ctx),
         op::CLOSE => {
             if !ctx.files.contains(&h.file) {
-                return reply(-errno::EBADF, h.file);
+                return Some(reply(-errno::EBADF, h.file));
             }
             ctx.files.remove(&h.file);
             match ctx.service.close(ctx.gfid, h.file) {
@@ -303,20 +358,22 @@ fn run_request(h: &RequestHeader, ctx: &mut RequestContext<'_>) -> ResponseFoote
         }
         op::IOCTL => {
             if !ctx.files.contains(&h.file) {
-                return reply(-errno::EBADF, h.file);
+                return Some(reply(-errno::EBADF, h.file));
             }
             if ctx.window.check(h.arg, 1).is_err() {
-                return reply(-errno::EFAULT, h.file);
+                return Some(reply(-errno::EFAULT, h.file));
             }
-            reply(
-                ctx.service
-                    .ioctl(ctx.gfid, h.file, h.request, h.arg, ctx.window),
-                h.file,
-            )
+            match ctx
+                .service
+                .ioctl(ctx.gfid, h.file, h.request, h.arg, ctx.window)
+            {
+                IoctlOutcome::Done(ret) => reply(ret, h.file),
+                IoctlOutcome::Again => return None,
+            }
         }
         op::MAPPING_READ | op::MAPPING_WRITE => mapping_copy(h, ctx),
         _ => reply(-errno::ENOSYS, h.file),
-    }
+    })
 }
 
 fn open(h: &RequestHeader, ctx: &mut RequestContext<'_>) -> ResponseFooter {

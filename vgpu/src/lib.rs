@@ -41,7 +41,7 @@ pub use device::{DeviceError, InterruptLine, VgpuConfig, VgpuDevice};
 #[cfg(feature = "device")]
 pub use pci::{BarBacking, BarDecl, Capability};
 #[cfg(feature = "device")]
-pub use service::{DoorbellError, Errno, EscapeService, FdId, Gfid, Node};
+pub use service::{DoorbellError, Errno, EscapeService, FdId, Gfid, IoctlOutcome, Node};
 #[cfg(feature = "device")]
 pub use stats::{Counter, Stats, StatsSnapshot};
 #[cfg(feature = "device")]

@@ -22,6 +22,17 @@ pub enum DoorbellError {
     Backend(u32),
 }
 
+/// What an ioctl came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoctlOutcome {
+    /// Finished: 0 or `-errno`, as [`EscapeService::ioctl`] describes.
+    Done(i32),
+    /// A wait that is not over (an idle on a GPU that runs on the host's clock): the device
+    /// keeps the request and makes the same call again later, serving no further request of
+    /// that queue meanwhile, as the guest's calling thread would block in the driver.
+    Again,
+}
+
 /// The RM core as the device reaches it. Every call names the vGPU's GFID; the service keeps
 /// each GFID's namespace apart and validates everything the guest sent.
 pub trait EscapeService: Send {
@@ -33,9 +44,16 @@ pub trait EscapeService: Send {
 
     /// Runs `ioctl(file, request, arg)`: `arg` and every pointer inside the argument are window
     /// offsets, read and written only through `window`'s bounds-checked accessors. Returns 0 or
-    /// `-errno`; RM errors go into the argument's `status` field with 0 returned.
-    fn ioctl(&mut self, gfid: Gfid, file: FdId, request: u32, arg: u64, window: &HostWindow)
-        -> i32;
+    /// `-errno`; RM errors go into the argument's `status` field with 0 returned. A wait that
+    /// would block returns [`IoctlOutcome::Again`] instead of holding the caller.
+    fn ioctl(
+        &mut self,
+        gfid: Gfid,
+        file: FdId,
+        request: u32,
+        arg: u64,
+        window: &HostWindow,
+    ) -> IoctlOutcome;
 
     /// Copies `buf.len()` bytes at `offset` of the mapping `RM_MAP_MEMORY` attached to `file`.
     fn read_mapping(

@@ -244,6 +244,11 @@ pub trait Backend {
     ) -> NvStatus;
     /// Waits until every one of `channels` (of one client) is idle, all within one
     /// `timeout_us` (0: the backend's default). The default waits for each in turn.
+    ///
+    /// A backend whose GPU runs on the host's clock must not wait under the caller's locks:
+    /// it answers `NV_ERR_BUSY_RETRY` at once when the channels are not idle yet, and the core
+    /// has the call made again later with its lock released, until the channels idle or the
+    /// wait's deadline in host time passes (see [`crate::Rm::take_retry`]).
     fn idle_channels(
         &mut self,
         gfid: Gfid,

@@ -62,6 +62,8 @@ pub struct Rm<B: Backend> {
     backend: B,
     gpu: GpuInfo,
     vgpus: BTreeMap<Gfid, Vgpu>,
+    /// Set when the last ioctl is a wait to be made again (see [`Rm::take_retry`]).
+    retry: bool,
 }
 
 impl<B: Backend> std::fmt::Debug for Rm<B> {
@@ -78,6 +80,7 @@ impl<B: Backend> Rm<B> {
             backend,
             gpu,
             vgpus,
+            ..
         } = self;
         Some((backend, gpu, vgpus.get_mut(&gfid)?))
     }
@@ -89,7 +92,17 @@ impl<B: Backend> Rm<B> {
             backend,
             gpu,
             vgpus: BTreeMap::new(),
+            retry: false,
         }
+    }
+
+    /// Whether the ioctl just run is an `RM_IDLE_CHANNELS` wait on a GPU that runs on the
+    /// host's clock, not finished yet: the caller makes the same ioctl again after releasing
+    /// the core (and letting host time pass), until this says false. Waiting this way holds no
+    /// lock, so other guests are served meanwhile; the wait ends in host time at the call's
+    /// timeout, at most [`controls::MAX_IDLE_WAIT`]. Reading it clears it.
+    pub fn take_retry(&mut self) -> bool {
+        std::mem::take(&mut self.retry)
     }
 
     /// The backend.

@@ -64,7 +64,20 @@ pub struct Vgpu {
     pub tokens: BTreeMap<u32, (Handle, Handle)>,
     /// `NV_ESC_SYS_PARAMS` memory block size (set once).
     pub memblock_size: u64,
+    /// The `RM_IDLE_CHANNELS` call being retried, if any (see [`IdleWait`]).
+    pub idle_wait: Option<IdleWait>,
     next_client_index: u32,
+}
+
+/// An `RM_IDLE_CHANNELS` call that the backend answered "not yet" and that is being made
+/// again: the call it is (so a different call starts its own wait) and when it times out in
+/// host time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdleWait {
+    /// The call's file, client, channel list and timeout.
+    pub call: (FdId, Handle, Vec<Handle>, u32),
+    /// When the call answers `NV_ERR_TIMEOUT`.
+    pub deadline: std::time::Instant,
 }
 
 impl Vgpu {
@@ -78,6 +91,7 @@ impl Vgpu {
             fb_used: 0,
             sysmem_used: 0,
             tokens: BTreeMap::new(),
+            idle_wait: None,
             memblock_size: 0,
             next_client_index: 1,
         }

@@ -361,6 +361,13 @@ impl SimGpu {
         self.now_ns()
     }
 
+    /// The GPU time the clock should be at: host time since creation (real-time mode), or
+    /// GPU time itself (virtual mode). GPU time never runs ahead of it by more than one tick's
+    /// catch-up.
+    pub fn clock_target_ns(&self) -> u64 {
+        self.clock.target_ns()
+    }
+
     /// How far GPU time lags host time (real-time mode), in ns.
     pub fn real_time_lag_ns(&self) -> u64 {
         self.clock.target_ns().saturating_sub(self.now_ns())

@@ -7,10 +7,12 @@ use crate::dispatch::Caller;
 use crate::guest_memory::GuestMemory;
 use crate::objects::channel_group::ChannelGroup;
 use crate::objects::ObjectKind;
+use crate::vgpu::IdleWait;
 use crate::Rm;
 use rm_abi::ctrl::*;
 use rm_abi::nvos::Nvos30Parameters;
 use rm_abi::{write_struct, Handle, NvStatus};
+use std::time::{Duration, Instant};
 
 fn tsg<'a>(ctx: &'a ControlCtx<'_>) -> Option<&'a ChannelGroup> {
     match &ctx.vgpu.clients.get(&ctx.client)?.get(ctx.object)?.kind {
@@ -157,5 +159,43 @@ pub(crate) fn idle_channels<B: Backend>(
         );
         return NvStatus::ERR_INVALID_CHANNEL;
     }
-    backend.idle_channels(c.gfid, client.host, &channels, p.timeout)
+    let host_client = client.host;
+    let status = backend.idle_channels(c.gfid, host_client, &channels, p.timeout);
+    let Some(vgpu) = rm.vgpus.get_mut(&c.gfid) else {
+        return status;
+    };
+    if status != NvStatus::ERR_BUSY_RETRY {
+        vgpu.idle_wait = None;
+        return status;
+    }
+    // Not idle yet on a GPU that runs on the host's clock: the call is made again with the
+    // core unlocked, until its timeout passes in host time.
+    let call = (c.fd, p.hClient, channels, p.timeout);
+    let now = Instant::now();
+    let wait = match vgpu.idle_wait.take() {
+        Some(w) if w.call == call => w,
+        _ => IdleWait {
+            call,
+            deadline: now + idle_timeout(p.timeout),
+        },
+    };
+    if now >= wait.deadline {
+        return NvStatus::ERR_TIMEOUT;
+    }
+    vgpu.idle_wait = Some(wait);
+    rm.retry = true;
+    NvStatus::ERR_BUSY_RETRY
+}
+
+/// The longest an `RM_IDLE_CHANNELS` call waits in host time, whatever timeout it asks for.
+pub const MAX_IDLE_WAIT: Duration = Duration::from_secs(10);
+
+/// The wait a timeout in µs asks for (0: 100 ms, the sim's default for waits left open),
+/// capped at [`MAX_IDLE_WAIT`].
+fn idle_timeout(timeout_us: u32) -> Duration {
+    match timeout_us {
+        0 => Duration::from_millis(100),
+        us => Duration::from_micros(u64::from(us)),
+    }
+    .min(MAX_IDLE_WAIT)
 }

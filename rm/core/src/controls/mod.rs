@@ -22,6 +22,7 @@ mod subdevice;
 mod system;
 
 pub(super) use fifo::idle_channels;
+pub use fifo::MAX_IDLE_WAIT;
 pub use info_lists::unmodelled_info_index;
 pub use subdevice::uuid_string;
 

@@ -214,11 +214,19 @@ impl<B: Backend + Send> Transport for CoreTransport<B> {
             .map_err(|_| errno("close", EBADF))
     }
 
+    /// A wait the core asks to be made again ([`Rm::take_retry`]) is retried here with the
+    /// core unlocked, as a vGPU device retries it.
     fn ioctl(&self, fd: Fd, request: u32, arg: &Buffer) -> Result<i32, TransportError> {
         let mut mem = &*self.region;
-        Ok(self
-            .rm()
-            .ioctl(self.gfid, fd, request, arg.addr(), &mut mem))
+        loop {
+            let mut rm = self.rm();
+            let ret = rm.ioctl(self.gfid, fd, request, arg.addr(), &mut mem);
+            if !rm.take_retry() {
+                return Ok(ret);
+            }
+            drop(rm);
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        }
     }
 
     fn buffer(&self, len: usize, align: usize) -> Result<Buffer, TransportError> {

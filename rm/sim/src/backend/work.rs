@@ -3,6 +3,8 @@
 
 use super::{st, status_of, SimBackend, DEFAULT_WAIT_US};
 use crate::channel::ChannelRef;
+use crate::clock::ClockMode;
+use crate::driver::MAX_CATCH_UP_NS;
 use rm_abi::{Handle, NvStatus};
 use rm_core::backend::Gfid;
 
@@ -26,7 +28,8 @@ impl SimBackend {
     }
 
     /// Waits for all of `channels` within one timeout and one call's host work budget, so a
-    /// guest's long timeout or long channel list cannot hold the host.
+    /// guest's long timeout or long channel list cannot hold the host. On the real-time clock
+    /// it does not wait: `NV_ERR_BUSY_RETRY` while they are busy (see `Backend::idle_channels`).
     pub(super) fn wait_idle(
         &mut self,
         gfid: Gfid,
@@ -48,6 +51,20 @@ impl SimBackend {
             u64::from(timeout_us)
         } * 1000;
         let mut gpu = self.lock();
+        if gpu.clock_mode() == ClockMode::RealTime {
+            // GPU time follows the host's: bring it up to now (bounded as the driver thread's
+            // tick is) and answer at once. Simulating ahead to the deadline would move every
+            // tenant's clock past real time, under the lock; the core makes the call again.
+            gpu.sync_to_real_time(MAX_CATCH_UP_NS);
+            let idle = chans
+                .iter()
+                .try_fold(true, |all, &c| Ok(all && gpu.channel_idle(c)?));
+            return match idle {
+                Ok(true) => NvStatus::OK,
+                Ok(false) => NvStatus::ERR_BUSY_RETRY,
+                Err(e) => status_of(&e),
+            };
+        }
         let step = gpu.timing().sync_quantum_ns;
         let limit = gpu.call_work_limit();
         let idle = gpu.wait_until(timeout_ns, step, limit, |g| {
