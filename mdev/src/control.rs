@@ -73,6 +73,8 @@ pub struct TypeInfo {
     pub max_instances: u32,
     /// Instances of this type that still fit next to the running ones.
     pub available_instances: u32,
+    /// Channels an instance may hold at once.
+    pub channels: usize,
 }
 
 /// One instance in `list`.

@@ -193,6 +193,7 @@ impl Daemon {
                 max_instances: p.max_instances,
                 available_instances: (free / p.fb_quota.max(1)).min(u64::from(p.max_instances))
                     as u32,
+                channels: p.max_channels,
             })
             .collect()
     }

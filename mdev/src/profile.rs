@@ -53,6 +53,9 @@ pub struct Profile {
     pub max_instances: u32,
     /// Video memory each instance may allocate, in bytes.
     pub fb_quota: u64,
+    /// Channels each instance may hold at once: a runlist's channels divided as the
+    /// framebuffer is.
+    pub max_channels: usize,
     /// Name the guest's RM reports (`GPU_GET_NAME_STRING`), e.g. `NVIDIA H200 (sim) sim-35c`.
     pub gpu_name: String,
 }
@@ -77,13 +80,14 @@ pub fn resolve(name: &str, gpu: &GpuInfo) -> Result<Profile, UnknownProfile> {
         name: spec.name,
         max_instances: spec.max_instances,
         fb_quota: gpu.fb_bytes / u64::from(spec.max_instances) / QUOTA_ALIGN * QUOTA_ALIGN,
+        max_channels: rm_core::vgpu::MAX_CHANNELS_PER_VGPU / spec.max_instances as usize,
         gpu_name: format!("{} {}", gpu.name, spec.name),
     })
 }
 
 impl Profile {
     /// The RM core's configuration of a vGPU of this type: the framebuffer quota (system
-    /// memory the same), this type's name, and a UUID of its own derived from the physical
+    /// memory the same), its share of channels, this type's name, and a UUID of its own derived from the physical
     /// GPU's and the GFID.
     pub fn rm_config(&self, gpu: &GpuInfo, gfid: u32, pci_slot: u8) -> rm_core::VgpuConfig {
         let mut uuid = gpu.uuid;
@@ -93,6 +97,7 @@ impl Profile {
             name: Some(self.gpu_name.clone()),
             uuid: Some(uuid),
             pci_slot,
+            max_channels: self.max_channels,
             ..rm_core::VgpuConfig::with_quota(self.fb_quota)
         }
     }
@@ -115,6 +120,9 @@ mod tests {
         let quarter = resolve("sim-35c", &g).unwrap();
         assert!(full.fb_quota <= g.fb_bytes && g.fb_bytes - full.fb_quota < QUOTA_ALIGN);
         assert_eq!(quarter.max_instances, 4);
+        // A runlist's 2048 channels divided as the framebuffer is.
+        assert_eq!((full.max_channels, quarter.max_channels), (2048, 512));
+        assert_eq!(quarter.rm_config(&g, 3, 6).max_channels, 512);
         assert!(quarter.fb_quota * 4 <= g.fb_bytes);
         assert_eq!(quarter.fb_quota % QUOTA_ALIGN, 0);
         // The names carry the share in GiB.

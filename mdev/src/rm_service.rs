@@ -96,6 +96,7 @@ fn lock<B: Backend>(rm: &Mutex<Rm<B>>) -> MutexGuard<'_, Rm<B>> {
 fn file_error(e: RmError) -> Errno {
     match e {
         RmError::TooManyFds(_) => Errno::NoMem,
+        RmError::NoSuchDevice(..) => Errno::NoDev,
         RmError::NoSuchFd(..)
         | RmError::BadGfid(_)
         | RmError::GfidInUse(_)

@@ -147,6 +147,74 @@ fn descriptor_loops_and_long_chains_are_cut() {
     still_serves(&mut g, ctl);
 }
 
+/// `VIRTQ_DESC_F_INDIRECT` (virtio 1.2, 2.7.5.3).
+const F_INDIRECT: u16 = 4;
+
+#[test]
+fn indirect_descriptors_are_refused_as_the_feature_is_not_offered() {
+    let (_rm, mut g, ctl) = ready_guest();
+    // A well-formed OPEN, but behind an indirect table of two descriptors at REQ + 0x300.
+    g.wwrite(REQ + 0x200, &open_header().to_bytes());
+    let ftr = REQ + 0x240;
+    let table = REQ + 0x300;
+    for (i, (addr, len, flags, next)) in [(REQ + 0x200, 32u32, F_NEXT, 1u16), (ftr, 16, F_WRITE, 0)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut d = [0u8; 16];
+        d[..8].copy_from_slice(&addr.to_le_bytes());
+        d[8..12].copy_from_slice(&len.to_le_bytes());
+        d[12..14].copy_from_slice(&flags.to_le_bytes());
+        d[14..].copy_from_slice(&next.to_le_bytes());
+        g.wwrite(table + 16 * i as u64, &d);
+    }
+    g.wwrite(ftr, &[0u8; 16]);
+    let files = g.dev.open_files();
+    for descs in [
+        // The head is the indirect one; then an indirect one behind a direct head.
+        &[(table, 32, F_INDIRECT, 0)][..],
+        &[(REQ + 0x200, 32, F_NEXT, 9), (table, 32, F_INDIRECT, 0)],
+    ] {
+        let used = raw_chain(&mut g, descs);
+        assert_eq!(used, Some((8, 0)), "a used entry, nothing written");
+        assert_eq!(g.r32(reg::LAST_QUEUE_FAULT), QueueFault::Indirect as u32);
+        assert_eq!(g.dev.open_files(), files, "the OPEN inside did not run");
+        assert_eq!(g.footer(ftr).ret, 0, "the table's footer is left alone");
+    }
+    still_serves(&mut g, ctl);
+}
+
+#[test]
+fn a_header_length_that_overflows_the_chain_gets_the_length_fault() {
+    let (_rm, mut g, ctl) = ready_guest();
+    g.wwrite(REQ + 0x200, &open_header().to_bytes());
+    let ftr = REQ + 0x240;
+    let used = raw_chain(
+        &mut g,
+        &[(REQ + 0x200, u32::MAX, F_NEXT, 9), (ftr, 16, F_WRITE, 0)],
+    );
+    assert_eq!(used, Some((8, 16)), "the footer is answered");
+    let f = g.footer(ftr);
+    assert_eq!((f.ret, f.fault), (-22, QueueFault::BadLength as u32));
+    still_serves(&mut g, ctl);
+}
+
+#[test]
+fn a_device_minor_with_no_gpu_is_enodev() {
+    let (_rm, mut g, ctl) = ready_guest();
+    for minor in [1, 7, 254] {
+        let r = g.submit(&RequestHeader {
+            op: op::OPEN,
+            request: node::DEVICE,
+            arg: minor,
+            ..Default::default()
+        });
+        assert_eq!(r.ret, -19, "minor {minor}");
+    }
+    g.open_dev(0);
+    still_serves(&mut g, ctl);
+}
+
 #[test]
 fn head_index_outside_the_table_gets_no_used_entry_and_queue_continues() {
     let (_rm, mut g, ctl) = ready_guest();

@@ -13,6 +13,8 @@ use std::time::Duration;
 use tests::failure_report;
 
 const SEC: u64 = 1_000_000_000;
+/// `vgpu-vmm`'s exit status when its guest triple-faults (its kernel crashed; `vgpu-vmm --help`).
+const TRIPLE_FAULT: i32 = 81;
 
 fn shares(prod: &StreamReport, batch: &StreamReport, from: u64, to: u64) -> Vec<f64> {
     paired_work(prod, batch, from, to, SEC)
@@ -51,10 +53,11 @@ fn split_and_reload(variant: HarnessVariant, prod_vmm: &str) {
     // One harness vCPU per guest: two nested guests on one vCPU starve each other.
     run.cpus = 2;
     run.timeout = Duration::from_secs(480);
-    // The two-vCPU harness under TCG now and then crashes in early boot before the vGPU is
-    // touched: a nested guest (L2) double- or triple-faults in the kernel's entry code, or the
-    // harness kernel (L1) itself resets without a word (no end record, QEMU exits 0). Those are
-    // emulator flakes, not share results: such a run is retried, at most twice, and says so.
+    // The two-vCPU harness under TCG now and then crashes: a nested guest's (L2) kernel
+    // double- or triple-faults (in its entry code in early boot, once right after its stream),
+    // or the harness kernel (L1) itself resets without a word (no end record, QEMU exits 0).
+    // Those are emulator flakes, not share results: such a run is retried, at most twice, and
+    // says so.
     let mut attempts = 0;
     let outcome = loop {
         attempts += 1;
@@ -68,16 +71,25 @@ fn split_and_reload(variant: HarnessVariant, prod_vmm: &str) {
             .iter()
             .any(|r| matches!(r, Record::HarnessEnd { .. }))
             && outcome.runs().iter().all(|r| r.records.is_empty());
-        if !(guest_died_early || harness_reset) || attempts == 3 {
+        let guest_crashed = outcome.runs().iter().any(|r| {
+            r.timing
+                .as_ref()
+                .is_some_and(|t| t.exit_code == Some(TRIPLE_FAULT))
+        });
+        let flake = if harness_reset {
+            "the harness kernel reset before the streams started"
+        } else if guest_died_early {
+            "a guest died before the streams started"
+        } else if guest_crashed {
+            "a guest kernel triple-faulted"
+        } else {
+            break outcome;
+        };
+        if attempts == 3 {
             break outcome;
         }
         eprintln!(
-            "attempt {attempts}: {} before the streams started; its console:\n{}",
-            if harness_reset {
-                "the harness kernel reset"
-            } else {
-                "a guest died"
-            },
+            "attempt {attempts}: {flake}; the console:\n{}",
             outcome.console_tail(30)
         );
     };

@@ -67,6 +67,9 @@ pub struct VgpuDevice {
     mailbox: Option<DoorbellMailbox>,
     /// A poller serves the device now ([`VgpuDevice::set_polled`]).
     polled: bool,
+    /// Times the driver broke its queue: logged at 1, 2, 4, 8, ... so a guest that breaks
+    /// and resets it in a loop cannot flood the host's log.
+    queue_breaks: u64,
     files: BTreeSet<FdId>,
     service: Box<dyn EscapeService>,
     stats: Arc<Stats>,
@@ -96,6 +99,7 @@ impl VgpuDevice {
             queue: None,
             mailbox: None,
             polled: false,
+            queue_breaks: 0,
             files: BTreeSet::new(),
             service,
             stats: Arc::new(Stats::default()),
@@ -324,7 +328,12 @@ impl VgpuDevice {
                 out.used
             }
             Err(e) => {
-                warn!(gfid = self.gfid, "{e}");
+                self.queue_breaks += 1;
+                if self.queue_breaks.is_power_of_two() {
+                    warn!(gfid = self.gfid, times = self.queue_breaks, "{e}");
+                } else {
+                    debug!(gfid = self.gfid, times = self.queue_breaks, "{e}");
+                }
                 // Nothing serves the device until the driver resets it: ring what it posted and
                 // tell it to ring DOORBELL meanwhile.
                 self.drain_mailbox();

@@ -12,8 +12,8 @@ use std::collections::BTreeSet;
 
 use thiserror::Error;
 use virtio_queue::desc::split::Descriptor;
-use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
-use vm_memory::{GuestAddress, GuestMemoryMmap};
+use virtio_queue::{Queue, QueueOwnedT, QueueT};
+use vm_memory::GuestAddress;
 
 use crate::doorbell_mailbox::{DoorbellMailbox, Rung};
 use crate::protocol::{
@@ -127,8 +127,6 @@ struct Waiting {
     footer: Descriptor,
 }
 
-type Chain<'m> = DescriptorChain<&'m GuestMemoryMmap>;
-
 impl EscapeQueue {
     /// Starts the queue the driver configured, after checking its size, alignment and that
     /// every ring lies inside the window.
@@ -212,16 +210,16 @@ impl EscapeQueue {
         }
         let limit = 4 * u32::from(self.queue.size());
         for _ in 0..limit {
-            let chain = match self.queue.iter(mem) {
-                Ok(mut it) => it.next(),
+            let head = match self.queue.iter(mem) {
+                Ok(mut it) => it.next().map(|chain| chain.head_index()),
                 Err(_) => return Err(QueueBroken),
             };
-            let Some(chain) = chain else { break };
+            let Some(head) = head else { break };
             // The avail index that named this chain was read above: every doorbell the guest
             // posted before publishing it is in the mailbox now.
             ctx.ring_posted();
-            let head = chain.head_index();
-            let (used_len, fault) = match serve_chain(chain, ctx) {
+            let (table, size) = (self.queue.desc_table(), self.queue.size());
+            let (used_len, fault) = match serve_chain(head, table, size, ctx) {
                 Served::Done(used_len, fault) => (used_len, fault),
                 Served::Waiting(header, footer) => {
                     self.waiting = Some(Waiting {
@@ -236,8 +234,10 @@ impl EscapeQueue {
                 out.malformed += 1;
                 out.last_fault = Some(f);
             }
-            // Fails only for a head index outside the table; that chain gets no used entry.
-            if self.queue.add_used(mem, head, used_len).is_ok() {
+            // A head index outside the table gets no used entry (and is not handed to
+            // virtio-queue, which would log an error for each: a guest's garbage heads would
+            // flood the host's log).
+            if head < size && self.queue.add_used(mem, head, used_len).is_ok() {
                 out.used += 1;
             }
         }
@@ -245,29 +245,43 @@ impl EscapeQueue {
     }
 }
 
-/// Checks a chain's shape; returns the header and footer descriptors or the fault plus the
-/// footer to report it in, if one is usable.
+/// Walks the chain at `head` in the descriptor table at `table` (of `size` entries) and checks
+/// its shape; returns the header and footer descriptors or the fault plus the footer to report
+/// it in, if one is usable. The walk reads the table itself rather than through virtio-queue's
+/// chain iterator, which follows `VIRTQ_DESC_F_INDIRECT` whether or not the feature was
+/// negotiated (it is never offered) and stops early when the chain's lengths overflow a u32.
 fn check_chain(
-    chain: Chain<'_>,
+    head: u16,
+    table: u64,
+    size: u16,
     window: &HostWindow,
 ) -> Result<(Descriptor, Descriptor), (QueueFault, Option<Descriptor>)> {
+    if head >= size {
+        return Err((QueueFault::BadHeadIndex, None));
+    }
     let mut descs = [Descriptor::new(0, 0, 0, 0); MAX_CHAIN_DESCRIPTORS];
     let mut n = 0;
-    let mut last_has_next = false;
-    for d in chain.take(MAX_CHAIN_DESCRIPTORS + 1) {
+    let mut index = head;
+    loop {
         if n == MAX_CHAIN_DESCRIPTORS {
             return Err((QueueFault::ChainTooLong, None));
         }
-        last_has_next = d.has_next();
+        // The table was checked to lie in the window when the queue was enabled.
+        let Some(d) = read_descriptor(window, table, index) else {
+            return Err((QueueFault::OutOfWindow, None));
+        };
+        if d.refers_to_indirect_table() {
+            return Err((QueueFault::Indirect, None));
+        }
         descs[n] = d;
         n += 1;
-    }
-    if n == 0 {
-        return Err((QueueFault::BadHeadIndex, None));
-    }
-    if last_has_next {
-        // The walk stopped on its loop guard or at a `next` outside the table.
-        return Err((QueueFault::ChainTooLong, None));
+        if !d.has_next() {
+            break;
+        }
+        if d.next() >= size {
+            return Err((QueueFault::ChainTooLong, None));
+        }
+        index = d.next();
     }
     let last = descs[n - 1];
     let footer_ok = last.is_write_only()
@@ -287,6 +301,26 @@ fn check_chain(
     Ok((hdr, ftr))
 }
 
+/// Descriptor `index` of the table at window offset `table` (16 bytes, little-endian).
+fn read_descriptor(window: &HostWindow, table: u64, index: u16) -> Option<Descriptor> {
+    let mut raw = [0u8; 16];
+    window
+        .read(table.checked_add(16 * u64::from(index))?, &mut raw)
+        .ok()?;
+    let word = |at: usize, len: usize| {
+        raw[at..at + len]
+            .iter()
+            .rev()
+            .fold(0u64, |v, &b| v << 8 | u64::from(b))
+    };
+    Some(Descriptor::new(
+        word(0, 8),
+        word(8, 4) as u32,
+        word(12, 2) as u16,
+        word(14, 2) as u16,
+    ))
+}
+
 /// What serving one chain came to.
 enum Served {
     /// The used length, and the fault if the chain was malformed.
@@ -296,8 +330,8 @@ enum Served {
 }
 
 /// Serves one chain.
-fn serve_chain(chain: Chain<'_>, ctx: &mut RequestContext<'_>) -> Served {
-    let (hdr_desc, ftr_desc) = match check_chain(chain, ctx.window) {
+fn serve_chain(head: u16, table: u64, size: u16, ctx: &mut RequestContext<'_>) -> Served {
+    let (hdr_desc, ftr_desc) = match check_chain(head, table, size, ctx.window) {
         Ok(d) => d,
         Err((fault, footer)) => {
             let ret = if fault == QueueFault::OutOfWindow {

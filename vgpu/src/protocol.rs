@@ -439,4 +439,7 @@ pub enum QueueFault {
     BadLength = 4,
     /// A descriptor's buffer is not inside the window.
     OutOfWindow = 5,
+    /// A descriptor refers to an indirect table (`VIRTQ_DESC_F_INDIRECT`); the device does not
+    /// offer `VIRTIO_F_INDIRECT_DESC`, so the chain is not served.
+    Indirect = 6,
 }

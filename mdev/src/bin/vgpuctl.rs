@@ -241,16 +241,17 @@ fn run(cli: Cli) -> Result<bool> {
         _ if json => {}
         Response::Types(types) => {
             println!(
-                "{:<10} {:>10} {:>9} {:>9}",
-                "TYPE", "FB (MiB)", "MAX", "AVAILABLE"
+                "{:<10} {:>10} {:>9} {:>9} {:>9}",
+                "TYPE", "FB (MiB)", "MAX", "AVAILABLE", "CHANNELS"
             );
             for t in types {
                 println!(
-                    "{:<10} {:>10} {:>9} {:>9}",
+                    "{:<10} {:>10} {:>9} {:>9} {:>9}",
                     t.name,
                     t.fb_bytes >> 20,
                     t.max_instances,
-                    t.available_instances
+                    t.available_instances,
+                    t.channels
                 );
             }
         }

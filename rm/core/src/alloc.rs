@@ -96,6 +96,7 @@ pub(super) fn rm_alloc_memory<B: Backend>(
     let Some((backend, _, vgpu)) = rm.parts(c.gfid) else {
         return NvStatus::ERR_INVALID_CLIENT;
     };
+    let vgpu_room = vgpu.has_room();
     let Some(client) = vgpu.client_for_mut(c.fd, p.hRoot) else {
         return NvStatus::ERR_INVALID_CLIENT;
     };
@@ -103,7 +104,7 @@ pub(super) fn rm_alloc_memory<B: Backend>(
         Some(o) if matches!(o.kind, ObjectKind::Device) => {}
         _ => return NvStatus::ERR_INVALID_OBJECT_PARENT,
     }
-    if !client.has_room() {
+    if !client.has_room() || !vgpu_room {
         return NvStatus::ERR_INSUFFICIENT_RESOURCES;
     }
     let h = match p.hObjectNew {
@@ -185,7 +186,7 @@ pub(super) fn rm_alloc<B: Backend>(
         return NvStatus::ERR_INVALID_ADDRESS;
     }
     let guest_params = params.clone();
-    if !client.has_room() {
+    if !client.has_room() || !vgpu.has_room() {
         return NvStatus::ERR_INSUFFICIENT_RESOURCES;
     }
     let handle = match a.h_new {
@@ -203,6 +204,11 @@ pub(super) fn rm_alloc<B: Backend>(
         Ok(b) => b,
         Err(s) => return s,
     };
+    if matches!(built.kind, ObjectKind::Channel(_))
+        && vgpu.channels_held() >= vgpu.config.max_channels
+    {
+        return NvStatus::ERR_NO_FREE_FIFOS;
+    }
     if vgpu.fb_used.saturating_add(built.fb_charge) > vgpu.config.fb_quota
         || vgpu.sysmem_used.saturating_add(built.sysmem_charge) > vgpu.config.sysmem_quota
     {
@@ -298,7 +304,7 @@ fn alloc_client<B: Backend>(
     if a.p_alloc_parms != 0 && mem.read(a.p_alloc_parms, params.as_mut_bytes()).is_err() {
         return NvStatus::ERR_INVALID_ADDRESS;
     }
-    if vgpu.clients.len() >= MAX_CLIENTS_PER_VGPU {
+    if vgpu.clients.len() >= MAX_CLIENTS_PER_VGPU || !vgpu.has_room() {
         return NvStatus::ERR_INSUFFICIENT_RESOURCES;
     }
     let Some((guest, host)) = vgpu.client_handles(a.h_new) else {

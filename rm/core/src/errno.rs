@@ -23,6 +23,9 @@ pub enum Errno {
     /// `EACCES`: the caller lacks the privilege (NUMA status needs root; guests never have it).
     #[error("EACCES")]
     Acces,
+    /// `ENODEV`: no GPU behind the device minor (what `nvidia_open` answers for it).
+    #[error("ENODEV")]
+    NoDev,
 }
 
 impl Errno {
@@ -35,6 +38,7 @@ impl Errno {
             Errno::NoMem => 12,
             Errno::Busy => 16,
             Errno::Acces => 13,
+            Errno::NoDev => 19,
         }
     }
 

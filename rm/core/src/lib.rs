@@ -55,6 +55,9 @@ pub enum RmError {
     /// The guest already holds the most fds allowed.
     #[error("GFID {0} has too many open fds")]
     TooManyFds(Gfid),
+    /// The device minor names no GPU of this vGPU (it has one: minor 0).
+    #[error("GFID {0} has no GPU at minor {1}")]
+    NoSuchDevice(Gfid, u32),
 }
 
 /// The RM core over a backend `B`.
@@ -149,6 +152,11 @@ impl<B: Backend> Rm<B> {
     /// Opens a guest fd on `node` (what the guest's `open("/dev/nvidia...")` becomes).
     pub fn open(&mut self, gfid: Gfid, node: Node) -> Result<FdId, RmError> {
         let vgpu = self.vgpus.get_mut(&gfid).ok_or(RmError::NoSuchVgpu(gfid))?;
+        if let Node::Device(minor) = node {
+            if minor != 0 {
+                return Err(RmError::NoSuchDevice(gfid, minor));
+            }
+        }
         vgpu.fds.open(node).ok_or(RmError::TooManyFds(gfid))
     }
 

@@ -24,7 +24,18 @@ pub struct VgpuConfig {
     pub pci_bus: u8,
     /// PCI slot of the vGPU as the guest sees it.
     pub pci_slot: u8,
+    /// Most RM objects the vGPU may hold at once, over all its clients (each costs the host
+    /// memory whatever its class): past it an allocation gets `NV_ERR_INSUFFICIENT_RESOURCES`.
+    pub max_objects: usize,
+    /// Most channels the vGPU may hold at once: past it a channel allocation gets
+    /// `NV_ERR_NO_FREE_FIFOS`, so one vGPU cannot take a runlist's every channel.
+    pub max_channels: usize,
 }
+
+/// [`VgpuConfig::max_objects`] by default.
+pub const MAX_OBJECTS_PER_VGPU: usize = 1 << 16;
+/// [`VgpuConfig::max_channels`] by default: a whole Hopper runlist's channel RAM.
+pub const MAX_CHANNELS_PER_VGPU: usize = 2048;
 
 impl VgpuConfig {
     /// A vGPU with `fb_quota` bytes of video memory (and as much system memory) at guest PCI
@@ -38,6 +49,8 @@ impl VgpuConfig {
             gpu_id: 0x600,
             pci_bus: 0,
             pci_slot: 6,
+            max_objects: MAX_OBJECTS_PER_VGPU,
+            max_channels: MAX_CHANNELS_PER_VGPU,
         }
     }
 }
@@ -81,6 +94,21 @@ pub struct IdleWait {
 }
 
 impl Vgpu {
+    /// RM objects held over all clients.
+    pub fn objects_held(&self) -> usize {
+        self.clients.values().map(Client::len).sum()
+    }
+
+    /// Channels held over all clients.
+    pub fn channels_held(&self) -> usize {
+        self.clients.values().map(Client::channels).sum()
+    }
+
+    /// Whether one more object fits under [`VgpuConfig::max_objects`].
+    pub fn has_room(&self) -> bool {
+        self.objects_held() < self.config.max_objects
+    }
+
     /// A fresh vGPU.
     pub fn new(gfid: Gfid, config: VgpuConfig) -> Self {
         Self {

@@ -247,14 +247,11 @@ impl<D: NvDriver> Drop for HostClient<D> {
 mod tests {
     use super::*;
 
-    /// On a GPU machine: a host client comes up and an empty gate call succeeds. Elsewhere the
-    /// test says why it did nothing.
+    /// On a GPU machine: a host client comes up and an empty gate call succeeds. Reported as
+    /// skipped elsewhere; run it with `--run-ignored all` where `/dev/nvidiactl` exists.
     #[test]
+    #[ignore = "needs a GPU (/dev/nvidiactl)"]
     fn host_client_on_a_real_gpu() {
-        if !std::path::Path::new("/dev/nvidiactl").exists() {
-            eprintln!("skipping: no /dev/nvidiactl (not a GPU machine)");
-            return;
-        }
         let c = HostClient::open(0).expect("host client on the GPU");
         assert_ne!(c.client(), 0);
         c.set_channels_enabled(&[], true).unwrap();

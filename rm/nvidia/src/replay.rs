@@ -18,7 +18,6 @@ use rm_core::{GuestMemory, GuestMemoryFault};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::sync::Mutex;
 use zerocopy::IntoBytes;
 
@@ -169,12 +168,8 @@ impl NvDriver for ReplayDriver {
     }
 }
 
-fn trace_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/traces")
-}
-
 fn load(name: &str) -> Option<Vec<Record>> {
-    let f = std::fs::File::open(trace_dir().join(format!("{name}.jsonl.gz"))).ok()?;
+    let f = std::fs::File::open(rm_core::testing::traces::trace(name)?).ok()?;
     let r = BufReader::new(flate2::read::GzDecoder::new(f));
     Some(
         r.lines()
@@ -275,16 +270,13 @@ fn replay(name: &str) -> Option<usize> {
 fn real_programs_replay_unchanged_through_the_forwarder() {
     let mut ran = 0;
     for (name, channels) in [("vecadd", 20), ("spin", 20), ("smi", 0), ("smiq", 0)] {
-        match replay(name) {
-            Some(n) => {
-                assert_eq!(n, channels, "{name}: channels tracked");
-                ran += 1;
-            }
-            None => eprintln!("skipping {name}: no trace under {}", trace_dir().display()),
+        if let Some(n) = replay(name) {
+            assert_eq!(n, channels, "{name}: channels tracked");
+            ran += 1;
         }
     }
     if ran == 0 {
-        eprintln!("skipping: no shared traces");
+        eprintln!("skipping: no trace fixtures");
     }
 }
 

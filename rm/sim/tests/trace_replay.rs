@@ -178,14 +178,9 @@ struct Replay {
     failures: Vec<String>,
 }
 
-/// Replays the controls of `shared/traces/<name>.jsonl.gz`; `None` when the trace is absent.
+/// Replays the controls of the trace fixture `<name>`; `None` when it is absent (outside CI).
 fn replay(name: &str) -> Option<Replay> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("../../../shared/traces/{name}.jsonl.gz"));
-    if !path.exists() {
-        eprintln!("skipping: no {}", path.display());
-        return None;
-    }
+    let path = rm_core::testing::traces::trace(name)?;
     let (controls, classes) = read_trace(&path);
 
     let mut rm = Rm::new(SimBackend::new(SimConfig::default()));

@@ -5,22 +5,13 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn traces() -> Option<Vec<PathBuf>> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/traces");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.to_string_lossy().ends_with(".jsonl.gz") || p.to_string_lossy().ends_with(".jsonl")
-        })
-        .collect();
-    files.sort();
+    let files = rm_core::testing::traces::all_traces();
     (!files.is_empty()).then_some(files)
 }
 
 #[test]
 fn shared_traces_decode_completely() {
     let Some(files) = traces() else {
-        eprintln!("skipping: no traces under ../shared/traces relative to the workspace root");
         return;
     };
     let mut report = rm_trace::Report::default();

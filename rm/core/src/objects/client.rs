@@ -20,6 +20,8 @@ pub struct Client {
     /// The guest fd whose close frees this client.
     pub fd: FdId,
     objects: BTreeMap<Handle, Object>,
+    /// How many of `objects` are channels.
+    channels: usize,
     next_handle: Handle,
 }
 
@@ -44,6 +46,7 @@ impl Client {
             host,
             fd,
             objects,
+            channels: 0,
             next_handle: RS_UNIQUE_HANDLE_BASE,
         }
     }
@@ -78,6 +81,11 @@ impl Client {
         self.objects.is_empty()
     }
 
+    /// How many channels the client holds.
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+
     /// Whether another object fits under `MAX_OBJECTS_PER_CLIENT`.
     pub fn has_room(&self) -> bool {
         self.objects.len() < MAX_OBJECTS_PER_CLIENT
@@ -97,7 +105,10 @@ impl Client {
     pub fn insert(&mut self, h: Handle, obj: Object) {
         let parent = obj.parent;
         let deps = obj.depends_on.clone();
-        self.objects.insert(h, obj);
+        let channel = matches!(obj.kind, ObjectKind::Channel(_));
+        if self.objects.insert(h, obj).is_none() && channel {
+            self.channels += 1;
+        }
         if let Some(p) = self.objects.get_mut(&parent) {
             p.children.insert(h);
         }
@@ -145,6 +156,9 @@ impl Client {
     /// Removes `h` (already freed in the backend) and unlinks it from parent and dependencies.
     pub fn remove(&mut self, h: Handle) -> Option<Object> {
         let obj = self.objects.remove(&h)?;
+        if matches!(obj.kind, ObjectKind::Channel(_)) {
+            self.channels -= 1;
+        }
         if let Some(p) = self.objects.get_mut(&obj.parent) {
             p.children.remove(&h);
         }

@@ -4,6 +4,7 @@
 //! virtqueue) build them the same way.
 
 pub mod fixtures;
+pub mod traces;
 pub mod transport;
 
 /// The RM client library the tests drive the core with, re-exported so that crates testing
