@@ -185,6 +185,20 @@ impl<S: ChannelSwitch, C: Clock> ChannelGate<S, C> {
         }
     }
 
+    /// Enables every one of `channels` that can be (the daemon's exit): in one call, and
+    /// where that fails (a channel of a tenant that died, a bogus pair a client sent) one
+    /// channel at a time, so no channel stays disabled because another failed. Returns how
+    /// many could not be enabled.
+    pub fn enable_all(&mut self, channels: &[ChannelPair]) -> usize {
+        if channels.is_empty() || self.switch.set_enabled(channels, true).is_ok() {
+            return 0;
+        }
+        channels
+            .iter()
+            .filter(|&&c| self.switch.set_enabled(&[c], true).is_err())
+            .count()
+    }
+
     /// Gates by a new name-to-GFID map (a reloaded policy). Channels that leave a disabled
     /// group (their tenant left the policy or moved to another GFID) are enabled; channels that
     /// join a disabled group are disabled. The scheduler then restarts under the new policy.
@@ -327,6 +341,26 @@ impl<S: ChannelSwitch, C: Clock> Mechanism for ChannelGate<S, C> {
 }
 
 /// A fake GPU and a virtual clock for tests of the gate and of the loop that drives it.
+#[cfg(test)]
+mod exit_tests {
+    use super::testing::*;
+    use super::*;
+
+    /// Found by review: the exit's one batched enable stopped at the first channel that
+    /// failed, so a bogus `0:0` pair from any client left every tenant frozen.
+    #[test]
+    fn at_exit_every_channel_that_can_be_enabled_is() {
+        let (mut g, _reg, _) = gate(2, Duration::from_micros(1));
+        let good: Vec<ChannelPair> = (0..200).map(|i| (0xC1D0_0000, 0x5C00_0000 + i)).collect();
+        g.switch.disabled.extend(good.iter().copied());
+        g.switch.dead.insert((0, 0));
+        let mut all = good.clone();
+        all.insert(100, (0, 0));
+        assert_eq!(g.enable_all(&all), 1, "only the bogus pair fails");
+        assert!(g.switch.disabled.is_empty(), "{:?}", g.switch.disabled);
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;

@@ -12,6 +12,7 @@
 //! * [`enforce`]: the daemon's loop, the scheduler over the gate in short ticks with policy
 //!   reload (SIGHUP, file change) between them.
 
+pub mod acceptor;
 pub mod control;
 pub mod daemon;
 pub mod enforce;

@@ -34,7 +34,14 @@ struct Inner {
 pub struct TenantRegistry {
     inner: Arc<(Mutex<Inner>, Condvar)>,
     state_file: Option<PathBuf>,
+    /// The generation last written to the state file. Writes happen under this lock, not the
+    /// registry's, so the scheduler never waits for the disk.
+    written: Arc<Mutex<u64>>,
 }
+
+/// What a change leaves to write to the state file once the registry is unlocked.
+#[must_use]
+struct Snapshot(Option<(u64, BTreeSet<ChannelPair>)>);
 
 /// A tenant as the daemon reports it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -53,6 +60,7 @@ impl TenantRegistry {
         Self {
             inner: Arc::default(),
             state_file,
+            written: Arc::default(),
         }
     }
 
@@ -60,19 +68,34 @@ impl TenantRegistry {
         self.inner.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn changed(&self, inner: &mut Inner) {
+    /// Records a change under the registry's lock; the state file is written by
+    /// [`TenantRegistry::persist`] after the lock is released.
+    fn changed(&self, inner: &mut Inner) -> Snapshot {
         inner.generation += 1;
-        if let Some(path) = &self.state_file {
-            let pairs: BTreeSet<ChannelPair> = inner
+        self.inner.1.notify_all();
+        Snapshot(self.state_file.as_ref().map(|_| {
+            let pairs = inner
                 .conns
                 .values()
                 .flat_map(|c| c.channels.iter().copied())
                 .collect();
-            if let Err(e) = save_pairs(path, &pairs) {
-                tracing::warn!("cannot write {}: {e}", path.display());
-            }
+            (inner.generation, pairs)
+        }))
+    }
+
+    /// Writes a change's snapshot unless a newer one was written already.
+    fn persist(&self, snapshot: Snapshot) {
+        let (Some(path), Some((generation, pairs))) = (&self.state_file, snapshot.0) else {
+            return;
+        };
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        if *written >= generation {
+            return;
         }
-        self.inner.1.notify_all();
+        if let Err(e) = save_pairs(path, &pairs) {
+            tracing::warn!("cannot write {}: {e}", path.display());
+        }
+        *written = generation;
     }
 
     /// Registers a connection.
@@ -88,17 +111,26 @@ impl TenantRegistry {
                 channels: BTreeSet::new(),
             },
         );
-        self.changed(&mut inner);
+        let snapshot = self.changed(&mut inner);
+        drop(inner);
+        self.persist(snapshot);
         id
     }
 
-    /// Replaces a connection's channel set.
+    /// Replaces a connection's channel set (an unchanged set changes nothing).
     pub fn set_channels(&self, id: ConnId, channels: &[ChannelPair]) {
         let mut inner = self.lock();
-        if let Some(c) = inner.conns.get_mut(&id) {
-            c.channels = channels.iter().copied().collect();
-            self.changed(&mut inner);
+        let new: BTreeSet<ChannelPair> = channels.iter().copied().collect();
+        let Some(c) = inner.conns.get_mut(&id) else {
+            return;
+        };
+        if c.channels == new {
+            return;
         }
+        c.channels = new;
+        let snapshot = self.changed(&mut inner);
+        drop(inner);
+        self.persist(snapshot);
     }
 
     /// Removes a connection; returns its channels, which [`TenantRegistry::take_released`] then
@@ -111,7 +143,9 @@ impl TenantRegistry {
             .map(|c| c.channels.into_iter().collect())
             .unwrap_or_default();
         inner.released.extend(gone.iter().copied());
-        self.changed(&mut inner);
+        let snapshot = self.changed(&mut inner);
+        drop(inner);
+        self.persist(snapshot);
         gone
     }
 
@@ -204,6 +238,48 @@ pub fn load_pairs(path: &Path) -> Vec<ChannelPair> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    /// Found by review: every CHANNELS message rewrote the state file under the registry's
+    /// lock, which the scheduler takes every tick. Here the write cannot finish (its temporary
+    /// file is a FIFO nobody reads), and the registry must stay usable meanwhile.
+    #[test]
+    fn a_slow_state_write_does_not_hold_the_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        let tmp = path.with_extension("tmp");
+        let c = std::ffi::CString::new(tmp.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let reg = TenantRegistry::new(Some(path.clone()));
+        let writer = {
+            let reg = reg.clone();
+            std::thread::spawn(move || {
+                let id = reg.connect("a", 1);
+                reg.set_channels(id, &[(1, 2)]);
+            })
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let reg = reg.clone();
+            std::thread::spawn(move || tx.send(reg.by_tenant()).unwrap());
+        }
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("the registry is free while the state file is written");
+        // Let the writes through: read the FIFO until the writer is done.
+        while !writer.is_finished() {
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&tmp)
+            {
+                let _ = std::io::Read::read_to_end(&mut f, &mut Vec::new());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        writer.join().unwrap();
+    }
 
     #[test]
     fn registry_groups_by_name_and_persists() {

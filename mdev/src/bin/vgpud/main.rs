@@ -96,6 +96,9 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // The connection caps, not the default 1024 descriptors, bound the daemon's clients.
+    let fds = mdev::acceptor::raise_fd_limit();
+    tracing::debug!("open-file limit {fds}");
     let result = match cli.backend {
         BackendKind::Nvidia => match cli.policy {
             Some(policy) => nvidia::run(nvidia::NvidiaArgs {

@@ -153,11 +153,13 @@ pub fn run(cli: NvidiaArgs) -> Result<()> {
     sched.release()?;
     flush_log(&mut sched, &mut log_file);
     let all = registry.all_channels();
-    let gate = sched.mechanism_mut();
-    let _ = mdev::gate::ChannelSwitch::set_enabled(gate.switch_mut(), &all, true);
+    let failed = sched.mechanism_mut().enable_all(&all);
     write_stats(&sched);
     let _ = std::fs::remove_file(&cli.socket);
-    eprintln!("vgpud: stopped; re-enabled {} channel(s)", all.len());
+    eprintln!(
+        "vgpud: stopped; re-enabled {} channel(s), {failed} could not be (gone with their process, or never real)",
+        all.len() - failed
+    );
     Ok(())
 }
 
@@ -179,27 +181,22 @@ fn flush_log<M: scheduler::mechanism::Mechanism>(
 /// [`protocol::MAX_CONNECTIONS`] at once; a connection over the limit is closed at once.
 fn accept(listener: UnixListener, registry: TenantRegistry) {
     let slots = protocol::ConnectionSlots::new(protocol::MAX_CONNECTIONS);
-    for conn in listener.incoming() {
-        match conn {
-            Ok(stream) => {
-                let Some(slot) = slots.try_acquire() else {
-                    tracing::warn!(
-                        "refusing a tenant connection: {} already served",
-                        protocol::MAX_CONNECTIONS
-                    );
-                    continue;
-                };
-                let registry = registry.clone();
-                let _ = std::thread::Builder::new()
-                    .name("tenant".into())
-                    .spawn(move || {
-                        let _slot = slot;
-                        serve(stream, registry)
-                    });
-            }
-            Err(e) => tracing::warn!("accept: {e}"),
-        }
-    }
+    mdev::acceptor::accept_loop(&listener, |stream| {
+        let Some(slot) = slots.try_acquire() else {
+            tracing::debug!(
+                "refusing a tenant connection: {} already served",
+                protocol::MAX_CONNECTIONS
+            );
+            return;
+        };
+        let registry = registry.clone();
+        let _ = std::thread::Builder::new()
+            .name("tenant".into())
+            .spawn(move || {
+                let _slot = slot;
+                serve(stream, registry)
+            });
+    });
 }
 
 /// One tenant connection: HELLO first (within [`protocol::HELLO_TIMEOUT`]), then channel sets,

@@ -150,11 +150,10 @@ pub fn run(args: VmArgs) -> Result<()> {
 
 fn accept(listener: UnixListener, daemon: Arc<Mutex<Daemon>>) {
     let live = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    for conn in listener.incoming() {
-        let Ok(stream) = conn else { continue };
+    mdev::acceptor::accept_loop(&listener, |stream| {
         if live.fetch_add(1, Ordering::SeqCst) >= MAX_CONTROL_CONNECTIONS {
             live.fetch_sub(1, Ordering::SeqCst);
-            continue;
+            return;
         }
         let daemon = daemon.clone();
         let live = live.clone();
@@ -164,7 +163,7 @@ fn accept(listener: UnixListener, daemon: Arc<Mutex<Daemon>>) {
                 serve(stream, &daemon);
                 live.fetch_sub(1, Ordering::SeqCst);
             });
-    }
+    });
 }
 
 /// One control connection: requests and answers, one JSON line each, until end of file.
