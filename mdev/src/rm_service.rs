@@ -124,11 +124,13 @@ impl<B: Backend> RmService<B> {
     }
 }
 
+/// A mapping copy's errno: `ENOMEM` when the host memory for written pages is spent, else
+/// `EFAULT` (what a fault on the mapping is).
 fn mapping_ret(s: NvStatus) -> Result<(), Errno> {
-    if s == NvStatus::OK {
-        Ok(())
-    } else {
-        Err(Errno::Fault)
+    match s {
+        NvStatus::OK => Ok(()),
+        NvStatus::ERR_NO_MEMORY => Err(Errno::NoMem),
+        _ => Err(Errno::Fault),
     }
 }
 

@@ -47,9 +47,16 @@ pub struct SimConfig {
     pub fb_bytes: u64,
     /// System memory the GPU's clients may allocate, in bytes.
     pub sysmem_bytes: u64,
+    /// Host memory the sim may hold for the pages its clients wrote, over all of them: a
+    /// simulated framebuffer is far larger than the host's RAM, and each written 4 KiB of it
+    /// costs a host page. Past it a write that needs a new page fails (`NV_ERR_NO_MEMORY`).
+    pub host_memory_bytes: u64,
     /// Cost model.
     pub timing: Timing,
 }
+
+/// [`SimConfig::host_memory_bytes`] by default: 4 GiB.
+pub const DEFAULT_HOST_MEMORY: u64 = 4 << 30;
 
 impl Default for SimConfig {
     fn default() -> Self {
@@ -58,6 +65,7 @@ impl Default for SimConfig {
             copy_engines: 4,
             fb_bytes: H200_FB_BYTES,
             sysmem_bytes: 256 << 30,
+            host_memory_bytes: DEFAULT_HOST_MEMORY,
             timing: Timing::default(),
         }
     }
@@ -176,7 +184,11 @@ impl SimGpu {
         Self {
             clock: SimClock::new(config.clock),
             timing: config.timing.sanitized(),
-            pool: MemoryPool::new(config.fb_bytes, config.sysmem_bytes),
+            pool: {
+                let mut pool = MemoryPool::new(config.fb_bytes, config.sysmem_bytes);
+                pool.set_resident_limit(config.host_memory_bytes);
+                pool
+            },
             vaspaces: BTreeMap::new(),
             next_vaspace: 1,
             runlists: (0..=copies)

@@ -64,6 +64,13 @@ pub enum MemoryError {
         /// Bytes still free.
         available: u64,
     },
+    /// Writing a page that was never written would take the host memory the pool keeps for
+    /// written pages past its limit.
+    #[error("the GPU's written pages hold {limit:#x} bytes of host memory, its limit")]
+    HostMemoryFull {
+        /// The limit.
+        limit: u64,
+    },
 }
 
 /// Where an object's bytes live.
@@ -92,6 +99,9 @@ pub struct MemoryPool {
     vidmem_used: u64,
     sysmem_capacity: u64,
     sysmem_used: u64,
+    /// Host bytes held for written pages, and the most it may hold.
+    resident: u64,
+    resident_limit: u64,
 }
 
 impl MemoryPool {
@@ -105,7 +115,16 @@ impl MemoryPool {
             vidmem_used: 0,
             sysmem_capacity,
             sysmem_used: 0,
+            resident: 0,
+            resident_limit: u64::MAX,
         }
+    }
+
+    /// Bounds the host memory held for written pages (over all objects) to `limit` bytes:
+    /// a write that would materialise a page past it fails with
+    /// [`MemoryError::HostMemoryFull`] and changes nothing.
+    pub fn set_resident_limit(&mut self, limit: u64) {
+        self.resident_limit = limit;
     }
 
     /// Allocates `size` bytes (rounded up to [`PAGE_SIZE`]) of zeroed memory in `aperture`.
@@ -173,6 +192,9 @@ impl MemoryPool {
             .objects
             .remove(&id)
             .ok_or(MemoryError::NoSuchMemory(id))?;
+        if let Storage::Sparse(pages) = &obj.storage {
+            self.resident -= pages.len() as u64 * PAGE_SIZE;
+        }
         match (&obj.storage, obj.aperture) {
             (Storage::External(_), _) => {}
             (Storage::Sparse(_), Aperture::Vidmem) => self.vidmem_used -= obj.size,
@@ -212,13 +234,7 @@ impl MemoryPool {
     /// Host bytes the pool itself holds for written pages, over all objects (guest-shared
     /// pages are not the pool's).
     pub fn resident_bytes(&self) -> u64 {
-        self.objects
-            .values()
-            .map(|o| match &o.storage {
-                Storage::Sparse(pages) => pages.len() as u64 * PAGE_SIZE,
-                Storage::External(_) => 0,
-            })
-            .sum()
+        self.resident
     }
 
     /// Whether an object's storage is guest-shared pages.
@@ -282,6 +298,23 @@ impl MemoryPool {
                 return external_result(ext.write(offset, data), id, offset, data.len(), obj.size)
             }
         };
+        // The pages this write materialises, counted first so a refused write changes nothing.
+        let first = offset / PAGE_SIZE;
+        let last = (offset + data.len() as u64).div_ceil(PAGE_SIZE);
+        let new_pages = (first..last)
+            .filter(|p| !pages.contains_key(p))
+            .filter(|&p| {
+                let a = (p * PAGE_SIZE).max(offset) - offset;
+                let b = ((p + 1) * PAGE_SIZE).min(offset + data.len() as u64) - offset;
+                data[a as usize..b as usize].iter().any(|&x| x != 0)
+            })
+            .count() as u64;
+        if self.resident + new_pages * PAGE_SIZE > self.resident_limit {
+            return Err(MemoryError::HostMemoryFull {
+                limit: self.resident_limit,
+            });
+        }
+        self.resident += new_pages * PAGE_SIZE;
         let mut done = 0usize;
         while done < data.len() {
             let pos = offset + done as u64;
@@ -465,5 +498,39 @@ mod tests {
             .all(|&b| b == 0));
         p.free(m).unwrap();
         assert_eq!(p.available(Aperture::Sysmem), PAGE_SIZE);
+    }
+
+    /// Found by a hostile guest: writing its whole framebuffer quota grew the host by a page
+    /// per 4 KiB written until the OOM killer came. The pool now holds at most its limit.
+    #[test]
+    fn written_pages_stop_at_the_host_memory_limit() {
+        let mut p = MemoryPool::new(1 << 40, 1 << 40);
+        p.set_resident_limit(2 * PAGE_SIZE);
+        let a = p.alloc(Aperture::Vidmem, 1 << 30).unwrap();
+        let b = p.alloc(Aperture::Vidmem, 1 << 30).unwrap();
+        p.write(a, 0, &[1]).unwrap();
+        // Zeros and rewrites of a written page cost nothing.
+        p.write(a, 5 * PAGE_SIZE, &vec![0; 3 * PAGE_SIZE as usize])
+            .unwrap();
+        p.write(a, 10, &[2; 100]).unwrap();
+        assert_eq!(p.resident_bytes(), PAGE_SIZE);
+        // A write across two new pages with room for one: refused whole.
+        let e = p.write(b, PAGE_SIZE - 1, &[3, 3]).unwrap_err();
+        assert_eq!(
+            e,
+            MemoryError::HostMemoryFull {
+                limit: 2 * PAGE_SIZE
+            }
+        );
+        let mut back = [9u8; 2];
+        p.read(b, PAGE_SIZE - 1, &mut back).unwrap();
+        assert_eq!(back, [0, 0], "nothing of the refused write landed");
+        p.write(b, 0, &[4]).unwrap();
+        assert_eq!(p.resident_bytes(), 2 * PAGE_SIZE);
+        assert!(p.write(b, 8 * PAGE_SIZE, &[5]).is_err());
+        // Freeing gives the pages back.
+        p.free(a).unwrap();
+        assert_eq!(p.resident_bytes(), PAGE_SIZE);
+        p.write(b, 8 * PAGE_SIZE, &[5]).unwrap();
     }
 }

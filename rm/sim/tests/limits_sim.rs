@@ -103,3 +103,51 @@ fn objects_past_the_vgpus_limit_get_insufficient_resources() {
     g.free(t.client, t.subdevice, 0x5c10_0000).unwrap();
     assert_eq!(event(&mut g, 0x5c1f_0000), NvStatus::OK);
 }
+
+#[test]
+fn cpu_writes_past_the_sims_host_memory_get_no_memory() {
+    let pages = 64u64;
+    let core = CoreTransport::new(
+        Rm::new(SimBackend::new(SimConfig {
+            host_memory_bytes: pages * 4096,
+            ..SimConfig::default()
+        })),
+        7,
+        VgpuConfig::with_quota(1 << 34),
+    )
+    .unwrap();
+    let mut g = RmClient::open(&core).unwrap();
+    let b = testing::base(&mut g);
+    // 8 GiB of video memory: within the quota, far beyond the host memory allowed.
+    let mut p = NvMemoryAllocationParams {
+        size: 8 << 30,
+        ..Default::default()
+    };
+    let (s, mem) = g
+        .alloc_status(
+            b.client,
+            b.device,
+            0x5c20_0000,
+            class::NV01_MEMORY_LOCAL_USER,
+            p.as_mut_bytes(),
+        )
+        .unwrap();
+    assert_eq!(s, NvStatus::OK);
+    let write = |at: u64| core.rm().write_memory(7, b.client, mem, at, &[0xAB; 16]);
+    // Whatever the base tree wrote holds some pages already; the rest of the allowance is
+    // written, then the next new page is refused.
+    let held = core
+        .rm()
+        .backend()
+        .gpu()
+        .lock()
+        .unwrap()
+        .memory()
+        .resident_bytes()
+        / 4096;
+    for i in 0..(pages - held) {
+        assert_eq!(write(i << 20), NvStatus::OK, "page {i}");
+    }
+    assert_eq!(write(pages << 20), NvStatus::ERR_NO_MEMORY);
+    assert_eq!(write(0), NvStatus::OK, "written pages stay writable");
+}

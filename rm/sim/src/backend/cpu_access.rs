@@ -83,6 +83,7 @@ impl SimBackend {
         };
         match self.lock().memory_mut().write(id, at, data) {
             Ok(()) => NvStatus::OK,
+            Err(crate::memory::MemoryError::HostMemoryFull { .. }) => NvStatus::ERR_NO_MEMORY,
             Err(_) => NvStatus::ERR_INVALID_OFFSET,
         }
     }

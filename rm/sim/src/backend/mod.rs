@@ -111,7 +111,9 @@ pub struct SimBackend {
 
 fn status_of(e: &SimError) -> NvStatus {
     match e {
-        SimError::Memory(MemoryError::OutOfMemory { .. }) => NvStatus::ERR_NO_MEMORY,
+        SimError::Memory(MemoryError::OutOfMemory { .. } | MemoryError::HostMemoryFull { .. }) => {
+            NvStatus::ERR_NO_MEMORY
+        }
         SimError::Memory(MemoryError::OutOfBounds { .. }) => NvStatus::ERR_INVALID_OFFSET,
         SimError::Memory(_) => NvStatus::ERR_INVALID_ARGUMENT,
         SimError::Va(VaError::Overlap { .. }) => NvStatus::ERR_INVALID_OFFSET,
