@@ -115,6 +115,8 @@ pub struct ChannelGate<S: ChannelSwitch, C: Clock> {
     run: HashMap<u32, Duration>,
     /// Per GFID: the channels whose state was last set.
     applied: HashMap<u32, BTreeSet<ChannelPair>>,
+    /// When the gates were last asserted again (see [`REASSERT_PERIOD`]).
+    reasserted: Duration,
     /// Disable and enable calls.
     pub disables: CallStats,
     /// Enable calls.
@@ -139,6 +141,7 @@ impl<S: ChannelSwitch, C: Clock> ChannelGate<S, C> {
             on_since: HashMap::new(),
             run: HashMap::new(),
             applied: HashMap::new(),
+            reasserted: Duration::ZERO,
             disables: CallStats::default(),
             enables: CallStats::default(),
         }
@@ -249,6 +252,30 @@ impl<S: ChannelSwitch, C: Clock> ChannelGate<S, C> {
     }
 }
 
+/// How often the gate disables a gated tenant's channels again. A process tenant is
+/// cooperative: its shim refuses to re-enable them, but a raw `ioctl` that skips the shim can,
+/// and would then run outside its turn until this comes round.
+pub const REASSERT_PERIOD: Duration = Duration::from_millis(10);
+
+impl<S: ChannelSwitch, C: Clock> ChannelGate<S, C> {
+    /// Disables every gated tenant's channels again, once per [`REASSERT_PERIOD`].
+    fn reassert(&mut self) {
+        let now = self.clock.now();
+        if now.saturating_sub(self.reasserted) < REASSERT_PERIOD {
+            return;
+        }
+        self.reasserted = now;
+        let gated: Vec<Vec<ChannelPair>> = (self.enabled.iter())
+            .filter(|(_, &on)| !on)
+            .filter_map(|(g, _)| self.applied.get(g))
+            .map(|set| set.iter().copied().collect())
+            .collect();
+        for channels in gated {
+            self.apply(&channels, false);
+        }
+    }
+}
+
 impl<S: ChannelSwitch, C: Clock> Mechanism for ChannelGate<S, C> {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
@@ -330,6 +357,7 @@ impl<S: ChannelSwitch, C: Clock> Mechanism for ChannelGate<S, C> {
     ) -> Result<Duration, MechanismError> {
         loop {
             self.sync_channels();
+            self.reassert();
             let now = self.clock.now();
             if now >= deadline {
                 return Ok(now);
@@ -345,6 +373,33 @@ impl<S: ChannelSwitch, C: Clock> Mechanism for ChannelGate<S, C> {
 mod exit_tests {
     use super::testing::*;
     use super::*;
+
+    /// Found by review: a tenant can enable its own gated channels with a raw ioctl that
+    /// skips its shim. The gate disables them again within a period.
+    #[test]
+    fn a_tenant_that_lifts_its_own_gate_is_gated_again() {
+        let (mut g, reg, _) = gate(2, Duration::from_micros(1));
+        for i in 0..2u32 {
+            let id = reg.connect(&format!("t{i}"), 100 + i);
+            reg.set_channels(id, &[(0xC1D0_0000 + i, 0x5C00_0010)]);
+        }
+        let t1 = GroupRef { runlist: 0, tsg: 2 };
+        g.set_enabled(&[t1], false).unwrap();
+        assert!(g.switch.disabled.contains(&(0xC1D0_0001, 0x5C00_0010)));
+        // The tenant's raw re-enable.
+        g.switch.disabled.clear();
+        let now = g.now();
+        g.run_until(now + REASSERT_PERIOD + Duration::from_millis(1), &[])
+            .unwrap();
+        assert!(
+            g.switch.disabled.contains(&(0xC1D0_0001, 0x5C00_0010)),
+            "gated again"
+        );
+        assert!(
+            !g.switch.disabled.contains(&(0xC1D0_0000, 0x5C00_0010)),
+            "the other tenant, in its turn, is left alone"
+        );
+    }
 
     /// Found by review: the exit's one batched enable stopped at the first channel that
     /// failed, so a bogus `0:0` pair from any client left every tenant frozen.

@@ -65,7 +65,9 @@ pub fn tsg_engine(params: &[u8]) -> Option<u32> {
 }
 
 /// Checks a `FIFO_DISABLE_CHANNELS` param buffer: right size, no preempt event, at most 64
-/// entries, and every client handle in use owned by the caller.
+/// entries, every client handle in use owned by the caller, and a disable, never an enable:
+/// the daemon gates a tenant's channels with this control, and a tenant that enabled its own
+/// channels would undo its gate (CUDA and `nvidia-smi` never issue it: none in the traces).
 pub fn check_disable_channels(
     params: &[u8],
     owns: impl Fn(Handle) -> bool,
@@ -75,7 +77,7 @@ pub fn check_disable_channels(
     }
     let p: Nv2080CtrlFifoDisableChannelsParams =
         read_struct(params).ok_or(NvStatus::ERR_INVALID_ARGUMENT)?;
-    if p.pRunlistPreemptEvent != 0 {
+    if p.pRunlistPreemptEvent != 0 || p.bDisable == 0 {
         return Err(NvStatus::ERR_INSUFFICIENT_PERMISSIONS);
     }
     let n = usize::try_from(p.numChannels).map_err(|_| NvStatus::ERR_INVALID_ARGUMENT)?;
@@ -192,6 +194,12 @@ mod tests {
         assert_eq!(
             check_disable_channels(&p.as_bytes()[..100], own),
             Err(NvStatus::ERR_INVALID_ARGUMENT)
+        );
+        // Re-enabling channels (its own, gated) is the daemon's, not the tenant's.
+        let enable = disable_channels_params(&[(0xC1D0_0019, 0x5C00_0010)], false);
+        assert_eq!(
+            check_disable_channels(enable.as_bytes(), own),
+            Err(NvStatus::ERR_INSUFFICIENT_PERMISSIONS)
         );
         // Entries past numChannels are not looked at.
         let mut tail = p;
