@@ -4,11 +4,14 @@
 //! * `CHANNELS [<client>:<channel> ...]`: the tenant's full channel set, handles in hex.
 //!
 //! Everything is bounded: a line is at most [`MAX_LINE`] bytes and names at most
-//! [`MAX_CHANNELS`] channels, and at most [`MAX_CONNECTIONS`] connections are served at once
-//! (each holds a [`ConnectionSlot`]).
+//! [`MAX_CHANNELS`] channels, and at most [`MAX_CONNECTIONS`] connections are served at once,
+//! [`MAX_CONNECTIONS_PER_UID`] of one user (each holds a [`ConnectionSlot`]). A `HELLO` must
+//! name the pid the kernel reports for the peer ([`peer_credentials`]).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex};
 use thiserror::Error;
 
 /// Longest line accepted.
@@ -23,41 +26,131 @@ pub const MAX_CONNECTIONS: usize = 1024;
 /// connections cannot hold [`MAX_CONNECTIONS`] slots.
 pub const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Counts the connections being served, refusing more than a limit.
+/// Most tenant connections one user may hold at once, so that one user cannot take every
+/// one of [`MAX_CONNECTIONS`].
+pub const MAX_CONNECTIONS_PER_UID: usize = 64;
+
+/// Counts the connections being served, refusing more than a limit in all and per user.
 #[derive(Debug, Clone)]
 pub struct ConnectionSlots {
-    live: Arc<AtomicUsize>,
+    live: Arc<Mutex<Live>>,
     limit: usize,
+    per_uid: usize,
+}
+
+#[derive(Debug, Default)]
+struct Live {
+    total: usize,
+    by_uid: HashMap<u32, usize>,
 }
 
 /// One served connection; dropping it frees its slot.
 #[derive(Debug)]
-pub struct ConnectionSlot(Arc<AtomicUsize>);
+pub struct ConnectionSlot {
+    live: Arc<Mutex<Live>>,
+    uid: u32,
+}
 
 impl ConnectionSlots {
-    /// Slots for at most `limit` connections at once.
-    pub fn new(limit: usize) -> Self {
+    /// Slots for at most `limit` connections at once, `per_uid` of them for one user.
+    pub fn new(limit: usize, per_uid: usize) -> Self {
         Self {
             live: Arc::default(),
             limit,
+            per_uid,
         }
     }
 
-    /// A slot for a new connection, or `None` when `limit` connections are being served.
-    pub fn try_acquire(&self) -> Option<ConnectionSlot> {
-        self.live
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.limit).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| ConnectionSlot(Arc::clone(&self.live)))
+    /// A slot for a new connection of user `uid`, or `None` when the daemon or that user is
+    /// at its limit.
+    pub fn try_acquire(&self, uid: u32) -> Option<ConnectionSlot> {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = live.by_uid.get(&uid).copied().unwrap_or(0);
+        if live.total >= self.limit || mine >= self.per_uid {
+            return None;
+        }
+        live.total += 1;
+        live.by_uid.insert(uid, mine + 1);
+        Some(ConnectionSlot {
+            live: Arc::clone(&self.live),
+            uid,
+        })
     }
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.total -= 1;
+        if let Some(n) = live.by_uid.get_mut(&self.uid) {
+            *n -= 1;
+            if *n == 0 {
+                live.by_uid.remove(&self.uid);
+            }
+        }
     }
+}
+
+/// Who is at the other end of a Unix socket, as the kernel says (`SO_PEERCRED`): what a
+/// tenant's `HELLO` is checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerCredentials {
+    /// Process id of the peer (when it connected).
+    pub pid: u32,
+    /// Its user id.
+    pub uid: u32,
+    /// Its group id.
+    pub gid: u32,
+}
+
+/// A `HELLO` whose pid is not the peer's: a process naming another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("HELLO names pid {named}, the peer is pid {} (uid {})", peer.pid, peer.uid)]
+pub struct NotThePeer {
+    /// The pid the HELLO named.
+    pub named: u32,
+    /// Who connected.
+    pub peer: PeerCredentials,
+}
+
+/// Checks that a `HELLO`'s pid is the connecting process's.
+pub fn authenticate(hello_pid: u32, peer: PeerCredentials) -> Result<(), NotThePeer> {
+    if hello_pid == peer.pid {
+        Ok(())
+    } else {
+        Err(NotThePeer {
+            named: hello_pid,
+            peer,
+        })
+    }
+}
+
+/// The peer's credentials of `stream`.
+pub fn peer_credentials(stream: &UnixStream) -> std::io::Result<PeerCredentials> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are valid out-pointers of the sizes given; the fd is open.
+    let r = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(PeerCredentials {
+        pid: cred.pid as u32,
+        uid: cred.uid,
+        gid: cred.gid,
+    })
 }
 
 /// A channel as `FIFO_DISABLE_CHANNELS` names it: (client, channel) handles.
@@ -197,14 +290,38 @@ mod tests {
 
     #[test]
     fn connection_slots_are_bounded_and_freed_on_drop() {
-        let slots = ConnectionSlots::new(2);
-        let a = slots.try_acquire().expect("first slot");
-        let b = slots.try_acquire().expect("second slot");
-        assert!(slots.try_acquire().is_none());
+        let slots = ConnectionSlots::new(3, 2);
+        let a = slots.try_acquire(1000).expect("first slot");
+        let b = slots.try_acquire(1000).expect("second slot");
+        assert!(
+            slots.try_acquire(1000).is_none(),
+            "one user holds at most 2"
+        );
+        let other = slots
+            .try_acquire(1001)
+            .expect("another user still gets one");
+        assert!(slots.try_acquire(1002).is_none(), "3 in all");
         drop(a);
-        let c = slots.try_acquire().expect("a freed slot is reused");
-        assert!(slots.try_acquire().is_none());
-        drop((b, c));
-        assert!(slots.try_acquire().is_some());
+        let c = slots.try_acquire(1000).expect("a freed slot is reused");
+        assert!(slots.try_acquire(1000).is_none());
+        drop((b, c, other));
+        assert!(slots.try_acquire(1002).is_some());
+    }
+
+    #[test]
+    fn a_hello_must_name_the_connecting_process() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let cred = peer_credentials(&a).unwrap();
+        assert_eq!(cred.pid, std::process::id());
+        // SAFETY: getuid has no preconditions.
+        assert_eq!(cred.uid, unsafe { libc::getuid() });
+        assert_eq!(authenticate(std::process::id(), cred), Ok(()));
+        // Found by review: any local user could claim any pid (and so any process's tenant).
+        let e = authenticate(1, cred).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("HELLO names pid 1, the peer is pid"),
+            "{e}"
+        );
     }
 }

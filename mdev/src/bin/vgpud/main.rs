@@ -72,6 +72,11 @@ struct Cli {
     /// nvidia: Unix socket tenants connect to.
     #[arg(long, value_name = "PATH", default_value = "/run/vgpud.sock")]
     socket: PathBuf,
+    /// nvidia: the socket's permission bits, in octal: 660 lets the daemon's user and group
+    /// connect (`chgrp` the socket to the tenants' group); 666 lets every local user, who can
+    /// then name any tenant.
+    #[arg(long, value_name = "OCTAL", default_value = "660", value_parser = parse_mode)]
+    socket_mode: u32,
     /// nvidia: file listing the channels of connected tenants (rewritten on every change).
     #[arg(long, value_name = "PATH", default_value = "/run/vgpud.state")]
     state: PathBuf,
@@ -85,6 +90,14 @@ struct Cli {
     /// second; render it with `vgpu-sched log FILE --svg out.svg`.
     #[arg(long, value_name = "PATH")]
     log: Option<PathBuf>,
+}
+
+/// An octal permission mode of at most 0o777.
+fn parse_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s, 8)
+        .ok()
+        .filter(|&m| m <= 0o777)
+        .ok_or_else(|| format!("{s:?} is not an octal mode of at most 777"))
 }
 
 fn main() {
@@ -104,6 +117,7 @@ fn main() {
             Some(policy) => nvidia::run(nvidia::NvidiaArgs {
                 policy,
                 socket: cli.socket,
+                socket_mode: cli.socket_mode,
                 state: cli.state,
                 gpu: cli.gpu,
                 stats: cli.stats,

@@ -26,6 +26,8 @@ pub struct NvidiaArgs {
     pub policy: PathBuf,
     /// Unix socket tenants connect to.
     pub socket: PathBuf,
+    /// Its permission bits.
+    pub socket_mode: u32,
     /// File listing the channels of connected tenants.
     pub state: PathBuf,
     /// GPU minor number.
@@ -80,7 +82,10 @@ pub fn run(cli: NvidiaArgs) -> Result<()> {
     let _ = std::fs::remove_file(&cli.socket);
     let listener = UnixListener::bind(&cli.socket)
         .with_context(|| format!("binding {}", cli.socket.display()))?;
-    std::fs::set_permissions(&cli.socket, std::fs::Permissions::from_mode(0o666))?;
+    std::fs::set_permissions(
+        &cli.socket,
+        std::fs::Permissions::from_mode(cli.socket_mode),
+    )?;
     {
         let registry = registry.clone();
         std::thread::Builder::new()
@@ -180,12 +185,20 @@ fn flush_log<M: scheduler::mechanism::Mechanism>(
 /// Serves each tenant connection on a thread of its own, at most
 /// [`protocol::MAX_CONNECTIONS`] at once; a connection over the limit is closed at once.
 fn accept(listener: UnixListener, registry: TenantRegistry) {
-    let slots = protocol::ConnectionSlots::new(protocol::MAX_CONNECTIONS);
+    let slots = protocol::ConnectionSlots::new(
+        protocol::MAX_CONNECTIONS,
+        protocol::MAX_CONNECTIONS_PER_UID,
+    );
     mdev::acceptor::accept_loop(&listener, |stream| {
-        let Some(slot) = slots.try_acquire() else {
+        let Ok(peer) = protocol::peer_credentials(&stream) else {
+            return;
+        };
+        let Some(slot) = slots.try_acquire(peer.uid) else {
             tracing::debug!(
-                "refusing a tenant connection: {} already served",
-                protocol::MAX_CONNECTIONS
+                "refusing a tenant connection of uid {}: {} in all or {} of one user served",
+                peer.uid,
+                protocol::MAX_CONNECTIONS,
+                protocol::MAX_CONNECTIONS_PER_UID
             );
             return;
         };
@@ -194,7 +207,7 @@ fn accept(listener: UnixListener, registry: TenantRegistry) {
             .name("tenant".into())
             .spawn(move || {
                 let _slot = slot;
-                serve(stream, registry)
+                serve(stream, peer, registry)
             });
     });
 }
@@ -203,7 +216,7 @@ fn accept(listener: UnixListener, registry: TenantRegistry) {
 /// until end of file. When the tenant goes
 /// the gate enables its channels again (if its process is gone they are gone too and this fails
 /// harmlessly) and forgets them.
-fn serve(stream: UnixStream, registry: TenantRegistry) {
+fn serve(stream: UnixStream, peer: protocol::PeerCredentials, registry: TenantRegistry) {
     if let Err(e) = stream.set_read_timeout(Some(protocol::HELLO_TIMEOUT)) {
         tracing::warn!("tenant connection: {e}");
         return;
@@ -211,6 +224,10 @@ fn serve(stream: UnixStream, registry: TenantRegistry) {
     let mut reader = BufReader::new(stream);
     let id = match read_line(&mut reader).map(|l| protocol::parse(&l)) {
         Some(Ok(Message::Hello { name, pid })) => {
+            if let Err(e) = protocol::authenticate(pid, peer) {
+                tracing::warn!("tenant connection refused: {e}");
+                return;
+            }
             if let Err(e) = reader.get_ref().set_read_timeout(None) {
                 tracing::warn!("tenant connection: {e}");
                 return;
