@@ -28,7 +28,7 @@ use guest_tools::workload::{
 };
 use mdev::control::{Request, Response, Status};
 use mdev::daemon::Daemon;
-use mdev::poller::PollConfig;
+use mdev::poller::{PollConfig, Poller};
 use mdev::profile;
 use mdev::sim_host::SimHost;
 use mdev::vm_scheduler::VmScheduler;
@@ -40,15 +40,20 @@ use vgpu::VgpuDevice;
 const SEC: u64 = 1_000_000_000;
 const WINDOW: u64 = 4 << 20;
 
-/// BAR0 as direct calls into an in-process device (the path vgpud replaced).
-struct DeviceBar(Arc<Mutex<VgpuDevice>>);
+/// BAR0 as direct calls into an in-process device (the path vgpud replaced), with the thread
+/// that makes waiting requests again kicked when a write leaves one, as vgpud's server does.
+struct DeviceBar(Arc<Mutex<VgpuDevice>>, Poller);
 
 impl ByteBar for DeviceBar {
     fn read_bytes(&self, off: u32, buf: &mut [u8]) {
         self.0.lock().unwrap().bar_read(0, u64::from(off), buf);
     }
     fn write_bytes(&self, off: u32, data: &[u8]) {
-        self.0.lock().unwrap().bar_write(0, u64::from(off), data);
+        let mut d = self.0.lock().unwrap();
+        d.bar_write(0, u64::from(off), data);
+        if d.waiting() {
+            self.1.kick();
+        }
     }
 }
 
@@ -241,13 +246,18 @@ fn main() {
     let host = SimHost::real_time().expect("sim GPU");
     let p = profile::resolve("sim-35c", &host.gpu_info()).unwrap();
     let dev = Arc::new(Mutex::new(host.attach(&p, 1, WINDOW, 1).unwrap()));
+    // No queue polling, but a thread that makes an idle wait's request again (the device keeps
+    // it open rather than wait under a lock), as the VMM's device thread would.
+    let retrier = Poller::spawn(None).expect("the retry thread");
+    retrier.register(&dev);
     let (base, size) = {
         let d = dev.lock().unwrap();
         (d.window().host_ptr(), d.window().size())
     };
     // SAFETY: the device, and so its window, lives in `dev` (held by the BAR and by main).
     let window = unsafe { SharedWindow::from_raw(base, size) };
-    let driver = VgpuDriver::new(Box::new(DeviceBar(dev.clone())), window, Setup::Reset).unwrap();
+    let bar = DeviceBar(dev.clone(), retrier.clone());
+    let driver = VgpuDriver::new(Box::new(bar), window, Setup::Reset).unwrap();
     let inproc = run_path(&VgpuTransport::new(driver), escapes, rounds);
     drop(host);
 
