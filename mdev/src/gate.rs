@@ -163,9 +163,10 @@ impl<S: ChannelSwitch, C: Clock> ChannelGate<S, C> {
 
     /// Sets `channels` and records the call; on a failure retries one channel at a time (a
     /// channel of a tenant that just died fails, and must not keep the others in their state).
-    fn apply(&mut self, channels: &[ChannelPair], enabled: bool) {
+    /// Returns how many channels could not be set.
+    fn apply(&mut self, channels: &[ChannelPair], enabled: bool) -> usize {
         if channels.is_empty() {
-            return;
+            return 0;
         }
         let t0 = Instant::now();
         let r = self.switch.set_enabled(channels, enabled);
@@ -175,31 +176,29 @@ impl<S: ChannelSwitch, C: Clock> ChannelGate<S, C> {
             &mut self.disables
         };
         stats.add(t0.elapsed(), r.is_ok());
-        if let Err(e) = r {
-            tracing::debug!(
-                "set_enabled({enabled}) on {} channels: {e}; retrying one by one",
-                channels.len()
-            );
-            for &c in channels {
-                if let Err(e) = self.switch.set_enabled(&[c], enabled) {
-                    tracing::debug!("channel {:x}:{:x}: {e}", c.0, c.1);
-                }
-            }
-        }
-    }
-
-    /// Enables every one of `channels` that can be (the daemon's exit): in one call, and
-    /// where that fails (a channel of a tenant that died, a bogus pair a client sent) one
-    /// channel at a time, so no channel stays disabled because another failed. Returns how
-    /// many could not be enabled.
-    pub fn enable_all(&mut self, channels: &[ChannelPair]) -> usize {
-        if channels.is_empty() || self.switch.set_enabled(channels, true).is_ok() {
-            return 0;
-        }
+        let Err(e) = r else { return 0 };
+        tracing::debug!(
+            "set_enabled({enabled}) on {} channels: {e}; retrying one by one",
+            channels.len()
+        );
         channels
             .iter()
-            .filter(|&&c| self.switch.set_enabled(&[c], true).is_err())
+            .filter(|&&c| match self.switch.set_enabled(&[c], enabled) {
+                Ok(()) => false,
+                Err(e) => {
+                    tracing::debug!("channel {:x}:{:x}: {e}", c.0, c.1);
+                    true
+                }
+            })
             .count()
+    }
+
+    /// Enables every one of `channels` that can be (the daemon's exit), as every switch does:
+    /// in one call, and where that fails (a channel of a tenant that died, a bogus pair a
+    /// client sent) one channel at a time, so no channel stays disabled because another failed.
+    /// Returns how many could not be enabled.
+    pub fn enable_all(&mut self, channels: &[ChannelPair]) -> usize {
+        self.apply(channels, true)
     }
 
     /// Gates by a new name-to-GFID map (a reloaded policy). Channels that leave a disabled

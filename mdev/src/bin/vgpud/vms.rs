@@ -14,6 +14,7 @@ use mdev::control::{Request, Response, MAX_LINE};
 use mdev::daemon::Daemon;
 use mdev::metrics::MetricsServer;
 use mdev::poller::{PollConfig, Poller};
+use mdev::protocol::{peer_credentials, ConnectionSlots};
 use mdev::sim_host::SimHost;
 use mdev::vm_scheduler::VmScheduler;
 
@@ -149,19 +150,21 @@ pub fn run(args: VmArgs) -> Result<()> {
 }
 
 fn accept(listener: UnixListener, daemon: Arc<Mutex<Daemon>>) {
-    let live = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // One limit for all: the control socket is the operator's, not the tenants'.
+    let slots = ConnectionSlots::new(MAX_CONTROL_CONNECTIONS, MAX_CONTROL_CONNECTIONS);
     mdev::acceptor::accept_loop(&listener, |stream| {
-        if live.fetch_add(1, Ordering::SeqCst) >= MAX_CONTROL_CONNECTIONS {
-            live.fetch_sub(1, Ordering::SeqCst);
+        let Ok(peer) = peer_credentials(&stream) else {
             return;
-        }
+        };
+        let Some(slot) = slots.try_acquire(peer.uid) else {
+            return;
+        };
         let daemon = daemon.clone();
-        let live = live.clone();
         let _ = std::thread::Builder::new()
             .name("control-conn".into())
             .spawn(move || {
-                serve(stream, &daemon);
-                live.fetch_sub(1, Ordering::SeqCst);
+                let _slot = slot;
+                serve(stream, &daemon)
             });
     });
 }
