@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use thiserror::Error;
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
-use vm_memory::GuestAddress;
+use vm_memory::{Bytes, GuestAddress};
 
 use crate::doorbell_mailbox::{DoorbellMailbox, Rung};
 use crate::protocol::{
@@ -301,24 +301,11 @@ fn check_chain(
     Ok((hdr, ftr))
 }
 
-/// Descriptor `index` of the table at window offset `table` (16 bytes, little-endian).
+/// Descriptor `index` of the table at window offset `table`, read as virtio-queue's own
+/// chain iterator reads one (the split descriptor is a little-endian plain-data struct).
 fn read_descriptor(window: &HostWindow, table: u64, index: u16) -> Option<Descriptor> {
-    let mut raw = [0u8; 16];
-    window
-        .read(table.checked_add(16 * u64::from(index))?, &mut raw)
-        .ok()?;
-    let word = |at: usize, len: usize| {
-        raw[at..at + len]
-            .iter()
-            .rev()
-            .fold(0u64, |v, &b| v << 8 | u64::from(b))
-    };
-    Some(Descriptor::new(
-        word(0, 8),
-        word(8, 4) as u32,
-        word(12, 2) as u16,
-        word(14, 2) as u16,
-    ))
+    let at = table.checked_add(16 * u64::from(index))?;
+    window.memory().read_obj(GuestAddress(at)).ok()
 }
 
 /// What serving one chain came to.

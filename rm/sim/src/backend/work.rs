@@ -5,6 +5,7 @@ use super::{st, status_of, SimBackend, DEFAULT_WAIT_US};
 use crate::channel::ChannelRef;
 use crate::clock::ClockMode;
 use crate::driver::MAX_CATCH_UP_NS;
+use crate::gpu::SimGpu;
 use rm_abi::{Handle, NvStatus};
 use rm_core::backend::Gfid;
 
@@ -50,31 +51,29 @@ impl SimBackend {
         } else {
             u64::from(timeout_us)
         } * 1000;
+        let all_idle = |g: &SimGpu| {
+            chans
+                .iter()
+                .try_fold(true, |all, &c| Ok(all && g.channel_idle(c)?))
+        };
         let mut gpu = self.lock();
-        if gpu.clock_mode() == ClockMode::RealTime {
+        let (idle, busy) = if gpu.clock_mode() == ClockMode::RealTime {
             // GPU time follows the host's: bring it up to now (bounded as the driver thread's
             // tick is) and answer at once. Simulating ahead to the deadline would move every
             // tenant's clock past real time, under the lock; the core makes the call again.
             gpu.sync_to_real_time(MAX_CATCH_UP_NS);
-            let idle = chans
-                .iter()
-                .try_fold(true, |all, &c| Ok(all && gpu.channel_idle(c)?));
-            return match idle {
-                Ok(true) => NvStatus::OK,
-                Ok(false) => NvStatus::ERR_BUSY_RETRY,
-                Err(e) => status_of(&e),
-            };
-        }
-        let step = gpu.timing().sync_quantum_ns;
-        let limit = gpu.call_work_limit();
-        let idle = gpu.wait_until(timeout_ns, step, limit, |g| {
-            chans
-                .iter()
-                .try_fold(true, |all, &c| Ok(all && g.channel_idle(c)?))
-        });
+            (all_idle(&gpu), NvStatus::ERR_BUSY_RETRY)
+        } else {
+            let step = gpu.timing().sync_quantum_ns;
+            let limit = gpu.call_work_limit();
+            (
+                gpu.wait_until(timeout_ns, step, limit, all_idle),
+                NvStatus::ERR_TIMEOUT,
+            )
+        };
         match idle {
             Ok(true) => NvStatus::OK,
-            Ok(false) => NvStatus::ERR_TIMEOUT,
+            Ok(false) => busy,
             Err(e) => status_of(&e),
         }
     }
