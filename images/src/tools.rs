@@ -22,20 +22,6 @@ pub fn run(cmd: &mut Command) -> Result<Output, Error> {
     Ok(out)
 }
 
-/// Runs `cmd` with stdin from `input` and stdout into `output`; returns whether it succeeded
-/// (callers that expect trailing-garbage complaints check the output instead).
-pub fn run_piped(cmd: &mut Command, input: &Path, output: &Path) -> Result<bool, Error> {
-    let inp = std::fs::File::open(input).map_err(|e| Error::io(input, e))?;
-    let out = std::fs::File::create(output).map_err(|e| Error::io(output, e))?;
-    let status = cmd
-        .stdin(inp)
-        .stdout(out)
-        .stderr(Stdio::null())
-        .status()
-        .map_err(|e| Error::Tool(format!("running {}: {e}", describe(cmd))))?;
-    Ok(status.success())
-}
-
 /// `program arg arg...` for messages.
 pub fn describe(cmd: &Command) -> String {
     std::iter::once(cmd.get_program())

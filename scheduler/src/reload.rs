@@ -34,10 +34,10 @@ pub struct PolicyWatcher {
     path: PathBuf,
     last: Option<Vec<u8>>,
     hup: Arc<AtomicBool>,
-    /// Set by the watch when an event names the file; always set without a watch.
+    /// Set by the watch when an event names the file.
     touched: Arc<AtomicBool>,
     /// Kept for its watch; `None` when none could be set up (then every poll reads the file).
-    _watch: Option<notify::RecommendedWatcher>,
+    watch: Option<notify::RecommendedWatcher>,
 }
 
 impl PolicyWatcher {
@@ -54,7 +54,6 @@ impl PolicyWatcher {
                     "cannot watch {} ({e}); reading it at every poll instead",
                     path.display()
                 );
-                touched.store(true, Ordering::SeqCst);
                 None
             }
         };
@@ -63,7 +62,7 @@ impl PolicyWatcher {
             last: std::fs::read(path).ok(),
             hup,
             touched,
-            _watch: watch,
+            watch,
         })
     }
 
@@ -72,7 +71,7 @@ impl PolicyWatcher {
     /// [`poll`](Self::poll) to see it, as tests on a fake clock do.
     pub fn settle(&self, timeout: std::time::Duration) -> bool {
         let deadline = std::time::Instant::now() + timeout;
-        while self._watch.is_some() && !self.touched.load(Ordering::SeqCst) {
+        while self.watch.is_some() && !self.touched.load(Ordering::SeqCst) {
             if std::time::Instant::now() >= deadline {
                 return false;
             }
@@ -90,7 +89,7 @@ impl PolicyWatcher {
     /// or the content changed since the last call; `None` when nothing happened.
     pub fn poll(&mut self) -> Option<Result<Policy, PolicyError>> {
         let forced = self.hup.swap(false, Ordering::SeqCst);
-        let touched = match self._watch {
+        let touched = match self.watch {
             Some(_) => self.touched.swap(false, Ordering::SeqCst),
             None => true,
         };

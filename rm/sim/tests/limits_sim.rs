@@ -14,7 +14,11 @@ use rm_sim::{SimBackend, SimConfig};
 use zerocopy::IntoBytes;
 
 fn sim(config: VgpuConfig) -> CoreTransport<SimBackend> {
-    CoreTransport::new(Rm::new(SimBackend::new(SimConfig::default())), 7, config).unwrap()
+    sim_with(SimConfig::default(), config)
+}
+
+fn sim_with(gpu: SimConfig, config: VgpuConfig) -> CoreTransport<SimBackend> {
+    CoreTransport::new(Rm::new(SimBackend::new(gpu)), 7, config).unwrap()
 }
 
 #[test]
@@ -107,15 +111,13 @@ fn objects_past_the_vgpus_limit_get_insufficient_resources() {
 #[test]
 fn cpu_writes_past_the_sims_host_memory_get_no_memory() {
     let pages = 64u64;
-    let core = CoreTransport::new(
-        Rm::new(SimBackend::new(SimConfig {
+    let core = sim_with(
+        SimConfig {
             host_memory_bytes: pages * 4096,
             ..SimConfig::default()
-        })),
-        7,
+        },
         VgpuConfig::with_quota(1 << 34),
-    )
-    .unwrap();
+    );
     let mut g = RmClient::open(&core).unwrap();
     let b = testing::base(&mut g);
     // 8 GiB of video memory: within the quota, far beyond the host memory allowed.
