@@ -41,6 +41,32 @@ pub struct GpuInfo {
     pub classes: Vec<u32>,
     /// `NV2080_ENGINE_TYPE_*` values present (reported by `NV2080_CTRL_CMD_GPU_GET_ENGINES_V2`).
     pub engines: Vec<u32>,
+    /// The copy engine (`NV2080_ENGINE_TYPE_COPY*`) that runs a copy object on a GR channel
+    /// (the GR copy engine, GRCE). The H200's driver answers COPY1 for CUDA's.
+    pub gr_copy_engine: u32,
+    /// GR engine 0 as the GR controls describe it.
+    pub gr: GrConfig,
+}
+
+/// The shape of GR engine 0 (graphics and compute): what `GR_GET_GPC_MASK`, `GR_GET_TPC_MASK`,
+/// `GR_GET_CAPS_V2` and `GR_GET_INFO` answer. A time-sliced vGPU sees the whole engine, as on
+/// NVIDIA's time-sliced vGPU types.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GrConfig {
+    /// TPC mask of each GPC present, by GPC id (the GPC mask has a bit per entry).
+    pub tpc_masks: Vec<u32>,
+    /// The `capsTbl` bytes of `GR_GET_CAPS_V2`.
+    pub caps: [u8; 23],
+    /// `GR_GET_INFO` values by `NV2080_CTRL_GR_INFO_INDEX_*`; an index absent here is
+    /// answered `NV_ERR_NOT_SUPPORTED` (an empty table: the whole control is).
+    pub info: Vec<(u32, u32)>,
+}
+
+impl GrConfig {
+    /// The GPC mask: one bit per GPC of [`GrConfig::tpc_masks`].
+    pub fn gpc_mask(&self) -> u32 {
+        (0..self.tpc_masks.len().min(32)).fold(0, |m, i| m | 1 << i)
+    }
 }
 
 /// Memory a guest shares with the host as a whole (the vGPU's window): the source of

@@ -27,8 +27,10 @@ const ATTACH_ALL_PROBED_IDS: u32 = 0x0000_FFFF;
 /// `NV0000_CTRL_GPU_INVALID_ID`.
 const INVALID_ID: u32 = 0xFFFF_FFFF;
 /// Object handles this client picks for its device and subdevice.
-const DEVICE_HANDLE: Handle = 0xCAF0_0001;
-const SUBDEVICE_HANDLE: Handle = 0xCAF0_0002;
+/// The device 0 object of a [`HostClient`].
+pub const DEVICE_HANDLE: Handle = 0xCAF0_0001;
+/// The subdevice 0 object of a [`HostClient`].
+pub const SUBDEVICE_HANDLE: Handle = 0xCAF0_0002;
 
 /// Why the host client could not be set up or used.
 #[derive(Debug, Error)]

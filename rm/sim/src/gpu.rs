@@ -31,6 +31,14 @@ use rm_abi::pushbuffer::GP_ENTRY_SIZE;
 
 /// H200 framebuffer as `nvidia-smi` reports it (143771 MiB).
 pub const H200_FB_BYTES: u64 = 143_771 * 1024 * 1024;
+/// The H200's GR engine as its driver (580.159.04) described it to CUDA in the vecadd trace:
+/// 8 GPCs with these TPC masks (66 TPCs, so 132 SMs at 2 per TPC, the H200's published count).
+pub const H200_TPC_MASKS: [u32; 8] = [0x1FF, 0x1F8, 0x1BF, 0x1FF, 0x1FF, 0x1FF, 0x1FD, 0x0FF];
+/// The H200's `GR_GET_CAPS_V2` table, from the same trace.
+pub const H200_GR_CAPS: [u8; 23] = [
+    0xB0, 0x2E, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x10, 0x01, 0x08, 0x00,
+    0x10, 0x10, 0x00, 0x80, 0x00, 0x04, 0x40, 0x00,
+];
 /// Most TSGs per runlist.
 pub const MAX_TSGS_PER_RUNLIST: u32 = 2048;
 /// Largest GPFIFO ring accepted (entries).

@@ -5,6 +5,8 @@ use clap::{Parser, Subcommand};
 use rm_trace::Report;
 use std::path::PathBuf;
 
+mod probe;
+
 /// Tools over captured NVIDIA client traces (JSON lines, optionally gzipped).
 #[derive(Parser)]
 #[command(
@@ -25,6 +27,14 @@ enum Command {
         /// Trace files (`.jsonl` or `.jsonl.gz`).
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Ask the host's NVIDIA driver for its GR engine description (every `GR_GET_INFO` index,
+    /// GPC and TPC masks) and print it as JSON: the fixture the sim's GR answers are checked
+    /// against. Needs `/dev/nvidiactl` and `/dev/nvidia<MINOR>`.
+    ProbeGr {
+        /// GPU minor number.
+        #[arg(long, default_value_t = 0)]
+        minor: u32,
     },
 }
 
@@ -47,6 +57,11 @@ fn run(cli: Cli) -> Result<()> {
             if !report.failures.is_empty() {
                 anyhow::bail!("{} record(s) failed to decode", report.failures.len());
             }
+            Ok(())
+        }
+        Command::ProbeGr { minor } => {
+            let probe = probe::probe_gr(minor)?;
+            println!("{}", serde_json::to_string_pretty(&probe)?);
             Ok(())
         }
     }

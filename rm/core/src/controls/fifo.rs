@@ -1,7 +1,7 @@
 //! Controls and escapes that carry channel or TSG handles: the TSG (0xA06C) hooks around the
 //! backend, `FIFO_DISABLE_CHANNELS` (0x2080) and `RM_IDLE_CHANNELS`.
 
-use super::{get, read_list, ControlCtx};
+use super::{get, put, read_list, ControlCtx};
 use crate::backend::Backend;
 use crate::dispatch::Caller;
 use crate::guest_memory::GuestMemory;
@@ -198,4 +198,27 @@ fn idle_timeout(timeout_us: u32) -> Duration {
         us => Duration::from_micros(u64::from(us)),
     }
     .min(MAX_IDLE_WAIT)
+}
+
+/// `NV906F_CTRL_GET_CLASS_ENGINEID` on a channel: the class and engine of one of the channel's
+/// engine objects. `classEngineID` equals the class id, as the H200's driver answers; an
+/// `hObject` that is not an engine object of this channel is `NV_ERR_INVALID_OBJECT_HANDLE`.
+pub(super) fn class_engine_id(ctx: &mut ControlCtx<'_>, params: &mut [u8]) -> NvStatus {
+    let mut p: Nv906fCtrlGetClassEngineidParams = match get(params) {
+        Ok(p) => p,
+        Err(s) => return s,
+    };
+    let object = ctx
+        .vgpu
+        .clients
+        .get(&ctx.client)
+        .and_then(|c| c.get(p.hObject))
+        .filter(|o| o.parent == ctx.object);
+    let Some((class, ObjectKind::EngineObject(e))) = object.map(|o| (o.class, &o.kind)) else {
+        return NvStatus::ERR_INVALID_OBJECT_HANDLE;
+    };
+    p.classEngineID = class;
+    p.classID = class;
+    p.engineID = e.engine_type;
+    put(&p, params)
 }

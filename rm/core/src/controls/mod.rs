@@ -17,6 +17,7 @@
 
 mod device;
 mod fifo;
+mod gr;
 mod info_lists;
 mod subdevice;
 mod system;
@@ -123,13 +124,11 @@ pub struct ControlInfo {
 
 const HOST_STATE: &str = "physical-GPU state (ECC, InfoROM, PCIe, NVLink, power, clocks) a vGPU does not have and must not see";
 const PRIVATE: &str = "private control absent from the open 580 headers; layout unknown";
-const GR_INFO: &str = "every GR info index (SM, TPC and GPC counts, warp, register and cache limits) is GR hardware the sim does not model";
 const BAR_INFO: &str = "BAR sizes and CPU physical addresses belong to the VMM's virtual PCI device, which neither GpuInfo nor VgpuConfig carries";
 const BUS_INFO: &str =
     "bus info indices (PCIe link, coherency, apertures) describe the physical bus";
 const VBIOS: &str = "VBIOS revision and OEM data of a physical board";
 const SIMULATION: &str = "the honest answer is a simulator type, which moves CUDA onto simulator paths; NONE would be false";
-const ENGINE_IDS: &str = "which physical engine a copy object on a GR channel runs on is not recorded by the core's engine objects";
 const FB_CAPS: &str = "FB capability bits (compression, page sizes, sysmem rendering) of physical memory the sim does not model";
 const SHORT_NAME: &str =
     "GpuInfo declares no chip short name (adding one changes the vgpu crate's GpuInfo builders)";
@@ -211,13 +210,13 @@ table! {
     0x2080_0406, "NV2080_CTRL_CMD_TIMER_GET_GPU_CPU_TIME_CORRELATION_INFO", Nv2080CtrlTimerGetGpuCpuTimeCorrelationInfoParams, Rejected("the sim's GPU clock is not correlated with a host CPU clock");
     0x2080_0802, "NV2080_CTRL_CMD_BIOS_GET_INFO", Nv2080CtrlBiosGetInfoParams, Rejected(VBIOS);
     0x2080_110B, "NV2080_CTRL_CMD_FIFO_DISABLE_CHANNELS", Nv2080CtrlFifoDisableChannelsParams, Be(Some(fifo::disable_channels_prepare), Some(fifo::disable_channels_finish));
-    0x2080_1201, "NV2080_CTRL_CMD_GR_GET_INFO", Nv2080CtrlGrGetInfoParams, Rejected(GR_INFO);
+    0x2080_1201, "NV2080_CTRL_CMD_GR_GET_INFO", Nv2080CtrlGrGetInfoParams, Core(gr::info);
     0x2080_1210, "NV2080_CTRL_CMD_GR_SET_CTXSW_PREEMPTION_MODE", Nv2080CtrlGrSetCtxswPreemptionModeParams, Rejected(GR_DETAIL);
     0x2080_1218, "NV2080_CTRL_CMD_GR_GET_CTX_BUFFER_SIZE", Nv2080CtrlGrGetCtxBufferSizeParams, Rejected(GR_DETAIL);
     0x2080_121B, "NV2080_CTRL_CMD_GR_GET_GLOBAL_SM_ORDER", Nv2080CtrlGrGetGlobalSmOrderParams, Rejected(GR_DETAIL);
-    0x2080_1227, "NV2080_CTRL_CMD_GR_GET_CAPS_V2", Nv0080CtrlGrGetCapsV2Params, Rejected(GR_DETAIL);
-    0x2080_122A, "NV2080_CTRL_CMD_GR_GET_GPC_MASK", Nv2080CtrlGrGetGpcMaskParams, Rejected(GR_DETAIL);
-    0x2080_122B, "NV2080_CTRL_CMD_GR_GET_TPC_MASK", Nv2080CtrlGrGetTpcMaskParams, Rejected(GR_DETAIL);
+    0x2080_1227, "NV2080_CTRL_CMD_GR_GET_CAPS_V2", Nv0080CtrlGrGetCapsV2Params, Core(gr::caps_v2);
+    0x2080_122A, "NV2080_CTRL_CMD_GR_GET_GPC_MASK", Nv2080CtrlGrGetGpcMaskParams, Core(gr::gpc_mask);
+    0x2080_122B, "NV2080_CTRL_CMD_GR_GET_TPC_MASK", Nv2080CtrlGrGetTpcMaskParams, Core(gr::tpc_mask);
     0x2080_1230, "NV2080_CTRL_CMD_GR_GET_SM_ISSUE_RATE_MODIFIER", Nv2080CtrlGrGetSmIssueRateModifierParams, Rejected(GR_DETAIL);
     0x2080_1303, "NV2080_CTRL_CMD_FB_GET_INFO_V2", Nv2080CtrlFbGetInfoV2Params, Core(info_lists::fb_info_v2);
     0x2080_1322, "NV2080_CTRL_CMD_FB_GET_OFFLINED_PAGES", Nv2080CtrlFbGetOfflinedPagesParams, Rejected(HOST_STATE);
@@ -277,7 +276,7 @@ table! {
     0x503C_0104, "NV503C_CTRL_CMD_REGISTER_VIDMEM", Nv503cCtrlRegisterVidmemParams, Rejected(OTHER_CLASS);
     0x503C_0105, "NV503C_CTRL_CMD_UNREGISTER_VIDMEM", Nv503cCtrlUnregisterVidmemParams, Rejected(OTHER_CLASS);
     0x83DE_0309, "NV83DE_CTRL_CMD_DEBUG_SET_EXCEPTION_MASK", Nv83deCtrlDebugSetExceptionMaskParams, Rejected(OTHER_CLASS);
-    0x906F_0101, "NV906F_CTRL_GET_CLASS_ENGINEID", Nv906fCtrlGetClassEngineidParams, Rejected(ENGINE_IDS);
+    0x906F_0101, "NV906F_CTRL_GET_CLASS_ENGINEID", Nv906fCtrlGetClassEngineidParams, Core(fifo::class_engine_id);
     0x90E6_0102, "NV90E6_CTRL_CMD_MASTER_GET_VIRTUAL_FUNCTION_ERROR_CONT_INTR_MASK", Nv90e6CtrlMasterGetVirtualFunctionErrorContIntrMaskParams, Rejected(OTHER_CLASS);
     0x90E7_0113, "NV90E7_CTRL_CMD_BBX_GET_LAST_FLUSH_TIME", Nv90e7CtrlBbxGetLastFlushTimeParams, Rejected(OTHER_CLASS);
     0xA06C_0101, "NVA06C_CTRL_CMD_GPFIFO_SCHEDULE", NvA06cCtrlGpfifoScheduleParams, Be(None, None);

@@ -25,6 +25,11 @@ pub fn fake_gpu() -> GpuInfo {
             NV2080_ENGINE_TYPE_COPY0,
             NV2080_ENGINE_TYPE_COPY0 + 1,
         ],
+        gr_copy_engine: NV2080_ENGINE_TYPE_COPY0 + 1,
+        gr: crate::backend::GrConfig {
+            tpc_masks: vec![0x3, 0x1],
+            ..Default::default()
+        },
     }
 }
 

@@ -20,8 +20,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::channel::ChannelRef;
-use super::engine::NV2080_ENGINE_TYPE_GR0;
-use super::gpu::{SimConfig, SimError, SimGpu};
+use super::engine::{NV2080_ENGINE_TYPE_COPY0, NV2080_ENGINE_TYPE_GR0};
+use super::gpu::{SimConfig, SimError, SimGpu, H200_GR_CAPS, H200_TPC_MASKS};
 use super::memory::{Aperture, MemoryError, MemoryId};
 use super::tsg::TsgRef;
 use super::vaspace::{VaError, VaSpaceId};
@@ -29,7 +29,7 @@ use rm_abi::class;
 use rm_abi::ctrl::{self, NV2080_CTRL_CMD_FIFO_DISABLE_CHANNELS};
 use rm_abi::nvos::{Nvos33Parameters, Nvos34Parameters, Nvos46Parameters, Nvos47Parameters};
 use rm_abi::{Handle, NvStatus};
-use rm_core::backend::{AllocRequest, Backend, ExternalPages, Gfid, GpuInfo};
+use rm_core::backend::{AllocRequest, Backend, ExternalPages, Gfid, GpuInfo, GrConfig};
 
 mod alloc;
 mod channel_control;
@@ -156,6 +156,14 @@ impl SimBackend {
             architecture: ARCHITECTURE_GH100,
             implementation: 0,
             fb_bytes,
+            // The H200's answer (see `GpuInfo::gr_copy_engine`); the sim runs a GR channel's
+            // copy methods on the GR runlist, as a GRCE does.
+            gr_copy_engine: NV2080_ENGINE_TYPE_COPY0 + 1,
+            gr: GrConfig {
+                tpc_masks: H200_TPC_MASKS.to_vec(),
+                caps: H200_GR_CAPS,
+                info: Vec::new(),
+            },
             classes: vec![
                 class::NV01_ROOT,
                 class::NV01_ROOT_NON_PRIV,
