@@ -6,6 +6,7 @@
 //! cannot gate, leaves the old policy in force and the reason (file:line) in the log.
 
 use crate::gate::{policy_gfids, ChannelGate, ChannelSwitch, Clock};
+use crate::tenants::policy_bindings;
 use scheduler::policy_file::Policy;
 use scheduler::reload::{PolicyWatcher, ReloadOutcome};
 use scheduler::scheduler::{SchedError, Scheduler};
@@ -21,7 +22,8 @@ pub fn tick_length(policy: &Policy) -> Duration {
 }
 
 /// Runs one tick of the schedule, then applies a reload of the watched policy file if SIGHUP
-/// arrived or the file changed (the gate follows the new policy's tenant-to-GFID map).
+/// arrived or the file changed (the gate follows the new policy's tenant-to-GFID map, the
+/// registry its tenant bindings).
 pub fn tick<S: ChannelSwitch, C: Clock>(
     sched: &mut Scheduler<ChannelGate<S, C>>,
     watcher: Option<&mut PolicyWatcher>,
@@ -31,6 +33,7 @@ pub fn tick<S: ChannelSwitch, C: Clock>(
         None => ReloadOutcome::Unchanged,
         Some(w) => w.apply_to(sched, |policy, gate| {
             gate.set_gfids(policy_gfids(policy)?);
+            gate.registry().set_bindings(policy_bindings(policy));
             Ok(())
         }),
     })
@@ -58,7 +61,9 @@ mod tests {
         std::fs::write(&path, policy_text(weights)).unwrap();
         let (g, reg, _) = gate(2, Duration::from_micros(700));
         for i in 0..2u32 {
-            let id = reg.connect(&format!("t{i}"), 100 + i);
+            let id = reg
+                .connect(&format!("t{i}"), &crate::protocol::test_peer(100 + i))
+                .unwrap();
             reg.set_channels(id, &[(0xC1D0_0000 + i, 0x5C00_0010)]);
         }
         let policy = Policy::load(&path).unwrap();

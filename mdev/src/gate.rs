@@ -201,6 +201,11 @@ impl<S: ChannelSwitch, C: Clock> ChannelGate<S, C> {
         self.apply(channels, true)
     }
 
+    /// The registry of tenants whose channels this gate switches.
+    pub fn registry(&self) -> &TenantRegistry {
+        &self.registry
+    }
+
     /// Gates by a new name-to-GFID map (a reloaded policy). Channels that leave a disabled
     /// group (their tenant left the policy or moved to another GFID) are enabled; channels that
     /// join a disabled group are disabled. The scheduler then restarts under the new policy.
@@ -379,7 +384,9 @@ mod exit_tests {
     fn a_tenant_that_lifts_its_own_gate_is_gated_again() {
         let (mut g, reg, _) = gate(2, Duration::from_micros(1));
         for i in 0..2u32 {
-            let id = reg.connect(&format!("t{i}"), 100 + i);
+            let id = reg
+                .connect(&format!("t{i}"), &crate::protocol::test_peer(100 + i))
+                .unwrap();
             reg.set_channels(id, &[(0xC1D0_0000 + i, 0x5C00_0010)]);
         }
         let t1 = GroupRef { runlist: 0, tsg: 2 };
@@ -519,7 +526,12 @@ mod tests {
         for weights in [vec![3, 1], vec![1, 2, 3], vec![1, 1]] {
             let (g, reg, _) = gate(weights.len(), Duration::from_micros(700));
             for i in 0..weights.len() {
-                let id = reg.connect(&format!("t{i}"), 100 + i as u32);
+                let id = reg
+                    .connect(
+                        &format!("t{i}"),
+                        &crate::protocol::test_peer(100 + i as u32),
+                    )
+                    .unwrap();
                 reg.set_channels(
                     id,
                     &[
@@ -563,8 +575,8 @@ mod tests {
     #[test]
     fn new_channels_of_a_gated_tenant_are_disabled_and_release_enables_all() {
         let (g, reg, _) = gate(2, Duration::from_micros(500));
-        let a = reg.connect("t0", 1);
-        let b = reg.connect("t1", 2);
+        let a = reg.connect("t0", &crate::protocol::test_peer(1)).unwrap();
+        let b = reg.connect("t1", &crate::protocol::test_peer(2)).unwrap();
         reg.set_channels(a, &[(1, 1)]);
         reg.set_channels(b, &[(2, 1)]);
         let mut s =
@@ -590,9 +602,11 @@ mod tests {
     #[test]
     fn unknown_tenants_are_not_gated_and_dead_channels_do_not_block_others() {
         let (mut g, reg, _) = gate(1, Duration::from_micros(500));
-        let stranger = reg.connect("stranger", 9);
+        let stranger = reg
+            .connect("stranger", &crate::protocol::test_peer(9))
+            .unwrap();
         reg.set_channels(stranger, &[(9, 9)]);
-        let t = reg.connect("t0", 1);
+        let t = reg.connect("t0", &crate::protocol::test_peer(1)).unwrap();
         reg.set_channels(t, &[(1, 1), (1, 2)]);
         assert_eq!(g.groups().unwrap().len(), 1);
         g.switch.dead.insert((1, 1));
@@ -617,7 +631,7 @@ mod tests {
     #[test]
     fn run_time_excludes_switch_time() {
         let (mut g, reg, clock) = gate(1, Duration::from_millis(1));
-        let t = reg.connect("t0", 1);
+        let t = reg.connect("t0", &crate::protocol::test_peer(1)).unwrap();
         reg.set_channels(t, &[(1, 1)]);
         let grp = GroupRef { runlist: 0, tsg: 1 };
         g.set_enabled(&[grp], true).unwrap();
@@ -630,8 +644,8 @@ mod tests {
     #[test]
     fn remapped_tenants_leave_no_channel_disabled() {
         let (mut g, reg, _) = gate(2, Duration::from_micros(500));
-        let a = reg.connect("t0", 1);
-        let b = reg.connect("t1", 2);
+        let a = reg.connect("t0", &crate::protocol::test_peer(1)).unwrap();
+        let b = reg.connect("t1", &crate::protocol::test_peer(2)).unwrap();
         reg.set_channels(a, &[(1, 1)]);
         reg.set_channels(b, &[(2, 1)]);
         let (g1, g2) = (

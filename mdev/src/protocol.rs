@@ -153,6 +153,77 @@ pub fn peer_credentials(stream: &UnixStream) -> std::io::Result<PeerCredentials>
     })
 }
 
+/// Who a connected process is, as the policy's tenant bindings check it: its credentials, its
+/// groups and its cgroup, read from `/proc` when it connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerIdentity {
+    /// What the kernel said of the socket's peer.
+    pub cred: PeerCredentials,
+    /// Its primary group and supplementary groups.
+    pub groups: Vec<u32>,
+    /// Its cgroup v2 path (`None` when `/proc` did not say).
+    pub cgroup: Option<String>,
+}
+
+impl PeerIdentity {
+    /// Reads the groups and cgroup of the process `cred` names from `/proc`.
+    pub fn of(cred: PeerCredentials) -> Self {
+        let proc = |f: &str| std::fs::read_to_string(format!("/proc/{}/{f}", cred.pid)).ok();
+        let mut groups = vec![cred.gid];
+        if let Some(status) = proc("status") {
+            groups.extend(supplementary_groups(&status));
+        }
+        groups.sort_unstable();
+        groups.dedup();
+        let cgroup = proc("cgroup").and_then(|c| cgroup_v2_path(&c));
+        Self {
+            cred,
+            groups,
+            cgroup,
+        }
+    }
+
+    /// A process with just these credentials (no supplementary groups, no cgroup).
+    pub fn bare(cred: PeerCredentials) -> Self {
+        Self {
+            cred,
+            groups: vec![cred.gid],
+            cgroup: None,
+        }
+    }
+}
+
+/// A peer of uid and gid 0 with pid `pid`, for tests.
+#[cfg(test)]
+pub(crate) fn test_peer(pid: u32) -> PeerIdentity {
+    PeerIdentity::bare(PeerCredentials {
+        pid,
+        uid: 0,
+        gid: 0,
+    })
+}
+
+/// The `Groups:` line of a `/proc/<pid>/status`.
+fn supplementary_groups(status: &str) -> Vec<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .map(|g| {
+            g.split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The unified hierarchy's entry (`0::<path>`) of a `/proc/<pid>/cgroup`.
+fn cgroup_v2_path(cgroup: &str) -> Option<String> {
+    cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(str::to_string)
+}
+
 /// A channel as `FIFO_DISABLE_CHANNELS` names it: (client, channel) handles.
 pub type ChannelPair = (u32, u32);
 
@@ -240,6 +311,23 @@ pub fn parse(line: &str) -> Result<Message, ProtocolError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_peer_is_known_by_its_groups_and_cgroup() {
+        let status = "Name:\tcat\nUid:\t1000\t1000\t1000\t1000\nGroups:\t4 24 1000 \nNSpid:\t1\n";
+        assert_eq!(supplementary_groups(status), vec![4, 24, 1000]);
+        assert_eq!(supplementary_groups("Name:\tx\n"), Vec::<u32>::new());
+        let v1_and_v2 = "12:cpu,cpuacct:/old\n0::/tenants/a/job\n";
+        assert_eq!(cgroup_v2_path(v1_and_v2).as_deref(), Some("/tenants/a/job"));
+        assert_eq!(cgroup_v2_path("3:memory:/x\n"), None);
+        // This process, through /proc, as vgpud reads a tenant's.
+        let (a, _b) = UnixStream::pair().unwrap();
+        let me = PeerIdentity::of(peer_credentials(&a).unwrap());
+        // SAFETY: getgid has no preconditions.
+        assert!(me.groups.contains(&unsafe { libc::getgid() }));
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        assert_eq!(me.cgroup, cgroup_v2_path(&own));
+    }
 
     #[test]
     fn parses_what_the_shim_sends() {

@@ -1,10 +1,12 @@
 //! Connected tenants and their channels.
 //!
 //! Each connection is one process; several processes may share a tenant name (they are gated
-//! together). Every change is written to the state file (atomically, by rename) so that a daemon
+//! together). A name the policy binds to users, groups or a cgroup is only given to processes
+//! the binding admits, at connect and again whenever the bindings change. Every change is written to the state file (atomically, by rename) so that a daemon
 //! started after a crash knows which channels a dead daemon may have left disabled.
 
-use crate::protocol::ChannelPair;
+use crate::protocol::{ChannelPair, PeerIdentity};
+use scheduler::policy_file::{Policy, TenantBinding};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -16,8 +18,42 @@ pub type ConnId = u64;
 #[derive(Debug, Clone)]
 struct Conn {
     name: String,
-    pid: u32,
+    peer: PeerIdentity,
     channels: BTreeSet<ChannelPair>,
+}
+
+impl Conn {
+    fn admitted_by(&self, bindings: &HashMap<String, TenantBinding>) -> bool {
+        admits(bindings, &self.name, &self.peer)
+    }
+}
+
+fn admits(bindings: &HashMap<String, TenantBinding>, name: &str, p: &PeerIdentity) -> bool {
+    bindings
+        .get(name)
+        .is_none_or(|b| b.admits(p.cred.uid, &p.groups, p.cgroup.as_deref()))
+}
+
+/// A process that claimed a tenant name the policy binds to other users, groups or cgroups.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "tenant {name} is not open to pid {} (uid {}, groups {:?}, cgroup {:?})",
+    peer.cred.pid, peer.cred.uid, peer.groups, peer.cgroup
+)]
+pub struct NotAdmitted {
+    /// The name claimed.
+    pub name: String,
+    /// Who claimed it.
+    pub peer: PeerIdentity,
+}
+
+/// Each policy tenant's binding, by name: what [`TenantRegistry::set_bindings`] takes.
+pub fn policy_bindings(policy: &Policy) -> HashMap<String, TenantBinding> {
+    policy
+        .tenants
+        .iter()
+        .map(|t| (t.name.clone(), t.binding.clone()))
+        .collect()
 }
 
 #[derive(Debug, Default)]
@@ -27,6 +63,8 @@ struct Inner {
     generation: u64,
     /// Channels of connections that ended, to be enabled once more by the gate.
     released: Vec<ChannelPair>,
+    /// Who may claim which tenant name (names absent: anyone).
+    bindings: HashMap<String, TenantBinding>,
 }
 
 /// The registry, shared between the socket threads and the gating mechanism.
@@ -98,23 +136,60 @@ impl TenantRegistry {
         *written = generation;
     }
 
-    /// Registers a connection.
-    pub fn connect(&self, name: &str, pid: u32) -> ConnId {
+    /// Registers a connection of `peer` under tenant `name`, if the name's binding admits it.
+    pub fn connect(&self, name: &str, peer: &PeerIdentity) -> Result<ConnId, NotAdmitted> {
         let mut inner = self.lock();
+        if !admits(&inner.bindings, name, peer) {
+            return Err(NotAdmitted {
+                name: name.to_string(),
+                peer: peer.clone(),
+            });
+        }
         inner.next += 1;
         let id = inner.next;
         inner.conns.insert(
             id,
             Conn {
                 name: name.to_string(),
-                pid,
+                peer: peer.clone(),
                 channels: BTreeSet::new(),
             },
         );
         let snapshot = self.changed(&mut inner);
         drop(inner);
         self.persist(snapshot);
-        id
+        Ok(id)
+    }
+
+    /// Replaces who may claim which tenant name (a policy load or reload). Connections the new
+    /// bindings do not admit are ended as if they had closed, their channels released to be
+    /// enabled; returns their ids. Their later messages change nothing.
+    pub fn set_bindings(&self, bindings: HashMap<String, TenantBinding>) -> Vec<ConnId> {
+        let mut inner = self.lock();
+        let evicted: Vec<ConnId> = inner
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.admitted_by(&bindings))
+            .map(|(&id, _)| id)
+            .collect();
+        inner.bindings = bindings;
+        if evicted.is_empty() {
+            return evicted;
+        }
+        for id in &evicted {
+            if let Some(c) = inner.conns.remove(id) {
+                tracing::warn!(
+                    "tenant {} (pid {}) is no longer admitted by the policy",
+                    c.name,
+                    c.peer.cred.pid
+                );
+                inner.released.extend(c.channels);
+            }
+        }
+        let snapshot = self.changed(&mut inner);
+        drop(inner);
+        self.persist(snapshot);
+        evicted
     }
 
     /// Replaces a connection's channel set (an unchanged set changes nothing).
@@ -185,7 +260,7 @@ impl TenantRegistry {
                 pids: vec![],
                 channels: 0,
             });
-            t.pids.push(c.pid);
+            t.pids.push(c.peer.cred.pid);
             t.channels += c.channels.len();
         }
         out.into_values().collect()
@@ -255,7 +330,7 @@ mod tests {
         let writer = {
             let reg = reg.clone();
             std::thread::spawn(move || {
-                let id = reg.connect("a", 1);
+                let id = reg.connect("a", &crate::protocol::test_peer(1)).unwrap();
                 reg.set_channels(id, &[(1, 2)]);
             })
         };
@@ -287,9 +362,9 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let state = dir.join("state");
         let r = TenantRegistry::new(Some(state.clone()));
-        let a1 = r.connect("a", 10);
-        let a2 = r.connect("a", 11);
-        let b = r.connect("b", 12);
+        let a1 = r.connect("a", &crate::protocol::test_peer(10)).unwrap();
+        let a2 = r.connect("a", &crate::protocol::test_peer(11)).unwrap();
+        let b = r.connect("b", &crate::protocol::test_peer(12)).unwrap();
         r.set_channels(a1, &[(1, 10), (1, 11)]);
         r.set_channels(a2, &[(2, 10)]);
         r.set_channels(b, &[(3, 10)]);
@@ -320,5 +395,53 @@ mod tests {
         std::fs::write(&f, "zz\n1:2\n3\n").unwrap();
         assert_eq!(load_pairs(&f), vec![(1, 2)]);
         std::fs::remove_file(f).unwrap();
+    }
+
+    fn peer(pid: u32, uid: u32, cgroup: Option<&str>) -> PeerIdentity {
+        PeerIdentity {
+            cgroup: cgroup.map(str::to_string),
+            ..PeerIdentity::bare(crate::protocol::PeerCredentials { pid, uid, gid: uid })
+        }
+    }
+
+    #[test]
+    fn a_bound_tenant_admits_only_its_users_and_a_rebinding_evicts_the_others() {
+        let r = TenantRegistry::new(None);
+        let bind = |uids: Vec<u32>, cgroup: Option<&str>| {
+            HashMap::from([(
+                "a".to_string(),
+                TenantBinding {
+                    uids,
+                    cgroup: cgroup.map(str::to_string),
+                    ..Default::default()
+                },
+            )])
+        };
+        r.set_bindings(bind(vec![1000], None));
+        let e = r.connect("a", &peer(7, 1001, None)).unwrap_err();
+        assert_eq!(e.name, "a");
+        assert!(e.to_string().contains("uid 1001"), "{e}");
+        assert!(r.tenants().is_empty(), "a refused peer leaves nothing");
+        let owner = r.connect("a", &peer(8, 1000, Some("/tenants/a"))).unwrap();
+        let stray = r.connect("a", &peer(9, 1000, Some("/other"))).unwrap();
+        // Names the policy does not bind are open.
+        let other = r.connect("b", &peer(10, 1001, None)).unwrap();
+        r.set_channels(owner, &[(1, 2)]);
+        r.set_channels(stray, &[(3, 4)]);
+        r.set_channels(other, &[(5, 6)]);
+
+        // The policy now also binds tenant a to a cgroup: the process outside it is dropped,
+        // its channel released to be enabled; later messages of it change nothing.
+        assert_eq!(
+            r.set_bindings(bind(vec![1000], Some("/tenants/a"))),
+            vec![stray]
+        );
+        assert_eq!(r.take_released(), vec![(3, 4)]);
+        r.set_channels(stray, &[(3, 4), (3, 5)]);
+        assert_eq!(r.all_channels(), vec![(1, 2), (5, 6)]);
+        assert_eq!(r.disconnect(stray), vec![]);
+        assert!(r
+            .set_bindings(bind(vec![1000], Some("/tenants/a")))
+            .is_empty());
     }
 }

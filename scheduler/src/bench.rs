@@ -73,6 +73,7 @@ pub fn weighted_policy(n: usize, pattern: &[u32]) -> Policy {
                 max_share: 1.0,
                 timeslice: None,
                 priority: Priority::Low,
+                binding: Default::default(),
             })
             .collect(),
     }

@@ -110,6 +110,45 @@ pub struct Tenant {
     pub timeslice: Option<Duration>,
     /// Priority, mapped to the interleave level.
     pub priority: Priority,
+    /// Which local processes may connect to vgpud as this tenant (process tenants).
+    pub binding: TenantBinding,
+}
+
+/// Which local processes may claim a tenant's name when they connect to vgpud: those whose
+/// user is one of `uids` (when given), whose primary or supplementary group is one of `gids`
+/// (when given), and that run in the cgroup `cgroup` or below it (when given). Every kind given
+/// must match. A tenant that gives none is open: any local user may claim it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantBinding {
+    /// User ids.
+    pub uids: Vec<u32>,
+    /// Group ids.
+    pub gids: Vec<u32>,
+    /// A cgroup v2 path as `/proc/<pid>/cgroup` shows it (e.g. `/tenants/a`).
+    pub cgroup: Option<String>,
+}
+
+impl TenantBinding {
+    /// True when nothing restricts who may claim the tenant.
+    pub fn is_open(&self) -> bool {
+        self.uids.is_empty() && self.gids.is_empty() && self.cgroup.is_none()
+    }
+
+    /// Whether a process of user `uid`, with groups `groups`, in cgroup `cgroup` (`None`: not
+    /// known) may claim the tenant.
+    pub fn admits(&self, uid: u32, groups: &[u32], cgroup: Option<&str>) -> bool {
+        let uid_ok = self.uids.is_empty() || self.uids.contains(&uid);
+        let gid_ok = self.gids.is_empty() || groups.iter().any(|g| self.gids.contains(g));
+        let cgroup_ok = match (&self.cgroup, cgroup) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(want), Some(have)) => {
+                let want = want.trim_end_matches('/');
+                have == want || (have.starts_with(want) && have[want.len()..].starts_with('/'))
+            }
+        };
+        uid_ok && gid_ok && cgroup_ok
+    }
 }
 
 /// A validated policy.
@@ -232,6 +271,9 @@ struct RawTenant {
     max_share: Option<Spanned<RawShare>>,
     timeslice: Option<Spanned<RawDuration>>,
     priority: Option<Spanned<String>>,
+    uids: Option<Vec<Spanned<i64>>>,
+    gids: Option<Vec<Spanned<i64>>>,
+    cgroup: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -458,6 +500,39 @@ fn parse(text: &str, file: &str) -> Result<Policy, PolicyError> {
                 }
             },
         };
+        let ids = |list: &Option<Vec<Spanned<i64>>>, what: &str| {
+            list.iter()
+                .flatten()
+                .map(|v| {
+                    u32::try_from(*v.get_ref()).map_err(|_| {
+                        loc.err(
+                            &v.span(),
+                            format!("{who}: {what} {} is not a valid id", v.get_ref()),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<u32>, _>>()
+        };
+        let cgroup = match &t.cgroup {
+            None => None,
+            Some(c) if c.get_ref().starts_with('/') && !c.get_ref().contains("/../") => {
+                Some(c.get_ref().clone())
+            }
+            Some(c) => {
+                return Err(loc.err(
+                    &c.span(),
+                    format!(
+                        "{who}: cgroup `{}` must be an absolute cgroup v2 path such as /tenants/a",
+                        c.get_ref()
+                    ),
+                ))
+            }
+        };
+        let binding = TenantBinding {
+            uids: ids(&t.uids, "uid")?,
+            gids: ids(&t.gids, "gid")?,
+            cgroup,
+        };
         tenants.push(Tenant {
             name: name_str,
             vgpus,
@@ -467,6 +542,7 @@ fn parse(text: &str, file: &str) -> Result<Policy, PolicyError> {
             max_share,
             timeslice,
             priority,
+            binding,
         });
     }
 
@@ -753,5 +829,52 @@ gfids = [2, 3]
         assert!(e
             .to_string()
             .starts_with("/nonexistent/policy.toml: cannot read"));
+    }
+
+    #[test]
+    fn tenants_bind_to_users_groups_and_cgroups() {
+        let p = Policy::parse(
+            "policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1]\nuids = [1000, 1001]\n\
+             gids = [50]\ncgroup = \"/tenants/a\"\n[[tenant]]\nname = \"b\"\ngfids = [2]\n",
+            "p.toml",
+        )
+        .unwrap();
+        let a = &p.tenants[0].binding;
+        assert_eq!(
+            (a.uids.as_slice(), a.gids.as_slice()),
+            (&[1000, 1001][..], &[50][..])
+        );
+        assert!(!a.is_open() && p.tenants[1].binding.is_open());
+        // Every kind given must match; a cgroup matches itself and what is below it only.
+        assert!(a.admits(1001, &[7, 50], Some("/tenants/a")));
+        assert!(a.admits(1000, &[50], Some("/tenants/a/job-3")));
+        assert!(!a.admits(1002, &[50], Some("/tenants/a")), "another user");
+        assert!(!a.admits(1000, &[51], Some("/tenants/a")), "another group");
+        assert!(
+            !a.admits(1000, &[50], Some("/tenants/ab")),
+            "a sibling cgroup"
+        );
+        assert!(!a.admits(1000, &[50], None), "an unknown cgroup");
+        assert!(p.tenants[1].binding.admits(0, &[], None));
+    }
+
+    #[test]
+    fn bad_bindings_are_refused_with_their_line() {
+        const TENANT_A: &str = "policy = \"weighted\"\n[[tenant]]\nname = \"a\"\ngfids = [1]\n";
+        refused(
+            &format!("{TENANT_A}uids = [-1]\n"),
+            5,
+            "uid -1 is not a valid id",
+        );
+        refused(
+            &format!("{TENANT_A}gids = [4294967296]\n"),
+            5,
+            "gid 4294967296 is not a valid id",
+        );
+        refused(
+            &format!("{TENANT_A}cgroup = \"tenants/a\"\n"),
+            5,
+            "must be an absolute cgroup v2 path",
+        );
     }
 }

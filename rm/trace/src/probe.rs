@@ -44,22 +44,34 @@ pub fn probe_gr(minor: u32) -> Result<GrProbe> {
             grInfoList: entry.as_mut_ptr() as u64,
             ..Default::default()
         };
-        match c.control(SUBDEVICE_HANDLE, NV2080_CTRL_CMD_GR_GET_INFO, p.as_mut_bytes()) {
+        match c.control(
+            SUBDEVICE_HANDLE,
+            NV2080_CTRL_CMD_GR_GET_INFO,
+            p.as_mut_bytes(),
+        ) {
             Ok(()) => gr_info.push((index, entry[1])),
             Err(e) => gr_info_refused.push((index, e.to_string())),
         }
     }
     let mut gpc = Nv2080CtrlGrGetGpcMaskParams::default();
-    c.control(SUBDEVICE_HANDLE, NV2080_CTRL_CMD_GR_GET_GPC_MASK, gpc.as_mut_bytes())
-        .context("GR_GET_GPC_MASK")?;
+    c.control(
+        SUBDEVICE_HANDLE,
+        NV2080_CTRL_CMD_GR_GET_GPC_MASK,
+        gpc.as_mut_bytes(),
+    )
+    .context("GR_GET_GPC_MASK")?;
     let mut tpc_masks = Vec::new();
     for gpc_id in (0..32).filter(|i| gpc.gpcMask >> i & 1 == 1) {
         let mut t = Nv2080CtrlGrGetTpcMaskParams {
             gpcId: gpc_id,
             ..Default::default()
         };
-        c.control(SUBDEVICE_HANDLE, NV2080_CTRL_CMD_GR_GET_TPC_MASK, t.as_mut_bytes())
-            .with_context(|| format!("GR_GET_TPC_MASK of GPC {gpc_id}"))?;
+        c.control(
+            SUBDEVICE_HANDLE,
+            NV2080_CTRL_CMD_GR_GET_TPC_MASK,
+            t.as_mut_bytes(),
+        )
+        .with_context(|| format!("GR_GET_TPC_MASK of GPC {gpc_id}"))?;
         tpc_masks.push(t.tpcMask);
     }
     Ok(GrProbe {

@@ -122,6 +122,7 @@ pub(crate) mod tests {
                     max_share,
                     timeslice: None,
                     priority: Priority::Low,
+                    binding: Default::default(),
                 })
                 .collect(),
         }

@@ -4,8 +4,8 @@
 use anyhow::{Context, Result};
 use mdev::enforce::tick;
 use mdev::gate::{policy_gfids, ChannelGate, RealClock};
-use mdev::protocol::{self, Message};
-use mdev::tenants::{load_pairs, TenantRegistry};
+use mdev::protocol::{self, Message, PeerIdentity};
+use mdev::tenants::{load_pairs, policy_bindings, TenantRegistry};
 use rm_nvidia::HostClient;
 use scheduler::policy_file::Policy;
 use scheduler::reload::{PolicyWatcher, ReloadOutcome};
@@ -79,6 +79,13 @@ pub fn run(cli: NvidiaArgs) -> Result<()> {
     eprintln!("vgpud: driver {driver}, {policy}; re-enabled {recovered} of {} channel(s) left by a previous instance", leftover.len());
 
     let registry = TenantRegistry::new(Some(cli.state.clone()));
+    registry.set_bindings(policy_bindings(&policy));
+    for t in policy.tenants.iter().filter(|t| t.binding.is_open()) {
+        eprintln!(
+            "vgpud: tenant {} sets no uids, gids or cgroup: any local user may connect as it",
+            t.name
+        );
+    }
     let _ = std::fs::remove_file(&cli.socket);
     let listener = UnixListener::bind(&cli.socket)
         .with_context(|| format!("binding {}", cli.socket.display()))?;
@@ -228,12 +235,23 @@ fn serve(stream: UnixStream, peer: protocol::PeerCredentials, registry: TenantRe
                 tracing::warn!("tenant connection refused: {e}");
                 return;
             }
+            let id = match registry.connect(&name, &PeerIdentity::of(peer)) {
+                Ok(id) => id,
+                Err(e) => {
+                    eprintln!("vgpud: tenant connection refused: {e}");
+                    return;
+                }
+            };
             if let Err(e) = reader.get_ref().set_read_timeout(None) {
                 tracing::warn!("tenant connection: {e}");
+                registry.disconnect(id);
                 return;
             }
-            eprintln!("vgpud: tenant {name} (pid {pid}) connected");
-            registry.connect(&name, pid)
+            eprintln!(
+                "vgpud: tenant {name} (pid {pid}, uid {}) connected",
+                peer.uid
+            );
+            id
         }
         other => {
             tracing::warn!("tenant connection without HELLO: {other:?}");
