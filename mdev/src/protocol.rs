@@ -1,6 +1,9 @@
 //! The tenant protocol: text lines from the tenant to the daemon.
 //!
 //! * `HELLO <name> <pid>`: who the tenant is (name: 1-64 characters of `[A-Za-z0-9._-]`);
+//! * `CLIENT <client>`: sent with one file (`SCM_RIGHTS`): the `/dev/nvidiactl` the tenant
+//!   allocated RM client `<client>` (hex) on; the daemon asks the driver through it whether each
+//!   channel named later is that client's (`rm_nvidia::ownership`), and gates only those;
 //! * `CHANNELS [<client>:<channel> ...]`: the tenant's full channel set, handles in hex.
 //!
 //! Everything is bounded: a line is at most [`MAX_LINE`] bytes and names at most
@@ -8,11 +11,17 @@
 //! [`MAX_CONNECTIONS_PER_UID`] of one user (each holds a [`ConnectionSlot`]). A `HELLO` must
 //! name the pid the kernel reports for the peer ([`peer_credentials`]).
 
+use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 use std::collections::HashMap;
-use std::os::fd::AsRawFd;
+use std::io::IoSliceMut;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
+
+/// Most files a tenant may pass (one per RM client it gates); more ends the connection.
+pub const MAX_FILES: usize = 64;
 
 /// Longest line accepted.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -224,6 +233,98 @@ fn cgroup_v2_path(cgroup: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Reads a tenant's lines and the files it passes with them (`SCM_RIGHTS`).
+///
+/// The kernel hands over a send's files with the bytes of that send, and one read returns the
+/// files of at most one send, after the plain bytes before it; so the files of a read belong to
+/// the last line that starts in it (a tenant sends each `CLIENT` line, whole, in one send with
+/// its file). A tenant that splits lines only mismatches its own files.
+#[derive(Debug)]
+pub struct TenantReader {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    /// Files by the offset in `buf` of the line they came with.
+    files: Vec<(usize, Vec<OwnedFd>)>,
+}
+
+impl TenantReader {
+    /// Reads from `stream` (its read timeout applies to every read).
+    pub fn new(stream: UnixStream) -> Self {
+        Self {
+            stream,
+            buf: Vec::new(),
+            files: Vec::new(),
+        }
+    }
+
+    /// The socket.
+    pub fn get_ref(&self) -> &UnixStream {
+        &self.stream
+    }
+
+    /// The next line, without its newline, and the files passed with it; `None` at end of file,
+    /// on an error or a timeout, on a line over [`MAX_LINE`] bytes, or when more than
+    /// [`MAX_FILES`] passed files are waiting.
+    pub fn read_line(&mut self) -> Option<(String, Vec<OwnedFd>)> {
+        loop {
+            if let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=end).collect();
+                if end > MAX_LINE {
+                    return None;
+                }
+                // Files recorded at or inside this line are its own (inside: a tenant that
+                // split its line); the others start after its newline.
+                let mut mine = Vec::new();
+                self.files.retain_mut(|(at, files)| {
+                    if *at <= end {
+                        mine.append(files);
+                        false
+                    } else {
+                        *at -= end + 1;
+                        true
+                    }
+                });
+                let text = String::from_utf8_lossy(&line[..end]).trim_end().to_string();
+                return Some((text, mine));
+            }
+            if self.buf.len() > MAX_LINE {
+                return None;
+            }
+            let mut chunk = [0u8; 4096];
+            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(8))];
+            let mut ancillary = RecvAncillaryBuffer::new(&mut space);
+            let got = rustix::net::recvmsg(
+                &self.stream,
+                &mut [IoSliceMut::new(&mut chunk)],
+                &mut ancillary,
+                RecvFlags::CMSG_CLOEXEC,
+            )
+            .ok()?;
+            let mut passed = Vec::new();
+            for message in ancillary.drain() {
+                if let RecvAncillaryMessage::ScmRights(fds) = message {
+                    passed.extend(fds);
+                }
+            }
+            if got.bytes == 0 {
+                return None;
+            }
+            let start = self.buf.len();
+            self.buf.extend_from_slice(&chunk[..got.bytes]);
+            if !passed.is_empty() {
+                let line_start = (start..start + got.bytes)
+                    .rev()
+                    .find(|&i| i == 0 || self.buf[i - 1] == b'\n')
+                    .unwrap_or(start);
+                self.files.push((line_start, passed));
+            }
+            if self.files.iter().map(|(_, f)| f.len()).sum::<usize>() > MAX_FILES {
+                return None;
+            }
+        }
+    }
+}
+
 /// A channel as `FIFO_DISABLE_CHANNELS` names it: (client, channel) handles.
 pub type ChannelPair = (u32, u32);
 
@@ -237,6 +338,8 @@ pub enum Message {
         /// Its process id.
         pid: u32,
     },
+    /// A client, with the file it was allocated on passed alongside.
+    Client(u32),
     /// The full channel set.
     Channels(Vec<ChannelPair>),
 }
@@ -289,6 +392,16 @@ pub fn parse(line: &str) -> Result<Message, ProtocolError> {
                 pid,
             })
         }
+        Some("CLIENT") => {
+            let client = words
+                .next()
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                .ok_or_else(malformed)?;
+            if words.next().is_some() {
+                return Err(malformed());
+            }
+            Ok(Message::Client(client))
+        }
         Some("CHANNELS") => {
             let mut pairs = Vec::new();
             for w in words {
@@ -311,6 +424,79 @@ pub fn parse(line: &str) -> Result<Message, ProtocolError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+    use std::os::fd::AsFd;
+
+    /// What the shim sends, read as vgpud reads it: each CLIENT line comes with the file sent
+    /// with it, a CLIENT sent without one with none; too many files end the connection.
+    #[test]
+    fn files_passed_with_client_lines_arrive_with_them() {
+        let (mut tenant, daemon) = UnixStream::pair().unwrap();
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let zero = std::fs::File::open("/dev/zero").unwrap();
+        tenant.write_all(b"HELLO a 1\n").unwrap();
+        rmshim::tenant::send_client(&tenant, 0xc1d0_0001, null.as_fd()).unwrap();
+        tenant.write_all(b"CLIENT c1d00003\n").unwrap();
+        rmshim::tenant::send_client(&tenant, 0xc1d0_0002, zero.as_fd()).unwrap();
+        tenant.write_all(b"CHANNELS c1d00001:5c000001\n").unwrap();
+        let mut r = TenantReader::new(daemon);
+        let minors = |files: &[OwnedFd]| -> Vec<u32> {
+            files
+                .iter()
+                .map(|f| rustix::fs::minor(rustix::fs::fstat(f).unwrap().st_rdev))
+                .collect()
+        };
+        let mut next = || {
+            let (line, files) = r.read_line().unwrap();
+            (parse(&line).unwrap(), minors(&files))
+        };
+        assert_eq!(
+            next(),
+            (
+                Message::Hello {
+                    name: "a".into(),
+                    pid: 1
+                },
+                vec![]
+            )
+        );
+        assert_eq!(
+            next(),
+            (Message::Client(0xc1d0_0001), vec![3]),
+            "/dev/null is 1:3"
+        );
+        assert_eq!(next(), (Message::Client(0xc1d0_0003), vec![]));
+        assert_eq!(
+            next(),
+            (Message::Client(0xc1d0_0002), vec![5]),
+            "/dev/zero is 1:5"
+        );
+        assert_eq!(
+            next(),
+            (Message::Channels(vec![(0xc1d0_0001, 0x5c00_0001)]), vec![])
+        );
+
+        // A tenant that passes files without ending its line is cut off.
+        for _ in 0..=MAX_FILES {
+            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+            let mut ancillary = rustix::net::SendAncillaryBuffer::new(&mut space);
+            let files = [null.as_fd()];
+            ancillary.push(rustix::net::SendAncillaryMessage::ScmRights(&files));
+            let bytes = [std::io::IoSlice::new(b"x")];
+            rustix::net::sendmsg(
+                &tenant,
+                &bytes,
+                &mut ancillary,
+                rustix::net::SendFlags::empty(),
+            )
+            .unwrap();
+        }
+        drop(tenant);
+        assert!(
+            r.read_line().is_none(),
+            "a line with too many files is refused"
+        );
+    }
 
     #[test]
     fn a_peer_is_known_by_its_groups_and_cgroup() {

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Builds what the H200 run needs (no cargo there) into .h200/ at the repository root, which
 # `.git/info/exclude` ignores and the device run carries: librmshim.so (built against this
-# machine's older glibc, so it loads on the GPU machine's newer one) and a static vgpud.
+# machine's older glibc, so it loads on the GPU machine's newer one), a static vgpud and rm-trace.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -12,7 +12,9 @@ echo "building librmshim.so (release)"
 cargo build -q --release -p rmshim
 echo "building static vgpud"
 RUSTFLAGS='-C target-feature=+crt-static' cargo build -q --profile static --target x86_64-unknown-linux-gnu -p mdev --bin vgpud
+echo "building static rm-trace (probe-gr)"
+RUSTFLAGS='-C target-feature=+crt-static' cargo build -q --profile static --target x86_64-unknown-linux-gnu -p rm-trace
 target=${CARGO_TARGET_DIR:-$root/target}
 mkdir -p .h200
-cp "$target/release/librmshim.so" "$target/x86_64-unknown-linux-gnu/static/vgpud" .h200/
+cp "$target/release/librmshim.so" "$target/x86_64-unknown-linux-gnu/static/vgpud" "$target/x86_64-unknown-linux-gnu/static/rm-trace" .h200/
 ls -l .h200

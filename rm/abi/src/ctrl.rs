@@ -32,6 +32,7 @@ commands! {
     NV0000_CTRL_CMD_GPU_ATTACH_IDS = 0x0000_0215;
     NV0000_CTRL_CMD_GPU_DETACH_IDS = 0x0000_0216;
     NV0000_CTRL_CMD_CLIENT_GET_ADDR_SPACE_TYPE = 0x0000_0D01;
+    NV0000_CTRL_CMD_CLIENT_GET_HANDLE_INFO = 0x0000_0D02;
     NV0080_CTRL_CMD_GPU_GET_NUM_SUBDEVICES = 0x0080_0280;
     NV0080_CTRL_CMD_GPU_GET_CLASSLIST_V2 = 0x0080_0292;
     NV0080_CTRL_CMD_HOST_GET_CAPS_V2 = 0x0080_1402;
@@ -217,6 +218,23 @@ abi_struct! {
     }
 }
 assert_layout!(Nv0000CtrlClientGetAddrSpaceTypeParams, 12);
+
+abi_struct! {
+    /// `NV0000_CTRL_CLIENT_GET_HANDLE_INFO_PARAMS`: what one object of the calling client is.
+    pub struct Nv0000CtrlClientGetHandleInfoParams {
+        /// The object looked up (H).
+        pub hObject: Handle,
+        /// `NV0000_CTRL_CMD_CLIENT_GET_HANDLE_INFO_INDEX_*`.
+        pub index: u32,
+        /// Out: the parent handle (`_PARENT`) or the class id (`_CLASSID`).
+        pub data: u64,
+    }
+}
+assert_layout!(Nv0000CtrlClientGetHandleInfoParams, 16, index @ 4, data @ 8);
+/// `NV0000_CTRL_CMD_CLIENT_GET_HANDLE_INFO_INDEX_PARENT`.
+pub const NV0000_CTRL_CMD_CLIENT_GET_HANDLE_INFO_INDEX_PARENT: u32 = 1;
+/// `NV0000_CTRL_CMD_CLIENT_GET_HANDLE_INFO_INDEX_CLASSID`.
+pub const NV0000_CTRL_CMD_CLIENT_GET_HANDLE_INFO_INDEX_CLASSID: u32 = 2;
 
 /// Address space type: invalid.
 pub const NV0000_CTRL_CMD_CLIENT_GET_ADDR_SPACE_TYPE_INVALID: u32 = 0;

@@ -639,6 +639,19 @@ impl<D: NvDriver> Forwarder<D> {
         v
     }
 
+    /// The clients with channels and the `/dev/nvidiactl` file each was allocated on, sorted.
+    pub fn client_files(&self) -> Vec<(Handle, RawFd)> {
+        let state = self.state();
+        let mut v: Vec<_> = state
+            .clients
+            .iter()
+            .filter(|(_, c)| c.ctl_fd >= 0 && c.has_channels())
+            .map(|(&client, c)| (client, c.ctl_fd))
+            .collect();
+        v.sort();
+        v
+    }
+
     /// The tenant's channel groups with their engine types, sorted: `(client, tsg, engine)`.
     pub fn channel_groups(&self) -> Vec<(Handle, Handle, u32)> {
         let state = self.state();

@@ -18,6 +18,7 @@
 pub mod driver;
 pub mod forward;
 pub mod host_client;
+pub mod ownership;
 pub mod sanitize;
 pub mod version;
 

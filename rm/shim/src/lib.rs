@@ -17,7 +17,7 @@
 
 mod fds;
 mod memory;
-mod tenant;
+pub mod tenant;
 
 use fds::FdTable;
 use libc::{c_int, c_ulong, c_void};

@@ -39,6 +39,17 @@ pub const H200_GR_CAPS: [u8; 23] = [
     0xB0, 0x2E, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x10, 0x01, 0x08, 0x00, 0x10,
     0x10, 0x00, 0x80, 0x00, 0x04, 0x40, 0x00,
 ];
+/// `GR_GET_INFO` of an H200 by index (`NV2080_CTRL_GR_INFO_INDEX_*`, 0..=0x39), as its driver
+/// (580.159.04) answered `rm-trace probe-gr` on 2026-12-03 (`tests/fixtures/h200/gr-probe.json`):
+/// e.g. `SM_VERSION` (0x0C) 0x900, `LITTER_NUM_GPCS` (0x14) 8, `LITTER_NUM_TPC_PER_GPC` (0x17)
+/// 9, `GPU_CORE_COUNT` (0x1D) 16896 (132 SMs x 128), `LITTER_NUM_SM_PER_TPC` (0x20) 2. That
+/// board's TPC masks differ from the traced board's (each H200 is floorswept its own way);
+/// both have 66 TPCs.
+pub const H200_GR_INFO: [u32; 58] = [
+    8, 0, 0, 512, 0, 16, 0, 8, 132, 66, 0, 0, 2304, 64, 32, 160, 160, 32, 32, 0, 8, 12, 4, 9, 1, 8,
+    1, 24, 3, 16896, 3, 6, 2, 0, 0, 528, 8, 24, 8, 4, 2, 1, 9, 2, 64, 2, 64, 16, 1, 3, 4, 0, 15, 8,
+    8, 8, 0, 0,
+];
 /// Most TSGs per runlist.
 pub const MAX_TSGS_PER_RUNLIST: u32 = 2048;
 /// Largest GPFIFO ring accepted (entries).

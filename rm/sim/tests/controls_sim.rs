@@ -375,3 +375,102 @@ fn id_info_reports_a_lone_gpu_board_that_cannot_do_sli() {
     // GPU_NOT_SUPPORTED | INVALID_GPU_COUNT; board id = GPU id; no NUMA node.
     assert_eq!((p.sliStatus, p.boardId, p.numaId), (0x41, 0x600, -1));
 }
+
+/// `GR_GET_INFO` of `indices` through a list in guest memory: the status and the data.
+fn gr_info(
+    core: &CoreTransport<SimBackend>,
+    g: &mut RmClient<'_>,
+    t: &Tree,
+    indices: &[u32],
+    size: u32,
+) -> (NvStatus, Vec<u32>) {
+    let list = core.buffer(8 * 64, 8).unwrap();
+    let raw: Vec<u8> = indices
+        .iter()
+        .flat_map(|&i| [i.to_le_bytes(), 0xEEEE_EEEEu32.to_le_bytes()].concat())
+        .collect();
+    list.write(0, &raw).unwrap();
+    let p = Nv2080CtrlGrGetInfoParams {
+        grInfoListSize: size,
+        grInfoList: list.addr(),
+        ..Default::default()
+    };
+    let (s, _) = RmCalls::control(g, t.client, t.subdevice, NV2080_CTRL_CMD_GR_GET_INFO, &p);
+    let mut out = vec![0u8; raw.len()];
+    list.read(0, &mut out).unwrap();
+    let data = out
+        .chunks_exact(8)
+        .map(|e| u32::from_le_bytes([e[4], e[5], e[6], e[7]]))
+        .collect();
+    (s, data)
+}
+
+/// The oracle is the H200's own answer to every index (`rm-trace probe-gr`, the fixture), and
+/// arithmetic between them and the traced TPC masks: 8 GPCs of at most 9 TPCs, 2 SMs per TPC,
+/// 128 cores per Hopper SM.
+#[test]
+fn gr_info_is_the_h200s_for_every_index_and_bad_lists_are_refused_like_rm() {
+    let Some(path) = rm_core::testing::traces::h200_probe("gr-probe.json") else {
+        return;
+    };
+    let probe: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let real: Vec<(u32, u32)> = probe["gr_info"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e[0].as_u64().unwrap() as u32, e[1].as_u64().unwrap() as u32))
+        .collect();
+    assert_eq!(real.len(), 0x3A, "the probe asked every index");
+    let core = setup();
+    let (mut g, t) = guest(&core);
+    // In lists of up to 20, in the order given, as CUDA asks (it asks all 0x3A at once).
+    for chunk in real.chunks(20) {
+        let idx: Vec<u32> = chunk.iter().map(|e| e.0).rev().collect();
+        let (s, data) = gr_info(&core, &mut g, &t, &idx, idx.len() as u32);
+        assert_eq!(s, NvStatus::OK);
+        let want: Vec<u32> = chunk.iter().map(|e| e.1).rev().collect();
+        assert_eq!(data, want);
+    }
+    let all: Vec<u32> = (0..0x3A).collect();
+    let (s, data) = gr_info(&core, &mut g, &t, &all, 0x3A);
+    assert_eq!(s, NvStatus::OK);
+    let tpc_masks = [0x1FFu32, 0x1F8, 0x1BF, 0x1FF, 0x1FF, 0x1FF, 0x1FD, 0x0FF];
+    let tpcs: u32 = tpc_masks.iter().map(|m| m.count_ones()).sum();
+    assert_eq!(data[0x0C], 0x900, "SM 9.0");
+    assert_eq!((data[0x14], data[0x17], data[0x20]), (8, 9, 2));
+    assert_eq!(
+        data[0x1D],
+        tpcs * data[0x20] * 128,
+        "cores = TPCs x SMs per TPC x 128"
+    );
+
+    // `NV0080_CTRL_GR_INFO_MAX_SIZE` bounds both the list and each index; nothing is written.
+    for (idx, size) in [
+        (vec![0], 0),
+        (vec![0], 0x3B),
+        (vec![0x3A], 1),
+        (vec![1, 0x40], 2),
+    ] {
+        let (s, data) = gr_info(&core, &mut g, &t, &idx, size);
+        assert_eq!(s, NvStatus::ERR_INVALID_ARGUMENT, "{idx:?} / {size}");
+        assert!(data.iter().all(|&d| d == 0xEEEE_EEEE));
+    }
+    let p = Nv2080CtrlGrGetInfoParams {
+        grInfoListSize: 1,
+        grInfoList: 0xdead_0000_0000,
+        ..Default::default()
+    };
+    let (s, _) = RmCalls::control(
+        &mut g,
+        t.client,
+        t.subdevice,
+        NV2080_CTRL_CMD_GR_GET_INFO,
+        &p,
+    );
+    assert_eq!(
+        s,
+        NvStatus::ERR_INVALID_ADDRESS,
+        "a list outside guest memory"
+    );
+}

@@ -4,18 +4,20 @@
 use anyhow::{Context, Result};
 use mdev::enforce::tick;
 use mdev::gate::{policy_gfids, ChannelGate, RealClock};
-use mdev::protocol::{self, Message, PeerIdentity};
+use mdev::protocol::{self, Message, PeerIdentity, TenantReader};
 use mdev::tenants::{load_pairs, policy_bindings, TenantRegistry};
-use rm_nvidia::HostClient;
+use rm_nvidia::ownership::ClientFiles;
+use rm_nvidia::{HostClient, SyscallDriver};
 use scheduler::policy_file::Policy;
 use scheduler::reload::{PolicyWatcher, ReloadOutcome};
 use scheduler::scheduler::{Method, Scheduler};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
+use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -67,6 +69,7 @@ pub fn run(cli: NvidiaArgs) -> Result<()> {
     let mut watcher = PolicyWatcher::new(&cli.policy).context("watching the policy file")?;
     let mut host = HostClient::open(cli.gpu).context("opening the GPU")?;
     let driver = host.version().to_string();
+    check_client_validation(&host)?;
 
     // A disable outlives its issuer: whatever a dead instance left disabled comes back first.
     let leftover = load_pairs(&cli.state);
@@ -189,6 +192,28 @@ fn flush_log<M: scheduler::mechanism::Mechanism>(
     }
 }
 
+/// Channel ownership is proven by the driver's refusal of a client on a file it was not
+/// allocated on; refuses to run where the driver does not refuse (client validation turned off
+/// with `RmValidateClientData`), since any tenant could then claim any channel.
+fn check_client_validation(host: &HostClient) -> Result<()> {
+    let other = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/nvidiactl")
+        .context("opening /dev/nvidiactl")?;
+    match rm_nvidia::ownership::strict_validation(&SyscallDriver, other.as_fd(), host.client()) {
+        Ok(true) => Ok(()),
+        Ok(false) => anyhow::bail!(
+            "the driver answers for a client on a file it was not allocated on (client \
+             validation is off, RmValidateClientData): tenants' channel ownership cannot be \
+             checked"
+        ),
+        Err(e) => Err(anyhow::anyhow!(
+            "checking the driver's client validation: {e}"
+        )),
+    }
+}
+
 /// Serves each tenant connection on a thread of its own, at most
 /// [`protocol::MAX_CONNECTIONS`] at once; a connection over the limit is closed at once.
 fn accept(listener: UnixListener, registry: TenantRegistry) {
@@ -219,17 +244,21 @@ fn accept(listener: UnixListener, registry: TenantRegistry) {
     });
 }
 
-/// One tenant connection: HELLO first (within [`protocol::HELLO_TIMEOUT`]), then channel sets,
-/// until end of file. When the tenant goes
-/// the gate enables its channels again (if its process is gone they are gone too and this fails
-/// harmlessly) and forgets them.
+/// Tenant connections refused since start.
+static REFUSED: AtomicU64 = AtomicU64::new(0);
+
+/// One tenant connection: HELLO first (within [`protocol::HELLO_TIMEOUT`]), then the files of
+/// its clients and its channel sets, until end of file. Only channels the driver confirms
+/// through the file passed for their client are gated (`rm_nvidia::ownership`). When the tenant
+/// goes the gate enables its channels again (if its process is gone they are gone too and this
+/// fails harmlessly) and forgets them.
 fn serve(stream: UnixStream, peer: protocol::PeerCredentials, registry: TenantRegistry) {
     if let Err(e) = stream.set_read_timeout(Some(protocol::HELLO_TIMEOUT)) {
         tracing::warn!("tenant connection: {e}");
         return;
     }
-    let mut reader = BufReader::new(stream);
-    let id = match read_line(&mut reader).map(|l| protocol::parse(&l)) {
+    let mut reader = TenantReader::new(stream);
+    let id = match reader.read_line().map(|(l, _)| protocol::parse(&l)) {
         Some(Ok(Message::Hello { name, pid })) => {
             if let Err(e) = protocol::authenticate(pid, peer) {
                 tracing::warn!("tenant connection refused: {e}");
@@ -238,7 +267,12 @@ fn serve(stream: UnixStream, peer: protocol::PeerCredentials, registry: TenantRe
             let id = match registry.connect(&name, &PeerIdentity::of(peer)) {
                 Ok(id) => id,
                 Err(e) => {
-                    eprintln!("vgpud: tenant connection refused: {e}");
+                    // Counted, logged at powers of two: a refused client that keeps
+                    // reconnecting must not flood the log.
+                    let n = REFUSED.fetch_add(1, Ordering::Relaxed) + 1;
+                    if n.is_power_of_two() {
+                        eprintln!("vgpud: tenant connection refused: {e} ({n} refused so far)");
+                    }
                     return;
                 }
             };
@@ -258,9 +292,26 @@ fn serve(stream: UnixStream, peer: protocol::PeerCredentials, registry: TenantRe
             return;
         }
     };
-    while let Some(line) = read_line(&mut reader) {
+    let mut files = ClientFiles::default();
+    while let Some((line, mut passed)) = reader.read_line() {
         match protocol::parse(&line) {
-            Ok(Message::Channels(c)) => registry.set_channels(id, &c),
+            Ok(Message::Client(client)) => {
+                if let Err(e) = files.add(client, passed.pop()) {
+                    eprintln!("vgpud: tenant connection {id}: {e}");
+                }
+            }
+            Ok(Message::Channels(named)) => {
+                let (owned, refused) = files.verify(&SyscallDriver, &named);
+                if let Some(first) = refused.first() {
+                    eprintln!(
+                        "vgpud: tenant connection {id}: {} of {} channel(s) not proven its own, \
+                         not gated (first: {first})",
+                        refused.len(),
+                        named.len()
+                    );
+                }
+                registry.set_channels(id, &owned)
+            }
             Ok(Message::Hello { .. }) => tracing::warn!("repeated HELLO ignored"),
             Err(e) => {
                 tracing::warn!("dropping tenant connection: {e}");
@@ -273,19 +324,4 @@ fn serve(stream: UnixStream, peer: protocol::PeerCredentials, registry: TenantRe
         "vgpud: tenant connection {id} closed ({} channel(s) released)",
         gone.len()
     );
-}
-
-/// Reads one line of at most the protocol's limit; `None` at end of file, on an error or on an
-/// over-long line.
-fn read_line(reader: &mut BufReader<UnixStream>) -> Option<String> {
-    let mut buf = Vec::new();
-    match reader
-        .by_ref()
-        .take(protocol::MAX_LINE as u64 + 1)
-        .read_until(b'\n', &mut buf)
-    {
-        Ok(0) | Err(_) => None,
-        Ok(_) if buf.len() > protocol::MAX_LINE => None,
-        Ok(_) => Some(String::from_utf8_lossy(&buf).trim_end().to_string()),
-    }
 }

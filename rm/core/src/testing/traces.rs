@@ -14,13 +14,25 @@ pub fn trace_dir() -> PathBuf {
 /// # Panics
 /// When the file is missing and `CI=true`.
 pub fn trace(name: &str) -> Option<PathBuf> {
-    let path = trace_dir().join(format!("{name}.jsonl.gz"));
+    required(trace_dir().join(format!("{name}.jsonl.gz")))
+}
+
+/// `tests/fixtures/h200/<name>`: what the real driver answered a probe on the H200 (e.g.
+/// `gr-probe.json` from `rm-trace probe-gr`); missing, as [`trace`].
+///
+/// # Panics
+/// When the file is missing and `CI=true`.
+pub fn h200_probe(name: &str) -> Option<PathBuf> {
+    required(trace_dir().join("../h200").join(name))
+}
+
+fn required(path: PathBuf) -> Option<PathBuf> {
     if path.exists() {
         return Some(path);
     }
     assert!(
         std::env::var("CI").as_deref() != Ok("true"),
-        "trace fixture {} is missing (CI=true: a trace test may not skip)",
+        "fixture {} is missing (CI=true: a test of the real driver's answers may not skip)",
         path.display()
     );
     eprintln!("skipping: no {}", path.display());

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::channel::ChannelRef;
 use super::engine::{NV2080_ENGINE_TYPE_COPY0, NV2080_ENGINE_TYPE_GR0};
-use super::gpu::{SimConfig, SimError, SimGpu, H200_GR_CAPS, H200_TPC_MASKS};
+use super::gpu::{SimConfig, SimError, SimGpu, H200_GR_CAPS, H200_GR_INFO, H200_TPC_MASKS};
 use super::memory::{Aperture, MemoryError, MemoryId};
 use super::tsg::TsgRef;
 use super::vaspace::{VaError, VaSpaceId};
@@ -162,7 +162,7 @@ impl SimBackend {
             gr: GrConfig {
                 tpc_masks: H200_TPC_MASKS.to_vec(),
                 caps: H200_GR_CAPS,
-                info: Vec::new(),
+                info: (0..).zip(H200_GR_INFO).collect(),
             },
             classes: vec![
                 class::NV01_ROOT,
