@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use crate::devices::vfio_user::VgpuSpec;
+use crate::devices::virtio_blk::DiskSpec;
 
 /// The command line the guest gets when `--cmdline` is not given.
 pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=t panic=-1 quiet";
@@ -21,7 +22,8 @@ Exit status:
 Guest platform: COM1 at 0x3f8 (IRQ 4), PCI root bus with type-1 config access (0xCF8/0xCFC)
 and a host bridge at 00:00.0, ACPI (RSDP/XSDT/FADT/DSDT with a PCI _PRT/MADT; power off through
 the FADT sleep registers at I/O 0x600), in-kernel LAPIC/IOAPIC/PIT, i8042, CMOS reading 0; with
---vgpu, each vGPU (10de:7f61, protocol in vgpu/PROTOCOL.md) at the next free slot from 00:01.0.
+--vgpu, each vGPU (10de:7f61, protocol in vgpu/PROTOCOL.md) at the next free slot from 00:01.0;
+with --disk, each disk (virtio-blk, 1af4:1042, INTx) at the next free slot after the vGPUs.
 The guest needs neither `pci=off` nor `acpi=off`; recommended command line:
   console=ttyS0 reboot=t panic=-1 quiet
 
@@ -72,6 +74,16 @@ pub struct Args {
     /// poll (the default) leaves the pin at 0. One VMM per instance at a time.
     #[arg(long, value_name = "SPEC")]
     pub vgpu: Vec<VgpuSpec>,
+
+    /// Attach a raw disk image as a virtio-blk PCI function (repeatable; the guest's
+    /// /dev/vda, /dev/vdb, ... in order): `path=IMG[,readonly|,snapshot][,overlay_mib=N]`.
+    /// IMG is a raw image file or a block device. Without a mode the guest's writes go to IMG;
+    /// readonly offers a read-only disk (writes fail with an I/O error); snapshot keeps the
+    /// guest's writes in host memory, at most overlay_mib MiB (default 256; writes past that
+    /// fail with an I/O error), and leaves IMG untouched. The guest needs the virtio_pci and
+    /// virtio_blk drivers (modules in Debian's kernels: load them from the initrd).
+    #[arg(long, value_name = "SPEC")]
+    pub disk: Vec<DiskSpec>,
 }
 
 fn existing_file(s: &str) -> Result<PathBuf, String> {
@@ -100,6 +112,7 @@ mod tests {
             "--console-log",
             "--stats",
             "--vgpu",
+            "--disk",
         ] {
             assert!(help.contains(flag), "{flag} missing from --help");
         }
@@ -134,6 +147,18 @@ mod tests {
         assert_eq!(a.vgpu.len(), 2);
         assert_eq!(a.vgpu[1].socket, PathBuf::from("/b"));
         assert!(Args::try_parse_from(["vgpu-vmm", "--kernel", exe, "--vgpu", "type=x"]).is_err());
+        let a = Args::try_parse_from([
+            "vgpu-vmm",
+            "--kernel",
+            exe,
+            "--disk",
+            "path=/a,snapshot",
+            "--disk",
+            "path=/b",
+        ])
+        .unwrap();
+        assert_eq!(a.disk.len(), 2);
+        assert!(Args::try_parse_from(["vgpu-vmm", "--kernel", exe, "--disk", "snapshot"]).is_err());
         assert!(
             Args::try_parse_from(["vgpu-vmm", "--kernel", exe, "--vgpu", "intr=intx"]).is_err()
         );

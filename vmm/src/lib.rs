@@ -27,6 +27,8 @@
 //! * With `--vgpu`: the vGPU at 00:01.0 ([`devices::vgpu`]): BAR0 trapped, BAR2 a KVM slot over
 //!   the device's window that follows the BAR, polling or INTx, the RM core in-process over the
 //!   sim GPU on its real-time clock.
+//! * With `--disk`: a virtio-blk function per image ([`devices::virtio_blk`]) on the virtio-pci
+//!   modern transport ([`devices::virtio_pci`]), INTx, requests served on the notifying vCPU.
 //!
 //! The guest command line this platform wants: `console=ttyS0 reboot=t panic=-1 quiet`
 //! (no `pci=off`, no `acpi=off`). `poweroff -f` in the guest ends the VMM with 0; `reboot -f`

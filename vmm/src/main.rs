@@ -81,6 +81,16 @@ fn run(
             .with_context(|| format!("cannot attach vGPU {}", spec.socket.display()))?;
         vgpu.push(v);
     }
+    for (i, spec) in args.disk.iter().enumerate() {
+        devices::virtio_blk::attach(
+            vm.pci_bus(),
+            vm.shared_vm_fd(),
+            vm.guest_memory().clone(),
+            spec,
+            i,
+        )
+        .with_context(|| format!("cannot attach disk {}", spec.path.display()))?;
+    }
     vm.load_linux(&args.kernel, args.initrd.as_deref(), &args.cmdline)
         .context("cannot load the guest")?;
     let stats = vm.stats();
