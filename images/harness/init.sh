@@ -3,8 +3,12 @@
 # on the kernel command line, prints VGPU-RESULT lines and powers off.
 #
 # Kernel command-line parameters (read from /proc/cmdline):
-#   vgpu.scenario=boot|bench|share
+#   vgpu.scenario=boot|bench|share|boottest
 #                              boot: one test-guest boot; bench: vgpu.runs boots under each VMM;
+#                              boottest: `vgpu-image boot-test`: boots /boottest/kernel (with
+#                              /boottest/initrd if present, /boottest/cmdline, /boottest/memory
+#                              MiB: a layer appended to this image) under vgpu-vmm with the outer
+#                              QEMU's first disk (/dev/vda here) as its disk, writes in memory;
 #                              share: two vgpu-vmm guests (labels prod and batch) streaming on one
 #                              vgpud under a 3:1 policy that becomes 1:1 vgpu.switch_after seconds
 #                              after both streams started (default 4); `VGPUD-STATUS written` and
@@ -203,6 +207,23 @@ share)
     wait $guests
     relay_guests
     vgpud_status share
+    ;;
+boottest)
+    for m in virtio_pci virtio_blk; do
+        modprobe "$m" || finish false "modprobe $m failed"
+    done
+    i=0
+    while [ ! -b /dev/vda ]; do
+        i=$((i + 1))
+        [ "$i" -gt 100 ] && finish false "the disk did not appear as /dev/vda in the harness"
+        sleep 0.1
+    done
+    [ -f /boottest/kernel ] || finish false "this harness image has no /boottest layer"
+    initrd_arg=
+    [ -f /boottest/initrd ] && initrd_arg="--initrd /boottest/initrd"
+    vgpu-guest timed-run --label guest --timeout "$timeout" -- \
+        vgpu-vmm --kernel /boottest/kernel $initrd_arg --cmdline "$(cat /boottest/cmdline)" \
+        --memory "$(cat /boottest/memory)" --vcpus 1 --disk path=/dev/vda,snapshot $vmm_args
     ;;
 bench)
     runs=$(param vgpu.runs)

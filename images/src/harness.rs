@@ -22,8 +22,9 @@ const LAYOUT: u32 = 1;
 /// The harness init script.
 pub const INIT_SCRIPT: &str = include_str!("../harness/init.sh");
 
-/// Modules the harness loads (dependencies come along).
-pub const HARNESS_MODULES: &[&str] = &["kvm_amd"];
+/// Modules the harness loads (dependencies come along): KVM, and the virtio disk driver the
+/// boot-test scenario reads the user's image through.
+pub const HARNESS_MODULES: &[&str] = &["kvm_amd", "virtio_pci", "virtio_blk"];
 
 /// Words `vgpu-vmm` adds to the guest command line (the scenario is appended after them).
 pub const VMM_GUEST_CMDLINE: &str = "";
@@ -91,12 +92,14 @@ impl Harness {
         let outer = Qemu::ensure_locked(cache)?;
         let busybox = initramfs::busybox_path()?;
         let key = format!(
-            "layout {LAYOUT}; {}; {}; guest {}; busybox {}; init {}; cmdline {VMM_GUEST_CMDLINE}",
+            "layout {LAYOUT}; {}; {}; guest {}; busybox {}; init {}; cmdline {VMM_GUEST_CMDLINE}; \
+             modules {}",
             kernel.key,
             bins.key,
             guest.key,
             cache::fingerprint(&busybox)?,
             cache::fingerprint_str(INIT_SCRIPT),
+            HARNESS_MODULES.join(","),
         );
         let dir = cache.path("harness");
         let base = dir.join("harness.cpio");
@@ -193,7 +196,7 @@ fn join_words(parts: &[&str]) -> String {
         .join(" ")
 }
 
-fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), Error> {
+pub(crate) fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), Error> {
     use std::os::unix::fs::PermissionsExt;
     if let Some(parent) = path.parent() {
         tools::mkdir(parent)?;

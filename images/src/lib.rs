@@ -9,6 +9,9 @@
 //!   root): the harness's outer emulator, and a second VMM with a vfio-user client that boots
 //!   the test guest directly under TCG ([`qemu_vm`]) against a `vgpud` on this host
 //!   ([`vgpud`]);
+//! * **boot tests** ([`boot_test`]): a user's disk image booted under `vgpu-vmm` in the harness,
+//!   judged from its console (`vgpu-image boot-test`), with Debian's cloud kernel and a stock
+//!   initramfs ([`stock_boot`]) for images that bring no kernel;
 //! * the **runner** ([`runner`]): boots the harness under QEMU TCG (which gives its kernel a real
 //!   KVM with nested SVM, see the architecture notes) and collects the result lines.
 //!
@@ -17,6 +20,7 @@
 
 pub mod apt;
 pub mod bench;
+pub mod boot_test;
 pub mod cache;
 pub mod cpio;
 pub mod guest;
@@ -27,6 +31,7 @@ pub mod qemu;
 pub mod qemu_vm;
 pub mod runner;
 pub mod static_bins;
+pub mod stock_boot;
 pub mod tools;
 pub mod vgpud;
 
@@ -34,7 +39,7 @@ pub use cache::Cache;
 pub use guest::TestGuest;
 pub use harness::{Harness, HarnessVariant};
 pub use qemu::Qemu;
-pub use runner::{GuestRun, HarnessOutcome, HarnessRun};
+pub use runner::{Flow, GuestRun, HarnessEvent, HarnessOutcome, HarnessRun};
 
 use std::path::{Path, PathBuf};
 

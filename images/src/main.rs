@@ -77,6 +77,29 @@ enum Cmd {
         #[arg(long, default_value_t = 300)]
         timeout: u64,
     },
+    /// Boot-test a guest image: boot it under vgpu-vmm in the nested harness and decide from its
+    /// serial console whether it booted.
+    ///
+    /// The image is the guest's /dev/vda (a virtio-blk disk; the guest's writes are kept in
+    /// memory and dropped, the file is never written). Without --kernel the guest gets Debian's
+    /// cloud kernel and a stock initramfs that mounts root= (default /dev/vda, ext4) and runs
+    /// its /sbin/init; with --kernel, your kernel and --initrd (it must load virtio_pci and
+    /// virtio_blk, or have them built in, to find its root).
+    ///
+    /// The boot passes when every --expect pattern has matched the console, in the order
+    /// given (with no --expect: when the guest powers off cleanly). It fails at the first
+    /// kernel panic, emergency or rescue shell (systemd, initramfs-tools, dracut), when
+    /// --timeout passes, or when the guest stops first.
+    ///
+    /// Prints progress on stderr and one line on stdout: `PASS: ...` or `FAIL (kind): ...`
+    /// (kinds: kernel-panic, emergency-shell, timeout, guest-stopped, harness).
+    /// Writes console.log (the guest's console), vmm-stderr.log and harness.log into
+    /// --artifacts, and a JUnit XML report with --junit.
+    ///
+    /// Exit status: 0 the boot passed, 1 it failed, 2 bad arguments or the harness could not
+    /// be built.
+    #[command(verbatim_doc_comment)]
+    BootTest(BootTestArgs),
     /// Fetch QEMU 11 from Debian forky into the cache (no root, private apt lists) and print
     /// its version and the command prefix that runs it.
     Qemu {
@@ -86,20 +109,208 @@ enum Cmd {
     },
 }
 
-fn main() {
-    if let Err(e) = run() {
-        eprintln!("vgpu-image: error: {e:#}");
-        std::process::exit(1);
+/// `vgpu-image boot-test`'s arguments.
+#[derive(clap::Args, Debug)]
+struct BootTestArgs {
+    /// The raw disk image to boot (a file or a block device; the guest's /dev/vda).
+    #[arg(long, value_name = "IMG", value_parser = disk_image)]
+    disk: PathBuf,
+    /// Guest kernel (bzImage such as /boot/vmlinuz-*, or an ELF vmlinux). Default: Debian's
+    /// cloud kernel with the stock initramfs.
+    #[arg(long, value_name = "FILE", value_parser = regular_file)]
+    kernel: Option<PathBuf>,
+    /// Initramfs for --kernel.
+    #[arg(long, value_name = "FILE", value_parser = regular_file, requires = "kernel")]
+    initrd: Option<PathBuf>,
+    /// The guest's whole kernel command line [default: console=ttyS0 reboot=t panic=-1
+    /// root=/dev/vda rw]. Keep console=ttyS0: the verdict comes from the serial console.
+    #[arg(long, value_name = "STR")]
+    cmdline: Option<String>,
+    /// Words appended to the command line (e.g. `init=/bin/sh`, `systemd.unit=...`).
+    #[arg(long, value_name = "STR")]
+    append: Option<String>,
+    /// A regular expression the console must show; repeatable, matched in the order given,
+    /// each against one line (e.g. --expect 'login:' or --expect 'Reached target.*Multi-User').
+    #[arg(long, value_name = "REGEX", value_parser = regex::Regex::new)]
+    expect: Vec<regex::Regex>,
+    /// Seconds the guest may take from its VMM's start (the harness's own boot, about half a
+    /// minute under TCG, comes on top).
+    #[arg(long, value_name = "SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(5..=3600))]
+    timeout: u64,
+    /// Guest RAM, MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(64..=8192))]
+    memory: u32,
+    /// Directory for console.log, vmm-stderr.log and harness.log (created).
+    #[arg(long, value_name = "DIR", default_value = "boot-test-artifacts")]
+    artifacts: PathBuf,
+    /// Also write a JUnit XML report (one test case) to FILE.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// The JUnit test case's name [default: the image's file name].
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// Echo the guest's console on stderr as it arrives.
+    #[arg(long)]
+    verbose: bool,
+}
+
+fn regular_file(s: &str) -> Result<PathBuf, String> {
+    match std::fs::metadata(s) {
+        Ok(m) if m.is_file() => Ok(PathBuf::from(s)),
+        Ok(_) => Err(format!("{s} is not a regular file")),
+        Err(e) => Err(format!("{s}: {e}")),
     }
 }
 
-fn run() -> anyhow::Result<()> {
+fn disk_image(s: &str) -> Result<PathBuf, String> {
+    use std::io::{Seek, SeekFrom};
+    use std::os::unix::fs::FileTypeExt;
+    let m = std::fs::metadata(s).map_err(|e| format!("{s}: {e}"))?;
+    if !m.is_file() && !m.file_type().is_block_device() {
+        return Err(format!("{s} is neither a regular file nor a block device"));
+    }
+    let size = std::fs::File::open(s)
+        .and_then(|mut f| f.seek(SeekFrom::End(0)))
+        .map_err(|e| format!("{s}: {e}"))?;
+    if size < 512 {
+        return Err(format!(
+            "{s} holds {size} bytes: a disk image needs at least one 512-byte sector"
+        ));
+    }
+    Ok(PathBuf::from(s))
+}
+
+/// Exit status of a boot that failed.
+const STATUS_FAILED: i32 = 1;
+/// Exit status of bad arguments or a harness that could not be built.
+const STATUS_ERROR: i32 = 2;
+
+fn main() {
+    match run() {
+        Ok(status) => std::process::exit(status),
+        Err(e) => {
+            eprintln!("vgpu-image: error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn boot_test(cache: &Cache, args: BootTestArgs) -> i32 {
+    match boot_test_inner(cache, args) {
+        Ok(passed) => {
+            if passed {
+                0
+            } else {
+                STATUS_FAILED
+            }
+        }
+        Err(e) => {
+            eprintln!("vgpu-image boot-test: error: {e:#}");
+            STATUS_ERROR
+        }
+    }
+}
+
+fn boot_test_inner(cache: &Cache, args: BootTestArgs) -> anyhow::Result<bool> {
+    use images::boot_test::{BootTest, Progress};
+    use images::stock_boot::{StockBoot, STOCK_CMDLINE};
+    let say = |m: &str| eprintln!("[boot-test] {m}");
+    say("building the harness (cached after the first run)");
+    let (harness, stock) = {
+        let h = Harness::ensure_in(cache, HarnessVariant::Vmm)?;
+        let stock = match args.kernel {
+            Some(_) => None,
+            None => {
+                let _lock = cache.lock()?;
+                Some(StockBoot::ensure_in(cache)?)
+            }
+        };
+        (h, stock)
+    };
+    let (kernel, initrd) = match (&args.kernel, &stock) {
+        (Some(k), _) => (k.clone(), args.initrd.clone()),
+        (None, Some(s)) => (s.vmlinux.clone(), Some(s.initrd.clone())),
+        (None, None) => unreachable!("the stock boot is built when no kernel is given"),
+    };
+    let mut cmdline = args.cmdline.unwrap_or_else(|| STOCK_CMDLINE.to_string());
+    if let Some(a) = &args.append {
+        cmdline = format!("{cmdline} {a}");
+    }
+    let test = BootTest {
+        disk: args.disk.clone(),
+        kernel,
+        initrd,
+        cmdline,
+        expect: args.expect,
+        timeout: Duration::from_secs(args.timeout),
+        memory_mib: args.memory,
+    };
+    say(&format!(
+        "booting {} in the nested harness (QEMU TCG, then vgpu-vmm on its KVM); timeout {} s",
+        args.disk.display(),
+        args.timeout
+    ));
+    let secs = |d: Duration| format!("{:.1} s", d.as_secs_f64());
+    let verbose = args.verbose;
+    let outcome = test.run(&harness, |p| match p {
+        Progress::HarnessUp(at) => say(&format!("{}: harness up, starting vgpu-vmm", secs(at))),
+        Progress::GuestStarted(at) => say(&format!("{}: the guest is printing", secs(at))),
+        Progress::Matched {
+            at,
+            index,
+            total,
+            line,
+        } => say(&format!(
+            "{}: matched pattern {}/{total}: {line:?}",
+            secs(at),
+            index + 1
+        )),
+        Progress::Waiting(at, what) => say(&format!("{}: waiting: {what}", secs(at))),
+        Progress::GuestLine(line) if verbose => eprintln!("guest| {line}"),
+        Progress::GuestLine(_) => {}
+    })?;
+    let log = outcome.write_artifacts(&args.artifacts)?;
+    say(&format!(
+        "{} in {}; console log {}",
+        if outcome.verdict.passed() {
+            "passed"
+        } else {
+            "failed"
+        },
+        secs(outcome.elapsed),
+        log.display()
+    ));
+    if let Some(path) = &args.junit {
+        let name = args.name.clone().unwrap_or_else(|| {
+            args.disk
+                .file_name()
+                .map_or("disk".into(), |n| n.to_string_lossy().into_owned())
+        });
+        std::fs::write(path, outcome.junit_xml("vgpu-image boot-test", &name))
+            .with_context(|| format!("writing {}", path.display()))?;
+        say(&format!("JUnit report {}", path.display()));
+    }
+    println!("{}", outcome.verdict.reason());
+    Ok(outcome.verdict.passed())
+}
+
+fn run() -> anyhow::Result<i32> {
     let cli = Cli::parse();
     let cache = match &cli.cache {
         Some(dir) => Cache::at(dir.clone())?,
         None => Cache::from_env()?,
     };
-    match cli.command {
+    if let Cmd::BootTest(args) = cli.command {
+        return Ok(boot_test(&cache, args));
+    }
+    run_command(cache, cli.command)?;
+    Ok(0)
+}
+
+fn run_command(cache: Cache, command: Cmd) -> anyhow::Result<()> {
+    match command {
         Cmd::Build => {
             let h = Harness::ensure_in(&cache, HarnessVariant::WithQemu)?;
             println!("test guest kernel:  {}", h.guest.vmlinux.display());
@@ -209,6 +420,7 @@ fn run() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Cmd::BootTest(_) => unreachable!("handled by boot_test"),
     }
 }
 

@@ -9,6 +9,7 @@ use crate::harness::Harness;
 use crate::Error;
 use guest_tools::report::{Record, Relayed, Stream, TimedRun};
 use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -44,6 +45,34 @@ pub struct HarnessRun {
     pub echo: bool,
     /// vCPUs of the harness (one QEMU TCG thread each).
     pub cpus: u32,
+    /// RAM of the harness, MiB.
+    pub memory_mib: u32,
+    /// Boot this initramfs instead of the harness's own (the harness's with a layer appended).
+    pub initrd: Option<PathBuf>,
+    /// Raw images the outer QEMU offers the harness read-only as virtio disks
+    /// (`/dev/vda`, `/dev/vdb`, ... in order).
+    pub disks: Vec<PathBuf>,
+}
+
+/// What [`HarnessRun::run_with`] tells its observer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HarnessEvent<'a> {
+    /// A console line arrived (carriage returns stripped).
+    Line(&'a str),
+    /// [`TICK`] passed without a line.
+    Tick,
+}
+
+/// How often an observer hears from a quiet harness.
+pub const TICK: Duration = Duration::from_secs(5);
+
+/// What the observer wants after an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep the harness running.
+    Continue,
+    /// Kill QEMU now (the observer has what it needs).
+    Stop,
 }
 
 /// Everything a harness boot printed, and how it ended.
@@ -87,6 +116,9 @@ impl HarnessRun {
             timeout: Duration::from_secs(300),
             echo: std::env::var_os(ECHO_ENV).is_some_and(|v| v == "1"),
             cpus: 1,
+            memory_mib: 2048,
+            initrd: None,
+            disks: Vec::new(),
         }
     }
 
@@ -124,20 +156,37 @@ impl HarnessRun {
         let mut cmd = harness.outer.command();
         // The `pc` machine, not microvm: microvm has no HPET or PM timer, and on a loaded host
         // the harness kernel's TSC calibration then fails and it hangs early in boot.
-        cmd.args(["-M", "pc", "-accel", "tcg", "-cpu", "max", "-m", "2048"])
+        cmd.args(["-M", "pc", "-accel", "tcg", "-cpu", "max"])
+            .args(["-m", &self.memory_mib.to_string()])
             .args(["-smp", &self.cpus.max(1).to_string()])
             .args(["-nographic", "-nic", "none", "-no-reboot"])
             .arg("-kernel")
             .arg(&harness.vmlinux)
             .arg("-initrd")
-            .arg(&harness.initrd)
+            .arg(self.initrd.as_ref().unwrap_or(&harness.initrd))
             .arg("-append")
             .arg(self.cmdline());
+        for disk in &self.disks {
+            // QEMU's -drive separates options with commas; a comma in the path is doubled.
+            let path = disk.to_string_lossy().replace(',', ",,");
+            cmd.arg("-drive")
+                .arg(format!("file={path},format=raw,if=virtio,readonly=on"));
+        }
         cmd
     }
 
     /// Boots the harness and captures its console until QEMU exits or the timeout passes.
     pub fn run(&self, harness: &Harness) -> Result<HarnessOutcome, Error> {
+        self.run_with(harness, |_| Flow::Continue)
+    }
+
+    /// As [`HarnessRun::run`], telling `observe` of every console line as it arrives and of
+    /// every [`TICK`] without one; QEMU is killed when `observe` says [`Flow::Stop`].
+    pub fn run_with(
+        &self,
+        harness: &Harness,
+        mut observe: impl FnMut(HarnessEvent<'_>) -> Flow,
+    ) -> Result<HarnessOutcome, Error> {
         let start = Instant::now();
         let mut child = self
             .command(harness)
@@ -169,17 +218,29 @@ impl HarnessRun {
         let mut console = Vec::new();
         let mut timed_out = false;
         loop {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left.min(TICK)) {
                 Ok(line) => {
                     if self.echo {
                         eprintln!("{line}");
                     }
+                    let flow = observe(HarnessEvent::Line(&line));
                     console.push(line);
+                    if flow == Flow::Stop {
+                        let _ = child.kill();
+                        break;
+                    }
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() >= deadline => {
                     timed_out = true;
                     let _ = child.kill();
                     break;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if observe(HarnessEvent::Tick) == Flow::Stop {
+                        let _ = child.kill();
+                        break;
+                    }
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
