@@ -59,6 +59,8 @@ process drives it at a time (a lock on resource0). Needs root.
 TIMED-RUN OPTIONS:
     --label LABEL      label of relayed lines and of the result (default: run)
     --timeout SECS     kill COMMAND after SECS seconds (default: 120)
+    --partial-after MS relay a line without its newline once COMMAND was quiet MS ms (a
+                       login prompt); by default only whole lines are relayed
 
 Result lines are `VGPU-RESULT {json}`, one JSON object with a `record` tag each
 (agent, module, pci_function, scenario_end, timed_run, harness_start, harness_end).
@@ -125,6 +127,7 @@ fn run() -> anyhow::Result<()> {
 fn parse_timed_run(args: &[OsString]) -> anyhow::Result<TimedRunSpec> {
     let mut label = "run".to_string();
     let mut timeout = Duration::from_secs(120);
+    let mut partial_after = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.to_str() {
@@ -137,10 +140,17 @@ fn parse_timed_run(args: &[OsString]) -> anyhow::Result<TimedRunSpec> {
                     label,
                     timeout,
                     command,
+                    partial_after,
                 });
             }
             Some("--label") => {
                 label = value(it.next(), "--label")?;
+            }
+            Some("--partial-after") => {
+                let ms: u64 = value(it.next(), "--partial-after")?
+                    .parse()
+                    .context("timed-run: --partial-after takes milliseconds")?;
+                partial_after = Some(Duration::from_millis(ms.max(1)));
             }
             Some("--timeout") => {
                 let secs: f64 = value(it.next(), "--timeout")?

@@ -4,7 +4,7 @@
 
 use crate::report::{Record, Relayed, Stream, TimedRun, RESULT_PREFIX};
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -21,6 +21,10 @@ pub struct TimedRunSpec {
     pub timeout: Duration,
     /// Program and arguments.
     pub command: Vec<OsString>,
+    /// Relay a line that has no newline yet once the command has been quiet this long (a
+    /// login prompt waits for input without ending its line); `None` relays only whole lines
+    /// (and what is left when a stream closes).
+    pub partial_after: Option<Duration>,
 }
 
 /// Error starting the command.
@@ -43,13 +47,32 @@ pub enum TimedRunError {
 }
 
 enum Event {
-    Line(Stream, String, Instant),
-    Closed,
+    Chunk(Stream, Vec<u8>, Instant),
+    Closed(Stream),
+}
+
+/// Output of one stream not relayed yet: the bytes after its last newline, and since when.
+#[derive(Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    since: Option<Instant>,
+}
+
+fn stream_index(stream: Stream) -> usize {
+    match stream {
+        Stream::Stdout => 0,
+        Stream::Stderr => 1,
+    }
 }
 
 /// Runs the command, relaying its output to stdout as it comes, and returns the timing record
 /// (which the caller prints).
 pub fn run(spec: &TimedRunSpec) -> Result<TimedRun, TimedRunError> {
+    run_to(spec, &mut std::io::stdout())
+}
+
+/// As [`run`], relaying to `out`.
+pub fn run_to(spec: &TimedRunSpec, out: &mut dyn Write) -> Result<TimedRun, TimedRunError> {
     if !crate::report::is_label(&spec.label) {
         return Err(TimedRunError::BadLabel(spec.label.clone()));
     }
@@ -75,38 +98,80 @@ pub fn run(spec: &TimedRunSpec) -> Result<TimedRun, TimedRunError> {
     let mut open_streams = 2;
     let mut first_result = None;
     let mut timed_out = false;
-    let mut out = std::io::stdout();
+    let mut pending: [Pending; 2] = Default::default();
+    let mut relay = |stream: Stream, bytes: &[u8], at: Instant| {
+        let text = String::from_utf8_lossy(bytes);
+        let text = text.trim_end_matches(['\n', '\r']);
+        if stream == Stream::Stdout && first_result.is_none() && text.contains(RESULT_PREFIX) {
+            first_result = Some(at - start);
+        }
+        let _ = writeln!(out, "{}", Relayed::format(&spec.label, stream, text));
+        let _ = out.flush();
+    };
     while open_streams > 0 {
-        let limit = if timed_out {
+        let mut limit = if timed_out {
             deadline + DRAIN_AFTER_KILL
         } else {
             deadline
         };
-        match rx.recv_timeout(limit.saturating_duration_since(Instant::now())) {
-            Ok(Event::Line(stream, text, at)) => {
-                if stream == Stream::Stdout
-                    && first_result.is_none()
-                    && text.contains(RESULT_PREFIX)
-                {
-                    first_result = Some(at - start);
+        if let Some(after) = spec.partial_after {
+            for p in &pending {
+                if let Some(since) = p.since {
+                    limit = limit.min(since + after);
                 }
-                let _ = writeln!(out, "{}", Relayed::format(&spec.label, stream, &text));
-                let _ = out.flush();
             }
-            Ok(Event::Closed) => open_streams -= 1,
-            Err(mpsc::RecvTimeoutError::Timeout) if !timed_out => {
+        }
+        match rx.recv_timeout(limit.saturating_duration_since(Instant::now())) {
+            Ok(Event::Chunk(stream, bytes, at)) => {
+                let p = &mut pending[stream_index(stream)];
+                p.bytes.extend_from_slice(&bytes);
+                while let Some(end) = p.bytes.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = p.bytes.drain(..=end).collect();
+                    relay(stream, &line, at);
+                }
+                p.since = if p.bytes.is_empty() {
+                    None
+                } else {
+                    p.since.or(Some(at))
+                };
+            }
+            Ok(Event::Closed(stream)) => {
+                let p = &mut pending[stream_index(stream)];
+                if !p.bytes.is_empty() {
+                    relay(stream, &std::mem::take(&mut p.bytes), Instant::now());
+                }
+                p.since = None;
+                open_streams -= 1;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let now = Instant::now();
+                if let Some(after) = spec.partial_after {
+                    for (stream, p) in [Stream::Stdout, Stream::Stderr]
+                        .into_iter()
+                        .zip(&mut pending)
+                    {
+                        if p.since.is_some_and(|since| now >= since + after) {
+                            relay(stream, &std::mem::take(&mut p.bytes), now);
+                            p.since = None;
+                        }
+                    }
+                }
+                if now < deadline {
+                    continue;
+                }
+                if timed_out {
+                    if now >= deadline + DRAIN_AFTER_KILL {
+                        break;
+                    }
+                    continue;
+                }
                 timed_out = true;
                 for line in thread_states(child.id()) {
-                    let _ = writeln!(
-                        out,
-                        "{}",
-                        Relayed::format(&spec.label, Stream::Stderr, &line)
-                    );
+                    relay(Stream::Stderr, line.as_bytes(), now);
                 }
-                let _ = out.flush();
                 let _ = child.kill();
             }
-            Err(_) => break,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
     if !timed_out && Instant::now() > deadline {
@@ -180,25 +245,25 @@ fn thread_states(pid: u32) -> Vec<String> {
     lines
 }
 
-fn spawn_reader(pipe: impl Read + Send + 'static, stream: Stream, tx: mpsc::Sender<Event>) {
+fn spawn_reader(mut pipe: impl Read + Send + 'static, stream: Stream, tx: mpsc::Sender<Event>) {
     std::thread::spawn(move || {
-        let mut reader = BufReader::new(pipe);
-        let mut buf = Vec::new();
+        let mut buf = vec![0u8; 4096];
         loop {
-            buf.clear();
-            match reader.read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let at = Instant::now();
-                    let text = String::from_utf8_lossy(&buf);
-                    let text = text.trim_end_matches(['\n', '\r']).to_string();
-                    if tx.send(Event::Line(stream, text, at)).is_err() {
+            match pipe.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if tx
+                        .send(Event::Chunk(stream, buf[..n].to_vec(), Instant::now()))
+                        .is_err()
+                    {
                         return;
                     }
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
             }
         }
-        let _ = tx.send(Event::Closed);
+        let _ = tx.send(Event::Closed(stream));
     });
 }
 
@@ -218,6 +283,7 @@ mod tests {
             label: label.into(),
             timeout: Duration::from_millis(timeout_ms),
             command: vec!["sh".into(), "-c".into(), script.into()],
+            partial_after: None,
         }
     }
 
@@ -233,6 +299,35 @@ mod tests {
         assert!(!r.timed_out);
         assert!(r.first_result_us.is_some());
         assert!(r.first_result_us.unwrap() <= r.elapsed_us);
+    }
+
+    fn relayed(spec: &TimedRunSpec) -> (TimedRun, Vec<String>) {
+        let mut out = Vec::new();
+        let r = run_to(spec, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        (r, text.lines().map(str::to_string).collect())
+    }
+
+    #[test]
+    fn a_line_without_newline_is_relayed_after_the_quiet_time_only_when_asked() {
+        let script = "printf 'login: '; sleep 1; echo; printf 'tail'";
+        let mut with = spec("p", 10_000, script);
+        with.partial_after = Some(Duration::from_millis(200));
+        let (r, lines) = relayed(&with);
+        assert_eq!(r.exit_code, Some(0));
+        assert_eq!(lines, ["p| login: ", "p| ", "p| tail"]);
+        // Without it the prompt waits for its newline.
+        let (_, lines) = relayed(&spec("p", 10_000, script));
+        assert_eq!(lines, ["p| login: ", "p| tail"]);
+    }
+
+    #[test]
+    fn whole_lines_and_streams_are_kept_apart() {
+        let (_, lines) = relayed(&spec("s", 10_000, "echo a; echo b >&2; printf 'c\\nd\\n'"));
+        assert!(lines.contains(&"s| a".to_string()), "{lines:?}");
+        assert!(lines.contains(&"s! b".to_string()), "{lines:?}");
+        let c = lines.iter().position(|l| l == "s| c").unwrap();
+        assert_eq!(lines[c + 1], "s| d");
     }
 
     #[test]
@@ -279,6 +374,7 @@ mod tests {
             label: "x".into(),
             timeout: Duration::from_secs(1),
             command: vec![],
+            partial_after: None,
         };
         assert!(matches!(run(&empty), Err(TimedRunError::NoCommand)));
     }

@@ -221,7 +221,8 @@ boottest)
     [ -f /boottest/kernel ] || finish false "this harness image has no /boottest layer"
     initrd_arg=
     [ -f /boottest/initrd ] && initrd_arg="--initrd /boottest/initrd"
-    vgpu-guest timed-run --label guest --timeout "$timeout" -- \
+    # --partial-after: a login prompt ends without a newline.
+    vgpu-guest timed-run --label guest --timeout "$timeout" --partial-after 500 -- \
         vgpu-vmm --kernel /boottest/kernel $initrd_arg --cmdline "$(cat /boottest/cmdline)" \
         --memory "$(cat /boottest/memory)" --vcpus 1 --disk path=/dev/vda,snapshot $vmm_args
     ;;

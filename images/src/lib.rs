@@ -11,7 +11,8 @@
 //!   ([`vgpud`]);
 //! * **boot tests** ([`boot_test`]): a user's disk image booted under `vgpu-vmm` in the harness,
 //!   judged from its console (`vgpu-image boot-test`), with Debian's cloud kernel and a stock
-//!   initramfs ([`stock_boot`]) for images that bring no kernel;
+//!   initramfs ([`stock_boot`]) for images that bring no kernel, and a Debian 12 minbase image
+//!   with systemd and its own kernel ([`debian_image`]) as the real-distribution case;
 //! * the **runner** ([`runner`]): boots the harness under QEMU TCG (which gives its kernel a real
 //!   KVM with nested SVM, see the architecture notes) and collects the result lines.
 //!
@@ -23,6 +24,7 @@ pub mod bench;
 pub mod boot_test;
 pub mod cache;
 pub mod cpio;
+pub mod debian_image;
 pub mod guest;
 pub mod harness;
 pub mod initramfs;

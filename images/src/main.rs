@@ -100,6 +100,9 @@ enum Cmd {
     /// be built.
     #[command(verbatim_doc_comment)]
     BootTest(BootTestArgs),
+    /// Build a Debian 12 minbase image with systemd and its own kernel (mmdebstrap; needs
+    /// root) into the cache and print its paths and the boot-test command that boots it.
+    Debian12,
     /// Fetch QEMU 11 from Debian forky into the cache (no root, private apt lists) and print
     /// its version and the command prefix that runs it.
     Qemu {
@@ -418,6 +421,24 @@ fn run_command(cache: Cache, command: Cmd) -> anyhow::Result<()> {
             if !out.harness_ok() {
                 bail!("the harness did not finish its scenario");
             }
+            Ok(())
+        }
+        Cmd::Debian12 => {
+            let d = {
+                let _lock = cache.lock()?;
+                images::debian_image::DebianImage::ensure_in(&cache)?
+            };
+            println!("image:   {}", d.image.display());
+            println!("kernel:  {} ({})", d.vmlinuz.display(), d.kernel_package);
+            println!("initrd:  {}", d.initrd.display());
+            println!(
+                "try:     vgpu-image boot-test --disk {} --kernel {} --initrd {} \\\n         \
+                 --expect 'Reached target.*Multi-User System' --expect '{} login:'",
+                d.image.display(),
+                d.vmlinuz.display(),
+                d.initrd.display(),
+                images::debian_image::HOSTNAME
+            );
             Ok(())
         }
         Cmd::BootTest(_) => unreachable!("handled by boot_test"),

@@ -2,8 +2,9 @@
 //! (`mkfs.ext4 -d`) booted in the nested harness under `vgpu-vmm`'s virtio-blk disk. One that
 //! boots to its marker passes; one without an init fails with the kernel's panic, one that hangs
 //! fails at the timeout, and one whose root cannot be mounted fails at the emergency shell,
-//! each with its one-line reason, exit status 1 and a JUnit failure of its kind. Bad arguments
-//! exit 2 without booting anything.
+//! each with its one-line reason, exit status 1 and a JUnit failure of its kind; a Debian 12
+//! minbase image boots systemd on its own kernel to a login prompt. Bad arguments exit 2
+//! without booting anything.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -326,4 +327,43 @@ fn bad_arguments_exit_2_with_a_clear_message() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn a_debian_12_image_boots_systemd_to_a_login_prompt() {
+    // Debian 12 minbase with systemd, booted on its own kernel and initramfs-tools' initramfs
+    // (which finds /dev/vda through virtio_pci and virtio_blk as modules).
+    let cache = images::Cache::from_env().unwrap();
+    let debian = {
+        let _lock = cache.lock().unwrap();
+        images::debian_image::DebianImage::ensure_in(&cache).expect("building the Debian image")
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let login = format!("^{} login:", images::debian_image::HOSTNAME);
+    let (out, junit) = boot_test(
+        dir.path(),
+        &[
+            "--disk",
+            debian.image.to_str().unwrap(),
+            "--kernel",
+            debian.vmlinuz.to_str().unwrap(),
+            "--initrd",
+            debian.initrd.to_str().unwrap(),
+            "--expect",
+            "Reached target.*Multi-User System",
+            "--expect",
+            &login,
+            "--timeout",
+            "300",
+        ],
+    );
+    let why = explain(&out, dir.path());
+    assert_eq!(out.status.code(), Some(0), "{why}");
+    assert!(
+        stdout(&out).starts_with("PASS: matched 2 patterns"),
+        "{why}"
+    );
+    assert!(junit.contains("failures=\"0\""), "{junit}");
+    let console = std::fs::read_to_string(dir.path().join("artifacts/console.log")).unwrap();
+    assert!(console.contains("Debian GNU/Linux 12"), "{why}");
 }
