@@ -12,7 +12,9 @@
 //! through a fixed-size host buffer, so no request makes the host allocate by its length.
 //! Writes to a read-only disk get `VIRTIO_BLK_S_IOERR` with nothing written, as the
 //! specification requires (5.2.6.2) and QEMU answers; so do snapshot writes past the overlay's
-//! cap. Unknown request types get `VIRTIO_BLK_S_UNSUPP`.
+//! cap. A flush on a read-only disk succeeds (firmware such as OVMF flushes read-only disks).
+//! Unknown request types get `VIRTIO_BLK_S_UNSUPP`, and so does a discard on a read-only disk,
+//! which does not offer `DISCARD`.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
