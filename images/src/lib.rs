@@ -27,6 +27,7 @@ pub mod cpio;
 pub mod debian_image;
 pub mod guest;
 pub mod harness;
+pub mod image_kernel;
 pub mod initramfs;
 pub mod kernel;
 pub mod qemu;

@@ -84,7 +84,8 @@ enum Cmd {
     /// memory and dropped, the file is never written). Without --kernel the guest gets Debian's
     /// cloud kernel and a stock initramfs that mounts root= (default /dev/vda, ext4) and runs
     /// its /sbin/init; with --kernel, your kernel and --initrd (it must load virtio_pci and
-    /// virtio_blk, or have them built in, to find its root).
+    /// virtio_blk, or have them built in, to find its root); with --kernel-from-image, the
+    /// kernel and initrd in the image's own /boot.
     ///
     /// The boot passes when every --expect pattern has matched the console, in the order
     /// given (with no --expect: when the guest powers off cleanly). It fails at the first
@@ -125,6 +126,10 @@ struct BootTestArgs {
     /// Initramfs for --kernel.
     #[arg(long, value_name = "FILE", value_parser = regular_file, requires = "kernel")]
     initrd: Option<PathBuf>,
+    /// Boot the newest /boot/vmlinuz-* of the image itself, with its initrd.img-* (read with
+    /// debugfs; the image must be one ext2/3/4 file system, not a partitioned disk).
+    #[arg(long, conflicts_with_all = ["kernel", "initrd"])]
+    kernel_from_image: bool,
     /// The guest's whole kernel command line [default: console=ttyS0 reboot=t panic=-1
     /// root=/dev/vda rw]. Keep console=ttyS0: the verdict comes from the serial console.
     #[arg(long, value_name = "STR")]
@@ -221,21 +226,38 @@ fn boot_test_inner(cache: &Cache, args: BootTestArgs) -> anyhow::Result<bool> {
     use images::stock_boot::{StockBoot, STOCK_CMDLINE};
     let say = |m: &str| eprintln!("[boot-test] {m}");
     say("building the harness (cached after the first run)");
+    let boot_files = tempfile::tempdir().context("creating a scratch directory")?;
+    let from_image = if args.kernel_from_image {
+        let k = images::image_kernel::extract(&args.disk, boot_files.path())?;
+        say(&format!(
+            "booting the image's own /boot/vmlinuz-{}{}",
+            k.release,
+            if k.initrd.is_some() {
+                format!(" with initrd.img-{}", k.release)
+            } else {
+                " (no initrd.img for it)".to_string()
+            }
+        ));
+        Some(k)
+    } else {
+        None
+    };
     let (harness, stock) = {
         let h = Harness::ensure_in(cache, HarnessVariant::Vmm)?;
-        let stock = match args.kernel {
-            Some(_) => None,
-            None => {
+        let stock = match (&args.kernel, &from_image) {
+            (Some(_), _) | (_, Some(_)) => None,
+            (None, None) => {
                 let _lock = cache.lock()?;
                 Some(StockBoot::ensure_in(cache)?)
             }
         };
         (h, stock)
     };
-    let (kernel, initrd) = match (&args.kernel, &stock) {
-        (Some(k), _) => (k.clone(), args.initrd.clone()),
-        (None, Some(s)) => (s.vmlinux.clone(), Some(s.initrd.clone())),
-        (None, None) => unreachable!("the stock boot is built when no kernel is given"),
+    let (kernel, initrd) = match (&args.kernel, &from_image, &stock) {
+        (Some(k), _, _) => (k.clone(), args.initrd.clone()),
+        (None, Some(k), _) => (k.kernel.clone(), k.initrd.clone()),
+        (None, None, Some(s)) => (s.vmlinux.clone(), Some(s.initrd.clone())),
+        (None, None, None) => unreachable!("the stock boot is built when no kernel is given"),
     };
     let mut cmdline = args.cmdline.unwrap_or_else(|| STOCK_CMDLINE.to_string());
     if let Some(a) = &args.append {

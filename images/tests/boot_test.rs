@@ -317,6 +317,14 @@ fn bad_arguments_exit_2_with_a_clear_message() {
             vec!["--disk", ok, "--kernel", "/nonexistent"],
             "/nonexistent: No such file",
         ),
+        (
+            vec!["--disk", ok, "--kernel-from-image", "--kernel", ok],
+            "cannot be used with",
+        ),
+        (
+            vec!["--disk", ok, "--kernel-from-image"],
+            "no /boot/vmlinuz-* in",
+        ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_vgpu-image"))
             .arg("boot-test")
@@ -331,8 +339,8 @@ fn bad_arguments_exit_2_with_a_clear_message() {
 
 #[test]
 fn a_debian_12_image_boots_systemd_to_a_login_prompt() {
-    // Debian 12 minbase with systemd, booted on its own kernel and initramfs-tools' initramfs
-    // (which finds /dev/vda through virtio_pci and virtio_blk as modules).
+    // Debian 12 minbase with systemd, booted on the kernel and initramfs-tools' initramfs in
+    // its own /boot (which finds /dev/vda through virtio_pci and virtio_blk as modules).
     let cache = images::Cache::from_env().unwrap();
     let debian = {
         let _lock = cache.lock().unwrap();
@@ -345,10 +353,7 @@ fn a_debian_12_image_boots_systemd_to_a_login_prompt() {
         &[
             "--disk",
             debian.image.to_str().unwrap(),
-            "--kernel",
-            debian.vmlinuz.to_str().unwrap(),
-            "--initrd",
-            debian.initrd.to_str().unwrap(),
+            "--kernel-from-image",
             "--expect",
             "Reached target.*Multi-User System",
             "--expect",
@@ -366,4 +371,12 @@ fn a_debian_12_image_boots_systemd_to_a_login_prompt() {
     assert!(junit.contains("failures=\"0\""), "{junit}");
     let console = std::fs::read_to_string(dir.path().join("artifacts/console.log")).unwrap();
     assert!(console.contains("Debian GNU/Linux 12"), "{why}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let release = debian.kernel_package.trim_start_matches("linux-image-");
+    assert!(
+        stderr.contains(&format!(
+            "booting the image's own /boot/vmlinuz-{release} with initrd.img-{release}"
+        )),
+        "{why}"
+    );
 }
