@@ -454,11 +454,9 @@ fn run_command(cache: Cache, command: Cmd) -> anyhow::Result<()> {
             println!("kernel:  {} ({})", d.vmlinuz.display(), d.kernel_package);
             println!("initrd:  {}", d.initrd.display());
             println!(
-                "try:     vgpu-image boot-test --disk {} --kernel {} --initrd {} \\\n         \
+                "try:     vgpu-image boot-test --disk {} --kernel-from-image \\\n         \
                  --expect 'Reached target.*Multi-User System' --expect '{} login:'",
                 d.image.display(),
-                d.vmlinuz.display(),
-                d.initrd.display(),
                 images::debian_image::HOSTNAME
             );
             Ok(())
