@@ -49,7 +49,7 @@ fn control_target(cmd: u32) -> u8 {
         0x2080 => sel::SUBDEVICE,
         0x90f1 => sel::VASPACE,
         0xa06c => sel::TSG,
-        0xa06f | 0xc36f => sel::CHANNEL,
+        0x906f | 0xa06f | 0xc36f | 0xc86f => sel::CHANNEL,
         _ => sel::SUBDEVICE,
     }
 }

@@ -36,6 +36,10 @@ pub const ARG: u64 = GUEST_BASE;
 pub const PARAMS: u64 = GUEST_BASE + 0x1000;
 /// Bytes of the fuzzed guest's memory.
 const MEMORY: usize = 0x4000;
+/// Largest params of a control step.
+const MAX_PARAMS: usize = 0x2000;
+/// Largest argument of an escape step.
+const MAX_ARG: usize = 0xC00;
 /// Most steps one input runs.
 const MAX_STEPS: usize = 256;
 
@@ -160,7 +164,7 @@ impl World<'_> {
                     ..Default::default()
                 };
                 let mode = i.u8();
-                let params = i.blob(0x2000);
+                let params = i.blob(MAX_PARAMS);
                 let sent = Nvos54Parameters {
                     paramsSize: match mode % 8 {
                         0 => u32::from(i.u16()),
@@ -279,8 +283,8 @@ impl World<'_> {
                     7 => size.saturating_sub(1),
                     _ => size,
                 }
-                .min(0xC00);
-                let mut arg = i.blob(0xC00).to_vec();
+                .min(MAX_ARG as u32);
+                let mut arg = i.blob(MAX_ARG).to_vec();
                 arg.resize(size as usize, 0);
                 for _ in 0..i.u8() % 4 {
                     let word = usize::from(i.u8()) * 4;
@@ -416,7 +420,7 @@ pub fn control_step(w: &mut Writer, obj: u8, cmd: u32, params: &[u8]) {
         .u32(cmd)
         .u8(0)
         .u8(2)
-        .blob(params);
+        .blob(&params[..params.len().min(MAX_PARAMS)]);
 }
 
 /// A seed step: `RM_ALLOC` of `class` under `parent` (a [`sel`] index) as a fresh handle.

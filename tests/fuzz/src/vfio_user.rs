@@ -85,7 +85,7 @@ fn fixture() -> &'static Mutex<Fixture> {
 }
 
 /// One message: header and body.
-fn message(id: u16, command: u16, flags: u32, size: Option<u32>, body: &[u8]) -> Vec<u8> {
+pub fn message(id: u16, command: u16, flags: u32, size: Option<u32>, body: &[u8]) -> Vec<u8> {
     let size = size.unwrap_or((HEADER + body.len()) as u32);
     let mut m = Vec::with_capacity(HEADER + body.len());
     m.extend_from_slice(&id.to_le_bytes());
@@ -98,7 +98,7 @@ fn message(id: u16, command: u16, flags: u32, size: Option<u32>, body: &[u8]) ->
 }
 
 /// A `VERSION` command with capability string `caps` (NUL added).
-fn version(id: u16, major: u16, minor: u16, caps: &[u8]) -> Vec<u8> {
+pub fn version(id: u16, major: u16, minor: u16, caps: &[u8]) -> Vec<u8> {
     let mut body = Vec::new();
     body.extend_from_slice(&major.to_le_bytes());
     body.extend_from_slice(&minor.to_le_bytes());
@@ -283,9 +283,15 @@ fn read_reply(s: &mut UnixStream) -> Option<(u16, u16, u32, Vec<u8>)> {
 
 /// Runs one input.
 pub fn run(data: &[u8]) {
-    let f = fixture().lock().unwrap_or_else(|p| p.into_inner());
     let (bytes, ids) = messages(data);
-    let (sent, bytes_len) = (ids.len(), bytes.len());
+    session(bytes, ids.len());
+}
+
+/// One VMM session that sends `bytes` (`sent` messages) after the handshake, then the checks
+/// of [`run`]; public for the regression tests of what this target found.
+pub fn session(bytes: Vec<u8>, sent: usize) {
+    let f = fixture().lock().unwrap_or_else(|p| p.into_inner());
+    let bytes_len = bytes.len();
     let mut s = connect(&f.path);
     let mut writer = s.try_clone().expect("socket clone");
     let sender = std::thread::spawn(move || {

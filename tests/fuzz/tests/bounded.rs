@@ -24,30 +24,30 @@ fn pass(name: &str, default_iterations: u64) {
 
 #[test]
 fn escape() {
-    pass("escape", 300);
+    pass("escape", 2000);
 }
 
 #[test]
 fn virtqueue() {
-    pass("virtqueue", 300);
+    pass("virtqueue", 2000);
 }
 
 #[test]
 fn bar0() {
-    pass("bar0", 300);
+    pass("bar0", 2000);
 }
 
 #[test]
 fn vfio_user() {
-    pass("vfio_user", 200);
+    pass("vfio_user", 1000);
 }
 
 #[test]
 fn tenant() {
-    pass("tenant", 2000);
+    pass("tenant", 5000);
 }
 
 #[test]
 fn policy() {
-    pass("policy", 2000);
+    pass("policy", 5000);
 }
