@@ -11,7 +11,7 @@ use rm_abi::ioctl::IoctlRequest;
 use vgpu::protocol::virtio::status;
 use vgpu::protocol::{op, RequestHeader, ResponseFooter};
 
-use crate::guest::{self, Guest, ARG, DESC, F_NEXT, F_WRITE, PARAMS, REQ, WINDOW};
+use crate::guest::{self, Guest, ARG, DESC, F_NEXT, F_WRITE, PARAMS, REQ, USED, WINDOW};
 use crate::input::Input;
 
 /// Runs one input.
@@ -130,9 +130,19 @@ fn step(g: &mut Guest, i: &mut Input<'_>) {
             check_used(g);
         }
         6 => {
-            let at = DESC + u64::from(i.u16()) % (PARAMS + 0x1000 - DESC);
+            // Garbage anywhere the driver keeps queue state, except the used ring: that one
+            // is the device's to write, and a driver that scribbles on it only misleads itself.
+            let mut at = DESC + u64::from(i.u16()) % (PARAMS + 0x1000 - DESC - 0x1000);
+            if at >= USED {
+                at += 0x1000;
+            }
             let bytes = i.blob(64);
-            let _ = g.dev.window().write(at, bytes);
+            let room = if at < USED {
+                (USED - at) as usize
+            } else {
+                bytes.len()
+            };
+            let _ = g.dev.window().write(at, &bytes[..bytes.len().min(room)]);
             g.dev.poll();
             check_used(g);
         }

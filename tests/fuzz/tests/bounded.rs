@@ -1,5 +1,6 @@
 //! The bounded pass CI runs: every target over its seed corpus, then a fixed number of
-//! deterministic mutations (`FUZZ_ITERATIONS` overrides the count), a few seconds each.
+//! deterministic mutations (`FUZZ_ITERATIONS` overrides the count), a few seconds each. Inputs
+//! the long runs stopped on are kept in `tests/fuzz/regressions/TARGET/` and run as seeds.
 
 use fuzz_targets::{corpus, mutate, TARGETS};
 
@@ -16,7 +17,8 @@ fn pass(name: &str, default_iterations: u64) {
         .find(|(n, _)| *n == name)
         .map(|(_, t)| *t)
         .expect("a known target");
-    let seeds = corpus::seeds(name);
+    let mut seeds = corpus::seeds(name);
+    seeds.extend(corpus::regressions(name));
     assert!(!seeds.is_empty(), "target {name} has no seeds");
     let r = mutate::bounded_pass(name, target, &seeds, iterations(default_iterations), 0x5eed);
     eprintln!("{name}: {} executions", r.executions);
