@@ -301,11 +301,13 @@ impl Locator<'_> {
             + 1
     }
 
+    /// An error at `span`; line breaks inside the message (a multi-line string the file
+    /// quoted, say) are escaped, so the error stays one line.
     fn err(&self, span: &Range<usize>, message: impl Into<String>) -> PolicyError {
         PolicyError::Invalid {
             file: self.file.to_string(),
             line: self.line(span),
-            message: message.into(),
+            message: message.into().replace('\r', "\\r").replace('\n', "\\n"),
         }
     }
 }
@@ -654,6 +656,17 @@ mod tests {
     fn refused(text: &str, line: usize, says: &str) {
         let msg = refused_at(text, line);
         assert!(msg.contains(says), "{msg}");
+    }
+
+    /// Found by the policy fuzz target: a multi-line string quoted in an error message broke
+    /// the one-line error the reload log and `vgpu-sched check` print.
+    #[test]
+    fn an_error_quoting_a_multi_line_string_stays_one_line() {
+        let e = Policy::parse("policy = \"\"\"\nbest\neffort\"\"\"\n", "p.toml").unwrap_err();
+        let shown = e.to_string();
+        assert!(!shown.contains('\n'), "{shown:?}");
+        assert!(shown.contains("best\\neffort"), "{shown}");
+        assert_eq!(e.line(), Some(1));
     }
 
     #[test]
