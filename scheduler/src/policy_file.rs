@@ -380,6 +380,13 @@ fn parse(text: &str, file: &str) -> Result<Policy, PolicyError> {
         if name_str.is_empty() {
             return Err(loc.err(&name.span(), format!("{what} has an empty `name`")));
         }
+        // Names go into logs, the timeline and metrics labels, one line each.
+        if name_str.chars().any(char::is_control) {
+            return Err(loc.err(
+                &name.span(),
+                format!("{what}: `name` {name_str:?} holds a control character"),
+            ));
+        }
         if let Some(&line) = names.get(&name_str) {
             return Err(loc.err(
                 &name.span(),
@@ -656,6 +663,21 @@ mod tests {
     fn refused(text: &str, line: usize, says: &str) {
         let msg = refused_at(text, line);
         assert!(msg.contains(says), "{msg}");
+    }
+
+    /// Found by the policy fuzz target: a tenant name with a line break was accepted, so the
+    /// policy's one-line summary (vgpud's reload log) and the timeline broke across lines.
+    #[test]
+    fn a_tenant_name_with_a_control_character_is_refused() {
+        let text = "policy = \"weighted\"\n[[tenant]]\nname = \"a\\nb\"\n";
+        let e = Policy::parse(text, "p.toml").unwrap_err();
+        assert_eq!(e.line(), Some(3));
+        assert!(e.to_string().contains("control character"), "{e}");
+        assert!(Policy::parse(
+            "policy = \"weighted\"\n[[tenant]]\nname = \"a b\"\n",
+            "p.toml"
+        )
+        .is_ok());
     }
 
     /// Found by the policy fuzz target: a multi-line string quoted in an error message broke
