@@ -353,13 +353,17 @@ pub enum ProtocolError {
     /// Unknown verb or wrong arguments.
     #[error("malformed message: {0:.80}")]
     Malformed(String),
-    /// Bad tenant name.
+    /// Bad tenant name (its first [`NAME_SHOWN`] characters, so a refusal logs a bounded line).
     #[error("bad tenant name {0:?}")]
     BadName(String),
     /// Over [`MAX_CHANNELS`] channels.
     #[error("more than {MAX_CHANNELS} channels")]
     TooManyChannels,
 }
+
+/// Characters of a refused tenant name that [`ProtocolError::BadName`] keeps (a valid name has
+/// at most 64 bytes).
+pub const NAME_SHOWN: usize = 65;
 
 fn valid_name(n: &str) -> bool {
     (1..=64).contains(&n.len())
@@ -385,7 +389,9 @@ pub fn parse(line: &str) -> Result<Message, ProtocolError> {
                 return Err(malformed());
             }
             if !valid_name(name) {
-                return Err(ProtocolError::BadName(name.to_string()));
+                return Err(ProtocolError::BadName(
+                    name.chars().take(NAME_SHOWN).collect(),
+                ));
             }
             Ok(Message::Hello {
                 name: name.to_string(),
@@ -560,6 +566,18 @@ mod tests {
         );
         let many = format!("CHANNELS{}", " 1:1".repeat(MAX_CHANNELS + 1));
         assert_eq!(parse(&many), Err(ProtocolError::TooManyChannels));
+    }
+
+    /// Found by the tenant fuzz target: a refused name came back whole in the error, so one
+    /// line of up to 64 KiB reached vgpud's log.
+    #[test]
+    fn a_refused_name_is_shown_bounded() {
+        let long = format!("HELLO {} 1", "é".repeat(30_000));
+        let Err(ProtocolError::BadName(shown)) = parse(&long) else {
+            panic!("a long name is refused")
+        };
+        assert_eq!(shown.chars().count(), NAME_SHOWN);
+        assert!(ProtocolError::BadName(shown).to_string().len() < 200);
     }
 
     #[test]

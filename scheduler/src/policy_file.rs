@@ -301,11 +301,13 @@ impl Locator<'_> {
             + 1
     }
 
+    /// An error at `span`; line breaks inside the message (a multi-line string the file
+    /// quoted, say) are escaped, so the error stays one line.
     fn err(&self, span: &Range<usize>, message: impl Into<String>) -> PolicyError {
         PolicyError::Invalid {
             file: self.file.to_string(),
             line: self.line(span),
-            message: message.into(),
+            message: message.into().replace('\r', "\\r").replace('\n', "\\n"),
         }
     }
 }
@@ -377,6 +379,13 @@ fn parse(text: &str, file: &str) -> Result<Policy, PolicyError> {
         let name_str = name.get_ref().trim().to_string();
         if name_str.is_empty() {
             return Err(loc.err(&name.span(), format!("{what} has an empty `name`")));
+        }
+        // Names go into logs, the timeline and metrics labels, one line each.
+        if name_str.chars().any(char::is_control) {
+            return Err(loc.err(
+                &name.span(),
+                format!("{what}: `name` {name_str:?} holds a control character"),
+            ));
         }
         if let Some(&line) = names.get(&name_str) {
             return Err(loc.err(
@@ -654,6 +663,32 @@ mod tests {
     fn refused(text: &str, line: usize, says: &str) {
         let msg = refused_at(text, line);
         assert!(msg.contains(says), "{msg}");
+    }
+
+    /// Found by the policy fuzz target: a tenant name with a line break was accepted, so the
+    /// policy's one-line summary (vgpud's reload log) and the timeline broke across lines.
+    #[test]
+    fn a_tenant_name_with_a_control_character_is_refused() {
+        let text = "policy = \"weighted\"\n[[tenant]]\nname = \"a\\nb\"\n";
+        let e = Policy::parse(text, "p.toml").unwrap_err();
+        assert_eq!(e.line(), Some(3));
+        assert!(e.to_string().contains("control character"), "{e}");
+        assert!(Policy::parse(
+            "policy = \"weighted\"\n[[tenant]]\nname = \"a b\"\n",
+            "p.toml"
+        )
+        .is_ok());
+    }
+
+    /// Found by the policy fuzz target: a multi-line string quoted in an error message broke
+    /// the one-line error the reload log and `vgpu-sched check` print.
+    #[test]
+    fn an_error_quoting_a_multi_line_string_stays_one_line() {
+        let e = Policy::parse("policy = \"\"\"\nbest\neffort\"\"\"\n", "p.toml").unwrap_err();
+        let shown = e.to_string();
+        assert!(!shown.contains('\n'), "{shown:?}");
+        assert!(shown.contains("best\\neffort"), "{shown}");
+        assert_eq!(e.line(), Some(1));
     }
 
     #[test]
