@@ -24,9 +24,9 @@
 //! * ACPI: RSDP/XSDT/FADT (hardware-reduced, sleep control/status and reset registers at I/O
 //!   ports 0x600-0x602), DSDT (`_S5_`, `PCI0` host bridge with `_CRS` and a `_PRT` routing every
 //!   slot's INTx to GSIs 16-23), MADT (one LAPIC per vCPU, the IOAPIC).
-//! * With `--vgpu`: the vGPU at 00:01.0 ([`devices::vgpu`]): BAR0 trapped, BAR2 a KVM slot over
-//!   the device's window that follows the BAR, polling or INTx, the RM core in-process over the
-//!   sim GPU on its real-time clock.
+//! * With `--vgpu`: a vGPU instance served by vgpud over vfio-user ([`devices::vfio_user`]), at
+//!   the next free slot from 00:01.0: BAR0 accesses forwarded to vgpud, BAR2 a KVM slot over the
+//!   window memfd vgpud sends, which follows the BAR, polling or INTx.
 //! * With `--disk`: a virtio-blk function per image ([`devices::virtio_blk`]) on the virtio-pci
 //!   modern transport ([`devices::virtio_pci`]), INTx, requests served on the notifying vCPU.
 //!
