@@ -14,6 +14,9 @@ const UVM: u32 = 3;
 const OTHER: u32 = 4;
 const DEVICE: u32 = 0x1_0000;
 
+/// `_IOC_TYPE` of the NVIDIA RM ioctls (`NV_IOCTL_MAGIC`, `'F'`).
+const NV_IOCTL_TYPE: u64 = b'F' as u64;
+
 /// The fd kind cache.
 pub struct FdTable {
     kinds: [AtomicU32; CACHED],
@@ -53,19 +56,44 @@ impl FdTable {
         }
     }
 
-    /// The NVIDIA node `fd` is open on, if any.
-    pub fn node(&self, fd: i32) -> Option<HostNode> {
+    /// The NVIDIA node `fd` is open on, if any, for an ioctl `request` on it.
+    pub fn node(&self, fd: i32, request: u64) -> Option<HostNode> {
+        self.node_with(fd, request, lookup)
+    }
+
+    /// [`FdTable::node`] with the `/proc` lookup given.
+    ///
+    /// An fd cached as "not NVIDIA" is looked up again when it receives an ioctl of the NVIDIA
+    /// type (`'F'`): libc closes some fds internally (`fclose`, `closedir`, ...) without passing
+    /// through the interposed `close`, and the number may since have been reused for an NVIDIA
+    /// device, whose ioctls must not bypass the forwarder.
+    fn node_with(
+        &self,
+        fd: i32,
+        request: u64,
+        lookup: impl Fn(i32) -> Option<HostNode>,
+    ) -> Option<HostNode> {
         let Some(slot) = usize::try_from(fd).ok().and_then(|i| self.kinds.get(i)) else {
             return if fd >= 0 { lookup(fd) } else { None };
         };
         match slot.load(Ordering::Relaxed) {
-            UNKNOWN => {
+            NOT_NVIDIA if (request >> 8) & 0xFF != NV_IOCTL_TYPE => None,
+            UNKNOWN | NOT_NVIDIA => {
                 let node = lookup(fd);
                 slot.store(encode(node), Ordering::Relaxed);
                 node
             }
             v => decode(v),
         }
+    }
+
+    /// The cached NVIDIA fds in `first..=last`, each forgotten (for `close_range`/`closefrom`).
+    pub fn forget_range(&self, first: u32, last: u32) -> Vec<i32> {
+        let end = (last as usize).min(CACHED - 1);
+        (first as usize..=end)
+            .filter(|&i| decode(self.kinds[i].swap(UNKNOWN, Ordering::Relaxed)).is_some())
+            .map(|i| i as i32)
+            .collect()
     }
 
     /// Drops what is cached for `fd`; whether it was an NVIDIA file.
@@ -93,8 +121,35 @@ mod tests {
             assert_eq!(decode(encode(n)), n);
         }
         let t = FdTable::new();
-        assert_eq!(t.node(0), lookup(0));
+        assert_eq!(t.node(0, 0x5401), lookup(0));
         assert!(!t.forget(0) || lookup(0).is_some());
-        assert_eq!(t.node(-1), None);
+        assert_eq!(t.node(-1, 0), None);
+    }
+
+    #[test]
+    fn a_number_reused_behind_libcs_back_is_seen_on_its_first_nvidia_ioctl() {
+        let t = FdTable::new();
+        let ctl = std::cell::Cell::new(false);
+        let look = |_| ctl.get().then_some(HostNode::Ctl);
+        // fd 9 is a terminal: cached as not NVIDIA.
+        assert_eq!(t.node_with(9, 0x5401, look), None);
+        // Closed inside libc and reopened on /dev/nvidiactl: other ioctls keep the cache...
+        ctl.set(true);
+        assert_eq!(t.node_with(9, 0x5401, look), None);
+        // ...but an RM ioctl (0xC020462A, type 'F') looks again and finds the device.
+        assert_eq!(t.node_with(9, 0xC020_462A, look), Some(HostNode::Ctl));
+        assert_eq!(t.node_with(9, 0x5401, look), Some(HostNode::Ctl));
+    }
+
+    #[test]
+    fn close_range_forgets_the_nvidia_fds_inside_it_only() {
+        let t = FdTable::new();
+        for fd in [3, 5, 7] {
+            t.node_with(fd, 0xC020_462A, |_| Some(HostNode::Ctl));
+        }
+        t.node_with(4, 0x5401, |_| None);
+        assert_eq!(t.forget_range(4, 6), vec![5]);
+        assert_eq!(t.forget_range(0, u32::MAX), vec![3, 7]);
+        assert!(t.forget_range(0, u32::MAX).is_empty());
     }
 }

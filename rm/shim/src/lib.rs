@@ -10,8 +10,9 @@
 //! * `RMSHIM_NO_REENABLE=1`: test switch: do not re-enable the tenant's own channels when the
 //!   daemon goes away (used to prove the daemon's own recovery at restart).
 //!
-//! Interposed: `ioctl`, `close`, `dup2`, `dup3`. The fd's kind is found from `/proc/self/fd` on
-//! its first ioctl and cached until it is closed or replaced; `mmap` needs no interposing because
+//! Interposed: `ioctl`, `close`, `dup2`, `dup3`, `close_range`, `closefrom`. The fd's kind is
+//! found from `/proc/self/fd` on its first ioctl and cached until it is closed or replaced (an fd
+//! libc closed internally and reused is looked up again on its first RM ioctl); `mmap` needs no interposing because
 //! every call goes to the process's own fds, so a mapping context the driver attaches to an fd is
 //! the one the process then `mmap`s, and `close` tells the forwarder the fd's clients are gone.
 
@@ -29,12 +30,18 @@ type IoctlFn = unsafe extern "C" fn(c_int, c_ulong, *mut c_void) -> c_int;
 type CloseFn = unsafe extern "C" fn(c_int) -> c_int;
 type Dup2Fn = unsafe extern "C" fn(c_int, c_int) -> c_int;
 type Dup3Fn = unsafe extern "C" fn(c_int, c_int, c_int) -> c_int;
+type CloseRangeFn = unsafe extern "C" fn(libc::c_uint, libc::c_uint, c_int) -> c_int;
+type CloseFromFn = unsafe extern "C" fn(c_int);
 
 struct Real {
     ioctl: IoctlFn,
     close: CloseFn,
     dup2: Dup2Fn,
     dup3: Dup3Fn,
+    /// Absent before glibc 2.34.
+    close_range: Option<CloseRangeFn>,
+    /// Absent before glibc 2.34.
+    closefrom: Option<CloseFromFn>,
 }
 
 fn real() -> &'static Real {
@@ -49,6 +56,12 @@ fn real() -> &'static Real {
                 close: std::mem::transmute::<*mut c_void, CloseFn>(sym(b"close\0")),
                 dup2: std::mem::transmute::<*mut c_void, Dup2Fn>(sym(b"dup2\0")),
                 dup3: std::mem::transmute::<*mut c_void, Dup3Fn>(sym(b"dup3\0")),
+                close_range: std::mem::transmute::<*mut c_void, Option<CloseRangeFn>>(sym(
+                    b"close_range\0",
+                )),
+                closefrom: std::mem::transmute::<*mut c_void, Option<CloseFromFn>>(sym(
+                    b"closefrom\0",
+                )),
             }
         }
     })
@@ -100,7 +113,7 @@ fn set_errno(e: c_int) {
 /// As `ioctl(2)`: `arg` must be valid for the request.
 #[no_mangle]
 pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: *mut c_void) -> c_int {
-    match FDS.node(fd) {
+    match FDS.node(fd, request) {
         None => {
             // SAFETY: the caller's own call, unchanged.
             unsafe { (real().ioctl)(fd, request, arg) }
@@ -157,4 +170,51 @@ pub unsafe extern "C" fn dup3(oldfd: c_int, newfd: c_int, flags: c_int) -> c_int
     }
     // SAFETY: the caller's own call.
     unsafe { (real().dup3)(oldfd, newfd, flags) }
+}
+
+/// `close_range` flag: mark close-on-exec instead of closing.
+const CLOSE_RANGE_CLOEXEC: c_int = 1 << 2;
+
+fn forget_range(first: libc::c_uint, last: libc::c_uint) {
+    for fd in FDS.forget_range(first, last) {
+        if let Some(f) = FWD.get() {
+            f.on_close(fd);
+        }
+    }
+}
+
+/// Interposed `close_range(2)`: the NVIDIA fds it closes are forgotten as by `close`.
+///
+/// # Safety
+/// As `close_range(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn close_range(
+    first: libc::c_uint,
+    last: libc::c_uint,
+    flags: c_int,
+) -> c_int {
+    let Some(real_close_range) = real().close_range else {
+        set_errno(libc::ENOSYS);
+        return -1;
+    };
+    if flags & CLOSE_RANGE_CLOEXEC == 0 && first <= last {
+        forget_range(first, last);
+    }
+    // SAFETY: the caller's own call.
+    unsafe { real_close_range(first, last, flags) }
+}
+
+/// Interposed `closefrom(3)`.
+///
+/// # Safety
+/// As `closefrom(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn closefrom(lowfd: c_int) {
+    if let Ok(first) = libc::c_uint::try_from(lowfd) {
+        forget_range(first, libc::c_uint::MAX);
+    }
+    if let Some(real_closefrom) = real().closefrom {
+        // SAFETY: the caller's own call.
+        unsafe { real_closefrom(lowfd) }
+    }
 }
