@@ -16,6 +16,8 @@
 //! every call goes to the process's own fds, so a mapping context the driver attaches to an fd is
 //! the one the process then `mmap`s, and `close` tells the forwarder the fd's clients are gone.
 
+#[cfg(target_arch = "x86_64")]
+mod fault_copy;
 mod fds;
 mod memory;
 pub mod tenant;
