@@ -75,6 +75,9 @@ pub struct TypeInfo {
     pub available_instances: u32,
     /// Channels an instance may hold at once.
     pub channels: usize,
+    /// Host memory the backend may hold for an instance's memory contents, bytes (`u64::MAX`:
+    /// not bounded per instance).
+    pub host_memory_bytes: u64,
 }
 
 /// One instance in `list`.

@@ -194,6 +194,7 @@ impl Daemon {
                 available_instances: (free / p.fb_quota.max(1)).min(u64::from(p.max_instances))
                     as u32,
                 channels: p.max_channels,
+                host_memory_bytes: p.host_memory_quota,
             })
             .collect()
     }

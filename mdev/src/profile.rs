@@ -56,6 +56,10 @@ pub struct Profile {
     /// Channels each instance may hold at once: a runlist's channels divided as the
     /// framebuffer is.
     pub max_channels: usize,
+    /// Host memory the backend may hold for each instance's memory contents: the GPU's
+    /// (`GpuInfo::host_memory_bytes`, 4 GiB on the sim) divided as the framebuffer is, so
+    /// `max_instances` guests writing all they may still fit.
+    pub host_memory_quota: u64,
     /// Name the guest's RM reports (`GPU_GET_NAME_STRING`), e.g. `NVIDIA H200 (sim) sim-35c`.
     pub gpu_name: String,
 }
@@ -81,14 +85,18 @@ pub fn resolve(name: &str, gpu: &GpuInfo) -> Result<Profile, UnknownProfile> {
         max_instances: spec.max_instances,
         fb_quota: gpu.fb_bytes / u64::from(spec.max_instances) / QUOTA_ALIGN * QUOTA_ALIGN,
         max_channels: rm_core::vgpu::MAX_CHANNELS_PER_VGPU / spec.max_instances as usize,
+        host_memory_quota: match gpu.host_memory_bytes {
+            u64::MAX => u64::MAX,
+            all => all / u64::from(spec.max_instances),
+        },
         gpu_name: format!("{} {}", gpu.name, spec.name),
     })
 }
 
 impl Profile {
     /// The RM core's configuration of a vGPU of this type: the framebuffer quota (system
-    /// memory the same), its share of channels, this type's name, and a UUID of its own derived from the physical
-    /// GPU's and the GFID.
+    /// memory the same), its shares of channels and host memory, this type's name, and a UUID
+    /// of its own derived from the physical GPU's and the GFID.
     pub fn rm_config(&self, gpu: &GpuInfo, gfid: u32, pci_slot: u8) -> rm_core::VgpuConfig {
         let mut uuid = gpu.uuid;
         uuid[15] ^= gfid as u8;
@@ -98,6 +106,7 @@ impl Profile {
             uuid: Some(uuid),
             pci_slot,
             max_channels: self.max_channels,
+            host_memory_quota: self.host_memory_quota,
             ..rm_core::VgpuConfig::with_quota(self.fb_quota)
         }
     }
@@ -123,6 +132,10 @@ mod tests {
         // A runlist's 2048 channels divided as the framebuffer is.
         assert_eq!((full.max_channels, quarter.max_channels), (2048, 512));
         assert_eq!(quarter.rm_config(&g, 3, 6).max_channels, 512);
+        // The sim's 4 GiB of host memory for written pages, a quarter each.
+        assert_eq!(g.host_memory_bytes, 4 << 30);
+        assert_eq!(quarter.rm_config(&g, 3, 6).host_memory_quota, 1 << 30);
+        assert_eq!(full.host_memory_quota, 4 << 30);
         assert!(quarter.fb_quota * 4 <= g.fb_bytes);
         assert_eq!(quarter.fb_quota % QUOTA_ALIGN, 0);
         // The names carry the share in GiB.

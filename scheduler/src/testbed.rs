@@ -308,7 +308,7 @@ pub mod sim {
             let gpu = self.gpu();
             let tsg = gpu.create_tsg(0, gfid).map_err(sim_err)?;
             let mem = gpu
-                .alloc_memory(Aperture::Vidmem, MEM_SIZE)
+                .alloc_memory(gfid, Aperture::Vidmem, MEM_SIZE)
                 .map_err(sim_err)?;
             let vas = gpu.create_vaspace();
             gpu.map(vas, VA, mem, 0, MEM_SIZE).map_err(sim_err)?;

@@ -241,17 +241,22 @@ fn run(cli: Cli) -> Result<bool> {
         _ if json => {}
         Response::Types(types) => {
             println!(
-                "{:<10} {:>10} {:>9} {:>9} {:>9}",
-                "TYPE", "FB (MiB)", "MAX", "AVAILABLE", "CHANNELS"
+                "{:<10} {:>10} {:>9} {:>9} {:>9} {:>15}",
+                "TYPE", "FB (MiB)", "MAX", "AVAILABLE", "CHANNELS", "HOST MEM (MiB)"
             );
             for t in types {
+                let host = match t.host_memory_bytes {
+                    u64::MAX => "-".to_string(),
+                    b => (b >> 20).to_string(),
+                };
                 println!(
-                    "{:<10} {:>10} {:>9} {:>9} {:>9}",
+                    "{:<10} {:>10} {:>9} {:>9} {:>9} {:>15}",
                     t.name,
                     t.fb_bytes >> 20,
                     t.max_instances,
                     t.available_instances,
-                    t.channels
+                    t.channels,
+                    host
                 );
             }
         }

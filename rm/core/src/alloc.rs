@@ -93,10 +93,11 @@ pub(super) fn rm_alloc_memory<B: Backend>(
         Some(Err(_)) => return NvStatus::ERR_INVALID_ADDRESS,
         Some(Ok(pages)) => pages,
     };
+    let rm_room = rm.has_room();
     let Some((backend, _, vgpu)) = rm.parts(c.gfid) else {
         return NvStatus::ERR_INVALID_CLIENT;
     };
-    let vgpu_room = vgpu.has_room();
+    let vgpu_room = rm_room && vgpu.has_room();
     let Some(client) = vgpu.client_for_mut(c.fd, p.hRoot) else {
         return NvStatus::ERR_INVALID_CLIENT;
     };
@@ -159,6 +160,7 @@ pub(super) fn rm_alloc<B: Backend>(
         a.class = class::NV01_ROOT_CLIENT;
         return alloc_client(rm, c, a, mem);
     }
+    let rm_room = rm.has_room();
     let Some((backend, gpu, vgpu)) = rm.parts(c.gfid) else {
         return NvStatus::ERR_INVALID_CLIENT;
     };
@@ -186,7 +188,7 @@ pub(super) fn rm_alloc<B: Backend>(
         return NvStatus::ERR_INVALID_ADDRESS;
     }
     let guest_params = params.clone();
-    if !client.has_room() || !vgpu.has_room() {
+    if !rm_room || !client.has_room() || !vgpu.has_room() {
         return NvStatus::ERR_INSUFFICIENT_RESOURCES;
     }
     let handle = match a.h_new {
@@ -297,6 +299,7 @@ fn alloc_client<B: Backend>(
     a: &mut AllocArgs,
     mem: &mut dyn GuestMemory,
 ) -> NvStatus {
+    let rm_room = rm.has_room();
     let Some((backend, _, vgpu)) = rm.parts(c.gfid) else {
         return NvStatus::ERR_INVALID_CLIENT;
     };
@@ -304,7 +307,7 @@ fn alloc_client<B: Backend>(
     if a.p_alloc_parms != 0 && mem.read(a.p_alloc_parms, params.as_mut_bytes()).is_err() {
         return NvStatus::ERR_INVALID_ADDRESS;
     }
-    if vgpu.clients.len() >= MAX_CLIENTS_PER_VGPU || !vgpu.has_room() {
+    if !rm_room || vgpu.clients.len() >= MAX_CLIENTS_PER_VGPU || !vgpu.has_room() {
         return NvStatus::ERR_INSUFFICIENT_RESOURCES;
     }
     let Some((guest, host)) = vgpu.client_handles(a.h_new) else {

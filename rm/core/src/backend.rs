@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use crate::vgpu::VgpuConfig;
 use rm_abi::nvos::{Nvos33Parameters, Nvos34Parameters, Nvos46Parameters, Nvos47Parameters};
 use rm_abi::{Handle, NvStatus};
 
@@ -37,6 +38,10 @@ pub struct GpuInfo {
     pub implementation: u32,
     /// Total framebuffer in bytes (the physical GPU's; each vGPU gets a quota of it).
     pub fb_bytes: u64,
+    /// Host memory the backend may hold for the contents of GPU memory objects, over all
+    /// vGPUs: the sim keeps each written page in host RAM; `u64::MAX` where GPU memory costs
+    /// the host nothing. vGPU types divide it as they divide the framebuffer.
+    pub host_memory_bytes: u64,
     /// Class ids the GPU can allocate (reported by `NV0080_CTRL_CMD_GPU_GET_CLASSLIST_V2`).
     pub classes: Vec<u32>,
     /// `NV2080_ENGINE_TYPE_*` values present (reported by `NV2080_CTRL_CMD_GPU_GET_ENGINES_V2`).
@@ -169,6 +174,18 @@ pub struct AllocRequest {
 pub trait Backend {
     /// Describes the GPU. Called once when the core is created.
     fn gpu_info(&self) -> GpuInfo;
+
+    /// Told when the core creates the vGPU `gfid`, before any of its calls, so the backend can
+    /// bound what it holds for it (the sim: [`VgpuConfig::host_memory_quota`]). The default
+    /// keeps nothing.
+    fn create_vgpu(&mut self, gfid: Gfid, config: &VgpuConfig) {
+        let _ = (gfid, config);
+    }
+
+    /// Told when the core has freed every object of the vGPU `gfid` and forgotten it.
+    fn destroy_vgpu(&mut self, gfid: Gfid) {
+        let _ = gfid;
+    }
 
     /// Allocates one object. `params` holds the class's alloc struct (`abi::alloc_params`),
     /// zero-filled when the guest passed none, or is empty for classes without params:

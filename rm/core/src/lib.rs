@@ -67,7 +67,14 @@ pub struct Rm<B: Backend> {
     vgpus: BTreeMap<Gfid, Vgpu>,
     /// Set when the last ioctl is a wait to be made again (see [`Rm::take_retry`]).
     retry: bool,
+    /// Most RM objects all vGPUs together may hold (see [`Rm::set_max_objects`]).
+    max_objects: usize,
 }
+
+/// [`Rm::set_max_objects`] by default: four vGPUs' worth of
+/// [`MAX_OBJECTS_PER_VGPU`](vgpu::MAX_OBJECTS_PER_VGPU), about 128 MiB of host memory at the
+/// half kilobyte an object costs, where 63 vGPUs could otherwise hold 4 million.
+pub const MAX_OBJECTS_TOTAL: usize = 1 << 18;
 
 impl<B: Backend> std::fmt::Debug for Rm<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -96,7 +103,21 @@ impl<B: Backend> Rm<B> {
             gpu,
             vgpus: BTreeMap::new(),
             retry: false,
+            max_objects: MAX_OBJECTS_TOTAL,
         }
+    }
+
+    /// Bounds the RM objects (clients included) all vGPUs together may hold: past it any
+    /// guest's allocation gets `NV_ERR_INSUFFICIENT_RESOURCES`, whatever its own
+    /// [`VgpuConfig::max_objects`] leaves, so a host of many vGPUs cannot be made to hold
+    /// every vGPU's maximum at once.
+    pub fn set_max_objects(&mut self, max: usize) {
+        self.max_objects = max;
+    }
+
+    /// Whether one more object fits under [`Rm::set_max_objects`].
+    fn has_room(&self) -> bool {
+        self.total_objects() < self.max_objects
     }
 
     /// Whether the ioctl just run is an `RM_IDLE_CHANNELS` wait on a GPU that runs on the
@@ -131,6 +152,7 @@ impl<B: Backend> Rm<B> {
         if self.vgpus.contains_key(&gfid) {
             return Err(RmError::GfidInUse(gfid));
         }
+        self.backend.create_vgpu(gfid, &config);
         self.vgpus.insert(gfid, Vgpu::new(gfid, config));
         Ok(())
     }
@@ -146,6 +168,7 @@ impl<B: Backend> Rm<B> {
             self.free_client(gfid, c);
         }
         self.vgpus.remove(&gfid);
+        self.backend.destroy_vgpu(gfid);
         Ok(())
     }
 

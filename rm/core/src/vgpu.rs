@@ -30,6 +30,10 @@ pub struct VgpuConfig {
     /// Most channels the vGPU may hold at once: past it a channel allocation gets
     /// `NV_ERR_NO_FREE_FIFOS`, so one vGPU cannot take a runlist's every channel.
     pub max_channels: usize,
+    /// Most host memory the backend may hold for the contents of this vGPU's memory objects
+    /// (the sim's written pages): past it a write that needs more gets `NV_ERR_NO_MEMORY`.
+    /// `u64::MAX`: only the GPU's own [`GpuInfo::host_memory_bytes`](crate::backend::GpuInfo) bounds it.
+    pub host_memory_quota: u64,
 }
 
 /// [`VgpuConfig::max_objects`] by default.
@@ -51,6 +55,7 @@ impl VgpuConfig {
             pci_slot: 6,
             max_objects: MAX_OBJECTS_PER_VGPU,
             max_channels: MAX_CHANNELS_PER_VGPU,
+            host_memory_quota: u64::MAX,
         }
     }
 }

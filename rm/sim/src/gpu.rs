@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 
 use thiserror::Error;
 
+use rm_core::backend::Gfid;
+
 use super::channel::{ChannelConfig, ChannelRef, ChannelStats};
 use super::chram::{self, CHRAM_CHANNELS};
 use super::clock::{ClockMode, SimClock};
@@ -416,9 +418,21 @@ impl SimGpu {
         &mut self.pool
     }
 
-    /// Allocates memory.
-    pub fn alloc_memory(&mut self, aperture: Aperture, size: u64) -> Result<MemoryId, SimError> {
-        Ok(self.pool.alloc(aperture, size)?)
+    /// Allocates memory for the vGPU `owner` (0: the GPU's own), whose written pages then
+    /// count against its host-memory limit ([`SimGpu::set_host_memory_quota`]).
+    pub fn alloc_memory(
+        &mut self,
+        owner: Gfid,
+        aperture: Aperture,
+        size: u64,
+    ) -> Result<MemoryId, SimError> {
+        Ok(self.pool.alloc_owned(owner, aperture, size)?)
+    }
+
+    /// Bounds the host memory the written pages of `owner`'s memory objects may hold (None:
+    /// only the GPU's [`SimConfig::host_memory_bytes`]).
+    pub fn set_host_memory_quota(&mut self, owner: Gfid, bytes: Option<u64>) {
+        self.pool.set_owner_limit(owner, bytes);
     }
 
     /// Frees memory, removing its GPU mappings first (later GPU access faults).

@@ -54,7 +54,7 @@ impl Client {
     }
 
     fn in_tsg(gpu: &mut SimGpu, tsg: TsgRef) -> Self {
-        let mem = gpu.alloc_memory(Aperture::Vidmem, MEM_SIZE).unwrap();
+        let mem = gpu.alloc_memory(0, Aperture::Vidmem, MEM_SIZE).unwrap();
         let vas = gpu.create_vaspace();
         gpu.map(vas, VA, mem, 0, MEM_SIZE).unwrap();
         let ch = gpu

@@ -10,12 +10,17 @@
 //! pushbuffers from, and releases semaphores into, the guest's own pages. Every access still goes
 //! through this pool's bounds check and then the range check of `ExternalPages`, so the sim
 //! reaches those pages and no others; the pages are not counted against either aperture.
+//!
+//! Written pages cost the host real memory, so the pool bounds them twice: over the whole GPU
+//! ([`MemoryPool::set_resident_limit`]) and per owner, the vGPU (GFID) an object was allocated
+//! for ([`MemoryPool::set_owner_limit`]), so one guest writing its whole framebuffer quota
+//! cannot take the host memory its neighbours' pages need.
 
 use std::collections::BTreeMap;
 
 use thiserror::Error;
 
-use rm_core::backend::ExternalPages;
+use rm_core::backend::{ExternalPages, Gfid};
 
 /// Allocation and mapping granularity of the sim GPU.
 pub const PAGE_SIZE: u64 = 4096;
@@ -71,6 +76,15 @@ pub enum MemoryError {
         /// The limit.
         limit: u64,
     },
+    /// Writing a page that was never written would take the host memory held for the written
+    /// pages of `owner`'s objects past that owner's limit.
+    #[error("the written pages of GFID {owner} hold {limit:#x} bytes of host memory, its limit")]
+    OwnerHostMemoryFull {
+        /// The vGPU the object belongs to.
+        owner: Gfid,
+        /// Its limit.
+        limit: u64,
+    },
 }
 
 /// Where an object's bytes live.
@@ -82,12 +96,13 @@ enum Storage {
     External(ExternalPages),
 }
 
-/// One allocation: its aperture, size and storage.
+/// One allocation: its aperture, size, storage and owner (0: the GPU's own, no vGPU's).
 #[derive(Debug)]
 struct MemoryObject {
     aperture: Aperture,
     size: u64,
     storage: Storage,
+    owner: Gfid,
 }
 
 /// All memory objects of one GPU, with per-aperture capacity accounting.
@@ -102,6 +117,10 @@ pub struct MemoryPool {
     /// Host bytes held for written pages, and the most it may hold.
     resident: u64,
     resident_limit: u64,
+    /// Host bytes held for written pages by owner, and each owner's most (absent: no limit of
+    /// its own).
+    owner_resident: BTreeMap<Gfid, u64>,
+    owner_limits: BTreeMap<Gfid, u64>,
 }
 
 impl MemoryPool {
@@ -117,7 +136,29 @@ impl MemoryPool {
             sysmem_used: 0,
             resident: 0,
             resident_limit: u64::MAX,
+            owner_resident: BTreeMap::new(),
+            owner_limits: BTreeMap::new(),
         }
+    }
+
+    /// Bounds the host memory held for written pages of objects owned by `owner` to `limit`
+    /// bytes (None: only the pool's own limit); a write past it fails with
+    /// [`MemoryError::OwnerHostMemoryFull`] and changes nothing. Pages already held stay.
+    pub fn set_owner_limit(&mut self, owner: Gfid, limit: Option<u64>) {
+        match limit {
+            Some(l) => self.owner_limits.insert(owner, l),
+            None => self.owner_limits.remove(&owner),
+        };
+    }
+
+    /// The most host memory written pages may hold over all objects.
+    pub fn resident_limit(&self) -> u64 {
+        self.resident_limit
+    }
+
+    /// Host bytes held for written pages of `owner`'s objects.
+    pub fn owner_resident_bytes(&self, owner: Gfid) -> u64 {
+        self.owner_resident.get(&owner).copied().unwrap_or(0)
     }
 
     /// Bounds the host memory held for written pages (over all objects) to `limit` bytes:
@@ -127,8 +168,20 @@ impl MemoryPool {
         self.resident_limit = limit;
     }
 
-    /// Allocates `size` bytes (rounded up to [`PAGE_SIZE`]) of zeroed memory in `aperture`.
+    /// Allocates `size` bytes (rounded up to [`PAGE_SIZE`]) of zeroed memory in `aperture`,
+    /// owned by the GPU itself.
     pub fn alloc(&mut self, aperture: Aperture, size: u64) -> Result<MemoryId, MemoryError> {
+        self.alloc_owned(0, aperture, size)
+    }
+
+    /// As [`MemoryPool::alloc`], for the vGPU `owner`: its written pages count against that
+    /// owner's limit.
+    pub fn alloc_owned(
+        &mut self,
+        owner: Gfid,
+        aperture: Aperture,
+        size: u64,
+    ) -> Result<MemoryId, MemoryError> {
         if size == 0 {
             return Err(MemoryError::ZeroSize);
         }
@@ -160,6 +213,7 @@ impl MemoryPool {
                 aperture,
                 size: rounded,
                 storage: Storage::Sparse(BTreeMap::new()),
+                owner,
             },
         );
         Ok(id)
@@ -181,6 +235,7 @@ impl MemoryPool {
                 aperture: Aperture::Sysmem,
                 size,
                 storage: Storage::External(pages),
+                owner: 0,
             },
         );
         Ok(id)
@@ -193,7 +248,14 @@ impl MemoryPool {
             .remove(&id)
             .ok_or(MemoryError::NoSuchMemory(id))?;
         if let Storage::Sparse(pages) = &obj.storage {
-            self.resident -= pages.len() as u64 * PAGE_SIZE;
+            let bytes = pages.len() as u64 * PAGE_SIZE;
+            self.resident -= bytes;
+            if let Some(held) = self.owner_resident.get_mut(&obj.owner) {
+                *held -= bytes;
+                if *held == 0 {
+                    self.owner_resident.remove(&obj.owner);
+                }
+            }
         }
         match (&obj.storage, obj.aperture) {
             (Storage::External(_), _) => {}
@@ -309,12 +371,23 @@ impl MemoryPool {
                 data[a as usize..b as usize].iter().any(|&x| x != 0)
             })
             .count() as u64;
-        if self.resident + new_pages * PAGE_SIZE > self.resident_limit {
+        let grow = new_pages * PAGE_SIZE;
+        if self.resident + grow > self.resident_limit {
             return Err(MemoryError::HostMemoryFull {
                 limit: self.resident_limit,
             });
         }
-        self.resident += new_pages * PAGE_SIZE;
+        let owner = obj.owner;
+        let held = self.owner_resident.get(&owner).copied().unwrap_or(0);
+        if let Some(&limit) = self.owner_limits.get(&owner) {
+            if held + grow > limit {
+                return Err(MemoryError::OwnerHostMemoryFull { owner, limit });
+            }
+        }
+        if grow > 0 {
+            self.resident += grow;
+            self.owner_resident.insert(owner, held + grow);
+        }
         let mut done = 0usize;
         while done < data.len() {
             let pos = offset + done as u64;
@@ -532,5 +605,48 @@ mod tests {
         p.free(a).unwrap();
         assert_eq!(p.resident_bytes(), PAGE_SIZE);
         p.write(b, 8 * PAGE_SIZE, &[5]).unwrap();
+    }
+
+    /// One vGPU's written pages stop at its own limit while a neighbour's, and the GPU's own,
+    /// still fit; freeing gives the owner its room back.
+    #[test]
+    fn written_pages_stop_at_their_owners_limit_and_leave_the_others_room() {
+        let mut p = MemoryPool::new(1 << 40, 1 << 40);
+        p.set_resident_limit(8 * PAGE_SIZE);
+        p.set_owner_limit(1, Some(2 * PAGE_SIZE));
+        let greedy = p.alloc_owned(1, Aperture::Vidmem, 1 << 30).unwrap();
+        let neighbour = p.alloc_owned(2, Aperture::Vidmem, 1 << 30).unwrap();
+        let gpu_own = p.alloc(Aperture::Sysmem, PAGE_SIZE).unwrap();
+        p.write(greedy, 0, &vec![1; 2 * PAGE_SIZE as usize])
+            .unwrap();
+        assert_eq!(
+            p.write(greedy, 4 * PAGE_SIZE, &[1]).unwrap_err(),
+            MemoryError::OwnerHostMemoryFull {
+                owner: 1,
+                limit: 2 * PAGE_SIZE
+            }
+        );
+        // Rewriting a page it holds costs nothing.
+        p.write(greedy, 10, &[7; 10]).unwrap();
+        p.write(neighbour, 0, &vec![2; 5 * PAGE_SIZE as usize])
+            .unwrap();
+        p.write(gpu_own, 0, &[3]).unwrap();
+        assert_eq!(p.owner_resident_bytes(1), 2 * PAGE_SIZE);
+        assert_eq!(p.owner_resident_bytes(2), 5 * PAGE_SIZE);
+        assert_eq!(p.resident_bytes(), 8 * PAGE_SIZE);
+        // The pool's own limit still holds for an owner without one.
+        assert!(matches!(
+            p.write(neighbour, 6 * PAGE_SIZE, &[2]),
+            Err(MemoryError::HostMemoryFull { .. })
+        ));
+        p.free(greedy).unwrap();
+        assert_eq!(p.owner_resident_bytes(1), 0);
+        let again = p.alloc_owned(1, Aperture::Vidmem, PAGE_SIZE).unwrap();
+        p.write(again, 0, &[1]).unwrap();
+        // Lifting the limit leaves only the pool's.
+        p.set_owner_limit(1, None);
+        let more = p.alloc_owned(1, Aperture::Vidmem, PAGE_SIZE).unwrap();
+        p.write(more, 0, &[1]).unwrap();
+        assert_eq!(p.owner_resident_bytes(1), 2 * PAGE_SIZE);
     }
 }

@@ -19,6 +19,7 @@ pub fn fake_gpu() -> GpuInfo {
         architecture: 0x180,
         implementation: 0,
         fb_bytes: 16 << 30,
+        host_memory_bytes: u64::MAX,
         classes: crate::objects::MODELED_CLASSES.to_vec(),
         engines: vec![
             NV2080_ENGINE_TYPE_GR0,

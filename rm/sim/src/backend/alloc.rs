@@ -56,7 +56,7 @@ impl SimBackend {
                 self.alloc_engine_object(req, params)
             }
             class::NV01_MEMORY_SYSTEM | class::NV01_MEMORY_LOCAL_USER => {
-                self.alloc_memory(req.class, params)
+                self.alloc_memory(req, params)
             }
             rm_abi::methods::HOPPER_USERMODE_A => Ok(SimObject::Usermode),
             class::NV01_EVENT | class::NV01_EVENT_OS_EVENT => Ok(SimObject::Event),
@@ -209,7 +209,7 @@ impl SimBackend {
             0 => {
                 let id = self
                     .lock()
-                    .alloc_memory(Aperture::Sysmem, PAGE_SIZE)
+                    .alloc_memory(req.gfid, Aperture::Sysmem, PAGE_SIZE)
                     .map_err(|e| status_of(&e))?;
                 (
                     Userd {
@@ -289,20 +289,24 @@ impl SimBackend {
         }
     }
 
-    fn alloc_memory(&mut self, class_id: u32, params: &mut [u8]) -> Result<SimObject, NvStatus> {
+    fn alloc_memory(
+        &mut self,
+        req: &AllocRequest,
+        params: &mut [u8],
+    ) -> Result<SimObject, NvStatus> {
         let mut p: NvMemoryAllocationParams =
             read_struct(params).ok_or(NvStatus::ERR_INVALID_PARAM_STRUCT)?;
         if p.size == 0 {
             return Err(NvStatus::ERR_INVALID_ARGUMENT);
         }
-        let aperture = if class_id == class::NV01_MEMORY_LOCAL_USER {
+        let aperture = if req.class == class::NV01_MEMORY_LOCAL_USER {
             Aperture::Vidmem
         } else {
             Aperture::Sysmem
         };
         let mut gpu = self.lock();
         let id = gpu
-            .alloc_memory(aperture, p.size)
+            .alloc_memory(req.gfid, aperture, p.size)
             .map_err(|e| status_of(&e))?;
         let size = gpu.memory().size(id).unwrap_or(p.size);
         drop(gpu);

@@ -83,7 +83,10 @@ impl SimBackend {
         };
         match self.lock().memory_mut().write(id, at, data) {
             Ok(()) => NvStatus::OK,
-            Err(crate::memory::MemoryError::HostMemoryFull { .. }) => NvStatus::ERR_NO_MEMORY,
+            Err(
+                crate::memory::MemoryError::HostMemoryFull { .. }
+                | crate::memory::MemoryError::OwnerHostMemoryFull { .. },
+            ) => NvStatus::ERR_NO_MEMORY,
             Err(_) => NvStatus::ERR_INVALID_OFFSET,
         }
     }

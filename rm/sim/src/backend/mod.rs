@@ -30,6 +30,7 @@ use rm_abi::ctrl::{self, NV2080_CTRL_CMD_FIFO_DISABLE_CHANNELS};
 use rm_abi::nvos::{Nvos33Parameters, Nvos34Parameters, Nvos46Parameters, Nvos47Parameters};
 use rm_abi::{Handle, NvStatus};
 use rm_core::backend::{AllocRequest, Backend, ExternalPages, Gfid, GpuInfo, GrConfig};
+use rm_core::VgpuConfig;
 
 mod alloc;
 mod channel_control;
@@ -111,9 +112,11 @@ pub struct SimBackend {
 
 fn status_of(e: &SimError) -> NvStatus {
     match e {
-        SimError::Memory(MemoryError::OutOfMemory { .. } | MemoryError::HostMemoryFull { .. }) => {
-            NvStatus::ERR_NO_MEMORY
-        }
+        SimError::Memory(
+            MemoryError::OutOfMemory { .. }
+            | MemoryError::HostMemoryFull { .. }
+            | MemoryError::OwnerHostMemoryFull { .. },
+        ) => NvStatus::ERR_NO_MEMORY,
         SimError::Memory(MemoryError::OutOfBounds { .. }) => NvStatus::ERR_INVALID_OFFSET,
         SimError::Memory(_) => NvStatus::ERR_INVALID_ARGUMENT,
         SimError::Va(VaError::Overlap { .. }) => NvStatus::ERR_INVALID_OFFSET,
@@ -156,6 +159,7 @@ impl SimBackend {
             architecture: ARCHITECTURE_GH100,
             implementation: 0,
             fb_bytes,
+            host_memory_bytes: gpu.memory().resident_limit(),
             // The H200's answer (see `GpuInfo::gr_copy_engine`); the sim runs a GR channel's
             // copy methods on the GR runlist, as a GRCE does.
             gr_copy_engine: NV2080_ENGINE_TYPE_COPY0 + 1,
@@ -281,6 +285,15 @@ fn engine_type_or_gr0(engine_type: u32) -> u32 {
 impl Backend for SimBackend {
     fn gpu_info(&self) -> GpuInfo {
         self.info.clone()
+    }
+
+    fn create_vgpu(&mut self, gfid: Gfid, config: &VgpuConfig) {
+        let quota = (config.host_memory_quota != u64::MAX).then_some(config.host_memory_quota);
+        self.lock().set_host_memory_quota(gfid, quota);
+    }
+
+    fn destroy_vgpu(&mut self, gfid: Gfid) {
+        self.lock().set_host_memory_quota(gfid, None);
     }
 
     fn alloc(&mut self, req: &AllocRequest, params: &mut [u8]) -> NvStatus {
