@@ -24,6 +24,7 @@ use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -415,7 +416,16 @@ fn serve(path: &Path, first: UnixListener, backend: &mut Backend) {
             break;
         }
         let server = Server::from_owned_fd(l.into(), true, irqs(), regions(window_size, window_fd));
-        let result = server.run(backend);
+        // The `vfio_user` crate (0.1.7) panics on some malformed messages (a VERSION shorter
+        // than its fixed part, a capability string without its NUL; tests/fuzz found them):
+        // such a panic ends this VMM's session like a closed socket, and the instance resets
+        // and serves the next VMM. The panic is the crate's, in its message parsing, so none of
+        // our locks is held across it.
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| server.run(backend)))
+            .unwrap_or_else(|_| {
+                tracing::warn!(path = %path.display(), "a VMM's message made the vfio-user parser panic; session ended");
+                Err(vfio_user::Error::InvalidInput)
+            });
         drop(server);
         backend.state.close_listener();
         if backend.state.attached() {
