@@ -64,6 +64,8 @@ pub struct BootTest {
     pub timeout: Duration,
     /// Guest RAM, MiB.
     pub memory_mib: u32,
+    /// A vGPU type: vgpud runs in the harness and the guest gets an instance of it.
+    pub vgpu: Option<String>,
 }
 
 /// Why a boot failed.
@@ -315,6 +317,9 @@ impl BootTest {
 
         let mut run =
             HarnessRun::new("boottest").param("timeout", &self.timeout.as_secs().to_string());
+        if let Some(ty) = &self.vgpu {
+            run = run.param("vgpu", ty);
+        }
         run.initrd = Some(initrd);
         run.disks = vec![self.disk.clone()];
         run.memory_mib = HARNESS_BASE_MIB + self.memory_mib;

@@ -146,6 +146,11 @@ struct BootTestArgs {
     #[arg(long, value_name = "SECS", default_value_t = 300,
           value_parser = clap::value_parser!(u64).range(5..=3600))]
     timeout: u64,
+    /// Attach a vGPU: vgpud starts in the harness and the guest gets an instance of TYPE over
+    /// vfio-user (a PCI device 10de:2335; `vgpu-image` lists the types in this error when TYPE
+    /// is unknown). The image needs its own driver or `vgpu-smi` to use it.
+    #[arg(long, value_name = "TYPE", value_parser = vgpu_type)]
+    vgpu: Option<String>,
     /// Guest RAM, MiB.
     #[arg(long, value_name = "MIB", default_value_t = 512,
           value_parser = clap::value_parser!(u32).range(64..=8192))]
@@ -162,6 +167,15 @@ struct BootTestArgs {
     /// Echo the guest's console on stderr as it arrives.
     #[arg(long)]
     verbose: bool,
+}
+
+fn vgpu_type(s: &str) -> Result<String, String> {
+    let names = mdev::profile::names();
+    if names.contains(&s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!("unknown vGPU type (known: {})", names.join(", ")))
+    }
 }
 
 fn regular_file(s: &str) -> Result<PathBuf, String> {
@@ -271,6 +285,7 @@ fn boot_test_inner(cache: &Cache, args: BootTestArgs) -> anyhow::Result<bool> {
         expect: args.expect,
         timeout: Duration::from_secs(args.timeout),
         memory_mib: args.memory,
+        vgpu: args.vgpu,
     };
     say(&format!(
         "booting {} in the nested harness (QEMU TCG, then vgpu-vmm on its KVM); timeout {} s",

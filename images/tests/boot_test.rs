@@ -217,6 +217,64 @@ fn an_image_with_its_own_kernel_passes() {
     assert!(junit.contains("name=\"own kernel\""), "{junit}");
 }
 
+/// `--vgpu TYPE`: vgpud runs in the harness and the guest gets an instance of that type; the
+/// image's own `vgpu-smi` (the static `vgpu-guest`) reports the type's name and framebuffer,
+/// which only the instance vgpud made can tell it (the oracle is the type table's arithmetic:
+/// the GPU's framebuffer over 8 for `sim-17c`, not the default `sim-35c`).
+#[test]
+fn an_image_with_a_vgpu_attached_sees_its_type() {
+    let cache = images::Cache::from_env().unwrap();
+    let bins = {
+        let _lock = cache.lock().unwrap();
+        images::static_bins::StaticBins::build(&cache).unwrap()
+    };
+    let smi = std::fs::read(&bins.guest).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let init = init_script(&format!(
+        "mount -t sysfs sysfs /sys\n\
+         /bin/vgpu-smi || echo \"vgpu-smi failed: $?\"\n\
+         echo \"{MARKER}\"\npoweroff -f"
+    ));
+    let img = ext4_image(
+        dir.path(),
+        "vgpu",
+        &[("sbin/init", &init, 0o755), ("bin/vgpu-smi", &smi, 0o755)],
+    );
+    let gpu = rm_sim::SimBackend::new(rm_sim::SimConfig::default());
+    let ty = mdev::profile::resolve("sim-17c", &rm_core::backend::Backend::gpu_info(&gpu)).unwrap();
+    let total = format!("Total +: {} MiB", ty.fb_quota >> 20);
+    let (out, _) = boot_test(
+        dir.path(),
+        &[
+            "--disk",
+            img.to_str().unwrap(),
+            "--vgpu",
+            "sim-17c",
+            "--expect",
+            "Product Name +: NVIDIA H200 \\(sim\\) sim-17c",
+            "--expect",
+            &total,
+            "--expect",
+            MARKER,
+            "--timeout",
+            "120",
+        ],
+    );
+    let why = explain(&out, dir.path());
+    assert_eq!(out.status.code(), Some(0), "{why}");
+    // An unknown type is refused before anything boots.
+    let (out, _) = boot_test(
+        dir.path(),
+        &["--disk", img.to_str().unwrap(), "--vgpu", "sim-99c"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown vGPU type") && err.contains("sim-35c"),
+        "{err}"
+    );
+}
+
 /// Boots `img` expecting the marker, and checks the failure's kind and reason.
 fn fails(dir: &Path, img: &Path, timeout: &str, kind: &str, reason_starts: &str) {
     let (out, junit) = boot_test(

@@ -47,17 +47,21 @@ fn split_and_reload(variant: HarnessVariant, prod_vmm: &str) {
     let harness = Harness::ensure(variant).expect("building the guest images");
     let mut run = HarnessRun::new("share")
         .param("prod_vmm", prod_vmm)
-        .param("timeout", "400")
+        .param("timeout", "150")
         .param("switch_after", "4")
         // Long enough that the streams overlap for seconds after the reload even though a
         // QEMU guest boots about ten seconds later than its `vgpu-vmm` neighbour.
         .param("guest_append", "vgpu.scenario=share vgpu.stream_seconds=26");
     // One harness vCPU per guest: two nested guests on one vCPU starve each other.
     run.cpus = 2;
-    run.timeout = Duration::from_secs(480);
+    // A good boot takes 40-60 s on an idle two-core host; a hung one is cut off well before
+    // six of them could outlast CI's patience.
+    run.timeout = Duration::from_secs(240);
     // The two-vCPU harness under TCG now and then crashes: a nested guest's (L2) kernel
     // double- or triple-faults (in its entry code in early boot, once right after its stream),
-    // or the harness kernel (L1) itself resets without a word (no end record, QEMU exits 0).
+    // or the harness kernel (L1) itself resets without a word (no end record, QEMU exits 0),
+    // or it stops making progress (a CI run saw one boot spin a host core for 480 s, no end
+    // record, and the next boot pass).
     // Those are emulator flakes, not share results: such a run is retried and says so. On an
     // idle two-core host about two attempts in five flake (each dies within 20 s); a CI run once
     // saw three in a row, so up to six attempts are made.
@@ -79,8 +83,14 @@ fn split_and_reload(variant: HarnessVariant, prod_vmm: &str) {
                 .as_ref()
                 .is_some_and(|t| t.exit_code == Some(TRIPLE_FAULT))
         });
+        let harness_hung = outcome.timed_out
+            && !records
+                .iter()
+                .any(|r| matches!(r, Record::HarnessEnd { .. }));
         let flake = if harness_reset {
             "the harness kernel reset before the streams started"
+        } else if harness_hung {
+            "the harness hung (no end record before the timeout)"
         } else if guest_died_early {
             "a guest died before the streams started"
         } else if guest_crashed {
