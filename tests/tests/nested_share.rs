@@ -25,8 +25,13 @@ fn shares(prod: &StreamReport, batch: &StreamReport, from: u64, to: u64) -> Vec<
         .collect()
 }
 
-/// Two `vgpu-vmm` guests in one two-vCPU harness share one vgpud.
+/// Two `vgpu-vmm` guests in one two-vCPU harness share one vgpud. Not in CI: on 2026-12-04 a
+/// clean-clone CI run saw all six boots flake under nested TCG (an L1 reset three times, an L2
+/// death in early boot, an L2 triple fault), and an earlier run three of three; the same split
+/// and reload run in CI without nesting in `tests/tests/qemu_vfio_user.rs` (two QEMU TCG VMs on
+/// one vgpud). Run it with `cargo nextest run -p tests --test nested_share --run-ignored all`.
 #[test]
+#[ignore = "nested TCG flake: the two-vCPU harness crashes in most boots on a loaded host; run by hand"]
 fn two_nested_vms_split_the_gpu_by_policy_and_follow_a_reload() {
     split_and_reload(HarnessVariant::Vmm, "vgpu-vmm");
 }
