@@ -61,6 +61,10 @@ TIMED-RUN OPTIONS:
     --timeout SECS     kill COMMAND after SECS seconds (default: 120)
     --partial-after MS relay a line without its newline once COMMAND was quiet MS ms (a
                        login prompt); by default only whole lines are relayed
+    --mark TEXT        time the first stdout output holding TEXT (repeatable; the record's
+                       marks_us, in order)
+    --stop-after-marks kill COMMAND once every mark has been seen and the line holding the
+                       last one has ended (or been relayed by --partial-after)
 
 Result lines are `VGPU-RESULT {json}`, one JSON object with a `record` tag each
 (agent, module, pci_function, scenario_end, timed_run, harness_start, harness_end).
@@ -128,6 +132,8 @@ fn parse_timed_run(args: &[OsString]) -> anyhow::Result<TimedRunSpec> {
     let mut label = "run".to_string();
     let mut timeout = Duration::from_secs(120);
     let mut partial_after = None;
+    let mut marks = Vec::new();
+    let mut stop_after_marks = false;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.to_str() {
@@ -136,11 +142,16 @@ fn parse_timed_run(args: &[OsString]) -> anyhow::Result<TimedRunSpec> {
                 if command.is_empty() {
                     bail!("timed-run: no command after --");
                 }
+                if stop_after_marks && marks.is_empty() {
+                    bail!("timed-run: --stop-after-marks needs at least one --mark");
+                }
                 return Ok(TimedRunSpec {
                     label,
                     timeout,
                     command,
                     partial_after,
+                    marks,
+                    stop_after_marks,
                 });
             }
             Some("--label") => {
@@ -152,6 +163,14 @@ fn parse_timed_run(args: &[OsString]) -> anyhow::Result<TimedRunSpec> {
                     .context("timed-run: --partial-after takes milliseconds")?;
                 partial_after = Some(Duration::from_millis(ms.max(1)));
             }
+            Some("--mark") => {
+                let mark = value(it.next(), "--mark")?;
+                if mark.is_empty() {
+                    bail!("timed-run: --mark takes a non-empty text");
+                }
+                marks.push(mark);
+            }
+            Some("--stop-after-marks") => stop_after_marks = true,
             Some("--timeout") => {
                 let secs: f64 = value(it.next(), "--timeout")?
                     .parse()

@@ -139,6 +139,10 @@ pub struct TimedRun {
     pub first_result_us: Option<u64>,
     /// Microseconds from spawning the command to its exit.
     pub elapsed_us: u64,
+    /// Microseconds from spawning the command to the first stdout output holding each
+    /// `--mark` text, in the order given (`None`: not seen).
+    #[serde(default)]
+    pub marks_us: Vec<Option<u64>>,
 }
 
 /// Error from decoding a result line.

@@ -25,6 +25,11 @@ pub struct TimedRunSpec {
     /// login prompt waits for input without ending its line); `None` relays only whole lines
     /// (and what is left when a stream closes).
     pub partial_after: Option<Duration>,
+    /// Texts whose first appearance on stdout is timed (matched as output arrives, so a
+    /// prompt without its newline counts at once).
+    pub marks: Vec<String>,
+    /// Kill the command once every mark has been seen (a benchmark that has its times).
+    pub stop_after_marks: bool,
 }
 
 /// Error starting the command.
@@ -99,6 +104,8 @@ pub fn run_to(spec: &TimedRunSpec, out: &mut dyn Write) -> Result<TimedRun, Time
     let mut first_result = None;
     let mut timed_out = false;
     let mut pending: [Pending; 2] = Default::default();
+    let mut marks: Vec<Option<Duration>> = vec![None; spec.marks.len()];
+    let mut stopped = false;
     let mut relay = |stream: Stream, bytes: &[u8], at: Instant| {
         let text = String::from_utf8_lossy(bytes);
         let text = text.trim_end_matches(['\n', '\r']);
@@ -109,6 +116,20 @@ pub fn run_to(spec: &TimedRunSpec, out: &mut dyn Write) -> Result<TimedRun, Time
         let _ = out.flush();
     };
     while open_streams > 0 {
+        // Once every mark was seen, stop when the line holding the last one has been relayed
+        // whole (a serial console delivers a line in pieces).
+        if spec.stop_after_marks
+            && !stopped
+            && !spec.marks.is_empty()
+            && marks.iter().all(Option::is_some)
+            && !spec
+                .marks
+                .iter()
+                .any(|m| String::from_utf8_lossy(&pending[0].bytes).contains(m.as_str()))
+        {
+            stopped = true;
+            let _ = child.kill();
+        }
         let mut limit = if timed_out {
             deadline + DRAIN_AFTER_KILL
         } else {
@@ -125,6 +146,15 @@ pub fn run_to(spec: &TimedRunSpec, out: &mut dyn Write) -> Result<TimedRun, Time
             Ok(Event::Chunk(stream, bytes, at)) => {
                 let p = &mut pending[stream_index(stream)];
                 p.bytes.extend_from_slice(&bytes);
+                if stream == Stream::Stdout {
+                    // The line so far: a mark may have begun in an earlier chunk.
+                    let text = String::from_utf8_lossy(&p.bytes);
+                    for (mark, seen) in spec.marks.iter().zip(&mut marks) {
+                        if seen.is_none() && text.contains(mark.as_str()) {
+                            *seen = Some(at - start);
+                        }
+                    }
+                }
                 while let Some(end) = p.bytes.iter().position(|&b| b == b'\n') {
                     let line: Vec<u8> = p.bytes.drain(..=end).collect();
                     relay(stream, &line, at);
@@ -212,6 +242,10 @@ pub fn run_to(spec: &TimedRunSpec, out: &mut dyn Write) -> Result<TimedRun, Time
         timed_out,
         first_result_us: first_result.map(|d| d.as_micros() as u64),
         elapsed_us: elapsed.as_micros() as u64,
+        marks_us: marks
+            .iter()
+            .map(|m| m.map(|d| d.as_micros() as u64))
+            .collect(),
     })
 }
 
@@ -284,7 +318,51 @@ mod tests {
             timeout: Duration::from_millis(timeout_ms),
             command: vec!["sh".into(), "-c".into(), script.into()],
             partial_after: None,
+            marks: Vec::new(),
+            stop_after_marks: false,
         }
+    }
+
+    #[test]
+    fn marks_are_timed_as_output_arrives_and_can_end_the_run() {
+        // The prompt arrives in pieces and ends its line later; the command would sleep on.
+        let script = "echo 'Reached target Multi-User'; sleep 0.3; printf 'host lo'; sleep 0.2; \
+                      printf 'gin: '; sleep 0.3; echo rest; exec sleep 15";
+        let mut s = spec("m", 30_000, script);
+        s.marks = vec!["login:".into(), "Multi-User".into()];
+        s.stop_after_marks = true;
+        let (r, lines) = relayed(&s);
+        assert!(!r.timed_out);
+        let [Some(login), Some(target)] = r.marks_us[..] else {
+            panic!("{:?}", r.marks_us)
+        };
+        assert!(target < login, "{target} {login}");
+        assert!(
+            (500_000..800_000).contains(&login),
+            "timed when the prompt was complete, before its line ended: {login}"
+        );
+        assert!(
+            r.elapsed_us < 10_000_000,
+            "killed at the marks: {}",
+            r.elapsed_us
+        );
+        assert_eq!(r.signal, Some(libc::SIGKILL));
+        assert!(
+            lines.contains(&"m| host login: rest".to_string()),
+            "{lines:?}"
+        );
+
+        // A mark never seen is None and, with stop_after_marks, the run goes on to its end.
+        let mut s = spec("n", 30_000, "echo one; echo two");
+        s.marks = vec!["two".into(), "three".into()];
+        s.stop_after_marks = true;
+        let r = run(&s).unwrap();
+        assert_eq!(r.exit_code, Some(0));
+        assert!(
+            r.marks_us[0].is_some() && r.marks_us[1].is_none(),
+            "{:?}",
+            r.marks_us
+        );
     }
 
     #[test]
@@ -374,7 +452,7 @@ mod tests {
             label: "x".into(),
             timeout: Duration::from_secs(1),
             command: vec![],
-            partial_after: None,
+            ..spec("x", 1000, "true")
         };
         assert!(matches!(run(&empty), Err(TimedRunError::NoCommand)));
     }

@@ -3,12 +3,16 @@
 # on the kernel command line, prints VGPU-RESULT lines and powers off.
 #
 # Kernel command-line parameters (read from /proc/cmdline):
-#   vgpu.scenario=boot|bench|share|boottest
+#   vgpu.scenario=boot|bench|share|boottest|diskbench
 #                              boot: one test-guest boot; bench: vgpu.runs boots under each VMM;
 #                              boottest: `vgpu-image boot-test`: boots /boottest/kernel (with
 #                              /boottest/initrd if present, /boottest/cmdline, /boottest/memory
 #                              MiB: a layer appended to this image) under vgpu-vmm with the outer
 #                              QEMU's first disk (/dev/vda here) as its disk, writes in memory;
+#                              diskbench: vgpu.runs boots of the boottest guest with
+#                              vgpu.readbench under vgpu-vmm and QEMU microvm (virtio-blk-pci,
+#                              snapshot=on), alternating, each ended once it printed both
+#                              `Multi-User System` (systemd's target) and its `VGPU-READBENCH` dd line;
 #                              share: two vgpu-vmm guests (labels prod and batch) streaming on one
 #                              vgpud under a 3:1 policy that becomes 1:1 vgpu.switch_after seconds
 #                              after both streams started (default 4); `VGPUD-STATUS written` and
@@ -120,6 +124,20 @@ monitor() {
 mon_secs=$(param vgpu.monitor)
 [ -n "$mon_secs" ] && monitor "$mon_secs" &
 
+# boottest_disk: waits for the outer QEMU's disk as /dev/vda and checks for the /boottest layer.
+boottest_disk() {
+    for m in virtio_pci virtio_blk; do
+        modprobe "$m" || finish false "modprobe $m failed"
+    done
+    i=0
+    while [ ! -b /dev/vda ]; do
+        i=$((i + 1))
+        [ "$i" -gt 100 ] && finish false "the disk did not appear as /dev/vda in the harness"
+        sleep 0.1
+    done
+    [ -f /boottest/kernel ] || finish false "this harness image has no /boottest layer"
+}
+
 case "$scenario" in
 boot)
     vmm=$(param vgpu.vmm)
@@ -209,22 +227,45 @@ share)
     vgpud_status share
     ;;
 boottest)
-    for m in virtio_pci virtio_blk; do
-        modprobe "$m" || finish false "modprobe $m failed"
-    done
-    i=0
-    while [ ! -b /dev/vda ]; do
-        i=$((i + 1))
-        [ "$i" -gt 100 ] && finish false "the disk did not appear as /dev/vda in the harness"
-        sleep 0.1
-    done
-    [ -f /boottest/kernel ] || finish false "this harness image has no /boottest layer"
+    boottest_disk
+    # --partial-after: a login prompt ends without a newline.
     initrd_arg=
     [ -f /boottest/initrd ] && initrd_arg="--initrd /boottest/initrd"
-    # --partial-after: a login prompt ends without a newline.
     vgpu-guest timed-run --label guest --timeout "$timeout" --partial-after 500 -- \
         vgpu-vmm --kernel /boottest/kernel $initrd_arg --cmdline "$(cat /boottest/cmdline)" \
         --memory "$(cat /boottest/memory)" --vcpus 1 --disk path=/dev/vda,snapshot $vmm_args
+    ;;
+diskbench)
+    boottest_disk
+    mkdir -p /var/tmp
+    # Both VMMs read the disk through this kernel's page cache: fill it first.
+    dd if=/dev/vda of=/dev/null bs=1M count=256 2>/dev/null
+    vmm_initrd= qemu_initrd=
+    if [ -f /boottest/initrd ]; then
+        vmm_initrd="--initrd /boottest/initrd" qemu_initrd="-initrd /boottest/initrd"
+    fi
+    cmdline="$(cat /boottest/cmdline) vgpu.readbench"
+    mem=$(cat /boottest/memory)
+    # bench_run LABEL COMMAND...: one boot, ended once both marks were printed.
+    bench_run() {
+        label=$1
+        shift
+        vgpu-guest timed-run --label "$label" --timeout "$timeout" --mark "Multi-User System" \
+            --mark VGPU-READBENCH --stop-after-marks -- "$@"
+    }
+    runs=$(param vgpu.runs)
+    runs=${runs:-3}
+    i=1
+    while [ "$i" -le "$runs" ]; do
+        bench_run "vgpu-vmm-$i" vgpu-vmm --kernel /boottest/kernel $vmm_initrd \
+            --cmdline "$cmdline" --memory "$mem" --vcpus 1 --disk path=/dev/vda,snapshot
+        bench_run "qemu-$i" qemu-system-x86_64 -M microvm,pcie=on -enable-kvm -cpu host \
+            -m "$mem" -smp 1 -nodefaults -no-user-config -display none \
+            -serial stdio -no-reboot -kernel /boottest/kernel $qemu_initrd -append "$cmdline" \
+            -drive file=/dev/vda,if=none,id=disk,format=raw,snapshot=on \
+            -device virtio-blk-pci,drive=disk
+        i=$((i + 1))
+    done
     ;;
 bench)
     runs=$(param vgpu.runs)

@@ -24,7 +24,7 @@ pub enum Vmm {
 }
 
 impl Vmm {
-    fn from_label(label: &str) -> Option<Vmm> {
+    pub(crate) fn from_label(label: &str) -> Option<Vmm> {
         if label.starts_with("vgpu-vmm-") {
             Some(Vmm::VgpuVmm)
         } else if label.starts_with("qemu-") {

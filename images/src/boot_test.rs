@@ -32,7 +32,7 @@ const GRACE: Duration = Duration::from_secs(3);
 /// How often a quiet run reports that it is still waiting.
 const PROGRESS_EVERY: Duration = Duration::from_secs(30);
 /// Harness RAM besides the guest's: the harness kernel, its initramfs and the layer.
-const HARNESS_BASE_MIB: u32 = 1536;
+pub(crate) const HARNESS_BASE_MIB: u32 = 1536;
 
 /// Console lines that mean the kernel panicked.
 const PANIC_MARKERS: &[&str] = &["Kernel panic - not syncing"];
@@ -278,7 +278,7 @@ pub enum Progress {
 impl BootTest {
     /// The harness initramfs for this run: `harness`'s with a layer holding the kernel, the
     /// initramfs, the command line and the guest's RAM size, written to `out`.
-    fn write_initrd(&self, harness: &Harness, out: &Path) -> Result<(), Error> {
+    pub(crate) fn write_initrd(&self, harness: &Harness, out: &Path) -> Result<(), Error> {
         let mut file = std::fs::File::create(out).map_err(|e| Error::io(out, e))?;
         let mut base =
             std::fs::File::open(&harness.initrd).map_err(|e| Error::io(&harness.initrd, e))?;

@@ -3,6 +3,9 @@
 //! `debootstrap`, which takes the security suite beside the main one) into the cache, then made
 //! a raw ext4 image with `mkfs.ext4 -d`. The kernel and the initramfs that initramfs-tools built
 //! inside it are copied out, so a boot test boots the image the way its own bootloader would.
+//! One unit is added: `vgpu-readbench.service`, which reads the disk with dd once systemd reached
+//! `multi-user.target`, only when `vgpu.readbench` is on the kernel command line (the
+//! `disk-bench` benchmark, [`crate::disk_bench`]).
 //!
 //! Building it runs the packages' maintainer scripts in a chroot, so it needs root
 //! (`mmdebstrap --mode=root`); the result is cached like every other image.
@@ -13,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Bumped when the recipe changes.
-const LAYOUT: u32 = 1;
+const LAYOUT: u32 = 2;
 /// The suite.
 pub const SUITE: &str = "bookworm";
 /// Where the packages come from: the main suite and its security updates (the pinned kernel
@@ -28,6 +31,27 @@ const PACKAGES: &[&str] = &["systemd", "systemd-sysv", "initramfs-tools"];
 const IMAGE_SIZE: &str = "1G";
 /// The image's host name, which its login prompt shows (`boottest login:`).
 pub const HOSTNAME: &str = "boottest";
+/// Prefix of the console line the read benchmark unit prints: dd's summary of reading
+/// [`READBENCH_MIB`] MiB of `/dev/vda` with `O_DIRECT`.
+pub const READBENCH_MARK: &str = "VGPU-READBENCH";
+/// How much of the disk the read benchmark reads, MiB.
+pub const READBENCH_MIB: u64 = 256;
+/// A unit that runs once systemd reached `multi-user.target`, only when `vgpu.readbench` is on
+/// the kernel command line (`vgpu-image disk-bench` adds it; boot tests never see it).
+fn readbench_unit() -> String {
+    format!(
+        "[Unit]\n\
+         Description=vgpu-image disk read benchmark\n\
+         ConditionKernelCommandLine=vgpu.readbench\n\
+         After=multi-user.target\n\n\
+         [Service]\n\
+         Type=oneshot\n\
+         ExecStart=/bin/sh -c 'dd if=/dev/vda of=/dev/null bs=1M count={READBENCH_MIB} \
+         iflag=direct 2>&1 | tail -n 1 | sed \"s/^/{READBENCH_MARK} /\" >/dev/console'\n\n\
+         [Install]\n\
+         WantedBy=multi-user.target\n"
+    )
+}
 
 /// A built Debian image.
 #[derive(Debug, Clone)]
@@ -62,11 +86,12 @@ impl DebianImage {
         let initrd = dir.join("initrd.img");
         let key = format!(
             "layout {LAYOUT}; {SUITE}; mirrors {}; packages {}; kernel {}={}; size {IMAGE_SIZE}; \
-             host {HOSTNAME}",
+             host {HOSTNAME}; readbench {}",
             MIRRORS.join(" | "),
             PACKAGES.join(","),
             kernel.name,
-            kernel.version
+            kernel.version,
+            readbench_unit()
         );
         cache.step("debian12-image", &key, &[&image, &vmlinuz, &initrd], || {
             build(&dir, &kernel.name, &image, &vmlinuz, &initrd)
@@ -117,6 +142,16 @@ fn build(
         ));
     }
     tools::run(&mut cmd)?;
+    let units = root.join("etc/systemd/system");
+    let wants = units.join("multi-user.target.wants");
+    tools::mkdir(&wants)?;
+    tools::write_atomic(
+        &units.join("vgpu-readbench.service"),
+        readbench_unit().as_bytes(),
+    )?;
+    let link = wants.join("vgpu-readbench.service");
+    std::os::unix::fs::symlink("../vgpu-readbench.service", &link)
+        .map_err(|e| Error::io(&link, e))?;
     let boot = root.join("boot");
     let find = |prefix: &str| -> Result<PathBuf, Error> {
         let mut found: Vec<PathBuf> = std::fs::read_dir(&boot)

@@ -12,7 +12,8 @@
 //! * **boot tests** ([`boot_test`]): a user's disk image booted under `vgpu-vmm` in the harness,
 //!   judged from its console (`vgpu-image boot-test`), with Debian's cloud kernel and a stock
 //!   initramfs ([`stock_boot`]) for images that bring no kernel, and a Debian 12 minbase image
-//!   with systemd and its own kernel ([`debian_image`]) as the real-distribution case;
+//!   with systemd and its own kernel ([`debian_image`]) as the real-distribution case, also
+//!   booted under `vgpu-vmm` and QEMU microvm side by side ([`disk_bench`]);
 //! * the **runner** ([`runner`]): boots the harness under QEMU TCG (which gives its kernel a real
 //!   KVM with nested SVM, see the architecture notes) and collects the result lines.
 //!
@@ -25,6 +26,7 @@ pub mod boot_test;
 pub mod cache;
 pub mod cpio;
 pub mod debian_image;
+pub mod disk_bench;
 pub mod guest;
 pub mod harness;
 pub mod image_kernel;

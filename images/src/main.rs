@@ -55,6 +55,23 @@ enum Cmd {
         #[arg(long)]
         verbose: bool,
     },
+    /// Debian image benchmark: N boots of the Debian 12 image each under vgpu-vmm and QEMU
+    /// microvm in one harness boot; prints medians of the time to systemd's multi-user target
+    /// and of a 256 MiB O_DIRECT disk read, and the ratios. Builds the image first (root).
+    DiskBench {
+        /// Boots per VMM.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=10))]
+        runs: u64,
+        /// Write the results into their section of docs/benchmarks.md.
+        #[arg(long)]
+        write_docs: bool,
+        /// Markdown file for --write-docs (default: <workspace>/docs/benchmarks.md).
+        #[arg(long, requires = "write_docs")]
+        docs: Option<PathBuf>,
+        /// Echo the harness console while it runs.
+        #[arg(long)]
+        verbose: bool,
+    },
     /// Boot the harness with a scenario and print its whole console.
     Run {
         /// Harness scenario: boot (one test-guest boot) or bench.
@@ -417,6 +434,51 @@ fn run_command(cache: Cache, command: Cmd) -> anyhow::Result<()> {
                 let doc =
                     docs.unwrap_or_else(|| images::workspace_root().join("docs/benchmarks.md"));
                 images::bench::write_section(&doc, images::bench::DOC_HEADING, &bench.markdown())?;
+                println!("wrote {}", doc.display());
+            } else {
+                println!("\n{}", bench.markdown());
+            }
+            Ok(())
+        }
+        Cmd::DiskBench {
+            runs,
+            write_docs,
+            docs,
+            verbose,
+        } => {
+            use images::disk_bench::DiskBench;
+            let h = Harness::ensure_in(&cache, HarnessVariant::WithQemu)?;
+            let image = {
+                let _lock = cache.lock()?;
+                images::debian_image::DebianImage::ensure_in(&cache)?
+            };
+            eprintln!(
+                "[vgpu-image] booting the harness: the Debian image {runs} times under vgpu-vmm \
+                 and {runs} times under QEMU (a few minutes per boot)"
+            );
+            let bench = DiskBench::run(&h, &image, runs as usize, verbose)?;
+            let fmt =
+                |v: Option<f64>, unit: &str| v.map_or("-".into(), |v| format!("{v:.1} {unit}"));
+            for (name, vmm) in [("vgpu-vmm", Vmm::VgpuVmm), ("QEMU    ", Vmm::Qemu)] {
+                println!(
+                    "{name} median to multi-user: {}, read: {}",
+                    fmt(bench.median_target_ms(vmm).map(|v| v / 1000.0), "s"),
+                    fmt(bench.median_read_mib_s(vmm), "MiB/s")
+                );
+            }
+            println!(
+                "ratios ours/QEMU: boot {}, read {}",
+                bench.boot_ratio().map_or("-".into(), |r| format!("{r:.2}")),
+                bench.read_ratio().map_or("-".into(), |r| format!("{r:.2}"))
+            );
+            if write_docs {
+                let doc =
+                    docs.unwrap_or_else(|| images::workspace_root().join("docs/benchmarks.md"));
+                images::bench::write_section(
+                    &doc,
+                    images::disk_bench::DOC_HEADING,
+                    &bench.markdown(),
+                )?;
                 println!("wrote {}", doc.display());
             } else {
                 println!("\n{}", bench.markdown());

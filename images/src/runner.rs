@@ -362,6 +362,7 @@ mod tests {
             timed_out: false,
             first_result_us: Some(10),
             elapsed_us: 20,
+            marks_us: Vec::new(),
         })
         .to_line();
         let agent = Record::Agent {
