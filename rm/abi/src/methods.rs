@@ -152,4 +152,11 @@ pub mod compute {
     /// **Sim-defined**: starts the work set by `SIM_WORK_NS_LO/HI` (the datum is ignored).
     /// The engine is busy for that long and preemptible at the configured granularity.
     pub const SIM_LAUNCH_WORK: u32 = 0x3E08;
+    /// `SEND_PCAS_A` (`clc6c0.h`, kept by `clcbc0.h`): the launch's QMD address >> 8.
+    pub const SEND_PCAS_A: u32 = 0x02B4;
+    /// `SEND_SIGNALING_PCAS_B`: launches the QMD (the kick of Turing and older drivers).
+    pub const SEND_SIGNALING_PCAS_B: u32 = 0x02BC;
+    /// `SEND_SIGNALING_PCAS2_B`: launches the QMD (the kick of Ampere and later drivers, with
+    /// `PCAS_ACTION` in bits 3:0).
+    pub const SEND_SIGNALING_PCAS2_B: u32 = 0x02C0;
 }

@@ -71,6 +71,10 @@ pub enum FaultKind {
     /// A copy the engine refuses (physical addressing, block-linear layout, bad remap).
     #[error("copy engine: {0}")]
     InvalidCopy(&'static str),
+    /// A compute launch (a QMD kicked by `SEND_SIGNALING_PCAS*_B`): the sim models engine
+    /// occupancy, not shaders, so it stops the channel rather than report work it never did.
+    #[error("compute launch {0:#x}: the sim does not run shaders")]
+    UnmodeledLaunch(u32),
 }
 
 impl FaultKind {
@@ -79,7 +83,10 @@ impl FaultKind {
     pub fn is_pbdma(&self) -> bool {
         !matches!(
             self,
-            Self::EngineMmu(_) | Self::ClassNotOnEngine(_) | Self::InvalidCopy(_)
+            Self::EngineMmu(_)
+                | Self::ClassNotOnEngine(_)
+                | Self::InvalidCopy(_)
+                | Self::UnmodeledLaunch(_)
         )
     }
 }

@@ -3,7 +3,9 @@
 
 use super::chram;
 use super::doorbell::WorkSubmitToken;
-use super::fault::{ErrorNotifier, FaultKind, ROBUST_CHANNEL_PBDMA_ERROR};
+use super::fault::{
+    ErrorNotifier, FaultKind, ROBUST_CHANNEL_GR_EXCEPTION, ROBUST_CHANNEL_PBDMA_ERROR,
+};
 use super::memory::{Aperture, MemoryId};
 use super::preempt::{self, PreemptRequest};
 use super::runlist::decode_runlist;
@@ -343,6 +345,36 @@ fn preempt_pending_clears_at_the_preemption_point() {
     );
     let took = gpu.preempt_tsg_and_wait(a.tsg, 1_000_000).unwrap();
     assert!(took <= 13_000, "{took}");
+}
+
+#[test]
+fn a_real_compute_launch_faults_its_channel_as_an_engine_exception() {
+    let mut gpu = gpu_with(simple_timing());
+    let mut cuda = Client::new(&mut gpu, 0, 1);
+    let mut sim = Client::new(&mut gpu, 0, 2);
+    // What CUDA and Mesa push on Ampere and later: the QMD's address, then the kick.
+    cuda.push(
+        &mut gpu,
+        &[
+            inc_header(0, compute::SEND_PCAS_A, 1),
+            0x1234,
+            inc_header(0, compute::SEND_SIGNALING_PCAS2_B, 1),
+            9,
+        ],
+    );
+    let mut s = work(100_000);
+    s.extend(sem_release(0, 7, 0));
+    sim.push(&mut gpu, &s);
+    gpu.advance(1_000_000);
+    let f = gpu.channel_fault(cuda.ch).unwrap().expect("faulted");
+    assert_eq!(f.rc_error, ROBUST_CHANNEL_GR_EXCEPTION);
+    assert_eq!(
+        f.kind,
+        FaultKind::UnmodeledLaunch(compute::SEND_SIGNALING_PCAS2_B)
+    );
+    assert_ne!(gpu.chram_read(cuda.ch).unwrap() & chram::ENG_FAULTED, 0);
+    assert_eq!(gpu.channel_fault(sim.ch).unwrap(), None);
+    assert_eq!(gpu.memory().read_u32(sim.mem, DATA_OFF).unwrap(), 7);
 }
 
 #[test]

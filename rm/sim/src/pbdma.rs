@@ -423,8 +423,11 @@ fn compute_method(ch: &mut Channel, method: u32, data: u32) -> Result<StepOutcom
                 done: 0,
             });
         }
-        // The class's real state and launch methods (shaders, QMDs) are accepted without effect:
-        // the sim models engine occupancy, not shader execution.
+        compute::SEND_SIGNALING_PCAS_B | compute::SEND_SIGNALING_PCAS2_B => {
+            return Err(FaultKind::UnmodeledLaunch(method))
+        }
+        // The class's state methods (shader memory, the QMD address, cache invalidation) are
+        // accepted without effect; only a launch would need shaders to run.
         _ => {}
     }
     Ok(StepOutcome::Progress)
