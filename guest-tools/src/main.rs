@@ -63,8 +63,8 @@ TIMED-RUN OPTIONS:
                        login prompt); by default only whole lines are relayed
     --mark TEXT        time the first stdout output holding TEXT (repeatable; the record's
                        marks_us, in order)
-    --stop-after-marks kill COMMAND once every mark has been seen and the line holding the
-                       last one has ended (or been relayed by --partial-after)
+    --stop-after-marks kill COMMAND once every mark has been seen and no line holding one
+                       is still unfinished (ended, or relayed by --partial-after)
 
 Result lines are `VGPU-RESULT {json}`, one JSON object with a `record` tag each
 (agent, module, pci_function, scenario_end, timed_run, harness_start, harness_end).

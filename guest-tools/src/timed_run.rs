@@ -106,6 +106,9 @@ pub fn run_to(spec: &TimedRunSpec, out: &mut dyn Write) -> Result<TimedRun, Time
     let mut pending: [Pending; 2] = Default::default();
     let mut marks: Vec<Option<Duration>> = vec![None; spec.marks.len()];
     let mut stopped = false;
+    // The end of a stdout line part already relayed by --partial-after: a mark may span it.
+    let mut relayed_part: Vec<u8> = Vec::new();
+    let longest_mark = spec.marks.iter().map(String::len).max().unwrap_or(0);
     let mut relay = |stream: Stream, bytes: &[u8], at: Instant| {
         let text = String::from_utf8_lossy(bytes);
         let text = text.trim_end_matches(['\n', '\r']);
@@ -148,7 +151,9 @@ pub fn run_to(spec: &TimedRunSpec, out: &mut dyn Write) -> Result<TimedRun, Time
                 p.bytes.extend_from_slice(&bytes);
                 if stream == Stream::Stdout {
                     // The line so far: a mark may have begun in an earlier chunk.
-                    let text = String::from_utf8_lossy(&p.bytes);
+                    let mut line = relayed_part.clone();
+                    line.extend_from_slice(&p.bytes);
+                    let text = String::from_utf8_lossy(&line);
                     for (mark, seen) in spec.marks.iter().zip(&mut marks) {
                         if seen.is_none() && text.contains(mark.as_str()) {
                             *seen = Some(at - start);
@@ -158,6 +163,9 @@ pub fn run_to(spec: &TimedRunSpec, out: &mut dyn Write) -> Result<TimedRun, Time
                 while let Some(end) = p.bytes.iter().position(|&b| b == b'\n') {
                     let line: Vec<u8> = p.bytes.drain(..=end).collect();
                     relay(stream, &line, at);
+                    if stream == Stream::Stdout {
+                        relayed_part.clear();
+                    }
                 }
                 p.since = if p.bytes.is_empty() {
                     None
@@ -181,7 +189,14 @@ pub fn run_to(spec: &TimedRunSpec, out: &mut dyn Write) -> Result<TimedRun, Time
                         .zip(&mut pending)
                     {
                         if p.since.is_some_and(|since| now >= since + after) {
-                            relay(stream, &std::mem::take(&mut p.bytes), now);
+                            let part = std::mem::take(&mut p.bytes);
+                            if stream == Stream::Stdout {
+                                relayed_part.extend_from_slice(&part);
+                                let keep = longest_mark.saturating_sub(1);
+                                let cut = relayed_part.len().saturating_sub(keep);
+                                relayed_part.drain(..cut);
+                            }
+                            relay(stream, &part, now);
                             p.since = None;
                         }
                     }
@@ -351,6 +366,24 @@ mod tests {
             lines.contains(&"m| host login: rest".to_string()),
             "{lines:?}"
         );
+
+        // A mark split by a partial relay is still seen.
+        let mut s = spec(
+            "q",
+            30_000,
+            "printf 'log'; sleep 0.4; printf 'in: '; sleep 0.3; echo; exec sleep 15",
+        );
+        s.partial_after = Some(Duration::from_millis(100));
+        s.marks = vec!["login:".into()];
+        s.stop_after_marks = true;
+        let (r, lines) = relayed(&s);
+        assert!(
+            r.marks_us[0].is_some_and(|t| t >= 400_000),
+            "{:?}",
+            r.marks_us
+        );
+        assert!(r.elapsed_us < 10_000_000, "{}", r.elapsed_us);
+        assert_eq!(&lines[..2], ["q| log", "q| in: "]);
 
         // A mark never seen is None and, with stop_after_marks, the run goes on to its end.
         let mut s = spec("n", 30_000, "echo one; echo two");

@@ -238,7 +238,7 @@ boottest)
 diskbench)
     boottest_disk
     mkdir -p /var/tmp
-    # Both VMMs read the disk through this kernel's page cache: fill it first.
+    # Both VMMs read the disk through this kernel's page cache: fill the read's range first.
     dd if=/dev/vda of=/dev/null bs=1M count=256 2>/dev/null
     vmm_initrd= qemu_initrd=
     if [ -f /boottest/initrd ]; then

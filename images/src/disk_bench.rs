@@ -4,9 +4,11 @@
 //! initramfs and command line plus `vgpu.readbench`. Each boot is timed inside the harness by
 //! `vgpu-guest timed-run` from spawning the VMM to systemd's `Multi-User System` line, then the
 //! image's read benchmark unit reads [`READBENCH_MIB`] MiB of the disk with `O_DIRECT` and
-//! prints dd's summary, and the boot is ended. Both VMMs serve the disk from the harness's
-//! page cache (filled before the first boot), on the same nested KVM inside the same TCG
-//! harness, so only the ratios mean something.
+//! prints dd's summary, and the boot is ended. Both VMMs read the disk through the harness's
+//! page cache, whose first [`READBENCH_MIB`] MiB (the read's range) is filled before the first
+//! boot; what systemd reads elsewhere on the disk is cold for the first boot only (a
+//! `vgpu-vmm` one). They run on the same nested KVM inside the same TCG harness, so only the
+//! ratios mean something.
 
 use crate::bench::{median, Vmm};
 use crate::boot_test::{BootTest, HARNESS_BASE_MIB};
@@ -196,8 +198,9 @@ path=/dev/vda,snapshot` and QEMU `-M microvm,pcie=on -enable-kvm -cpu host` with
 `virtio-blk-pci` on `-drive format=raw,snapshot=on`. Boot time is measured inside the harness \
 by `vgpu-guest timed-run`, from spawning the VMM to systemd's `Reached target multi-user.target \
 - Multi-User System` line; then a unit of the image reads {READBENCH_MIB} MiB of `/dev/vda` \
-with `dd bs=1M iflag=direct` and prints dd's summary. Both VMMs read the image from the \
-harness's page cache: `vgpu-vmm` reads from it straight into the guest's buffers on the \
+with `dd bs=1M iflag=direct` and prints dd's summary. Both VMMs read the image through the \
+harness's page cache, its first {READBENCH_MIB} MiB filled before the first boot (the rest is \
+cold for the first boot only, a `vgpu-vmm` one): `vgpu-vmm` reads from it straight into the guest's buffers on the \
 notifying vCPU and completes with INTx; QEMU serves the queue from its event loop and completes \
 with MSI-X. Everything runs on nested KVM under TCG, so only the ratios mean something.\n\n\
 | VMM | median s to multi-user | runs (s) | median read MiB/s | runs (MiB/s) |\n\
