@@ -45,15 +45,8 @@ enum Cmd {
         /// Boots per VMM.
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=50))]
         runs: u64,
-        /// Write the results into the `## Boot` section of docs/benchmarks.md.
-        #[arg(long)]
-        write_docs: bool,
-        /// Markdown file for --write-docs (default: <workspace>/docs/benchmarks.md).
-        #[arg(long, requires = "write_docs")]
-        docs: Option<PathBuf>,
-        /// Echo the harness console while it runs.
-        #[arg(long)]
-        verbose: bool,
+        #[command(flatten)]
+        output: BenchOutput,
     },
     /// Debian image benchmark: N boots of the Debian 12 image each under vgpu-vmm and QEMU
     /// microvm in one harness boot; prints medians of the time to systemd's multi-user target
@@ -62,15 +55,8 @@ enum Cmd {
         /// Boots per VMM.
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=10))]
         runs: u64,
-        /// Write the results into their section of docs/benchmarks.md.
-        #[arg(long)]
-        write_docs: bool,
-        /// Markdown file for --write-docs (default: <workspace>/docs/benchmarks.md).
-        #[arg(long, requires = "write_docs")]
-        docs: Option<PathBuf>,
-        /// Echo the harness console while it runs.
-        #[arg(long)]
-        verbose: bool,
+        #[command(flatten)]
+        output: BenchOutput,
     },
     /// Boot the harness with a scenario and print its whole console.
     Run {
@@ -131,6 +117,36 @@ enum Cmd {
 }
 
 /// `vgpu-image boot-test`'s arguments.
+/// Where a benchmark's results go, shared by `bench` and `disk-bench`.
+#[derive(clap::Args, Debug)]
+struct BenchOutput {
+    /// Write the results into the benchmark's section of docs/benchmarks.md.
+    #[arg(long)]
+    write_docs: bool,
+    /// Markdown file for --write-docs (default: <workspace>/docs/benchmarks.md).
+    #[arg(long, requires = "write_docs")]
+    docs: Option<PathBuf>,
+    /// Echo the harness console while it runs.
+    #[arg(long)]
+    verbose: bool,
+}
+
+impl BenchOutput {
+    /// Writes `markdown` as the section under `heading` of the docs file, or prints it.
+    fn publish(self, heading: &str, markdown: &str) -> anyhow::Result<()> {
+        if self.write_docs {
+            let doc = self
+                .docs
+                .unwrap_or_else(|| images::workspace_root().join("docs/benchmarks.md"));
+            images::bench::write_section(&doc, heading, markdown)?;
+            println!("wrote {}", doc.display());
+        } else {
+            println!("\n{markdown}");
+        }
+        Ok(())
+    }
+}
+
 #[derive(clap::Args, Debug)]
 struct BootTestArgs {
     /// The raw disk image to boot (a file or a block device; the guest's /dev/vda).
@@ -402,15 +418,10 @@ fn run_command(cache: Cache, command: Cmd) -> anyhow::Result<()> {
             println!("command:  {}", images::tools::describe(&qemu.command()));
             Ok(())
         }
-        Cmd::Bench {
-            runs,
-            write_docs,
-            docs,
-            verbose,
-        } => {
+        Cmd::Bench { runs, output } => {
             let h = Harness::ensure_in(&cache, HarnessVariant::WithQemu)?;
             eprintln!("[vgpu-image] booting the harness: {runs} boots under vgpu-vmm and {runs} under QEMU");
-            let bench = BootBench::run(&h, runs as usize, verbose)?;
+            let bench = BootBench::run(&h, runs as usize, output.verbose)?;
             let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0} ms"));
             println!(
                 "vgpu-vmm median to first agent line: {}",
@@ -430,22 +441,9 @@ fn run_command(cache: Cache, command: Cmd) -> anyhow::Result<()> {
                     .median_exits(Vmm::VgpuVmm)
                     .map_or("-".into(), |e| format!("{e:.0}"))
             );
-            if write_docs {
-                let doc =
-                    docs.unwrap_or_else(|| images::workspace_root().join("docs/benchmarks.md"));
-                images::bench::write_section(&doc, images::bench::DOC_HEADING, &bench.markdown())?;
-                println!("wrote {}", doc.display());
-            } else {
-                println!("\n{}", bench.markdown());
-            }
-            Ok(())
+            output.publish(images::bench::DOC_HEADING, &bench.markdown())
         }
-        Cmd::DiskBench {
-            runs,
-            write_docs,
-            docs,
-            verbose,
-        } => {
+        Cmd::DiskBench { runs, output } => {
             use images::disk_bench::DiskBench;
             let h = Harness::ensure_in(&cache, HarnessVariant::WithQemu)?;
             let image = {
@@ -456,7 +454,7 @@ fn run_command(cache: Cache, command: Cmd) -> anyhow::Result<()> {
                 "[vgpu-image] booting the harness: the Debian image {runs} times under vgpu-vmm \
                  and {runs} times under QEMU (a few minutes per boot)"
             );
-            let bench = DiskBench::run(&h, &image, runs as usize, verbose)?;
+            let bench = DiskBench::run(&h, &image, runs as usize, output.verbose)?;
             let fmt =
                 |v: Option<f64>, unit: &str| v.map_or("-".into(), |v| format!("{v:.1} {unit}"));
             for (name, vmm) in [("vgpu-vmm", Vmm::VgpuVmm), ("QEMU    ", Vmm::Qemu)] {
@@ -471,19 +469,7 @@ fn run_command(cache: Cache, command: Cmd) -> anyhow::Result<()> {
                 bench.boot_ratio().map_or("-".into(), |r| format!("{r:.2}")),
                 bench.read_ratio().map_or("-".into(), |r| format!("{r:.2}"))
             );
-            if write_docs {
-                let doc =
-                    docs.unwrap_or_else(|| images::workspace_root().join("docs/benchmarks.md"));
-                images::bench::write_section(
-                    &doc,
-                    images::disk_bench::DOC_HEADING,
-                    &bench.markdown(),
-                )?;
-                println!("wrote {}", doc.display());
-            } else {
-                println!("\n{}", bench.markdown());
-            }
-            Ok(())
+            output.publish(images::disk_bench::DOC_HEADING, &bench.markdown())
         }
         Cmd::Run {
             scenario,
