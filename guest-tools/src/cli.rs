@@ -1,6 +1,7 @@
 //! The `smi`, `workload`, `hostile` and `bench` commands of `vgpu-guest`.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -24,27 +25,62 @@ fn num<T: std::str::FromStr>(v: Option<&&str>, flag: &str) -> anyhow::Result<T> 
         .with_context(|| format!("{flag} needs a number (see --help)"))
 }
 
-fn completion(v: Option<&&str>) -> anyhow::Result<Completion> {
-    v.context("--completion needs poll or irq")?
-        .parse()
-        .map_err(anyhow::Error::msg)
+/// Which vGPU a command drives and how its requests complete: the flags every device
+/// command takes.
+#[derive(Debug, Default)]
+struct Target {
+    completion: Completion,
+    socket: Option<PathBuf>,
 }
 
-/// `vgpu-smi [--json] [--completion poll|irq]`.
+impl Target {
+    /// Consumes `a` (and its value from `it`) if it is `--completion` or `--vfio-user`.
+    fn take(&mut self, a: &str, it: &mut std::slice::Iter<'_, &str>) -> anyhow::Result<bool> {
+        match a {
+            "--completion" => {
+                self.completion = it
+                    .next()
+                    .context("--completion needs poll or irq")?
+                    .parse()
+                    .map_err(anyhow::Error::msg)?;
+            }
+            "--vfio-user" => {
+                let path = it
+                    .next()
+                    .context("--vfio-user needs an instance's socket")?;
+                self.socket = Some(PathBuf::from(path));
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Opens the vGPU: the instance behind `--vfio-user`, else the guest's PCI function.
+    fn open(&self, setup: Setup) -> anyhow::Result<Session> {
+        match &self.socket {
+            Some(socket) => Session::attach(socket, setup, self.completion)
+                .with_context(|| format!("attaching {}", socket.display())),
+            None => Session::open(setup, self.completion),
+        }
+    }
+}
+
+/// `vgpu-smi [--json] [--completion poll|irq] [--vfio-user SOCKET]`.
 pub fn smi(args: &[OsString]) -> anyhow::Result<()> {
     let args = strs(args)?;
-    let (mut json, mut mode) = (false, Completion::Poll);
+    let (mut json, mut target) = (false, Target::default());
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match *a {
             "--json" => json = true,
-            "--completion" => mode = completion(it.next())?,
+            other if target.take(other, &mut it)? => {}
             other => bail!(
-                "smi: unexpected argument {other:?} (usage: vgpu-smi [--json] [--completion poll|irq])"
+                "smi: unexpected argument {other:?} (usage: vgpu-smi [--json] \
+                 [--completion poll|irq] [--vfio-user SOCKET])"
             ),
         }
     }
-    let s = Session::open(Setup::Reset, mode)?;
+    let s = target.open(Setup::Reset)?;
     let r = s.smi_standalone()?;
     if json {
         println!("{}", serde_json::to_string_pretty(&r)?);
@@ -59,7 +95,7 @@ pub fn workload(args: &[OsString]) -> anyhow::Result<()> {
     let args = strs(args)?;
     let (mut rounds, mut seconds, mut batch, mut work_ns) = (None, 5.0f64, 8u32, 10_000u32);
     let (mut memory, mut progress, mut smi, mut json) = (None, false, false, false);
-    let mut mode = Completion::Poll;
+    let mut target = Target::default();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match *a {
@@ -77,14 +113,14 @@ pub fn workload(args: &[OsString]) -> anyhow::Result<()> {
             "--progress" => progress = true,
             "--smi" => smi = true,
             "--json" => json = true,
-            "--completion" => mode = completion(it.next())?,
+            other if target.take(other, &mut it)? => {}
             other => bail!("workload: unknown option {other:?} (see --help)"),
         }
     }
     if !(seconds.is_finite() && seconds > 0.0) {
         bail!("--seconds must be positive");
     }
-    let s = Session::open(Setup::Reset, mode)?;
+    let s = target.open(Setup::Reset)?;
     let limit = RunLimit {
         rounds,
         duration: Duration::from_secs_f64(seconds),
@@ -158,9 +194,19 @@ pub fn run_workload(
     Ok(report)
 }
 
-/// `vgpu-guest hostile`: one result line per check; fails if any check failed.
-pub fn hostile() -> anyhow::Result<()> {
-    let s = Session::open(Setup::Reset, Completion::Poll)?;
+/// `vgpu-guest hostile [--vfio-user SOCKET]`: one result line per check; fails if any check
+/// failed. Always polls (the checks count the device's answers, not interrupts).
+pub fn hostile(args: &[OsString]) -> anyhow::Result<()> {
+    let args = strs(args)?;
+    let mut target = Target::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match *a {
+            "--vfio-user" if target.take(a, &mut it)? => {}
+            other => bail!("hostile: unexpected argument {other:?} (see --help)"),
+        }
+    }
+    let s = target.open(Setup::Reset)?;
     let checks = crate::hostile::run(&s.transport)?;
     let failed = checks.iter().filter(|c| !c.ok).count();
     for c in checks {
@@ -172,24 +218,24 @@ pub fn hostile() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `vgpu-guest bench [--escapes N] [--rounds N] [--completion poll|irq]`.
+/// `vgpu-guest bench [--escapes N] [--rounds N] [--completion poll|irq] [--vfio-user SOCKET]`.
 pub fn bench(args: &[OsString]) -> anyhow::Result<()> {
     let args = strs(args)?;
     let (mut escapes, mut rounds) = (2000usize, 500usize);
-    let mut mode = Completion::Poll;
+    let mut target = Target::default();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match *a {
             "--escapes" => escapes = num(it.next(), "--escapes")?,
             "--rounds" => rounds = num(it.next(), "--rounds")?,
-            "--completion" => mode = completion(it.next())?,
+            other if target.take(other, &mut it)? => {}
             other => bail!("bench: unknown option {other:?} (see --help)"),
         }
     }
-    let s = Session::open(Setup::Reset, mode)?;
+    let s = target.open(Setup::Reset)?;
     eprintln!(
         "bench: {escapes} escapes ({} completion), {rounds} doorbell rounds",
-        mode.name()
+        target.completion.name()
     );
     let b = session::bench(&s, escapes, rounds)?;
     println!(

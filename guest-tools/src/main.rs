@@ -19,14 +19,15 @@ USAGE:
                                      run COMMAND, relay its stdout as `LABEL| line` and stderr as
                                      `LABEL! line`, then print a timed_run result line with the
                                      time from spawn to its first VGPU-RESULT stdout line
-    vgpu-guest smi [--json] [--completion poll|irq]
+    vgpu-guest smi [--json] [--completion poll|irq] [--vfio-user SOCKET]
                                      vgpu-smi: GPU name, UUID, framebuffer, engines, vGPU
                                      counters, in nvidia-smi -q style (also run as `vgpu-smi`)
     vgpu-guest workload [OPTIONS]    compute + copy TSGs, GPFIFO work with semaphore releases
                                      through the doorbell, every value checked; prints entries/s
-    vgpu-guest hostile               send the vGPU malformed requests and foreign doorbells,
+    vgpu-guest hostile [--vfio-user SOCKET]
+                                     send the vGPU malformed requests and foreign doorbells,
                                      check each is refused, then check it still serves
-    vgpu-guest bench [--escapes N] [--rounds N] [--completion poll|irq]
+    vgpu-guest bench [--escapes N] [--rounds N] [--completion poll|irq] [--vfio-user SOCKET]
                                      escape round trip and doorbell-to-semaphore latency (p50/p99)
     vgpu-guest cmdline-param KEY     print the value of KEY=VALUE from /proc/cmdline (quotes
                                      removed; empty line when absent); for the harness init script
@@ -43,6 +44,8 @@ WORKLOAD OPTIONS:
     --smi               print the vgpu-smi report with this process's channel groups first
     --json              print the results as one JSON object
     --completion MODE   poll (default) or irq (smi and bench take it too; hostile always polls)
+    --vfio-user SOCKET  drive a vgpud instance from this host process (smi, bench and hostile
+                        take it too; see WITHOUT A VM)
 
 COMPLETION:
     poll   spin on the escape queue's used ring (INTR_ENABLE = 0)
@@ -55,6 +58,13 @@ COMPLETION:
 
 The vGPU is found in /sys/bus/pci/devices (10de:7f61), its BARs mapped through resourceN; one
 process drives it at a time (a lock on resource0). Needs root.
+
+WITHOUT A VM:
+    --vfio-user SOCKET attaches the instance at SOCKET (`vgpuctl start` prints it) from a host
+    process, as a VMM would: BAR0 accesses become vfio-user region messages, the window is
+    mapped from the memfd vgpud sends, and with --completion irq an eventfd of this process
+    is the INTx trigger. One client per instance at a time (a VMM attached to it holds it).
+    Needs access to the socket (vgpud's user), not root.
 
 TIMED-RUN OPTIONS:
     --label LABEL      label of relayed lines and of the result (default: run)
@@ -100,7 +110,7 @@ fn run() -> anyhow::Result<()> {
     match first {
         Some("smi") => guest_tools::cli::smi(&args[1..]),
         Some("workload") => guest_tools::cli::workload(&args[1..]),
-        Some("hostile") if args.len() == 1 => guest_tools::cli::hostile(),
+        Some("hostile") => guest_tools::cli::hostile(&args[1..]),
         Some("bench") => guest_tools::cli::bench(&args[1..]),
         Some("--help") | Some("-h") | Some("help") => {
             print!("{HELP}");

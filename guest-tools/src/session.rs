@@ -1,4 +1,5 @@
-//! The guest programs' sessions on the vGPU: opening it from sysfs, `vgpu-smi`, the guest-side
+//! The guest programs' sessions on the vGPU: opening it from sysfs (or, from a host process,
+//! through an instance's socket), `vgpu-smi`, the guest-side
 //! bench, and the kill-and-reset check.
 
 use std::io::{BufRead, BufReader};
@@ -32,7 +33,9 @@ pub struct Session {
     /// PCI address.
     pub bus_id: String,
     uio_events: Option<PathBuf>,
-    _lock: std::fs::File,
+    /// In a guest: the lock on `resource0` (None when attached through a socket, where the
+    /// daemon serves one client at a time).
+    _lock: Option<std::fs::File>,
 }
 
 impl std::fmt::Debug for Session {
@@ -60,7 +63,19 @@ impl Session {
             transport: VgpuTransport::new(driver),
             bus_id: function.bdf,
             uio_events,
-            _lock: lock,
+            _lock: Some(lock),
+        })
+    }
+
+    /// Attaches a vGPU instance from a host process through its vfio-user socket (no VM):
+    /// the same driver and programs over socket messages and the window's memfd.
+    pub fn attach(socket: &Path, setup: Setup, completion: Completion) -> anyhow::Result<Session> {
+        let vgpu = crate::driver::vfio_user::attach(socket, setup, completion)?;
+        Ok(Session {
+            transport: VgpuTransport::new(vgpu.driver),
+            bus_id: vgpu.name,
+            uio_events: None,
+            _lock: None,
         })
     }
 

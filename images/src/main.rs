@@ -180,7 +180,7 @@ struct BootTestArgs {
           value_parser = clap::value_parser!(u64).range(5..=3600))]
     timeout: u64,
     /// Attach a vGPU: vgpud starts in the harness and the guest gets an instance of TYPE over
-    /// vfio-user (a PCI device 10de:2335; `vgpu-image` lists the types in this error when TYPE
+    /// vfio-user (a PCI device 10de:7f61; `vgpu-image` lists the types in this error when TYPE
     /// is unknown). The image needs its own driver or `vgpu-smi` to use it.
     #[arg(long, value_name = "TYPE", value_parser = vgpu_type)]
     vgpu: Option<String>,

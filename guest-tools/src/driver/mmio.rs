@@ -118,30 +118,41 @@ impl MappedFile {
                 path: name.clone(),
                 error,
             })?;
-        // SAFETY: a fresh shared mapping of an open file; the kernel checks `len` against the
-        // resource and the file descriptor may be closed after mmap returns.
+        Self::map_fd(&file, 0, len, &name)
+    }
+
+    /// Maps `len` bytes of the open file `fd` from `offset`, read-write and shared (a region fd
+    /// a vfio-user server sent); `name` says what it is in errors.
+    pub fn map_fd(
+        fd: &impl AsRawFd,
+        offset: u64,
+        len: usize,
+        name: &str,
+    ) -> Result<Self, MapError> {
+        let error = |error| MapError::Mmap {
+            path: name.to_string(),
+            len,
+            error,
+        };
+        let offset = libc::off_t::try_from(offset)
+            .map_err(|_| error(std::io::Error::from_raw_os_error(libc::EINVAL)))?;
+        // SAFETY: a fresh shared mapping of an open file; the kernel checks `offset + len`
+        // against the file and the descriptor may be closed after mmap returns.
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED,
-                file.as_raw_fd(),
-                0,
+                fd.as_raw_fd(),
+                offset,
             )
         };
         if ptr == libc::MAP_FAILED {
-            return Err(MapError::Mmap {
-                path: name,
-                len,
-                error: std::io::Error::last_os_error(),
-            });
+            return Err(error(std::io::Error::last_os_error()));
         }
-        let ptr = NonNull::new(ptr.cast()).ok_or_else(|| MapError::Mmap {
-            path: name,
-            len,
-            error: std::io::Error::from_raw_os_error(libc::EINVAL),
-        })?;
+        let ptr = NonNull::new(ptr.cast())
+            .ok_or_else(|| error(std::io::Error::from_raw_os_error(libc::EINVAL)))?;
         Ok(Self { ptr, len })
     }
 

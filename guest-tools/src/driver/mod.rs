@@ -5,7 +5,8 @@
 //! [`queue`]), rings doorbells by MMIO or, while the device polls, through a mailbox in the
 //! window ([`mailbox`]), notifies by MMIO and completes by polling or, as an option, by waiting for the
 //! interrupt through `uio_pci_generic` ([`interrupt`], [`uio`]; [`device`]). The protocol is
-//! `vgpu/PROTOCOL.md` ([`protocol`]).
+//! `vgpu/PROTOCOL.md` ([`protocol`]). Without a VM, a host process attaches an instance
+//! through its vfio-user socket instead ([`vfio_user`]).
 
 pub mod device;
 pub mod interrupt;
@@ -14,6 +15,7 @@ pub mod mmio;
 pub mod queue;
 pub mod sysfs;
 pub mod uio;
+pub mod vfio_user;
 pub mod window;
 
 /// The guest-visible protocol, shared with the device model (`vgpu` without its `device` feature).
