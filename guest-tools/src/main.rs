@@ -37,7 +37,8 @@ WORKLOAD OPTIONS:
     --rounds N          stop after N rounds (default: run for --seconds)
     --seconds S         stop after S seconds (default 5)
     --batch B           GPFIFO entries per channel per round: 1, 2, 4, ... 32 (default 8)
-    --work-ns NS        sim compute work per compute entry in ns (default 10000)
+    --work-ns NS        sim compute work per compute entry in ns (default 10000; 0 sends only
+                        real Hopper methods, for a real GPU)
     --memory MODE       window (OS descriptors over window pages, the default when the vGPU
                         offers them) or video (video memory through MAPPING_READ/WRITE)
     --progress          print `progress: round N` after every round

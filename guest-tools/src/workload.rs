@@ -272,8 +272,8 @@ impl<'t> GpuContext<'t> {
                     o.device,
                     class::NV01_MEMORY_LOCAL_USER,
                     &mut NvMemoryAllocationParams {
+                        owner: rm_abi::alloc_params::VGPU_MEMORY_OWNER,
                         size: MEMORY_SIZE,
-                        hVASpace: o.vaspace,
                         ..Default::default()
                     },
                 )?;
@@ -313,7 +313,6 @@ impl<'t> GpuContext<'t> {
                 gpFifoOffset: va + at::gpfifo(ch),
                 gpFifoEntries: GPFIFO_ENTRIES,
                 hContextShare: ctxshare,
-                hVASpace: o.vaspace,
                 ..Default::default()
             };
             p.hUserdMemory[0] = o.memory;
@@ -421,14 +420,14 @@ impl<'t> GpuContext<'t> {
         ((self.round * u64::from(batch) + u64::from(i)) as u32).wrapping_add(1) | 1 << 31
     }
 
-    fn compute_words(&self, sem: u64, payload: u32, work_ns: u32) -> [u32; 13] {
-        [
-            inc_header(0, host::SET_OBJECT, 1),
-            class::HOPPER_COMPUTE_A,
-            inc_header(0, compute::SIM_WORK_NS_LO, 3),
-            work_ns,
-            0,
-            0,
+    /// A compute entry: `work_ns` of the sim's engine work (its own methods; 0 leaves them
+    /// out, so the entry is only real Hopper methods), then a timestamped semaphore release.
+    fn compute_words(&self, sem: u64, payload: u32, work_ns: u32) -> Vec<u32> {
+        let mut w = vec![inc_header(0, host::SET_OBJECT, 1), class::HOPPER_COMPUTE_A];
+        if work_ns > 0 {
+            w.extend([inc_header(0, compute::SIM_WORK_NS_LO, 3), work_ns, 0, 0]);
+        }
+        w.extend([
             inc_header(0, host::SEM_ADDR_LO, 4),
             sem as u32,
             (sem >> 32) as u32,
@@ -436,7 +435,8 @@ impl<'t> GpuContext<'t> {
             0,
             inc_header(0, host::SEM_EXECUTE, 1),
             host::sem_op::RELEASE | host::SEM_RELEASE_TIMESTAMP,
-        ]
+        ]);
+        w
     }
 
     fn copy_words(&self, slot: u32, sem: u64, payload: u32) -> [u32; 16] {
@@ -481,8 +481,7 @@ impl<'t> GpuContext<'t> {
             let slot = first + i;
             let payload = self.payload(batch, i);
             let words: [Vec<u32>; 2] = [
-                self.compute_words(self.va + at::semaphore(COMPUTE, slot), payload, work_ns)
-                    .to_vec(),
+                self.compute_words(self.va + at::semaphore(COMPUTE, slot), payload, work_ns),
                 self.copy_words(slot, self.va + at::semaphore(COPY, slot), payload)
                     .to_vec(),
             ];

@@ -30,7 +30,7 @@ use mdev::control::{Request, Response, Status};
 use mdev::daemon::Daemon;
 use mdev::poller::{PollConfig, Poller};
 use mdev::profile;
-use mdev::sim_host::SimHost;
+use mdev::sim_host::{GpuHost as _, SimHost};
 use mdev::vm_scheduler::VmScheduler;
 use rm_abi::alloc_params::Nv0080AllocParameters;
 use rm_abi::class;
@@ -188,7 +188,7 @@ fn run_shares(weights: &[u32], seconds: f64) -> ShareRun {
     }
     let policy_path = dir.path().join("policy.toml");
     std::fs::write(&policy_path, policy).unwrap();
-    let gpu = daemon.host().gpu();
+    let gpu = daemon.host().sim_gpu().expect("the sim GPU");
     daemon.set_scheduler(VmScheduler::start(gpu, &policy_path, None).unwrap());
     let paths: Vec<String> = (0..weights.len())
         .map(|i| {

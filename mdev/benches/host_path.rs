@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use mdev::profile;
-use mdev::sim_host::SimHost;
+use mdev::sim_host::{GpuHost as _, SimHost};
 use rm_abi::alloc_params::Nv2080AllocParameters;
 use rm_abi::ctrl::{Nv2080CtrlGpuGetNameStringParams, NV2080_CTRL_CMD_GPU_GET_NAME_STRING};
 use rm_abi::escape::Escape;

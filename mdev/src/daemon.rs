@@ -16,7 +16,7 @@ use crate::control::{
 use crate::instance::{parse_uuid, Definition, DefinitionError, Definitions, StartMode};
 use crate::poller::Poller;
 use crate::profile::{self, Profile};
-use crate::sim_host::SimHost;
+use crate::sim_host::GpuHost;
 use crate::vfio_server::{lock, InstanceServer};
 use crate::vm_scheduler::VmScheduler;
 
@@ -39,7 +39,7 @@ pub struct Running {
 pub struct Daemon {
     /// First, so it drops first: its thread waits on the clock the host's thread moves.
     scheduler: Option<VmScheduler>,
-    host: SimHost,
+    host: Box<dyn GpuHost>,
     defs: Definitions,
     running: BTreeMap<Uuid, Running>,
     run_dir: PathBuf,
@@ -53,7 +53,7 @@ impl Daemon {
     /// A daemon over `host`, with definitions from `config_dir` and sockets in `run_dir`.
     /// Definitions that do not load are reported (second value) and left out.
     pub fn new(
-        host: SimHost,
+        host: Box<dyn GpuHost>,
         config_dir: &Path,
         run_dir: &Path,
         window_size: u64,
@@ -80,8 +80,8 @@ impl Daemon {
     }
 
     /// The GPU host (for the scheduler).
-    pub fn host(&self) -> &SimHost {
-        &self.host
+    pub fn host(&self) -> &dyn GpuHost {
+        self.host.as_ref()
     }
 
     /// Started instances.
@@ -414,12 +414,7 @@ impl Daemon {
                 cpu_s,
                 cpu_percent: 100.0 * cpu_s / self.started.elapsed().as_secs_f64().max(1e-9),
             },
-            gpu_time_ns: self
-                .host
-                .gpu()
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .now_ns(),
+            gpu_time_ns: self.host.gpu_time_ns(),
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod enforce;
 pub mod gate;
 pub mod instance;
 pub mod metrics;
+pub mod nvidia_host;
 pub mod poller;
 pub mod profile;
 pub mod protocol;

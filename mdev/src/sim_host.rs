@@ -39,6 +39,29 @@ pub enum AttachError {
     Device(#[from] DeviceError),
 }
 
+/// The GPU side of vgpud: an RM core over one backend, which builds the device of each vGPU
+/// instance the daemon starts. [`SimHost`] is the sim GPU; [`crate::nvidia_host::NvidiaHost`]
+/// the host's NVIDIA GPU.
+pub trait GpuHost: Send + std::fmt::Debug {
+    /// What the backend reports about its GPU (vGPU types derive from it).
+    fn gpu_info(&self) -> GpuInfo;
+    /// Creates vGPU `gfid` of type `profile` in the core, as the guest will find it at PCI
+    /// slot `pci_slot`, and builds its device with a window of `window_size` bytes.
+    fn attach(
+        &self,
+        profile: &Profile,
+        gfid: Gfid,
+        window_size: u64,
+        pci_slot: u8,
+    ) -> Result<VgpuDevice, AttachError>;
+    /// Objects the core holds for `gfid` (clients included).
+    fn object_count(&self, gfid: Gfid) -> usize;
+    /// The GPU's clock in ns (the sim's own clock; host time on a real GPU).
+    fn gpu_time_ns(&self) -> u64;
+    /// The sim GPU, whose levers the VM scheduler moves; None on a real GPU.
+    fn sim_gpu(&self) -> Option<Arc<Mutex<rm_sim::SimGpu>>>;
+}
+
 /// An RM core over a real-time sim GPU, with the thread that drives it.
 pub struct SimHost {
     rm: SimRm,
@@ -85,15 +108,14 @@ impl SimHost {
     pub fn gpu(&self) -> Arc<Mutex<rm_sim::SimGpu>> {
         lock(&self.rm).backend().gpu()
     }
+}
 
-    /// What the sim reports about its GPU (vGPU types derive from it).
-    pub fn gpu_info(&self) -> GpuInfo {
+impl GpuHost for SimHost {
+    fn gpu_info(&self) -> GpuInfo {
         lock(&self.rm).gpu_info().clone()
     }
 
-    /// Creates vGPU `gfid` of type `profile` in the core, as the guest will find it at PCI
-    /// slot `pci_slot`, and builds its device with a window of `window_size` bytes.
-    pub fn attach(
+    fn attach(
         &self,
         profile: &Profile,
         gfid: Gfid,
@@ -119,9 +141,19 @@ impl SimHost {
         })
     }
 
-    /// Objects the core holds for `gfid` (clients included).
-    pub fn object_count(&self, gfid: Gfid) -> usize {
+    fn object_count(&self, gfid: Gfid) -> usize {
         lock(&self.rm).object_count(gfid)
+    }
+
+    fn gpu_time_ns(&self) -> u64 {
+        self.gpu()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .now_ns()
+    }
+
+    fn sim_gpu(&self) -> Option<Arc<Mutex<rm_sim::SimGpu>>> {
+        Some(self.gpu())
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use mdev::profile;
-use mdev::sim_host::SimHost;
+use mdev::sim_host::{GpuHost as _, SimHost};
 use rm_abi::methods::host;
 use rm_abi::nvos::Nvos30Parameters;
 use rm_abi::pushbuffer::{inc_header, GpEntry};

@@ -65,7 +65,7 @@ fn a_hostile_vm_neither_reaches_nor_slows_its_neighbour() {
     let first = first_rx.recv().unwrap();
     std::thread::sleep(ATTACK_AFTER);
 
-    let gpu = daemon.host().gpu();
+    let gpu = daemon.host().sim_gpu().expect("the sim GPU");
     let attack_from = gpu.lock().unwrap().now_ns();
     let done = AtomicBool::new(false);
     let (rounds, failures) = std::thread::scope(|s| {

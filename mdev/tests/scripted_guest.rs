@@ -305,6 +305,7 @@ fn mapping_copies_reach_the_mapped_memory() {
     let ctl = g.open_ctl();
     let t = build_channel(&mut g, ctl);
     let mem_p = rm_abi::alloc_params::NvMemoryAllocationParams {
+        owner: rm_abi::alloc_params::VGPU_MEMORY_OWNER,
         size: 0x2000,
         ..Default::default()
     };

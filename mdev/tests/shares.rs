@@ -156,7 +156,7 @@ fn two_vms_split_the_gpu_by_policy_and_a_reload_takes_over_within_a_second() {
     let mut daemon = sim_daemon(dir.path(), Some(PollConfig::default()));
     let policy_path = dir.path().join("policy.toml");
     write(&policy_path, &policy(3, 1));
-    let gpu = daemon.host().gpu();
+    let gpu = daemon.host().sim_gpu().expect("the sim GPU");
     daemon.set_scheduler(VmScheduler::start(gpu.clone(), &policy_path, None).unwrap());
     define(&mut daemon, A, 1, "prod");
     define(&mut daemon, B, 2, "batch");
@@ -208,7 +208,7 @@ fn split_against_a_meddler(policy_text: &str, seconds: f64) -> Vec<f64> {
     let mut daemon = sim_daemon(dir.path(), Some(PollConfig::default()));
     let policy_path = dir.path().join("policy.toml");
     write(&policy_path, policy_text);
-    let gpu = daemon.host().gpu();
+    let gpu = daemon.host().sim_gpu().expect("the sim GPU");
     daemon.set_scheduler(VmScheduler::start(gpu, &policy_path, None).unwrap());
     define(&mut daemon, A, 1, "prod");
     define(&mut daemon, B, 2, "batch");

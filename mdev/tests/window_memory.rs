@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use mdev::profile;
-use mdev::sim_host::SimHost;
+use mdev::sim_host::{GpuHost as _, SimHost};
 use rm_abi::alloc_params::*;
 use rm_abi::escape::Escape;
 use rm_abi::frontend::NvIoctlRegisterFd;

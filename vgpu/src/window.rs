@@ -12,7 +12,10 @@ use std::sync::Arc;
 
 use rm_core::backend::{ExternalPages, PageSource};
 use thiserror::Error;
-use vm_memory::{Bytes, FileOffset, GuestAddress, GuestMemoryMmap, GuestRegionMmap, MmapRegion};
+use vm_memory::{
+    Bytes, FileOffset, GuestAddress, GuestMemoryBackend as _, GuestMemoryMmap, GuestRegionMmap,
+    MmapRegion,
+};
 
 use crate::protocol::{MAX_WINDOW_SIZE, MIN_WINDOW_SIZE};
 
@@ -96,6 +99,11 @@ impl PageSource for WindowPages {
     fn write_at(&self, offset: u64, data: &[u8]) -> bool {
         in_window(self.size, offset, data.len())
             && self.memory.write_slice(data, GuestAddress(offset)).is_ok()
+    }
+
+    /// The window's mapping in vgpud: it stays mapped while this object lives (see above).
+    fn host_address(&self) -> Option<*mut u8> {
+        self.memory.get_host_address(GuestAddress(0)).ok()
     }
 }
 

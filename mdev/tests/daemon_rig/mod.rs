@@ -17,7 +17,7 @@ use mdev::sim_host::SimHost;
 pub fn sim_daemon(dir: &Path, poll: Option<PollConfig>) -> Daemon {
     let poller = Poller::spawn(poll).unwrap();
     let (daemon, skipped) = Daemon::new(
-        SimHost::real_time().unwrap(),
+        Box::new(SimHost::real_time().unwrap()),
         &dir.join("conf"),
         &dir.join("run"),
         4 << 20,

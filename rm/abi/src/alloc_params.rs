@@ -217,6 +217,18 @@ assert_layout!(NvChannelAllocParams, 368, gpFifoOffset @ 8, gpFifoEntries @ 16, 
     hPhysChannelGroup @ 240, internalFlags @ 244, errorNotifierMem @ 248, eccErrorNotifierMem @ 272,
     ProcessID @ 296, SubProcessID @ 300, encryptIv @ 304, decryptIv @ 316, hmacNonce @ 328, tpcConfigID @ 360);
 
+/// `HEAP_OWNER_RM_SCRATCH_BEGIN ..= HEAP_OWNER_RM_SCRATCH_END`: owner tags of RM's own memory.
+pub const HEAP_OWNER_RM_SCRATCH: std::ops::RangeInclusive<u32> = 0xDEAF_0000..=0xDEAF_0003;
+
+/// Whether a client may tag memory with `owner` (`stdmemValidateParams`: not 0, not ~0, not
+/// RM's scratch tags; `NV_ERR_INVALID_OWNER` otherwise).
+pub fn is_client_memory_owner(owner: u32) -> bool {
+    owner != 0 && owner != u32::MAX && !HEAP_OWNER_RM_SCRATCH.contains(&owner)
+}
+
+/// The owner tag this project's clients give their memory ("VGPU").
+pub const VGPU_MEMORY_OWNER: u32 = u32::from_be_bytes(*b"VGPU");
+
 abi_struct! {
     /// `NV_MEMORY_ALLOCATION_PARAMS` (NV01_MEMORY_SYSTEM / NV01_MEMORY_LOCAL_USER).
     pub struct NvMemoryAllocationParams {

@@ -84,6 +84,12 @@ pub trait PageSource: Send + Sync {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> bool;
     /// Copies `data` to `offset`; false (and nothing written) if outside.
     fn write_at(&self, offset: u64, data: &[u8]) -> bool;
+    /// Where offset 0 is mapped in this process, for a backend that hands the pages to a
+    /// driver by address (the real driver pins an OS descriptor's pages from a user VA). None
+    /// (the default) where the memory has no stable host mapping.
+    fn host_address(&self) -> Option<*mut u8> {
+        None
+    }
 }
 
 /// A range of guest-shared memory that a backend uses as a memory object's storage (what
@@ -125,6 +131,14 @@ impl ExternalPages {
     /// Offset of the range in its source (the guest's address of the first byte).
     pub fn base(&self) -> u64 {
         self.base
+    }
+
+    /// The range's first byte in this process, where the source has a stable mapping
+    /// ([`PageSource::host_address`]); valid for `len` bytes while any clone of `self` lives.
+    pub fn host_address(&self) -> Option<*mut u8> {
+        let base = usize::try_from(self.base).ok()?;
+        // `base + len <= size` was checked at construction, so this stays inside the mapping.
+        self.source.host_address().map(|p| p.wrapping_add(base))
     }
 
     fn inside(&self, offset: u64, n: usize) -> Option<u64> {

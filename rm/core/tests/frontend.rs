@@ -531,6 +531,7 @@ fn rm_errors_go_in_the_status_field() {
     assert_eq!(s, NvStatus::ERR_NOT_SUPPORTED);
     // Quota: video memory beyond the vGPU's framebuffer.
     let big = rm_abi::alloc_params::NvMemoryAllocationParams {
+        owner: rm_abi::alloc_params::VGPU_MEMORY_OWNER,
         size: 2 << 30,
         ..Default::default()
     };
@@ -543,6 +544,65 @@ fn rm_errors_go_in_the_status_field() {
         big.as_bytes(),
     );
     assert_eq!(s, NvStatus::ERR_NO_MEMORY);
+    // A TSG channel naming a VA space, with or without a context share (`kchannelConstruct`:
+    // "TSG channels can't use an explicit vaspace").
+    for ctxshare in [0, t.ctxshare] {
+        let p = rm_abi::alloc_params::NvChannelAllocParams {
+            gpFifoOffset: 0x2_0000_0000,
+            gpFifoEntries: 128,
+            hContextShare: ctxshare,
+            hVASpace: t.vaspace,
+            ..Default::default()
+        };
+        let (s, _) = RmCalls::alloc(
+            &mut g,
+            t.client,
+            t.tsg,
+            0,
+            rm_abi::methods::HOPPER_CHANNEL_GPFIFO_A,
+            p.as_bytes(),
+        );
+        assert_eq!(s, NvStatus::ERR_INVALID_ARGUMENT, "ctxshare {ctxshare:#x}");
+    }
+    // Owner tags the driver keeps for itself or refuses (`stdmemValidateParams`): 0, ~0 and
+    // RM's scratch range, for system and video memory alike.
+    for owner in [0, u32::MAX, 0xDEAF_0000, 0xDEAF_0003] {
+        for class in [class::NV01_MEMORY_SYSTEM, class::NV01_MEMORY_LOCAL_USER] {
+            let p = rm_abi::alloc_params::NvMemoryAllocationParams {
+                owner,
+                size: 4096,
+                ..Default::default()
+            };
+            let (s, _) = RmCalls::alloc(&mut g, t.client, t.device, 0, class, p.as_bytes());
+            assert_eq!(
+                s,
+                NvStatus::ERR_INVALID_OWNER,
+                "owner {owner:#x}, class {class:#x}"
+            );
+        }
+    }
+    // Physical video memory naming a VA space ("VA space handle used with physical
+    // allocation"), and either class asking to be virtual.
+    let cases = [
+        (class::NV01_MEMORY_LOCAL_USER, t.vaspace, 0),
+        (class::NV01_MEMORY_LOCAL_USER, 0, 0x0008_0000),
+        (class::NV01_MEMORY_SYSTEM, 0, 0x0008_0000),
+    ];
+    for (class, va, flags) in cases {
+        let p = rm_abi::alloc_params::NvMemoryAllocationParams {
+            owner: rm_abi::alloc_params::VGPU_MEMORY_OWNER,
+            size: 4096,
+            hVASpace: va,
+            flags,
+            ..Default::default()
+        };
+        let (s, _) = RmCalls::alloc(&mut g, t.client, t.device, 0, class, p.as_bytes());
+        assert_eq!(
+            s,
+            NvStatus::ERR_INVALID_ARGUMENT,
+            "class {class:#x}, flags {flags:#x}"
+        );
+    }
     // Root classes are rewritten to NV01_ROOT_CLIENT and the handle lands in the guest range.
     let a = Nvos21Parameters {
         hClass: class::NV01_ROOT_NON_PRIV,

@@ -15,16 +15,22 @@
 //! forwarder refuses any escape naming a client the process did not allocate. Guests of VMs get
 //! their own handle namespace from the RM core (`rm_core`).
 
+pub mod backend;
+pub mod calls;
 pub mod driver;
 pub mod forward;
+pub mod gpu_info;
 pub mod host_client;
 pub mod ownership;
 pub mod sanitize;
 pub mod version;
 
 #[cfg(test)]
+mod backend_tests;
+#[cfg(test)]
 mod replay;
 
+pub use backend::NvidiaBackend;
 pub use driver::{NvDriver, SyscallDriver};
 pub use forward::{ChannelRef, Forwarder, HostNode};
 pub use host_client::{HostClient, HostClientError};

@@ -536,6 +536,7 @@ fn build<'t>(
         h(),
         mem_class,
         NvMemoryAllocationParams {
+            owner: rm_abi::alloc_params::VGPU_MEMORY_OWNER,
             size: MEM_SIZE,
             ..Default::default()
         }
@@ -614,7 +615,6 @@ fn build<'t>(
             gpFifoOffset: (va + ring).wrapping_add(spec.ring_offset_jitter),
             gpFifoEntries: spec.gp_entries,
             hContextShare: ctxshare,
-            hVASpace: vaspace,
             ..Default::default()
         };
         if let Some(u) = userd {

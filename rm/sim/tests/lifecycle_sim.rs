@@ -94,8 +94,8 @@ fn a_gpu_program_from_first_escape_to_last_free() {
     assert_eq!(s, NvStatus::OK);
     assert!(name.gpuNameString.starts_with(b"NVIDIA H200 (sim)\0"));
     let mem_p = NvMemoryAllocationParams {
+        owner: rm_abi::alloc_params::VGPU_MEMORY_OWNER,
         size: MEM_SIZE,
-        hVASpace: vaspace,
         ..Default::default()
     };
     let mem = ok(RmCalls::alloc(

@@ -35,7 +35,6 @@ fn channels_past_the_vgpus_share_get_no_free_fifos() {
         let mut p = NvChannelAllocParams {
             gpFifoOffset: 0x2_0000_0000 + u64::from(h & 0xff) * 0x10000,
             gpFifoEntries: 128,
-            hVASpace: t.vaspace,
             ..Default::default()
         };
         g.alloc_status(
@@ -124,6 +123,7 @@ fn cpu_writes_past_the_sims_host_memory_get_no_memory() {
     let b = testing::base(&mut g);
     // 8 GiB of video memory: within the quota, far beyond the host memory allowed.
     let mut p = NvMemoryAllocationParams {
+        owner: rm_abi::alloc_params::VGPU_MEMORY_OWNER,
         size: 8 << 30,
         ..Default::default()
     };
@@ -160,6 +160,7 @@ fn cpu_writes_past_the_sims_host_memory_get_no_memory() {
 /// beyond any host memory allowed here) and returns its handle.
 fn big_vidmem(g: &mut RmClient<'_>, b: &testing::Base, h: u32) -> u32 {
     let mut p = NvMemoryAllocationParams {
+        owner: rm_abi::alloc_params::VGPU_MEMORY_OWNER,
         size: 8 << 30,
         ..Default::default()
     };

@@ -159,6 +159,7 @@ fn sim_tree(c: &mut RmClient<'_>) -> HashMap<u32, Handle> {
         0x5c00_0100,
         class::NV01_MEMORY_SYSTEM,
         NvMemoryAllocationParams {
+            owner: rm_abi::alloc_params::VGPU_MEMORY_OWNER,
             size: 0x1_0000,
             ..Default::default()
         }

@@ -25,7 +25,7 @@ pub const UUID: &str = "3c1e2b0a-1111-4c8b-9b1e-1b0f7c9e0007";
 pub fn instance(gfid: u32, window: u64) -> Instance {
     let dir = tempfile::tempdir().unwrap();
     let (mut daemon, _) = Daemon::new(
-        SimHost::virtual_clock(),
+        Box::new(SimHost::virtual_clock()),
         &dir.path().join("conf"),
         &dir.path().join("run"),
         window,

@@ -18,6 +18,8 @@ enum BackendKind {
     Sim,
     /// The host's NVIDIA GPU; gates the channels of `librmshim.so` process tenants.
     Nvidia,
+    /// The host's NVIDIA GPU; serves vGPU instances to VMs over vfio-user (no policy yet).
+    NvidiaVm,
 }
 
 #[derive(Parser, Debug)]
@@ -38,6 +40,12 @@ enum BackendKind {
         belongs to the policy tenant its definition names, and a tenant's share is the sum of \
         its instances'. The file is reloaded on SIGHUP and when it changes; an invalid file \
         leaves the old policy in force.\n\n\
+        --backend nvidia-vm: as sim, but the RM core runs every guest's calls on the host's \
+        NVIDIA GPU (--gpu N): each guest's RM tree becomes objects of vgpud's own clients on \
+        the driver, window pages the guest wraps as OS descriptors become real system memory \
+        the GPU reads and writes in place, and doorbells go to the real usermode page. No \
+        --policy yet. Instance types keep the sim's names (sim-141c ... sim-17c), divided from \
+        the real GPU's framebuffer.\n\n\
         --backend nvidia: tenants are processes started with LD_PRELOAD=librmshim.so; they \
         connect to --socket and name themselves with VGPU_TENANT. Each policy tenant's first \
         GFID identifies it. At start the daemon re-enables every channel listed in --state; on \
@@ -80,7 +88,7 @@ struct Cli {
     /// nvidia: file listing the channels of connected tenants (rewritten on every change).
     #[arg(long, value_name = "PATH", default_value = "/run/vgpud.state")]
     state: PathBuf,
-    /// nvidia: GPU minor number (/dev/nvidiaN).
+    /// nvidia, nvidia-vm: GPU minor number (/dev/nvidiaN).
     #[arg(long, value_name = "N", default_value_t = 0)]
     gpu: u32,
     /// nvidia: write statistics (JSON) here every second and at exit.
@@ -125,7 +133,11 @@ fn main() {
             }),
             None => Err(anyhow::anyhow!("--backend nvidia needs --policy FILE")),
         },
-        BackendKind::Sim => vms::run(vms::VmArgs {
+        BackendKind::Sim | BackendKind::NvidiaVm => vms::run(vms::VmArgs {
+            gpu: match cli.backend {
+                BackendKind::NvidiaVm => vms::VmGpu::Nvidia(cli.gpu),
+                _ => vms::VmGpu::Sim,
+            },
             policy: cli.policy,
             config_dir: cli.config_dir,
             run_dir: cli.run_dir,

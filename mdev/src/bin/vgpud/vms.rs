@@ -1,5 +1,5 @@
-//! `vgpud --backend sim`: the RM core over the sim GPU, vGPU instances served over vfio-user,
-//! the control socket `vgpuctl` talks to.
+//! `vgpud --backend sim` and `--backend nvidia-vm`: the RM core over the sim GPU or the host's
+//! NVIDIA GPU, vGPU instances served over vfio-user, the control socket `vgpuctl` talks to.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -13,9 +13,10 @@ use anyhow::{bail, Context, Result};
 use mdev::control::{Request, Response, MAX_LINE};
 use mdev::daemon::Daemon;
 use mdev::metrics::MetricsServer;
+use mdev::nvidia_host::NvidiaHost;
 use mdev::poller::{PollConfig, Poller};
 use mdev::protocol::{peer_credentials, ConnectionSlots};
-use mdev::sim_host::SimHost;
+use mdev::sim_host::{GpuHost, SimHost};
 use mdev::vm_scheduler::VmScheduler;
 
 /// Control connections served at once; more are closed at once.
@@ -24,9 +25,20 @@ const MAX_CONTROL_CONNECTIONS: usize = 16;
 /// How long a control client may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The GPU behind the instances.
+#[derive(Debug, Clone, Copy)]
+pub enum VmGpu {
+    /// The simulated H200.
+    Sim,
+    /// The host's NVIDIA GPU with this minor number.
+    Nvidia(u32),
+}
+
 /// What the VM daemon needs from the command line.
 #[derive(Debug)]
 pub struct VmArgs {
+    /// The GPU.
+    pub gpu: VmGpu,
     /// Policy file.
     pub policy: Option<PathBuf>,
     /// Definitions directory.
@@ -68,7 +80,24 @@ pub fn run(args: VmArgs) -> Result<()> {
         .as_deref()
         .map(mdev::metrics::parse_addr)
         .transpose()?;
-    let host = SimHost::real_time().context("starting the sim GPU")?;
+    let host: Box<dyn GpuHost> = match args.gpu {
+        VmGpu::Sim => Box::new(SimHost::real_time().context("starting the sim GPU")?),
+        VmGpu::Nvidia(minor) => {
+            if args.policy.is_some() {
+                bail!(
+                    "--policy is not supported with --backend nvidia-vm yet: the VM scheduler's \
+                     levers are the sim's (instances share the GPU by the hardware's round robin)"
+                );
+            }
+            let host = NvidiaHost::open(minor)
+                .with_context(|| format!("opening /dev/nvidia{minor} for VM instances"))?;
+            eprintln!(
+                "vgpud: VM instances on {} (/dev/nvidia{minor})",
+                host.gpu_info().name
+            );
+            Box::new(host)
+        }
+    };
     let poller =
         Poller::spawn(args.poll.then(PollConfig::default)).context("starting the poller")?;
     let (daemon, skipped) = Daemon::new(
@@ -84,7 +113,10 @@ pub fn run(args: VmArgs) -> Result<()> {
     }
     let daemon = Arc::new(Mutex::new(daemon));
     if let Some(policy) = &args.policy {
-        let gpu = lock(&daemon).host().gpu();
+        let gpu = lock(&daemon)
+            .host()
+            .sim_gpu()
+            .context("the VM scheduler needs the sim GPU")?;
         let sched = VmScheduler::start(gpu, policy, args.log.as_deref())
             .with_context(|| format!("starting the scheduler with {}", policy.display()))?;
         eprintln!(

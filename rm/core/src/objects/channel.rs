@@ -24,8 +24,10 @@ pub struct Channel {
 
 /// Validates a channel alloc under a TSG:
 /// * `engineType` must be 0 or the TSG's engine; `subDeviceId` 0.
-/// * `hContextShare` must be a context share child of the same TSG; `hVASpace` a VA space of this
-///   client agreeing with the TSG and context share; `hUserdMemory[0]`, `hObjectError`,
+/// * `hContextShare` must be a context share child of the same TSG; `hVASpace` must be 0 (the
+///   driver's `kchannelConstruct`: "TSG channels can't use an explicit vaspace", and a context
+///   share and a VA space together are refused too; the VA space is the context share's or the
+///   TSG's); `hUserdMemory[0]`, `hObjectError`,
 ///   `hObjectEccError` memory of this client; `hUserdMemory[1..]` 0 (one subdevice).
 /// * The privileged and vGPU-plugin `flags` bits are cleared; the kernel-only fields (memory
 ///   descriptors, internal flags, process ids, CC IVs) are zeroed, as `kchannelConstruct` does
@@ -59,12 +61,8 @@ pub fn construct(ctx: &AllocContext<'_>, params: &mut [u8]) -> Result<Constructe
             va_space = s.va_space;
         }
     }
-    let va = ctx.optional_ref(p.hVASpace, |k| matches!(k, ObjectKind::VaSpace))?;
-    if let Some(v) = va {
-        if ctx.client.device_of(v) != ctx.device_of_parent() || (va_space != 0 && va_space != v) {
-            return Err(NvStatus::ERR_INVALID_ARGUMENT);
-        }
-        va_space = v;
+    if p.hVASpace != 0 {
+        return Err(NvStatus::ERR_INVALID_ARGUMENT);
     }
     let is_memory = |k: &ObjectKind| matches!(k, ObjectKind::Memory(_));
     let userd = ctx.optional_ref(p.hUserdMemory[0], is_memory)?;
@@ -99,7 +97,7 @@ pub fn construct(ctx: &AllocContext<'_>, params: &mut [u8]) -> Result<Constructe
             userd: userd.unwrap_or(0),
             work_submit_token: None,
         }),
-        depends_on: [cs, va, userd, err, ecc].into_iter().flatten().collect(),
+        depends_on: [cs, userd, err, ecc].into_iter().flatten().collect(),
         fb_charge: 0,
         sysmem_charge: 0,
     })

@@ -224,7 +224,6 @@ pub fn channel(
         gpFifoOffset: gpfifo_va,
         gpFifoEntries: entries,
         hContextShare: ctxshare,
-        hVASpace: b.vaspace,
         ..Default::default()
     };
     p.hUserdMemory[0] = userd;
@@ -263,6 +262,7 @@ pub fn channel_tree(c: &mut impl RmCalls) -> ChannelTree {
         USERD,
         class::NV01_MEMORY_LOCAL_USER,
         NvMemoryAllocationParams {
+            owner: rm_abi::alloc_params::VGPU_MEMORY_OWNER,
             size: 0x1_0000,
             ..Default::default()
         }

@@ -73,6 +73,7 @@ pub(super) fn memory(
     size: u64,
 ) -> NvStatus {
     let p = NvMemoryAllocationParams {
+        owner: rm_abi::alloc_params::VGPU_MEMORY_OWNER,
         size,
         ..Default::default()
     };
