@@ -17,7 +17,9 @@
 //! * GPU mappings: the core's guests map memory straight into a VA space (`hDma` is a
 //!   `FERMI_VASPACE_A`, as on the sim); the driver maps only into a virtual memory object, so
 //!   the backend allocates an `NV50_MEMORY_VIRTUAL` range of that VA space per mapping (as
-//!   Mesa's NVK does on the same driver), maps there, and frees it with the mapping.
+//!   Mesa's NVK does on the same driver), maps there, and frees it with the mapping. Those ranges
+//!   take handles from `0xB0B10000` up in the guest's own client, so a guest object with such a
+//!   handle collides with one (`NV_ERR_INSERT_DUPLICATE_NAME`, in that guest only).
 //! * Idle waits read GP_GET and GP_PUT from the channel's USERD where that is guest memory; the
 //!   backend answers `NV_ERR_BUSY_RETRY` while they differ and never waits under the core's lock.
 
@@ -106,7 +108,7 @@ impl DeviceFiles for HostDeviceFiles {
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     /// A device file could not be opened.
-    #[error("opening the NVIDIA device files: {0}")]
+    #[error("opening the NVIDIA device files (/dev/nvidiactl, /dev/nvidiaN)")]
     Open(#[source] std::io::Error),
     /// The backend's own client could not be set up.
     #[error("setting up vgpud's own RM client: {what}: {why}")]
@@ -117,10 +119,10 @@ pub enum OpenError {
         why: ControlError,
     },
     /// The GPU did not answer what the core needs.
-    #[error("asking the GPU about itself: {0}")]
+    #[error("asking the GPU about itself")]
     Query(#[from] QueryError),
     /// The usermode page could not be mapped.
-    #[error("mapping the usermode doorbell page: {0}")]
+    #[error("mapping the usermode doorbell page")]
     Mmap(#[source] std::io::Error),
 }
 

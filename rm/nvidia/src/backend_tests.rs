@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use rm_abi::alloc_params::{Nv0080AllocParameters, NvChannelAllocParams};
+use rm_abi::alloc_params::{Nv0080AllocParameters, NvChannelAllocParams, NvMemoryAllocationParams};
 use rm_abi::class;
 use rm_abi::ctrl::{
     Nv2080CtrlFifoDisableChannelsParams, NV0000_CTRL_CMD_GPU_ATTACH_IDS,
@@ -21,7 +21,7 @@ use rm_abi::ioctl::IoctlRequest;
 use rm_abi::methods::HOPPER_CHANNEL_GPFIFO_A;
 use rm_abi::nvos::{
     Nvos00Parameters, Nvos02ParametersWithFd, Nvos21Parameters, Nvos33ParametersWithFd,
-    Nvos54Parameters,
+    Nvos46Parameters, Nvos47Parameters, Nvos54Parameters,
 };
 use rm_abi::{userd, Handle, NvStatus};
 use rm_core::backend::{AllocRequest, Backend, ExternalPages, PageSource};
@@ -108,6 +108,10 @@ struct Rm {
     os_descriptors: Vec<(u64, u64)>,
     /// `hClientList` of DISABLE_CHANNELS calls.
     disabled_clients: Vec<Handle>,
+    /// Class of every live object, by (client, object).
+    classes: HashMap<(Handle, Handle), u32>,
+    /// Virtual ranges handed out (their base VAs).
+    next_range: u64,
 }
 
 #[derive(Clone)]
@@ -216,6 +220,23 @@ impl FakeDriver {
         if !objects.insert(p.hObjectNew) {
             return NvStatus::ERR_INSERT_DUPLICATE_NAME;
         }
+        // The driver lets a client have a device only while the GPU's file is open and
+        // registered to the client's ctl file (measured on the H200).
+        let ctl = rm.client_file[&p.hRoot].clone();
+        if p.hClass == class::NV01_DEVICE_0 && !rm.registered.values().any(|c| *c == ctl) {
+            rm.objects.get_mut(&p.hRoot).unwrap().remove(&p.hObjectNew);
+            return NvStatus::ERR_INSUFFICIENT_PERMISSIONS;
+        }
+        if p.hClass == 0x50A0 {
+            // SAFETY: the backend passes its NV_MEMORY_ALLOCATION_PARAMS for a virtual range.
+            let params = unsafe {
+                std::slice::from_raw_parts_mut(p.pAllocParms as *mut u8, p.paramsSize as usize)
+            };
+            let range = NvMemoryAllocationParams::mut_from_bytes(params).unwrap();
+            rm.next_range += 1;
+            range.offset = 0x10_0000_0000 * rm.next_range;
+        }
+        rm.classes.insert((p.hRoot, p.hObjectNew), p.hClass);
         NvStatus::OK
     }
 }
@@ -267,6 +288,12 @@ impl NvDriver for FakeDriver {
                 let p = Nvos00Parameters::mut_from_bytes(buf).unwrap();
                 let mut rm = self.rm.lock().unwrap();
                 rm.calls.push((esc, p.hRoot));
+                let client = p.hRoot;
+                if p.hObjectOld == client {
+                    rm.classes.retain(|k, _| k.0 != client);
+                } else {
+                    rm.classes.remove(&(client, p.hObjectOld));
+                }
                 let gone = if p.hObjectOld == p.hRoot {
                     rm.objects.remove(&p.hRoot).is_some()
                 } else {
@@ -284,6 +311,18 @@ impl NvDriver for FakeDriver {
                 let p = Nvos54Parameters::mut_from_bytes(buf).unwrap();
                 p.status = self.control(p).0;
                 self.rm.lock().unwrap().calls.push((esc, p.hClient));
+            }
+            Escape::RM_MAP_MEMORY_DMA => {
+                let p = Nvos46Parameters::mut_from_bytes(buf).unwrap();
+                let rm = self.rm.lock().unwrap();
+                // The driver maps only into a virtual memory object, not a VA space.
+                let into_range = rm.classes.get(&(p.hClient, p.hDma)) == Some(&0x50A0);
+                p.status = if into_range {
+                    0
+                } else {
+                    NvStatus::ERR_INVALID_OBJECT_HANDLE.0
+                };
+                p.dmaOffset = 0x10_0000_0000 * u64::from(rm.next_range);
             }
             Escape::RM_MAP_MEMORY => {
                 let p = Nvos33ParametersWithFd::mut_from_bytes(buf).unwrap();
@@ -575,6 +614,50 @@ fn window_pages_become_os_descriptors_and_usermode_doorbells_and_userd_idle_are_
         r.rm.lock().unwrap().os_descriptors,
         vec![(base as u64 + 0x1000, 0x1FFF)],
         "the driver pins vgpud's own mapping of those window pages"
+    );
+    // A GPU mapping of it into a VA space goes through a virtual range of that VA space.
+    let vas = req(
+        1,
+        CLIENT_G1,
+        0x5c00_0001,
+        0x5c00_0002,
+        class::FERMI_VASPACE_A,
+    );
+    assert_eq!(b.alloc(&vas, &mut [0u8; 64]), NvStatus::OK);
+    let mut m = Nvos46Parameters {
+        hClient: CLIENT_G1,
+        hDevice: 0x5c00_0001,
+        hDma: 0x5c00_0002,
+        hMemory: 0x5c00_0003,
+        length: 0x2000,
+        ..Default::default()
+    };
+    assert_eq!(b.map_memory_dma(1, &mut m), NvStatus::OK);
+    assert_eq!(m.dmaOffset, 0x10_0000_0000, "the range's base");
+    let fake = r.rm.clone();
+    let ranges = || {
+        fake.lock()
+            .unwrap()
+            .classes
+            .values()
+            .filter(|&&c| c == 0x50A0)
+            .count()
+    };
+    assert_eq!(ranges(), 1);
+    let mut u = Nvos47Parameters {
+        hClient: CLIENT_G1,
+        hDevice: 0x5c00_0001,
+        hDma: 0x5c00_0002,
+        hMemory: 0x5c00_0003,
+        dmaOffset: m.dmaOffset,
+        ..Default::default()
+    };
+    assert_eq!(b.unmap_memory_dma(1, &mut u), NvStatus::OK);
+    assert_eq!(ranges(), 0, "the range is freed with its mapping");
+    assert_eq!(
+        b.unmap_memory_dma(1, &mut u),
+        NvStatus::ERR_INVALID_ARGUMENT,
+        "twice"
     );
     // A channel whose USERD is in that memory: idle is read from GP_GET and GP_PUT there.
     let mut ch = NvChannelAllocParams::default();
