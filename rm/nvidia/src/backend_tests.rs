@@ -322,7 +322,7 @@ impl NvDriver for FakeDriver {
                 } else {
                     NvStatus::ERR_INVALID_OBJECT_HANDLE.0
                 };
-                p.dmaOffset = 0x10_0000_0000 * u64::from(rm.next_range);
+                p.dmaOffset = 0x10_0000_0000 * rm.next_range;
             }
             Escape::RM_MAP_MEMORY => {
                 let p = Nvos33ParametersWithFd::mut_from_bytes(buf).unwrap();
