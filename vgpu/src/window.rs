@@ -7,7 +7,7 @@
 //! address is a byte offset into BAR2, whatever guest-physical address the BAR is programmed at.
 
 use std::fs::File;
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd};
 use std::sync::Arc;
 
 use rm_core::backend::{ExternalPages, PageSource};
@@ -119,13 +119,26 @@ impl HostWindow {
         }
         let len = usize::try_from(size).map_err(|_| WindowError::BadSize(size))?;
         // SAFETY: the name is a valid NUL-terminated string and the flags are valid.
-        let fd = unsafe { libc::memfd_create(c"vgpu-window".as_ptr(), libc::MFD_CLOEXEC) };
+        let fd = unsafe {
+            libc::memfd_create(
+                c"vgpu-window".as_ptr(),
+                libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+            )
+        };
         if fd < 0 {
             return Err(WindowError::Memfd(std::io::Error::last_os_error()));
         }
         // SAFETY: `fd` was just created and is owned by nothing else.
         let file = Arc::new(unsafe { File::from_raw_fd(fd) });
         file.set_len(size).map_err(WindowError::Memfd)?;
+        // Every VMM (or host process) attached to the instance gets this fd. Sealed, none of
+        // them can shrink it under vgpud's mapping, which would make vgpud's next access to the
+        // window a SIGBUS that ends every instance; writes and shared mappings stay allowed.
+        let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+        // SAFETY: fcntl on a descriptor this function owns; no pointers.
+        if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
+            return Err(WindowError::Memfd(std::io::Error::last_os_error()));
+        }
         let mmap = MmapRegion::from_file(FileOffset::from_arc(file.clone(), 0), len)
             .map_err(WindowError::Mmap)?;
         let region = Arc::new(
@@ -212,6 +225,19 @@ impl HostWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_holding_the_fd_cannot_resize_the_window() {
+        let w = HostWindow::new(1 << 20).unwrap();
+        // What a VMM or a host-process guest holds: a duplicate of the fd vgpud sends.
+        let file = File::from(w.fd().try_clone_to_owned().unwrap());
+        for len in [0, 4096, 2 << 20] {
+            let e = file.set_len(len).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::EPERM), "set_len({len})");
+        }
+        assert_eq!(file.metadata().unwrap().len(), 1 << 20);
+        w.write(0x1000, &[7]).unwrap();
+    }
 
     #[test]
     fn sizes_must_be_powers_of_two_in_range() {

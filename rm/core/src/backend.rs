@@ -212,7 +212,7 @@ pub trait Backend {
     /// * `FERMI_CONTEXT_SHARE_A` (0x9067, parent = TSG): `NvCtxshareAllocationParameters`; write
     ///   `subctxId`.
     /// * `HOPPER_CHANNEL_GPFIFO_A` (0xC86F, parent = TSG): `NvChannelAllocParams` with
-    ///   `hContextShare`/`hVASpace`/`hUserdMemory[0]`/`hObjectError` naming objects of the same
+    ///   `hVASpace` 0 and `hContextShare`/`hUserdMemory[0]`/`hObjectError` naming objects of the same
     ///   client (or 0), privileged and vGPU-plugin flags cleared, kernel-only fields zeroed; write
     ///   `cid`. `gpFifoOffset` is a GPU VA in the channel's VA space.
     /// * `HOPPER_COMPUTE_A` (0xCBC0) / `HOPPER_DMA_COPY_A` (0xC8B5) (parent = channel):

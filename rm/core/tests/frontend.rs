@@ -603,6 +603,22 @@ fn rm_errors_go_in_the_status_field() {
             "class {class:#x}, flags {flags:#x}"
         );
     }
+    // VA space indices other than GPU_NEW hand out the GPU's shared VA spaces.
+    for index in 1..=4 {
+        let p = rm_abi::alloc_params::NvVaspaceAllocationParameters {
+            index,
+            ..Default::default()
+        };
+        let (s, _) = RmCalls::alloc(
+            &mut g,
+            t.client,
+            t.device,
+            0,
+            class::FERMI_VASPACE_A,
+            p.as_bytes(),
+        );
+        assert_eq!(s, NvStatus::ERR_INSUFFICIENT_PERMISSIONS, "index {index}");
+    }
     // Root classes are rewritten to NV01_ROOT_CLIENT and the handle lands in the guest range.
     let a = Nvos21Parameters {
         hClass: class::NV01_ROOT_NON_PRIV,

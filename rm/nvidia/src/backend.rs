@@ -305,7 +305,10 @@ impl<D: NvDriver> NvidiaBackend<D> {
         let client = calls::alloc(&driver, fd, 0, 0, 0, class::NV01_ROOT_CLIENT, &mut [0u8; 4])
             .map_err(setup("root client"))?;
         attach_gpus(&driver, fd, client).map_err(setup("GPU_ATTACH_IDS"))?;
-        let mut dev = Nv0080AllocParameters::default();
+        let mut dev = Nv0080AllocParameters {
+            hClientShare: client,
+            ..Default::default()
+        };
         calls::alloc(
             &driver,
             fd,
@@ -561,6 +564,16 @@ impl<D: NvDriver> Backend for NvidiaBackend<D> {
                     Err(s) => return s,
                 };
                 p.copy_from_slice(e.as_bytes());
+            }
+        }
+        if req.class == class::NV01_DEVICE_0 {
+            // `hClientShare` 0 would put the device in the GPU's global VA space, shared with
+            // every other such client (the driver's `deviceInitClientShare`); naming the
+            // device's own client gives it a private one. The core allows only those two.
+            if let Some(p) = params.get_mut(..size_of::<Nv0080AllocParameters>()) {
+                let mut d = read_struct::<Nv0080AllocParameters>(p).unwrap_or_default();
+                d.hClientShare = client;
+                p.copy_from_slice(d.as_bytes());
             }
         }
         let parent = if req.parent == req.client {
@@ -830,7 +843,8 @@ impl<D: NvDriver> Backend for NvidiaBackend<D> {
         }
         // The driver answers the VA inside the range (the range's base: the mapping starts at
         // its first byte).
-        let gpu_va = if (range.offset..range.offset + range.size).contains(&p.dmaOffset) {
+        let end = range.offset.saturating_add(range.size);
+        let gpu_va = if (range.offset..end).contains(&p.dmaOffset) {
             p.dmaOffset
         } else {
             range.offset
@@ -862,7 +876,7 @@ impl<D: NvDriver> Backend for NvidiaBackend<D> {
             vaspace: params.hDma,
             gpu_va: params.dmaOffset,
         };
-        let Some(virt) = self.virtual_ranges.remove(&key) else {
+        let Some(&virt) = self.virtual_ranges.get(&key) else {
             return NvStatus::ERR_INVALID_ARGUMENT;
         };
         let mut p = Nvos47Parameters {
@@ -871,7 +885,11 @@ impl<D: NvDriver> Backend for NvidiaBackend<D> {
             ..*params
         };
         let unmapped = calls::unmap_memory_dma(&self.driver, fd, &mut p);
+        // Freeing the range unmaps whatever is still mapped in it, so it goes either way.
         let freed = calls::free(&self.driver, fd, driver_client, virt);
+        if freed.is_ok() {
+            self.virtual_ranges.remove(&key);
+        }
         status(unmapped.and(freed))
     }
 
@@ -943,9 +961,13 @@ impl<D: NvDriver> Backend for NvidiaBackend<D> {
             return NvStatus::ERR_NOT_SUPPORTED;
         };
         let (mut get, mut put) = ([0u8; 4], [0u8; 4]);
-        if !(u.pages.read(u.offset + userd::GP_GET, &mut get)
-            && u.pages.read(u.offset + userd::GP_PUT, &mut put))
-        {
+        let (Some(at_get), Some(at_put)) = (
+            u.offset.checked_add(userd::GP_GET),
+            u.offset.checked_add(userd::GP_PUT),
+        ) else {
+            return NvStatus::ERR_INVALID_OFFSET;
+        };
+        if !(u.pages.read(at_get, &mut get) && u.pages.read(at_put, &mut put)) {
             return NvStatus::ERR_INVALID_OFFSET;
         }
         if get == put {

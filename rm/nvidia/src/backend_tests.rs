@@ -220,6 +220,18 @@ impl FakeDriver {
         if !objects.insert(p.hObjectNew) {
             return NvStatus::ERR_INSERT_DUPLICATE_NAME;
         }
+        // A device whose VA spaces are not its own client's would share the GPU's global one.
+        if p.hClass == class::NV01_DEVICE_0 {
+            // SAFETY: the backend passes its device params.
+            let params = unsafe {
+                std::slice::from_raw_parts(p.pAllocParms as *const u8, p.paramsSize as usize)
+            };
+            let d = Nv0080AllocParameters::read_from_prefix(params).unwrap().0;
+            if d.hClientShare != p.hRoot {
+                rm.objects.get_mut(&p.hRoot).unwrap().remove(&p.hObjectNew);
+                return NvStatus::ERR_INVALID_ARGUMENT;
+            }
+        }
         // The driver lets a client have a device only while the GPU's file is open and
         // registered to the client's ctl file (measured on the H200).
         let ctl = rm.client_file[&p.hRoot].clone();
