@@ -420,6 +420,13 @@ impl<D: NvDriver> NvidiaBackend<D> {
         self.files(gfid).map(|f| f.ctl.as_raw_fd())
     }
 
+    /// What every call on a guest client needs: the driver's handle of `client` (checked to be
+    /// `gfid`'s) and the ctl fd of `gfid`.
+    fn target(&mut self, gfid: Gfid, client: Handle) -> Result<(Handle, RawFd), NvStatus> {
+        let driver = self.driver_client(gfid, client)?;
+        Ok((driver, self.ctl(gfid)?))
+    }
+
     /// The driver's handle of guest client `client` (a host handle of the core) of `gfid`.
     fn driver_client(&self, gfid: Gfid, client: Handle) -> Result<Handle, NvStatus> {
         match self.clients.get(&client) {
@@ -548,12 +555,8 @@ impl<D: NvDriver> Backend for NvidiaBackend<D> {
         if req.class == class::NV01_ROOT_CLIENT {
             return self.alloc_client(req.gfid, req.object);
         }
-        let client = match self.driver_client(req.gfid, req.client) {
-            Ok(c) => c,
-            Err(s) => return s,
-        };
-        let fd = match self.ctl(req.gfid) {
-            Ok(fd) => fd,
+        let (client, fd) = match self.target(req.gfid, req.client) {
+            Ok(t) => t,
             Err(s) => return s,
         };
         if class::is_event_class(req.class) {
@@ -637,12 +640,8 @@ impl<D: NvDriver> Backend for NvidiaBackend<D> {
     }
 
     fn free(&mut self, gfid: Gfid, client: Handle, object: Handle) -> NvStatus {
-        let driver_client = match self.driver_client(gfid, client) {
-            Ok(c) => c,
-            Err(s) => return s,
-        };
-        let fd = match self.ctl(gfid) {
-            Ok(fd) => fd,
+        let (driver_client, fd) = match self.target(gfid, client) {
+            Ok(t) => t,
             Err(s) => return s,
         };
         let target = if object == client {
@@ -668,12 +667,8 @@ impl<D: NvDriver> Backend for NvidiaBackend<D> {
         cmd: u32,
         params: &mut [u8],
     ) -> NvStatus {
-        let driver_client = match self.driver_client(gfid, client) {
-            Ok(c) => c,
-            Err(s) => return s,
-        };
-        let fd = match self.ctl(gfid) {
-            Ok(fd) => fd,
+        let (driver_client, fd) = match self.target(gfid, client) {
+            Ok(t) => t,
             Err(s) => return s,
         };
         let object = if object == client {
@@ -709,12 +704,8 @@ impl<D: NvDriver> Backend for NvidiaBackend<D> {
 
     fn map_memory(&mut self, gfid: Gfid, params: &mut Nvos33Parameters) -> NvStatus {
         let (client, memory, offset) = (params.hClient, params.hMemory, params.offset);
-        let driver_client = match self.driver_client(gfid, client) {
-            Ok(c) => c,
-            Err(s) => return s,
-        };
-        let fd = match self.ctl(gfid) {
-            Ok(fd) => fd,
+        let (driver_client, fd) = match self.target(gfid, client) {
+            Ok(t) => t,
             Err(s) => return s,
         };
         let map_file = match self.files.open_gpu() {
@@ -766,12 +757,8 @@ impl<D: NvDriver> Backend for NvidiaBackend<D> {
     }
 
     fn unmap_memory(&mut self, gfid: Gfid, params: &mut Nvos34Parameters) -> NvStatus {
-        let driver_client = match self.driver_client(gfid, params.hClient) {
-            Ok(c) => c,
-            Err(s) => return s,
-        };
-        let fd = match self.ctl(gfid) {
-            Ok(fd) => fd,
+        let (driver_client, fd) = match self.target(gfid, params.hClient) {
+            Ok(t) => t,
             Err(s) => return s,
         };
         let cookie = params.pLinearAddress;
@@ -794,12 +781,8 @@ impl<D: NvDriver> Backend for NvidiaBackend<D> {
 
     fn map_memory_dma(&mut self, gfid: Gfid, params: &mut Nvos46Parameters) -> NvStatus {
         let client = params.hClient;
-        let driver_client = match self.driver_client(gfid, client) {
-            Ok(c) => c,
-            Err(s) => return s,
-        };
-        let fd = match self.ctl(gfid) {
-            Ok(fd) => fd,
+        let (driver_client, fd) = match self.target(gfid, client) {
+            Ok(t) => t,
             Err(s) => return s,
         };
         let fixed = params.flags & NVOS46_FLAGS_DMA_OFFSET_FIXED != 0;
@@ -863,12 +846,8 @@ impl<D: NvDriver> Backend for NvidiaBackend<D> {
 
     fn unmap_memory_dma(&mut self, gfid: Gfid, params: &mut Nvos47Parameters) -> NvStatus {
         let client = params.hClient;
-        let driver_client = match self.driver_client(gfid, client) {
-            Ok(c) => c,
-            Err(s) => return s,
-        };
-        let fd = match self.ctl(gfid) {
-            Ok(fd) => fd,
+        let (driver_client, fd) = match self.target(gfid, client) {
+            Ok(t) => t,
             Err(s) => return s,
         };
         let key = DmaKey {
